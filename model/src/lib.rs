@@ -1,0 +1,10 @@
+//! Plain domain types shared by every certfleet crate.
+//!
+//! Nothing here does I/O. The serde shapes of [`ProbeResult`] are the probe JSON contract
+//! (see `docs/architecture.md`): fields may be added, never renamed or removed.
+
+mod probe;
+
+pub use probe::{
+    CertificateInfo, Finding, KeyInfo, MtlsPolicy, ProbeResult, ProbeStatus, TlsParameters,
+};
