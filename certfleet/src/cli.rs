@@ -1,0 +1,73 @@
+//! Command-line arguments (the contract in docs/architecture.md).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ipnet::IpNet;
+
+#[derive(Debug, Parser)]
+#[command(name = "certfleet", version, about = "Find every TLS certificate served across a fleet")]
+pub struct Cli {
+    /// More log output on stderr (-v info, -vv debug). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Probe TLS endpoints and print what they serve.
+    Probe(ProbeArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// One JSON object per line, streamed as results arrive.
+    Json,
+    /// A readable summary, one line per endpoint.
+    Table,
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// host:port, [v6]:port or host:port@sni. `-` reads targets from standard input.
+    pub targets: Vec<String>,
+    /// Read targets from FILE, one per line (`#` starts a comment).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// SNI name to send for targets without their own `@sni`.
+    #[arg(long)]
+    pub sni: Option<String>,
+    /// Protocol to upgrade with before the handshake (smtp, imap, pop3, ftp, postgres...).
+    #[arg(long, value_name = "PROTO")]
+    pub starttls: Option<String>,
+    #[arg(long, value_enum, default_value = "json")]
+    pub format: Format,
+    /// Probes in flight at once.
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
+    /// Deadline for each probe (connect + handshake + mTLS verdict), e.g. 5s, 800ms.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Extra trust roots (PEM), added to the bundled Mozilla roots. Repeatable.
+    #[arg(long = "ca-file", value_name = "PEM")]
+    pub ca_files: Vec<PathBuf>,
+    /// Only probe addresses inside these networks. Repeatable. Default: any unicast address.
+    #[arg(long, value_name = "CIDR")]
+    pub allow: Vec<IpNet>,
+    /// Never probe addresses inside these networks. Repeatable. Link-local and multicast
+    /// are always denied.
+    #[arg(long, value_name = "CIDR")]
+    pub deny: Vec<IpNet>,
+    /// Include each certificate's PEM in the JSON output.
+    #[arg(long)]
+    pub pem: bool,
+    /// Name server(s) to resolve host names with, instead of /etc/resolv.conf (ip:port).
+    #[arg(long = "dns-server", value_name = "ADDR")]
+    pub dns_servers: Vec<std::net::SocketAddr>,
+    /// Never show the progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
