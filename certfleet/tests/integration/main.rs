@@ -1,1 +1,19 @@
+//! End-to-end tests of `certfleet probe`: the real binary against real local servers
+//! (in-process rustls, `openssl s_server`, and plain TCP endpoints), with certificates
+//! generated at test time. Every fact of the probe JSON is compared with what the test
+//! made or what the server saw.
 
+mod check;
+mod cli;
+mod openssl_server;
+mod pki;
+mod plain_servers;
+mod tls_server;
+
+mod probe_chains;
+mod probe_input;
+mod probe_keys;
+mod probe_legacy;
+mod probe_mtls;
+mod probe_names;
+mod probe_network;
