@@ -4,7 +4,11 @@
 //! (see `docs/architecture.md`): fields may be added, never renamed or removed.
 
 mod probe;
+mod report;
 
 pub use probe::{
     CertificateInfo, Finding, KeyInfo, MtlsPolicy, ProbeResult, ProbeStatus, TlsParameters,
+};
+pub use report::{
+    AgentInfo, AgentReport, HostInfo, Protocol, ReportError, ReportLimits, SocketInfo, SocketScope,
 };

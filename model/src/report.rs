@@ -1,0 +1,310 @@
+//! The agent report: the body of `POST /api/v1/reports`, the agent report contract.
+//!
+//! Serde does the parsing (addresses are [`IpAddr`], ports `u16`, protocol and scope
+//! closed enums); [`AgentReport::validate`] then checks what types cannot: sizes, empty
+//! strings, port zero. Its error names the bad field the way the API answers it
+//! (`sockets[3].port`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// One report from a host agent: the host and every socket listening on it or in one of
+/// its network namespaces (containers).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentReport {
+    /// The agent that collected the report.
+    pub agent: AgentInfo,
+    /// When the agent collected it (the agent's clock).
+    #[serde(with = "time::serde::rfc3339")]
+    pub collected_at: OffsetDateTime,
+    /// The host the sockets belong to.
+    pub host: HostInfo,
+    /// Listening sockets, wildcard binds already expanded in `reachable`.
+    pub sockets: Vec<SocketInfo>,
+}
+
+/// About the agent program itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentInfo {
+    /// The agent's version, e.g. `0.1.0`.
+    pub version: String,
+}
+
+/// The identity of the reporting host and the workload tags that decide ownership.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostInfo {
+    /// The host's name as it knows itself.
+    pub hostname: String,
+    /// `/etc/machine-id` or the platform's equivalent; the host's stable key when set.
+    #[serde(default)]
+    pub machine_id: String,
+    /// The host's own (non-loopback) addresses.
+    #[serde(default)]
+    pub addresses: Vec<IpAddr>,
+    /// Workload tags; `app`, `env` and `owner` are the ones certfleet reads.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A listening socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketInfo {
+    /// The address the socket is bound to (possibly a wildcard, `0.0.0.0` or `::`).
+    pub address: IpAddr,
+    /// The listening port, never 0.
+    pub port: u16,
+    /// Transport protocol.
+    pub protocol: Protocol,
+    /// Inode number of the socket's network namespace, when known.
+    #[serde(default)]
+    pub netns: Option<u64>,
+    /// Name of the listening process (`comm`), never its command line.
+    #[serde(default)]
+    pub process: Option<String>,
+    /// Container name or id, when the socket lives in a container.
+    #[serde(default)]
+    pub container: Option<String>,
+    /// The addresses the socket can be reached at from other machines.
+    #[serde(default)]
+    pub reachable: Vec<IpAddr>,
+    /// Where the socket can be reached from.
+    pub scope: SocketScope,
+}
+
+/// Transport protocol of a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// TCP: the only protocol certfleet probes.
+    Tcp,
+    /// UDP (QUIC, DTLS): reported, not probed.
+    Udp,
+}
+
+/// Where a socket can be reached from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SocketScope {
+    /// Bound to a non-loopback or wildcard address: reachable from other machines.
+    Host,
+    /// Bound to loopback only: not probed from the centre.
+    Loopback,
+}
+
+/// Size limits of a report. [`ReportLimits::default`] is what the server enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportLimits {
+    /// Sockets in one report.
+    pub max_sockets: usize,
+    /// Addresses of the host, and `reachable` addresses of one socket.
+    pub max_addresses: usize,
+    /// Tags of the host.
+    pub max_tags: usize,
+    /// Bytes of any one string (hostname, tag key or value, process, container, ...).
+    pub max_string: usize,
+}
+
+impl Default for ReportLimits {
+    fn default() -> Self {
+        ReportLimits {
+            max_sockets: 20_000,
+            max_addresses: 256,
+            max_tags: 64,
+            max_string: 512,
+        }
+    }
+}
+
+/// Why a report was refused: which field, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportError {
+    /// The path of the bad field, e.g. `sockets[3].port` or `host.tags.app`.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl fmt::Display for ReportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for ReportError {}
+
+impl AgentReport {
+    /// Checks the report against [`ReportLimits::default`].
+    pub fn validate(&self) -> Result<(), ReportError> {
+        self.validate_with(&ReportLimits::default())
+    }
+
+    /// Checks the report against the given limits; the first bad field is named.
+    pub fn validate_with(&self, limits: &ReportLimits) -> Result<(), ReportError> {
+        let check = Checker { limits };
+        check.required("agent.version", &self.agent.version)?;
+        check.required("host.hostname", &self.host.hostname)?;
+        check.string("host.machine_id", &self.host.machine_id)?;
+        check.count(
+            "host.addresses",
+            self.host.addresses.len(),
+            limits.max_addresses,
+        )?;
+        check.count("host.tags", self.host.tags.len(), limits.max_tags)?;
+        for (key, value) in &self.host.tags {
+            check.required(&format!("host.tags.{key}"), key)?;
+            check.string(&format!("host.tags.{key}"), value)?;
+        }
+        check.count("sockets", self.sockets.len(), limits.max_sockets)?;
+        for (index, socket) in self.sockets.iter().enumerate() {
+            let field = |name: &str| format!("sockets[{index}].{name}");
+            if socket.port == 0 {
+                return Err(bad(field("port"), "must be between 1 and 65535"));
+            }
+            let reachable = socket.reachable.len();
+            check.count(&field("reachable"), reachable, limits.max_addresses)?;
+            if let Some(process) = &socket.process {
+                check.string(&field("process"), process)?;
+            }
+            if let Some(container) = &socket.container {
+                check.string(&field("container"), container)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The host's value of a tag, when set and not empty.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.host
+            .tags
+            .get(key)
+            .map(String::as_str)
+            .filter(|value| !value.is_empty())
+    }
+}
+
+impl SocketInfo {
+    /// The addresses a central prober should try for this socket: none for loopback or
+    /// UDP sockets; otherwise `reachable`, or the bound address itself when that is
+    /// neither a wildcard nor loopback.
+    pub fn probe_addresses(&self) -> Vec<IpAddr> {
+        if self.scope == SocketScope::Loopback || self.protocol != Protocol::Tcp {
+            return Vec::new();
+        }
+        let candidates = if self.reachable.is_empty() {
+            vec![self.address]
+        } else {
+            self.reachable.clone()
+        };
+        candidates
+            .into_iter()
+            .filter(|address| !address.is_unspecified() && !address.is_loopback())
+            .collect()
+    }
+}
+
+struct Checker<'a> {
+    limits: &'a ReportLimits,
+}
+
+impl Checker<'_> {
+    fn required(&self, field: &str, value: &str) -> Result<(), ReportError> {
+        if value.trim().is_empty() {
+            return Err(bad(field.to_owned(), "must not be empty"));
+        }
+        self.string(field, value)
+    }
+
+    fn string(&self, field: &str, value: &str) -> Result<(), ReportError> {
+        if value.len() > self.limits.max_string {
+            let message = format!("longer than {} bytes", self.limits.max_string);
+            return Err(bad(field.to_owned(), message));
+        }
+        if value.chars().any(char::is_control) {
+            return Err(bad(field.to_owned(), "contains control characters"));
+        }
+        Ok(())
+    }
+
+    fn count(&self, field: &str, count: usize, max: usize) -> Result<(), ReportError> {
+        if count > max {
+            return Err(bad(field.to_owned(), format!("more than {max} entries")));
+        }
+        Ok(())
+    }
+}
+
+fn bad(field: String, message: impl Into<String>) -> ReportError {
+    ReportError {
+        field,
+        message: message.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONTRACT_EXAMPLE: &str = r#"{"agent":{"version":"0.1.0"},"collected_at":"2026-11-27T10:00:00Z",
+ "host":{"hostname":"i-0abc","machine_id":"5f1c","addresses":["10.0.0.5"],
+         "tags":{"app":"billing","env":"prod","owner":"billing-team@example.com"}},
+ "sockets":[{"address":"0.0.0.0","port":8443,"protocol":"tcp","netns":4026531840,
+             "process":"java","container":null,"reachable":["10.0.0.5"],"scope":"host"}]}"#;
+
+    fn example() -> AgentReport {
+        serde_json::from_str(CONTRACT_EXAMPLE).expect("the contract example parses")
+    }
+
+    #[test]
+    fn contract_example_parses_and_validates() {
+        let report = example();
+        assert_eq!(report.validate(), Ok(()));
+        assert_eq!(report.tag("app"), Some("billing"));
+        assert_eq!(
+            report.sockets[0].probe_addresses(),
+            vec![report.host.addresses[0]]
+        );
+    }
+
+    #[test]
+    fn validation_names_the_bad_socket_field() {
+        let mut report = example();
+        let socket = report.sockets[0].clone();
+        report.sockets = vec![socket; 4];
+        report.sockets[3].port = 0;
+        let error = report.validate().expect_err("port 0 is refused");
+        assert_eq!(error.field, "sockets[3].port");
+    }
+
+    #[test]
+    fn validation_refuses_too_many_sockets_and_empty_hostname() {
+        let mut report = example();
+        let limits = ReportLimits {
+            max_sockets: 1,
+            ..ReportLimits::default()
+        };
+        report.sockets.push(report.sockets[0].clone());
+        assert_eq!(
+            report.validate_with(&limits).map_err(|e| e.field),
+            Err("sockets".into())
+        );
+        report.host.hostname = " ".into();
+        assert_eq!(
+            report.validate().map_err(|e| e.field),
+            Err("host.hostname".into())
+        );
+    }
+
+    #[test]
+    fn loopback_and_wildcard_without_reachable_give_nothing_to_probe() {
+        let mut socket = example().sockets[0].clone();
+        socket.reachable.clear();
+        assert!(socket.probe_addresses().is_empty());
+        socket.scope = SocketScope::Loopback;
+        socket.address = "127.0.0.1".parse().expect("literal address");
+        assert!(socket.probe_addresses().is_empty());
+    }
+}
