@@ -1,0 +1,96 @@
+//! The store's error: a few kinds the callers act on, with the detail kept as the source.
+
+/// A failure of a [`Store`](crate::Store) call.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The thing asked for does not exist (a certificate, an endpoint, ...).
+    #[error("{what} not found")]
+    NotFound {
+        /// What was looked for, e.g. `certificate`.
+        what: &'static str,
+    },
+    /// The database could not be reached or refused work for now (connection refused or
+    /// lost, pool exhausted, server shutting down). Worth retrying; the web layer answers
+    /// `503`.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// An argument was refused before any write; `field` names it.
+    #[error("invalid {field}: {message}")]
+    Invalid {
+        /// The bad field, e.g. `sockets[3].port` or `database.url`.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Anything else: a bug, a constraint violation, data the store cannot decode.
+    #[error(transparent)]
+    Other(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// The store's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// True for [`Error::Unavailable`]: the caller should retry later.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Unavailable(_))
+    }
+
+    /// True for [`Error::NotFound`].
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::NotFound { .. })
+    }
+
+    pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn other(message: impl Into<String>) -> Self {
+        Error::Other(message.into().into())
+    }
+}
+
+/// The one place where database errors are sorted into kinds.
+impl From<sqlx::Error> for Error {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::RowNotFound => Error::NotFound { what: "row" },
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => Error::Unavailable(error),
+            sqlx::Error::Database(database) if is_unavailable_code(database.code().as_deref()) => {
+                Error::Unavailable(error)
+            }
+            _ => Error::Other(Box::new(error)),
+        }
+    }
+}
+
+impl From<certfleet_model::ReportError> for Error {
+    fn from(error: certfleet_model::ReportError) -> Self {
+        Error::Invalid {
+            field: error.field,
+            message: error.message,
+        }
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(error: serde_json::Error) -> Self {
+        Error::Other(Box::new(error))
+    }
+}
+
+/// PostgreSQL SQLSTATEs that mean "not now" rather than "never": connection exceptions
+/// (class 08), too many connections, and the server shutting down or starting up.
+/// SQLite's `SQLITE_BUSY` (5) and `SQLITE_LOCKED` (6) mean the same after busy_timeout.
+fn is_unavailable_code(code: Option<&str>) -> bool {
+    let Some(code) = code else { return false };
+    code.starts_with("08") || matches!(code, "53300" | "57P01" | "57P02" | "57P03" | "5" | "6")
+}

@@ -1,0 +1,173 @@
+//! certfleet's store: the [`Store`] API, in domain words, and its PostgreSQL and SQLite
+//! implementations. This is the only crate that writes SQL.
+//!
+//! ```no_run
+//! # async fn example() -> certfleet_store::Result<()> {
+//! let store = certfleet_store::connect("sqlite://certfleet.db", Default::default()).await?;
+//! store.migrate().await?;
+//! store.ping().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The backend is chosen from the URL scheme (`postgres://`, `postgresql://`, `sqlite:`).
+//! Both run the migrations embedded from `migrations/postgres` and `migrations/sqlite`.
+//! Times come from a [`Clock`], so that tests can move time instead of sleeping.
+
+mod clock;
+mod error;
+mod names;
+mod pg;
+mod plan;
+mod records;
+mod rows;
+mod schedule;
+mod sqlite;
+mod token;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use certfleet_model::{AgentReport, ProbeResult};
+use time::Duration;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{Error, Result};
+pub use names::{hostname_candidates, normalize_serial};
+pub use pg::PostgresStore;
+pub use records::{
+    AgentName, CertificateDetail, CertificateRecord, EndpointFilter, EndpointId, EndpointRecord,
+    ExpiringCertificate, IngestCounts, Inventory, LeasedEndpoint, MtlsCounts, MtlsDay, MtlsGroup,
+    MtlsGrouping, MtlsSummary, ObservationRecord, ServedAt,
+};
+pub use schedule::ProbeSchedule;
+pub use sqlite::SqliteStore;
+
+/// Everything certfleet keeps, behind one API with a PostgreSQL and a SQLite
+/// implementation. Share it as `Arc<dyn Store>`.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Applies the embedded migrations that are not applied yet.
+    async fn migrate(&self) -> Result<()>;
+
+    /// Succeeds when the database answers a trivial query (readiness).
+    async fn ping(&self) -> Result<()>;
+
+    /// Issues a new token for an agent and returns it; only its SHA-256 is stored, so
+    /// this is the only time it can be read.
+    async fn create_agent_token(&self, agent: &AgentName) -> Result<String>;
+
+    /// The agent a presented token was issued to, or `None` for an unknown, revoked or
+    /// malformed token. Hashes are compared in constant time.
+    async fn authenticate_agent(&self, token: &str) -> Result<Option<AgentName>>;
+
+    /// Stores a report in one transaction: the host, and one endpoint per distinct
+    /// (address, port) a prober can reach. A report that fails validation (the error
+    /// names the field) or fails half-way leaves nothing. The same report twice leaves
+    /// the same state.
+    async fn ingest_report(&self, agent: &AgentName, report: &AgentReport) -> Result<IngestCounts>;
+
+    /// Leases up to `limit` due endpoints to `worker` until now + `lease_for`. No other
+    /// caller gets them before the lease ends; if no result is recorded by then, they are
+    /// due again.
+    async fn lease_due_endpoints(
+        &self,
+        worker: &str,
+        limit: u32,
+        lease_for: Duration,
+    ) -> Result<Vec<LeasedEndpoint>>;
+
+    /// Records probe results in one transaction: certificates (by SHA-256, with the PEM
+    /// when present), their names, observations (an identical probe only moves
+    /// last_seen), and each endpoint's status and next probe time (interval with jitter;
+    /// back-off on failure). Ends the endpoints' leases. Unknown endpoint ids are
+    /// ignored. Returns the number of endpoints updated.
+    async fn record_probe_results(&self, results: &[(EndpointId, ProbeResult)]) -> Result<u64>;
+
+    /// One certificate with its PEM, latest chain and where it is served; `NotFound`
+    /// when unknown.
+    async fn certificate(&self, sha256: &str) -> Result<CertificateDetail>;
+
+    /// Certificates whose SAN or CN matches a host name, wildcards included
+    /// (`*.example.com` matches `a.example.com`), latest expiry first.
+    async fn certificates_by_hostname(
+        &self,
+        hostname: &str,
+        limit: u32,
+    ) -> Result<Vec<CertificateRecord>>;
+
+    /// Certificates with a serial, in any common spelling (colons, spaces, upper case,
+    /// leading zeros).
+    async fn certificates_by_serial(
+        &self,
+        serial: &str,
+        limit: u32,
+    ) -> Result<Vec<CertificateRecord>>;
+
+    /// Certificates served now by an active endpoint that expire within `within` (or
+    /// have expired), soonest first.
+    async fn expiring_within(
+        &self,
+        within: Duration,
+        limit: u32,
+    ) -> Result<Vec<ExpiringCertificate>>;
+
+    /// Endpoints with their current certificate and mTLS policy, in id order.
+    async fn endpoints(&self, filter: &EndpointFilter) -> Result<Vec<EndpointRecord>>;
+
+    /// mTLS adoption of the active endpoints, by `app` or `env`, with the daily trend
+    /// from the snapshots.
+    async fn mtls_summary(&self, by: MtlsGrouping) -> Result<MtlsSummary>;
+
+    /// Writes (or rewrites) today's mTLS adoption snapshot, for both groupings. Returns
+    /// the number of group rows written.
+    async fn snapshot_mtls_adoption(&self) -> Result<u64>;
+
+    /// Retires endpoints no report has mentioned for `older_than`; they are no longer
+    /// leased nor counted. A later report revives them. Returns how many retired.
+    async fn retire_endpoints(&self, older_than: Duration) -> Result<u64>;
+
+    /// How much the store holds.
+    async fn inventory(&self) -> Result<Inventory>;
+}
+
+/// How a store is opened.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Pool size.
+    pub max_connections: u32,
+    /// How long to wait for a connection before answering `Unavailable`.
+    pub acquire_timeout: std::time::Duration,
+    /// When endpoints are probed next.
+    pub schedule: ProbeSchedule,
+    /// Where "now" comes from.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_connections: 10,
+            acquire_timeout: std::time::Duration::from_secs(5),
+            schedule: ProbeSchedule::default(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// Opens the store a URL names: `postgres://` / `postgresql://` or `sqlite:`. Does not
+/// migrate; call [`Store::migrate`].
+pub async fn connect(url: &str, options: StoreOptions) -> Result<Arc<dyn Store>> {
+    let scheme = url
+        .split_once(':')
+        .map(|(scheme, _)| scheme.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("postgres" | "postgresql") => {
+            Ok(Arc::new(PostgresStore::connect(url, options).await?))
+        }
+        Some("sqlite") => Ok(Arc::new(SqliteStore::connect(url, options).await?)),
+        _ => Err(Error::invalid(
+            "database.url",
+            "must start with postgres://, postgresql:// or sqlite:",
+        )),
+    }
+}

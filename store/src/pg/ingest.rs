@@ -1,0 +1,108 @@
+//! Reports into hosts and endpoints: one transaction, one statement per 10,000 endpoints.
+
+use certfleet_model::AgentReport;
+use sqlx::PgPool;
+use time::OffsetDateTime;
+
+use super::CHUNK;
+use crate::error::Result;
+use crate::plan::{plan_report, EndpointRow, HostRow};
+use crate::records::{AgentName, IngestCounts};
+
+pub(super) async fn ingest_report(
+    pool: &PgPool,
+    agent: &AgentName,
+    report: &AgentReport,
+    now: OffsetDateTime,
+) -> Result<IngestCounts> {
+    let plan = plan_report(agent, report, now)?;
+    let mut transaction = pool.begin().await?;
+    let host_id = upsert_host(&mut transaction, &plan.host).await?;
+    for chunk in plan.endpoints.chunks(CHUNK) {
+        upsert_endpoints(&mut transaction, host_id, &plan.host, chunk, now).await?;
+    }
+    transaction.commit().await?;
+    Ok(plan.counts)
+}
+
+/// Inserts or refreshes the host; an older report than the one stored changes nothing.
+async fn upsert_host(connection: &mut sqlx::PgConnection, host: &HostRow) -> Result<i64> {
+    let updated: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO hosts (host_key, hostname, machine_id, agent, agent_version, addresses, \
+             tags, collected_at, first_seen, last_seen) \
+         VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, $9, $9) \
+         ON CONFLICT (host_key) DO UPDATE SET \
+             hostname = EXCLUDED.hostname, machine_id = EXCLUDED.machine_id, \
+             agent = EXCLUDED.agent, agent_version = EXCLUDED.agent_version, \
+             addresses = EXCLUDED.addresses, tags = EXCLUDED.tags, \
+             collected_at = EXCLUDED.collected_at, \
+             last_seen = GREATEST(hosts.last_seen, EXCLUDED.last_seen) \
+         WHERE hosts.collected_at <= EXCLUDED.collected_at \
+         RETURNING id",
+    )
+    .bind(&host.key)
+    .bind(&host.hostname)
+    .bind(&host.machine_id)
+    .bind(&host.agent)
+    .bind(&host.agent_version)
+    .bind(&host.addresses)
+    .bind(&host.tags)
+    .bind(host.collected_at)
+    .bind(host.seen_at)
+    .fetch_optional(&mut *connection)
+    .await?;
+    if let Some(id) = updated {
+        return Ok(id);
+    }
+    let id = sqlx::query_scalar("SELECT id FROM hosts WHERE host_key = $1")
+        .bind(&host.key)
+        .fetch_one(&mut *connection)
+        .await?;
+    Ok(id)
+}
+
+/// Inserts new endpoints (due at once) and refreshes known ones, unless the stored
+/// sighting is newer. A re-reported retired endpoint comes back.
+async fn upsert_endpoints(
+    connection: &mut sqlx::PgConnection,
+    host_id: i64,
+    host: &HostRow,
+    endpoints: &[EndpointRow],
+    now: OffsetDateTime,
+) -> Result<()> {
+    let addresses: Vec<&str> = endpoints.iter().map(|e| e.address.as_str()).collect();
+    let ports: Vec<i32> = endpoints.iter().map(|e| e.port).collect();
+    let processes: Vec<Option<&str>> = endpoints.iter().map(|e| e.process.as_deref()).collect();
+    let containers: Vec<Option<&str>> = endpoints.iter().map(|e| e.container.as_deref()).collect();
+    let netns: Vec<Option<i64>> = endpoints.iter().map(|e| e.netns).collect();
+    sqlx::query(
+        "INSERT INTO endpoints (address, port, sni, host_id, process, container, netns, app, \
+             env, owner, first_seen, last_seen, next_probe_at) \
+         SELECT u.address, u.port, '', $1, u.process, u.container, u.netns, $2, $3, $4, \
+             $5, $5, $6 \
+         FROM UNNEST($7::text[], $8::int4[], $9::text[], $10::text[], $11::int8[]) \
+             AS u(address, port, process, container, netns) \
+         ON CONFLICT (address, port, sni) DO UPDATE SET \
+             host_id = EXCLUDED.host_id, process = EXCLUDED.process, \
+             container = EXCLUDED.container, netns = EXCLUDED.netns, app = EXCLUDED.app, \
+             env = EXCLUDED.env, owner = EXCLUDED.owner, \
+             retired_at = CASE WHEN EXCLUDED.last_seen > endpoints.last_seen THEN NULL \
+                 ELSE endpoints.retired_at END, \
+             last_seen = EXCLUDED.last_seen \
+         WHERE endpoints.last_seen <= EXCLUDED.last_seen",
+    )
+    .bind(host_id)
+    .bind(&host.app)
+    .bind(&host.env)
+    .bind(&host.owner)
+    .bind(host.seen_at)
+    .bind(now)
+    .bind(&addresses)
+    .bind(&ports)
+    .bind(&processes)
+    .bind(&containers)
+    .bind(&netns)
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! The PostgreSQL store: for production and for many probers and API replicas sharing one
+//! database. Batched writes bind whole columns as arrays and `UNNEST` them; leases use
+//! `FOR UPDATE SKIP LOCKED`.
+
+mod ingest;
+mod lookup;
+mod probes;
+mod summary;
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use certfleet_model::{AgentReport, ProbeResult};
+use serde::de::DeserializeOwned;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::types::Json;
+use sqlx::Row;
+use time::{Duration, OffsetDateTime};
+
+use crate::error::{Error, Result};
+use crate::records::*;
+use crate::rows::ReadRow;
+use crate::{Store, StoreOptions};
+
+/// A [`Store`] on PostgreSQL; owns its connection pool.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    options: StoreOptions,
+}
+
+/// Rows per statement in batched writes: large enough that a 10,000-socket report is one
+/// statement, small enough to bound one statement's memory.
+const CHUNK: usize = 10_000;
+
+impl PostgresStore {
+    /// Connects to a `postgres://` URL (the pool is created and one connection opened).
+    pub async fn connect(url: &str, options: StoreOptions) -> Result<Self> {
+        let connect = PgConnectOptions::from_str(url)
+            .map_err(|error| Error::invalid("database.url", error.to_string()))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await?;
+        Ok(PostgresStore { pool, options })
+    }
+
+    /// The connection pool, for callers that need to run their own SQL (tests, tools).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn now(&self) -> OffsetDateTime {
+        self.options.clock.now()
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn migrate(&self) -> Result<()> {
+        sqlx::migrate!("../migrations/postgres")
+            .run(&self.pool)
+            .await
+            .map_err(|error| Error::Other(Box::new(error)))
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn create_agent_token(&self, agent: &AgentName) -> Result<String> {
+        summary::create_agent_token(&self.pool, agent, self.now()).await
+    }
+
+    async fn authenticate_agent(&self, token: &str) -> Result<Option<AgentName>> {
+        summary::authenticate_agent(&self.pool, token).await
+    }
+
+    async fn ingest_report(&self, agent: &AgentName, report: &AgentReport) -> Result<IngestCounts> {
+        ingest::ingest_report(&self.pool, agent, report, self.now()).await
+    }
+
+    async fn lease_due_endpoints(
+        &self,
+        worker: &str,
+        limit: u32,
+        lease_for: Duration,
+    ) -> Result<Vec<LeasedEndpoint>> {
+        probes::lease_due_endpoints(&self.pool, worker, limit, lease_for, self.now()).await
+    }
+
+    async fn record_probe_results(&self, results: &[(EndpointId, ProbeResult)]) -> Result<u64> {
+        let schedule = &self.options.schedule;
+        probes::record_probe_results(&self.pool, results, schedule, self.now()).await
+    }
+
+    async fn certificate(&self, sha256: &str) -> Result<CertificateDetail> {
+        lookup::certificate(&self.pool, sha256).await
+    }
+
+    async fn certificates_by_hostname(
+        &self,
+        hostname: &str,
+        limit: u32,
+    ) -> Result<Vec<CertificateRecord>> {
+        lookup::certificates_by_hostname(&self.pool, hostname, limit).await
+    }
+
+    async fn certificates_by_serial(
+        &self,
+        serial: &str,
+        limit: u32,
+    ) -> Result<Vec<CertificateRecord>> {
+        lookup::certificates_by_serial(&self.pool, serial, limit).await
+    }
+
+    async fn expiring_within(
+        &self,
+        within: Duration,
+        limit: u32,
+    ) -> Result<Vec<ExpiringCertificate>> {
+        lookup::expiring_within(&self.pool, self.now() + within, limit).await
+    }
+
+    async fn endpoints(&self, filter: &EndpointFilter) -> Result<Vec<EndpointRecord>> {
+        lookup::endpoints(&self.pool, filter).await
+    }
+
+    async fn mtls_summary(&self, by: MtlsGrouping) -> Result<MtlsSummary> {
+        summary::mtls_summary(&self.pool, by).await
+    }
+
+    async fn snapshot_mtls_adoption(&self) -> Result<u64> {
+        summary::snapshot_mtls_adoption(&self.pool, self.now().date()).await
+    }
+
+    async fn retire_endpoints(&self, older_than: Duration) -> Result<u64> {
+        probes::retire_endpoints(&self.pool, self.now(), older_than).await
+    }
+
+    async fn inventory(&self) -> Result<Inventory> {
+        summary::inventory(&self.pool).await
+    }
+}
+
+impl ReadRow for PgRow {
+    fn text(&self, column: &str) -> Result<String> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn opt_text(&self, column: &str) -> Result<Option<String>> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn int(&self, column: &str) -> Result<i64> {
+        self.opt_int(column)?
+            .ok_or_else(|| Error::other(format!("column {column} is unexpectedly NULL")))
+    }
+
+    /// INTEGER columns are `int4` and counts `int8`; both read as `i64`.
+    fn opt_int(&self, column: &str) -> Result<Option<i64>> {
+        match self.try_get::<Option<i64>, _>(column) {
+            Ok(value) => Ok(value),
+            Err(_) => Ok(self.try_get::<Option<i32>, _>(column)?.map(i64::from)),
+        }
+    }
+
+    fn boolean(&self, column: &str) -> Result<bool> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn opt_bool(&self, column: &str) -> Result<Option<bool>> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn opt_time(&self, column: &str) -> Result<Option<OffsetDateTime>> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn opt_json<T: DeserializeOwned>(&self, column: &str) -> Result<Option<T>> {
+        let value: Option<Json<T>> = self.try_get(column)?;
+        Ok(value.map(|Json(value)| value))
+    }
+}
+
+/// A `LIMIT` argument.
+fn limit(limit: u32) -> i64 {
+    i64::from(limit)
+}

@@ -1,0 +1,272 @@
+//! Leasing due endpoints to probers and recording what they found.
+
+use std::collections::HashMap;
+
+use certfleet_model::ProbeResult;
+use sqlx::{PgConnection, PgPool, Row};
+use time::{Duration, OffsetDateTime};
+
+use super::{limit, CHUNK};
+use crate::error::Result;
+use crate::plan::{plan_probes, CertificateRow, EndpointUpdate, ObservationRow};
+use crate::records::{EndpointId, LeasedEndpoint};
+use crate::rows::leased;
+use crate::schedule::ProbeSchedule;
+
+/// One statement: lock due rows other transactions have not locked, and push their
+/// next probe time to the lease deadline.
+pub(super) async fn lease_due_endpoints(
+    pool: &PgPool,
+    worker: &str,
+    count: u32,
+    lease_for: Duration,
+    now: OffsetDateTime,
+) -> Result<Vec<LeasedEndpoint>> {
+    let lease_until = now + lease_for;
+    let rows = sqlx::query(
+        "WITH due AS ( \
+             SELECT id FROM endpoints \
+             WHERE retired_at IS NULL AND next_probe_at <= $1 \
+             ORDER BY next_probe_at \
+             LIMIT $2 \
+             FOR UPDATE SKIP LOCKED) \
+         UPDATE endpoints e SET lease_owner = $3, lease_until = $4, next_probe_at = $4 \
+         FROM due WHERE e.id = due.id \
+         RETURNING e.id, e.address, e.port, e.sni, e.failures, e.lease_until",
+    )
+    .bind(now)
+    .bind(limit(count))
+    .bind(worker)
+    .bind(lease_until)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(leased).collect()
+}
+
+pub(super) async fn record_probe_results(
+    pool: &PgPool,
+    results: &[(EndpointId, ProbeResult)],
+    schedule: &ProbeSchedule,
+    now: OffsetDateTime,
+) -> Result<u64> {
+    let batch = plan_probes(results)?;
+    if batch.outcomes.is_empty() {
+        return Ok(0);
+    }
+    let mut transaction = pool.begin().await?;
+    let ids: Vec<i64> = batch.outcomes.iter().map(|o| o.endpoint_id).collect();
+    let failures: HashMap<i64, i32> =
+        sqlx::query("SELECT id, failures FROM endpoints WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .bind(&ids)
+            .fetch_all(&mut *transaction)
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get("id")?, row.try_get("failures")?)))
+            .collect::<Result<_, sqlx::Error>>()?;
+    for chunk in batch.certificates.chunks(CHUNK) {
+        upsert_certificates(&mut transaction, chunk).await?;
+    }
+    for chunk in batch.names.chunks(CHUNK) {
+        let (names, hashes): (Vec<&str>, Vec<&str>) =
+            chunk.iter().map(|(n, h)| (n.as_str(), h.as_str())).unzip();
+        sqlx::query(
+            "INSERT INTO certificate_names (name, sha256) \
+             SELECT * FROM UNNEST($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
+        )
+        .bind(&names)
+        .bind(&hashes)
+        .execute(&mut *transaction)
+        .await?;
+    }
+    let known: Vec<&ObservationRow> = batch
+        .observations
+        .iter()
+        .filter(|o| failures.contains_key(&o.endpoint_id))
+        .collect();
+    let mut observation_ids = HashMap::new();
+    for chunk in known.chunks(CHUNK) {
+        observation_ids.extend(upsert_observations(&mut transaction, chunk).await?);
+    }
+    let updates: Vec<EndpointUpdate> = batch
+        .outcomes
+        .iter()
+        .filter_map(|outcome| {
+            let before = *failures.get(&outcome.endpoint_id)?;
+            let observation = outcome.fingerprint.as_ref().and_then(|fingerprint| {
+                observation_ids
+                    .get(&(outcome.endpoint_id, fingerprint.clone()))
+                    .copied()
+            });
+            Some(outcome.update(before, observation, schedule, now))
+        })
+        .collect();
+    update_endpoints(&mut transaction, &updates).await?;
+    transaction.commit().await?;
+    Ok(updates.len() as u64)
+}
+
+async fn upsert_certificates(connection: &mut PgConnection, rows: &[CertificateRow]) -> Result<()> {
+    let column = |f: fn(&CertificateRow) -> &str| rows.iter().map(f).collect::<Vec<_>>();
+    let times = |f: fn(&CertificateRow) -> OffsetDateTime| rows.iter().map(f).collect::<Vec<_>>();
+    sqlx::query(
+        "INSERT INTO certificates (sha256, serial, subject, issuer, not_before, not_after, \
+             sans, key_type, key_bits, key_curve, signature_algorithm, is_ca, self_signed, \
+             pem, first_seen, last_seen) \
+         SELECT u.sha256, u.serial, u.subject, u.issuer, u.not_before, u.not_after, \
+             u.sans::jsonb, u.key_type, u.key_bits, u.key_curve, u.signature_algorithm, \
+             u.is_ca, u.self_signed, u.pem, u.seen_at, u.seen_at \
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], \
+             $6::timestamptz[], $7::text[], $8::text[], $9::int4[], $10::text[], $11::text[], \
+             $12::bool[], $13::bool[], $14::text[], $15::timestamptz[]) \
+             AS u(sha256, serial, subject, issuer, not_before, not_after, sans, key_type, \
+                 key_bits, key_curve, signature_algorithm, is_ca, self_signed, pem, seen_at) \
+         ON CONFLICT (sha256) DO UPDATE SET \
+             first_seen = LEAST(certificates.first_seen, EXCLUDED.first_seen), \
+             last_seen = GREATEST(certificates.last_seen, EXCLUDED.last_seen), \
+             pem = COALESCE(certificates.pem, EXCLUDED.pem)",
+    )
+    .bind(column(|r| &r.sha256))
+    .bind(column(|r| &r.serial))
+    .bind(column(|r| &r.subject))
+    .bind(column(|r| &r.issuer))
+    .bind(times(|r| r.not_before))
+    .bind(times(|r| r.not_after))
+    .bind(column(|r| &r.sans))
+    .bind(column(|r| &r.key_type))
+    .bind(rows.iter().map(|r| r.key_bits).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|r| r.key_curve.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(column(|r| &r.signature_algorithm))
+    .bind(rows.iter().map(|r| r.is_ca).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.self_signed).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.pem.as_deref()).collect::<Vec<_>>())
+    .bind(times(|r| r.seen_at))
+    .execute(connection)
+    .await?;
+    Ok(())
+}
+
+/// Inserts new observations and moves last_seen of known ones; returns the ids by
+/// (endpoint, fingerprint). Then records the chains of new ones.
+async fn upsert_observations(
+    connection: &mut PgConnection,
+    rows: &[&ObservationRow],
+) -> Result<Vec<((i64, String), i64)>> {
+    let text =
+        |f: fn(&ObservationRow) -> Option<&str>| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
+    let returned = sqlx::query(
+        "INSERT INTO observations (endpoint_id, fingerprint, status, leaf_sha256, tls_version, \
+             cipher, alpn, tls_group, legacy, mtls_requested, mtls_required, ca_names, \
+             findings, first_seen, last_seen) \
+         SELECT u.endpoint_id, u.fingerprint, u.status, u.leaf_sha256, u.tls_version, \
+             u.cipher, u.alpn, u.tls_group, u.legacy, u.mtls_requested, u.mtls_required, \
+             u.ca_names::jsonb, u.findings::jsonb, u.seen_at, u.seen_at \
+         FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+             $7::text[], $8::text[], $9::bool[], $10::bool[], $11::bool[], $12::text[], \
+             $13::text[], $14::timestamptz[]) \
+             AS u(endpoint_id, fingerprint, status, leaf_sha256, tls_version, cipher, alpn, \
+                 tls_group, legacy, mtls_requested, mtls_required, ca_names, findings, seen_at) \
+         ON CONFLICT (endpoint_id, fingerprint) DO UPDATE SET \
+             first_seen = LEAST(observations.first_seen, EXCLUDED.first_seen), \
+             last_seen = GREATEST(observations.last_seen, EXCLUDED.last_seen) \
+         RETURNING id, endpoint_id, fingerprint",
+    )
+    .bind(rows.iter().map(|r| r.endpoint_id).collect::<Vec<_>>())
+    .bind(text(|r| Some(&r.fingerprint)))
+    .bind(text(|r| Some(r.status)))
+    .bind(text(|r| r.leaf_sha256.as_deref()))
+    .bind(text(|r| r.tls_version.as_deref()))
+    .bind(text(|r| r.cipher.as_deref()))
+    .bind(text(|r| r.alpn.as_deref()))
+    .bind(text(|r| r.tls_group.as_deref()))
+    .bind(rows.iter().map(|r| r.legacy).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.mtls_requested).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.mtls_required).collect::<Vec<_>>())
+    .bind(text(|r| Some(&r.ca_names)))
+    .bind(text(|r| Some(&r.findings)))
+    .bind(rows.iter().map(|r| r.seen_at).collect::<Vec<_>>())
+    .fetch_all(&mut *connection)
+    .await?;
+    let mut ids = Vec::with_capacity(returned.len());
+    for row in &returned {
+        let key: (i64, String) = (row.try_get("endpoint_id")?, row.try_get("fingerprint")?);
+        ids.push((key, row.try_get::<i64, _>("id")?));
+    }
+    let by_key: HashMap<&(i64, String), i64> = ids.iter().map(|(k, id)| (k, *id)).collect();
+    let (mut observation, mut position, mut sha256) = (Vec::new(), Vec::new(), Vec::new());
+    for row in rows {
+        let Some(id) = by_key.get(&(row.endpoint_id, row.fingerprint.clone())) else {
+            continue;
+        };
+        for (index, certificate) in row.chain.iter().enumerate() {
+            observation.push(*id);
+            position.push(i32::try_from(index).unwrap_or(i32::MAX));
+            sha256.push(certificate.as_str());
+        }
+    }
+    sqlx::query(
+        "INSERT INTO observation_chain (observation_id, position, sha256) \
+         SELECT * FROM UNNEST($1::int8[], $2::int4[], $3::text[]) ON CONFLICT DO NOTHING",
+    )
+    .bind(&observation)
+    .bind(&position)
+    .bind(&sha256)
+    .execute(&mut *connection)
+    .await?;
+    Ok(ids)
+}
+
+/// Status, schedule and current observation of each probed endpoint; ends its lease.
+async fn update_endpoints(connection: &mut PgConnection, updates: &[EndpointUpdate]) -> Result<()> {
+    sqlx::query(
+        "UPDATE endpoints e SET last_status = u.status, last_error = u.error, \
+             last_probed_at = u.probed_at, failures = u.failures, \
+             next_probe_at = u.next_probe_at, lease_owner = NULL, lease_until = NULL, \
+             observation_id = CASE WHEN u.keep THEN e.observation_id \
+                 ELSE u.observation_id END \
+         FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::timestamptz[], $5::int4[], \
+             $6::timestamptz[], $7::int8[], $8::bool[]) \
+             AS u(id, status, error, probed_at, failures, next_probe_at, observation_id, keep) \
+         WHERE e.id = u.id",
+    )
+    .bind(updates.iter().map(|u| u.id).collect::<Vec<_>>())
+    .bind(updates.iter().map(|u| u.status).collect::<Vec<_>>())
+    .bind(
+        updates
+            .iter()
+            .map(|u| u.error.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(updates.iter().map(|u| u.probed_at).collect::<Vec<_>>())
+    .bind(updates.iter().map(|u| u.failures).collect::<Vec<_>>())
+    .bind(updates.iter().map(|u| u.next_probe_at).collect::<Vec<_>>())
+    .bind(updates.iter().map(|u| u.observation_id).collect::<Vec<_>>())
+    .bind(
+        updates
+            .iter()
+            .map(|u| u.keep_observation)
+            .collect::<Vec<_>>(),
+    )
+    .execute(connection)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn retire_endpoints(
+    pool: &PgPool,
+    now: OffsetDateTime,
+    older_than: Duration,
+) -> Result<u64> {
+    let result = sqlx::query(
+        "UPDATE endpoints SET retired_at = $1, lease_owner = NULL, lease_until = NULL \
+         WHERE retired_at IS NULL AND last_seen < $2",
+    )
+    .bind(now)
+    .bind(now - older_than)
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected())
+}

@@ -1,0 +1,96 @@
+//! Agent tokens, mTLS adoption and inventory counts.
+
+use sqlx::{PgPool, Row};
+use time::{Date, OffsetDateTime};
+
+use crate::error::Result;
+use crate::records::*;
+use crate::rows;
+use crate::token;
+
+pub(super) async fn create_agent_token(
+    pool: &PgPool,
+    agent: &AgentName,
+    now: OffsetDateTime,
+) -> Result<String> {
+    let new = token::generate()?;
+    sqlx::query(
+        "INSERT INTO agent_tokens (agent, lookup, token_sha256, created_at) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(agent.as_str())
+    .bind(&new.lookup)
+    .bind(&new.sha256)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(new.token)
+}
+
+pub(super) async fn authenticate_agent(
+    pool: &PgPool,
+    presented: &str,
+) -> Result<Option<AgentName>> {
+    let Some(lookup) = token::lookup_of(presented) else {
+        return Ok(None);
+    };
+    let candidates: Vec<(String, Vec<u8>)> = sqlx::query_as(
+        "SELECT agent, token_sha256 FROM agent_tokens WHERE lookup = $1 AND revoked_at IS NULL",
+    )
+    .bind(lookup)
+    .fetch_all(pool)
+    .await?;
+    rows::matching_agent(presented, &candidates)
+}
+
+pub(super) async fn mtls_summary(pool: &PgPool, by: MtlsGrouping) -> Result<MtlsSummary> {
+    let mut groups = sqlx::query(&rows::mtls_groups_query(by))
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(rows::mtls_group)
+        .collect::<Result<Vec<_>>>()?;
+    groups.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut trend = Vec::new();
+    let days = sqlx::query(
+        "SELECT day, SUM(required)::int8 AS required, SUM(optional)::int8 AS optional, \
+             SUM(absent)::int8 AS absent \
+         FROM mtls_snapshots WHERE grouping = $1 \
+         GROUP BY day ORDER BY day DESC LIMIT 90",
+    )
+    .bind(by.as_str())
+    .fetch_all(pool)
+    .await?;
+    for row in days.iter().rev() {
+        let day: Date = row.try_get("day")?;
+        trend.push(MtlsDay {
+            day,
+            counts: rows::mtls_counts(row)?,
+        });
+    }
+    Ok(MtlsSummary { by, groups, trend })
+}
+
+pub(super) async fn snapshot_mtls_adoption(pool: &PgPool, day: Date) -> Result<u64> {
+    let mut transaction = pool.begin().await?;
+    sqlx::query("DELETE FROM mtls_snapshots WHERE day = $1")
+        .bind(day)
+        .execute(&mut *transaction)
+        .await?;
+    let mut written = 0;
+    for by in [MtlsGrouping::App, MtlsGrouping::Env] {
+        written += sqlx::query(&rows::mtls_snapshot_insert(by))
+            .bind(day)
+            .bind(by.as_str())
+            .execute(&mut *transaction)
+            .await?
+            .rows_affected();
+    }
+    transaction.commit().await?;
+    Ok(written)
+}
+
+pub(super) async fn inventory(pool: &PgPool) -> Result<Inventory> {
+    let row = sqlx::query(rows::INVENTORY).fetch_one(pool).await?;
+    rows::inventory(&row)
+}

@@ -1,0 +1,383 @@
+//! What the store hands in and out, in domain words. Serializable, so the web layer can
+//! answer with them directly.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use certfleet_model::{Finding, KeyInfo, MtlsPolicy, ProbeStatus, TlsParameters};
+use serde::Serialize;
+use time::{Date, OffsetDateTime};
+
+use crate::error::{Error, Result};
+
+/// The name an agent token was issued to (`certfleet token create --agent NAME`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct AgentName(String);
+
+impl AgentName {
+    /// Longest accepted name, in bytes.
+    pub const MAX_LEN: usize = 128;
+
+    /// A name of 1 to 128 printable characters.
+    pub fn new(name: impl Into<String>) -> Result<Self> {
+        let name = name.into();
+        if name.trim().is_empty() || name.len() > Self::MAX_LEN {
+            return Err(Error::invalid("agent", "must be 1 to 128 bytes"));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(Error::invalid("agent", "contains control characters"));
+        }
+        Ok(AgentName(name))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AgentName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The store's identifier of an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct EndpointId(pub i64);
+
+/// What [`Store::ingest_report`](crate::Store::ingest_report) did with a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct IngestCounts {
+    /// Sockets in the report.
+    pub sockets: u64,
+    /// Distinct endpoints the report stands for (created or refreshed).
+    pub endpoints: u64,
+    /// Sockets that give nothing to probe from the centre (loopback, UDP, wildcard
+    /// without reachable addresses).
+    pub skipped: u64,
+}
+
+/// An endpoint handed to one prober worker until `lease_until`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LeasedEndpoint {
+    /// The endpoint to report results for.
+    pub id: EndpointId,
+    /// Address to connect to.
+    pub address: IpAddr,
+    /// Port to connect to.
+    pub port: u16,
+    /// SNI name to send, if any.
+    pub sni: Option<String>,
+    /// Failed probes in a row before this one.
+    pub failures: u32,
+    /// The lease deadline: after it, another worker may lease the endpoint again.
+    #[serde(with = "time::serde::rfc3339")]
+    pub lease_until: OffsetDateTime,
+}
+
+impl LeasedEndpoint {
+    /// The probe target: `host:port`, `[v6]:port`, with `@sni` when an SNI name is set.
+    pub fn target(&self) -> String {
+        let address = match self.address {
+            IpAddr::V4(v4) => format!("{v4}:{}", self.port),
+            IpAddr::V6(v6) => format!("[{v6}]:{}", self.port),
+        };
+        match &self.sni {
+            Some(sni) => format!("{address}@{sni}"),
+            None => address,
+        }
+    }
+}
+
+/// A certificate as stored: the parsed columns the API filters and shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CertificateRecord {
+    /// SHA-256 of the DER, 64 lowercase hex digits.
+    pub sha256: String,
+    /// Serial, normalized: lowercase hex, no separators, no leading zeros.
+    pub serial: String,
+    /// Subject, RFC 4514.
+    pub subject: String,
+    /// Issuer, RFC 4514.
+    pub issuer: String,
+    /// Start of validity.
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_before: OffsetDateTime,
+    /// End of validity.
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+    /// SubjectAltName entries as the prober gave them.
+    pub sans: Vec<String>,
+    /// Public key summary.
+    pub key: KeyInfo,
+    /// Signature algorithm name.
+    pub signature_algorithm: String,
+    /// A CA certificate (basicConstraints CA).
+    pub is_ca: bool,
+    /// Self-signed.
+    pub self_signed: bool,
+    /// First time any endpoint was seen serving it.
+    #[serde(with = "time::serde::rfc3339")]
+    pub first_seen: OffsetDateTime,
+    /// Last time any endpoint was seen serving it.
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_seen: OffsetDateTime,
+}
+
+/// One certificate with everything the detail view shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CertificateDetail {
+    /// The certificate's columns.
+    #[serde(flatten)]
+    pub certificate: CertificateRecord,
+    /// The certificate in PEM form, when a probe captured it.
+    pub pem: Option<String>,
+    /// The most recently seen chain containing it (SHA-256s, leaf first).
+    pub chain: Vec<String>,
+    /// Where it is or was served.
+    pub served_at: Vec<ServedAt>,
+}
+
+/// One endpoint that served a certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServedAt {
+    /// The endpoint.
+    pub endpoint_id: EndpointId,
+    /// Its address.
+    pub address: String,
+    /// Its port.
+    pub port: u16,
+    /// SNI name sent, if any.
+    pub sni: Option<String>,
+    /// Position in the chain (0: leaf).
+    pub position: u32,
+    /// The endpoint's workload tags.
+    pub app: Option<String>,
+    /// The endpoint's environment tag.
+    pub env: Option<String>,
+    /// The endpoint's owner tag.
+    pub owner: Option<String>,
+    /// True when this is what the endpoint serves now (its latest observation).
+    pub current: bool,
+    /// First time served there.
+    #[serde(with = "time::serde::rfc3339")]
+    pub first_seen: OffsetDateTime,
+    /// Last time served there.
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_seen: OffsetDateTime,
+}
+
+/// A certificate in use that expires within a window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExpiringCertificate {
+    /// The certificate.
+    #[serde(flatten)]
+    pub certificate: CertificateRecord,
+    /// Active endpoints serving it now.
+    pub endpoints: u64,
+}
+
+/// Which endpoints [`Store::endpoints`](crate::Store::endpoints) lists. Every set field
+/// must match; results come in id order, `limit` at a time, after `after`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointFilter {
+    /// Exact address.
+    pub address: Option<IpAddr>,
+    /// Exact port.
+    pub port: Option<u16>,
+    /// `app` tag.
+    pub app: Option<String>,
+    /// `env` tag.
+    pub env: Option<String>,
+    /// Include retired endpoints too.
+    pub include_retired: bool,
+    /// Keyset cursor: only endpoints with a larger id.
+    pub after: Option<EndpointId>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+impl Default for EndpointFilter {
+    fn default() -> Self {
+        EndpointFilter {
+            address: None,
+            port: None,
+            app: None,
+            env: None,
+            include_retired: false,
+            after: None,
+            limit: 100,
+        }
+    }
+}
+
+/// An endpoint with its current certificate and mTLS policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EndpointRecord {
+    /// The endpoint's id.
+    pub id: EndpointId,
+    /// Address probed.
+    pub address: String,
+    /// Port probed.
+    pub port: u16,
+    /// SNI name sent, if any.
+    pub sni: Option<String>,
+    /// Name of the host that last reported it.
+    pub hostname: Option<String>,
+    /// Listening process name.
+    pub process: Option<String>,
+    /// Container, when in one.
+    pub container: Option<String>,
+    /// `app` tag of the workload.
+    pub app: Option<String>,
+    /// `env` tag of the workload.
+    pub env: Option<String>,
+    /// `owner` tag of the workload.
+    pub owner: Option<String>,
+    /// First reported.
+    #[serde(with = "time::serde::rfc3339")]
+    pub first_seen: OffsetDateTime,
+    /// Last reported.
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_seen: OffsetDateTime,
+    /// When it retired (not reported for the retention period).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub retired_at: Option<OffsetDateTime>,
+    /// When it is next due for a probe.
+    #[serde(with = "time::serde::rfc3339")]
+    pub next_probe_at: OffsetDateTime,
+    /// Failed probes in a row.
+    pub failures: u32,
+    /// Status of the last probe.
+    pub last_status: Option<ProbeStatus>,
+    /// Error of the last probe.
+    pub last_error: Option<String>,
+    /// When it was last probed.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_probed_at: Option<OffsetDateTime>,
+    /// What it serves, as of the last probe that captured a chain.
+    pub observation: Option<ObservationRecord>,
+}
+
+/// What an endpoint served: chain, TLS parameters, mTLS policy, findings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObservationRecord {
+    /// The observation's id.
+    pub id: i64,
+    /// Status of the probes that saw it.
+    pub status: ProbeStatus,
+    /// The leaf certificate's SHA-256.
+    pub leaf_sha256: Option<String>,
+    /// The leaf certificate's subject.
+    pub leaf_subject: Option<String>,
+    /// The leaf certificate's end of validity.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub leaf_not_after: Option<OffsetDateTime>,
+    /// Negotiated TLS parameters.
+    pub tls: Option<TlsParameters>,
+    /// Client-certificate policy.
+    pub mtls: MtlsPolicy,
+    /// Findings, sorted.
+    pub findings: Vec<Finding>,
+    /// First probe that saw exactly this.
+    #[serde(with = "time::serde::rfc3339")]
+    pub first_seen: OffsetDateTime,
+    /// Last probe that saw exactly this.
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_seen: OffsetDateTime,
+}
+
+/// How an mTLS summary is grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MtlsGrouping {
+    /// By the workload's `app` tag.
+    App,
+    /// By the workload's `env` tag.
+    Env,
+}
+
+impl MtlsGrouping {
+    /// `app` or `env`: the grouping's name and its endpoint column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MtlsGrouping::App => "app",
+            MtlsGrouping::Env => "env",
+        }
+    }
+}
+
+/// Endpoints by client-certificate policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct MtlsCounts {
+    /// A client certificate is requested and required.
+    pub required: u64,
+    /// A client certificate is requested but the server goes on without one.
+    pub optional: u64,
+    /// No client certificate is requested.
+    pub none: u64,
+}
+
+impl MtlsCounts {
+    /// All endpoints counted.
+    pub fn total(&self) -> u64 {
+        self.required + self.optional + self.none
+    }
+
+    /// Share of endpoints that require a client certificate, 0.0 to 1.0.
+    pub fn required_share(&self) -> f64 {
+        match self.total() {
+            0 => 0.0,
+            total => self.required as f64 / total as f64,
+        }
+    }
+}
+
+/// One group of an mTLS summary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MtlsGroup {
+    /// The tag value; `None` for endpoints without the tag.
+    pub key: Option<String>,
+    /// Its counts.
+    #[serde(flatten)]
+    pub counts: MtlsCounts,
+}
+
+/// One day of the adoption trend, all groups added up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MtlsDay {
+    /// The day of the snapshot (UTC).
+    pub day: Date,
+    /// Its counts.
+    #[serde(flatten)]
+    pub counts: MtlsCounts,
+}
+
+/// mTLS adoption now, by group, and its daily trend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MtlsSummary {
+    /// The grouping used.
+    pub by: MtlsGrouping,
+    /// Active endpoints with an observation, by group, in key order.
+    pub groups: Vec<MtlsGroup>,
+    /// Daily snapshots, oldest first.
+    pub trend: Vec<MtlsDay>,
+}
+
+/// How much the store holds: for metrics, and for tests that check nothing changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Inventory {
+    /// Hosts ever reported.
+    pub hosts: u64,
+    /// Endpoints, retired included.
+    pub endpoints: u64,
+    /// Endpoints not retired.
+    pub active_endpoints: u64,
+    /// Distinct certificates.
+    pub certificates: u64,
+    /// Distinct observations.
+    pub observations: u64,
+}

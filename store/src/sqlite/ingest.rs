@@ -1,0 +1,98 @@
+//! Reports into hosts and endpoints: one transaction, one statement per 10,000 endpoints.
+
+use certfleet_model::AgentReport;
+use sqlx::{SqliteConnection, SqlitePool};
+use time::OffsetDateTime;
+
+use super::{seconds, write, CHUNK};
+use crate::error::Result;
+use crate::plan::{plan_report, EndpointRow, HostRow};
+use crate::records::{AgentName, IngestCounts};
+
+pub(super) async fn ingest_report(
+    pool: &SqlitePool,
+    agent: &AgentName,
+    report: &AgentReport,
+    now: OffsetDateTime,
+) -> Result<IngestCounts> {
+    let plan = plan_report(agent, report, now)?;
+    let mut transaction = write(pool).await?;
+    let host_id = upsert_host(&mut transaction, &plan.host).await?;
+    for chunk in plan.endpoints.chunks(CHUNK) {
+        upsert_endpoints(&mut transaction, host_id, &plan.host, chunk, now).await?;
+    }
+    transaction.commit().await?;
+    Ok(plan.counts)
+}
+
+/// Inserts or refreshes the host; an older report than the one stored changes nothing.
+async fn upsert_host(connection: &mut SqliteConnection, host: &HostRow) -> Result<i64> {
+    sqlx::query(
+        "INSERT INTO hosts (host_key, hostname, machine_id, agent, agent_version, addresses, \
+             tags, collected_at, first_seen, last_seen) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
+         ON CONFLICT (host_key) DO UPDATE SET \
+             hostname = excluded.hostname, machine_id = excluded.machine_id, \
+             agent = excluded.agent, agent_version = excluded.agent_version, \
+             addresses = excluded.addresses, tags = excluded.tags, \
+             collected_at = excluded.collected_at, \
+             last_seen = max(hosts.last_seen, excluded.last_seen) \
+         WHERE hosts.collected_at <= excluded.collected_at",
+    )
+    .bind(&host.key)
+    .bind(&host.hostname)
+    .bind(&host.machine_id)
+    .bind(&host.agent)
+    .bind(&host.agent_version)
+    .bind(&host.addresses)
+    .bind(&host.tags)
+    .bind(seconds(host.collected_at))
+    .bind(seconds(host.seen_at))
+    .execute(&mut *connection)
+    .await?;
+    let id = sqlx::query_scalar("SELECT id FROM hosts WHERE host_key = $1")
+        .bind(&host.key)
+        .fetch_one(&mut *connection)
+        .await?;
+    Ok(id)
+}
+
+/// Inserts new endpoints (due at once) and refreshes known ones, unless the stored
+/// sighting is newer. A re-reported retired endpoint comes back.
+async fn upsert_endpoints(
+    connection: &mut SqliteConnection,
+    host_id: i64,
+    host: &HostRow,
+    endpoints: &[EndpointRow],
+    now: OffsetDateTime,
+) -> Result<()> {
+    let rows: Vec<_> = endpoints
+        .iter()
+        .map(|e| (&e.address, e.port, &e.process, &e.container, e.netns))
+        .collect();
+    sqlx::query(
+        "INSERT INTO endpoints (address, port, sni, host_id, process, container, netns, app, \
+             env, owner, first_seen, last_seen, next_probe_at) \
+         SELECT j.value ->> 0, j.value ->> 1, '', $1, j.value ->> 2, j.value ->> 3, \
+             j.value ->> 4, $2, $3, $4, $5, $5, $6 \
+         FROM json_each($7) AS j WHERE true \
+         ON CONFLICT (address, port, sni) DO UPDATE SET \
+             host_id = excluded.host_id, process = excluded.process, \
+             container = excluded.container, netns = excluded.netns, app = excluded.app, \
+             env = excluded.env, owner = excluded.owner, \
+             retired_at = CASE WHEN excluded.last_seen > endpoints.last_seen THEN NULL \
+                 ELSE endpoints.retired_at END, \
+             last_seen = excluded.last_seen \
+         WHERE endpoints.last_seen <= excluded.last_seen",
+    )
+    .bind(host_id)
+    .bind(&host.app)
+    .bind(&host.env)
+    .bind(&host.owner)
+    .bind(seconds(host.seen_at))
+    .bind(seconds(now))
+    .bind(serde_json::to_string(&rows)?)
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}

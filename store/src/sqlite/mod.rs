@@ -1,0 +1,234 @@
+//! The SQLite store: the embedded default, one process, no other server.
+//!
+//! Times are Unix seconds. Batched writes bind one JSON array of rows and read it with
+//! `json_each`, so a batch of any size is one statement per table. Every write runs in
+//! `BEGIN IMMEDIATE`, which takes the write lock up front (waiting up to the busy
+//! timeout) instead of failing when a read transaction would have to upgrade.
+
+mod ingest;
+mod lookup;
+mod probes;
+mod summary;
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use certfleet_model::{AgentReport, ProbeResult};
+use serde::de::DeserializeOwned;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+use time::{Duration, OffsetDateTime};
+
+use crate::error::{Error, Result};
+use crate::records::*;
+use crate::rows::ReadRow;
+use crate::{Store, StoreOptions};
+
+/// A [`Store`] on SQLite; owns its connection pool.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    options: StoreOptions,
+}
+
+/// Rows per statement in batched writes.
+const CHUNK: usize = 10_000;
+
+impl SqliteStore {
+    /// Opens (creating if missing) a `sqlite:` database: `sqlite://certfleet.db`,
+    /// `sqlite:///abs/path.db`, or `sqlite::memory:` (one connection, gone on close).
+    pub async fn connect(url: &str, options: StoreOptions) -> Result<Self> {
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let mut connect = SqliteConnectOptions::from_str(url)
+            .map_err(|error| Error::invalid("database.url", error.to_string()))?
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .busy_timeout(options.acquire_timeout);
+        if !in_memory {
+            connect = connect
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal);
+        }
+        let pool_options = if in_memory {
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+        } else {
+            SqlitePoolOptions::new().max_connections(options.max_connections)
+        };
+        let pool = pool_options
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await?;
+        Ok(SqliteStore { pool, options })
+    }
+
+    /// The connection pool, for callers that need to run their own SQL (tests, tools).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    fn now(&self) -> OffsetDateTime {
+        self.options.clock.now()
+    }
+}
+
+/// A write transaction holding the database's write lock from its first statement.
+async fn write(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>> {
+    Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+}
+
+/// A time as stored: Unix seconds.
+fn seconds(time: OffsetDateTime) -> i64 {
+    time.unix_timestamp()
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> Result<()> {
+        sqlx::migrate!("../migrations/sqlite")
+            .run(&self.pool)
+            .await
+            .map_err(|error| Error::Other(Box::new(error)))
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn create_agent_token(&self, agent: &AgentName) -> Result<String> {
+        summary::create_agent_token(&self.pool, agent, self.now()).await
+    }
+
+    async fn authenticate_agent(&self, token: &str) -> Result<Option<AgentName>> {
+        summary::authenticate_agent(&self.pool, token).await
+    }
+
+    async fn ingest_report(&self, agent: &AgentName, report: &AgentReport) -> Result<IngestCounts> {
+        ingest::ingest_report(&self.pool, agent, report, self.now()).await
+    }
+
+    async fn lease_due_endpoints(
+        &self,
+        worker: &str,
+        limit: u32,
+        lease_for: Duration,
+    ) -> Result<Vec<LeasedEndpoint>> {
+        probes::lease_due_endpoints(&self.pool, worker, limit, lease_for, self.now()).await
+    }
+
+    async fn record_probe_results(&self, results: &[(EndpointId, ProbeResult)]) -> Result<u64> {
+        let schedule = &self.options.schedule;
+        probes::record_probe_results(&self.pool, results, schedule, self.now()).await
+    }
+
+    async fn certificate(&self, sha256: &str) -> Result<CertificateDetail> {
+        lookup::certificate(&self.pool, sha256).await
+    }
+
+    async fn certificates_by_hostname(
+        &self,
+        hostname: &str,
+        limit: u32,
+    ) -> Result<Vec<CertificateRecord>> {
+        lookup::certificates_by_hostname(&self.pool, hostname, limit).await
+    }
+
+    async fn certificates_by_serial(
+        &self,
+        serial: &str,
+        limit: u32,
+    ) -> Result<Vec<CertificateRecord>> {
+        lookup::certificates_by_serial(&self.pool, serial, limit).await
+    }
+
+    async fn expiring_within(
+        &self,
+        within: Duration,
+        limit: u32,
+    ) -> Result<Vec<ExpiringCertificate>> {
+        lookup::expiring_within(&self.pool, self.now() + within, limit).await
+    }
+
+    async fn endpoints(&self, filter: &EndpointFilter) -> Result<Vec<EndpointRecord>> {
+        lookup::endpoints(&self.pool, filter).await
+    }
+
+    async fn mtls_summary(&self, by: MtlsGrouping) -> Result<MtlsSummary> {
+        summary::mtls_summary(&self.pool, by).await
+    }
+
+    async fn snapshot_mtls_adoption(&self) -> Result<u64> {
+        summary::snapshot_mtls_adoption(&self.pool, self.now().date()).await
+    }
+
+    async fn retire_endpoints(&self, older_than: Duration) -> Result<u64> {
+        let now = self.now();
+        let mut transaction = write(&self.pool).await?;
+        let result = sqlx::query(
+            "UPDATE endpoints SET retired_at = $1, lease_owner = NULL, lease_until = NULL \
+             WHERE retired_at IS NULL AND last_seen < $2",
+        )
+        .bind(seconds(now))
+        .bind(seconds(now - older_than))
+        .execute(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        Ok(result.rows_affected())
+    }
+
+    async fn inventory(&self) -> Result<Inventory> {
+        let row = sqlx::query(crate::rows::INVENTORY)
+            .fetch_one(&self.pool)
+            .await?;
+        crate::rows::inventory(&row)
+    }
+}
+
+impl ReadRow for SqliteRow {
+    fn text(&self, column: &str) -> Result<String> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn opt_text(&self, column: &str) -> Result<Option<String>> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn int(&self, column: &str) -> Result<i64> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn opt_int(&self, column: &str) -> Result<Option<i64>> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn boolean(&self, column: &str) -> Result<bool> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn opt_bool(&self, column: &str) -> Result<Option<bool>> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn opt_time(&self, column: &str) -> Result<Option<OffsetDateTime>> {
+        let Some(seconds) = self.try_get::<Option<i64>, _>(column)? else {
+            return Ok(None);
+        };
+        OffsetDateTime::from_unix_timestamp(seconds)
+            .map(Some)
+            .map_err(|_| Error::other(format!("column {column}: time {seconds} out of range")))
+    }
+
+    fn opt_json<T: DeserializeOwned>(&self, column: &str) -> Result<Option<T>> {
+        let Some(text) = self.try_get::<Option<String>, _>(column)? else {
+            return Ok(None);
+        };
+        Ok(Some(serde_json::from_str(&text)?))
+    }
+}

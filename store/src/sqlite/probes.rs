@@ -1,0 +1,255 @@
+//! Leasing due endpoints to the probers and recording what they found.
+
+use std::collections::HashMap;
+
+use certfleet_model::ProbeResult;
+use sqlx::{Row, SqliteConnection, SqlitePool};
+use time::{Duration, OffsetDateTime};
+
+use super::{seconds, write, CHUNK};
+use crate::error::Result;
+use crate::plan::{plan_probes, CertificateRow, EndpointUpdate, ObservationRow};
+use crate::records::{EndpointId, LeasedEndpoint};
+use crate::rows::leased;
+use crate::schedule::ProbeSchedule;
+
+/// One statement under the write lock: pick due endpoints and push their next probe time
+/// to the lease deadline.
+pub(super) async fn lease_due_endpoints(
+    pool: &SqlitePool,
+    worker: &str,
+    limit: u32,
+    lease_for: Duration,
+    now: OffsetDateTime,
+) -> Result<Vec<LeasedEndpoint>> {
+    let mut transaction = write(pool).await?;
+    let rows = sqlx::query(
+        "UPDATE endpoints SET lease_owner = $3, lease_until = $4, next_probe_at = $4 \
+         WHERE id IN (SELECT id FROM endpoints \
+             WHERE retired_at IS NULL AND next_probe_at <= $1 \
+             ORDER BY next_probe_at LIMIT $2) \
+         RETURNING id, address, port, sni, failures, lease_until",
+    )
+    .bind(seconds(now))
+    .bind(i64::from(limit))
+    .bind(worker)
+    .bind(seconds(now + lease_for))
+    .fetch_all(&mut *transaction)
+    .await?;
+    transaction.commit().await?;
+    rows.iter().map(leased).collect()
+}
+
+pub(super) async fn record_probe_results(
+    pool: &SqlitePool,
+    results: &[(EndpointId, ProbeResult)],
+    schedule: &ProbeSchedule,
+    now: OffsetDateTime,
+) -> Result<u64> {
+    let batch = plan_probes(results)?;
+    if batch.outcomes.is_empty() {
+        return Ok(0);
+    }
+    let mut transaction = write(pool).await?;
+    let ids: Vec<i64> = batch.outcomes.iter().map(|o| o.endpoint_id).collect();
+    let failures: HashMap<i64, i32> = sqlx::query(
+        "SELECT id, failures FROM endpoints WHERE id IN (SELECT value FROM json_each($1))",
+    )
+    .bind(serde_json::to_string(&ids)?)
+    .fetch_all(&mut *transaction)
+    .await?
+    .iter()
+    .map(|row| Ok((row.try_get("id")?, row.try_get("failures")?)))
+    .collect::<Result<_, sqlx::Error>>()?;
+    for chunk in batch.certificates.chunks(CHUNK) {
+        upsert_certificates(&mut transaction, chunk).await?;
+    }
+    for chunk in batch.names.chunks(CHUNK) {
+        sqlx::query(
+            "INSERT INTO certificate_names (name, sha256) \
+             SELECT j.value ->> 0, j.value ->> 1 FROM json_each($1) AS j WHERE true \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(serde_json::to_string(chunk)?)
+        .execute(&mut *transaction)
+        .await?;
+    }
+    let known: Vec<&ObservationRow> = batch
+        .observations
+        .iter()
+        .filter(|o| failures.contains_key(&o.endpoint_id))
+        .collect();
+    let mut observation_ids = HashMap::new();
+    for chunk in known.chunks(CHUNK) {
+        observation_ids.extend(upsert_observations(&mut transaction, chunk).await?);
+    }
+    let updates: Vec<EndpointUpdate> = batch
+        .outcomes
+        .iter()
+        .filter_map(|outcome| {
+            let before = *failures.get(&outcome.endpoint_id)?;
+            let observation = outcome.fingerprint.as_ref().and_then(|fingerprint| {
+                observation_ids
+                    .get(&(outcome.endpoint_id, fingerprint.clone()))
+                    .copied()
+            });
+            Some(outcome.update(before, observation, schedule, now))
+        })
+        .collect();
+    for chunk in updates.chunks(CHUNK) {
+        update_endpoints(&mut transaction, chunk).await?;
+    }
+    transaction.commit().await?;
+    Ok(updates.len() as u64)
+}
+
+async fn upsert_certificates(
+    connection: &mut SqliteConnection,
+    rows: &[CertificateRow],
+) -> Result<()> {
+    let json: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!([
+                r.sha256,
+                r.serial,
+                r.subject,
+                r.issuer,
+                seconds(r.not_before),
+                seconds(r.not_after),
+                r.sans,
+                r.key_type,
+                r.key_bits,
+                r.key_curve,
+                r.signature_algorithm,
+                r.is_ca,
+                r.self_signed,
+                r.pem,
+                seconds(r.seen_at),
+            ])
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO certificates (sha256, serial, subject, issuer, not_before, not_after, \
+             sans, key_type, key_bits, key_curve, signature_algorithm, is_ca, self_signed, \
+             pem, first_seen, last_seen) \
+         SELECT v ->> 0, v ->> 1, v ->> 2, v ->> 3, v ->> 4, v ->> 5, v ->> 6, v ->> 7, \
+             v ->> 8, v ->> 9, v ->> 10, v ->> 11, v ->> 12, v ->> 13, v ->> 14, v ->> 14 \
+         FROM (SELECT value AS v FROM json_each($1)) WHERE true \
+         ON CONFLICT (sha256) DO UPDATE SET \
+             first_seen = min(certificates.first_seen, excluded.first_seen), \
+             last_seen = max(certificates.last_seen, excluded.last_seen), \
+             pem = COALESCE(certificates.pem, excluded.pem)",
+    )
+    .bind(serde_json::to_string(&json)?)
+    .execute(connection)
+    .await?;
+    Ok(())
+}
+
+/// Inserts new observations and moves last_seen of known ones; returns the ids by
+/// (endpoint, fingerprint). Then records the chains of new ones.
+async fn upsert_observations(
+    connection: &mut SqliteConnection,
+    rows: &[&ObservationRow],
+) -> Result<Vec<((i64, String), i64)>> {
+    let json: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!([
+                r.endpoint_id,
+                r.fingerprint,
+                r.status,
+                r.leaf_sha256,
+                r.tls_version,
+                r.cipher,
+                r.alpn,
+                r.tls_group,
+                r.legacy,
+                r.mtls_requested,
+                r.mtls_required,
+                r.ca_names,
+                r.findings,
+                seconds(r.seen_at),
+            ])
+        })
+        .collect();
+    let returned = sqlx::query(
+        "INSERT INTO observations (endpoint_id, fingerprint, status, leaf_sha256, tls_version, \
+             cipher, alpn, tls_group, legacy, mtls_requested, mtls_required, ca_names, \
+             findings, first_seen, last_seen) \
+         SELECT v ->> 0, v ->> 1, v ->> 2, v ->> 3, v ->> 4, v ->> 5, v ->> 6, v ->> 7, \
+             v ->> 8, v ->> 9, v ->> 10, v ->> 11, v ->> 12, v ->> 13, v ->> 13 \
+         FROM (SELECT value AS v FROM json_each($1)) WHERE true \
+         ON CONFLICT (endpoint_id, fingerprint) DO UPDATE SET \
+             first_seen = min(observations.first_seen, excluded.first_seen), \
+             last_seen = max(observations.last_seen, excluded.last_seen) \
+         RETURNING id, endpoint_id, fingerprint",
+    )
+    .bind(serde_json::to_string(&json)?)
+    .fetch_all(&mut *connection)
+    .await?;
+    let mut ids = Vec::with_capacity(returned.len());
+    for row in &returned {
+        let key: (i64, String) = (row.try_get("endpoint_id")?, row.try_get("fingerprint")?);
+        ids.push((key, row.try_get::<i64, _>("id")?));
+    }
+    let by_key: HashMap<&(i64, String), i64> = ids.iter().map(|(k, id)| (k, *id)).collect();
+    let mut chain_rows = Vec::new();
+    for row in rows {
+        let Some(id) = by_key.get(&(row.endpoint_id, row.fingerprint.clone())) else {
+            continue;
+        };
+        for (position, certificate) in row.chain.iter().enumerate() {
+            chain_rows.push((*id, position, certificate.as_str()));
+        }
+    }
+    sqlx::query(
+        "INSERT INTO observation_chain (observation_id, position, sha256) \
+         SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2 FROM json_each($1) AS j \
+         WHERE true ON CONFLICT DO NOTHING",
+    )
+    .bind(serde_json::to_string(&chain_rows)?)
+    .execute(&mut *connection)
+    .await?;
+    Ok(ids)
+}
+
+/// Status, schedule and current observation of each probed endpoint; ends its lease.
+async fn update_endpoints(
+    connection: &mut SqliteConnection,
+    updates: &[EndpointUpdate],
+) -> Result<()> {
+    let json: Vec<_> = updates
+        .iter()
+        .map(|u| {
+            serde_json::json!([
+                u.id,
+                u.status,
+                u.error,
+                seconds(u.probed_at),
+                u.failures,
+                seconds(u.next_probe_at),
+                u.observation_id,
+                u.keep_observation,
+            ])
+        })
+        .collect();
+    sqlx::query(
+        "UPDATE endpoints SET last_status = u.status, last_error = u.error, \
+             last_probed_at = u.probed_at, failures = u.failures, \
+             next_probe_at = u.next_probe_at, lease_owner = NULL, lease_until = NULL, \
+             observation_id = CASE WHEN u.keep THEN endpoints.observation_id \
+                 ELSE u.observation_id END \
+         FROM (SELECT value ->> 0 AS id, value ->> 1 AS status, value ->> 2 AS error, \
+                 value ->> 3 AS probed_at, value ->> 4 AS failures, \
+                 value ->> 5 AS next_probe_at, value ->> 6 AS observation_id, \
+                 value ->> 7 AS keep \
+             FROM json_each($1)) AS u \
+         WHERE endpoints.id = u.id",
+    )
+    .bind(serde_json::to_string(&json)?)
+    .execute(connection)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! Agent tokens and mTLS adoption.
+
+use sqlx::SqlitePool;
+use time::macros::format_description;
+use time::{Date, OffsetDateTime};
+
+use super::{seconds, write};
+use crate::error::{Error, Result};
+use crate::records::*;
+use crate::rows::{self, ReadRow};
+use crate::token;
+
+pub(super) async fn create_agent_token(
+    pool: &SqlitePool,
+    agent: &AgentName,
+    now: OffsetDateTime,
+) -> Result<String> {
+    let new = token::generate()?;
+    let mut transaction = write(pool).await?;
+    sqlx::query(
+        "INSERT INTO agent_tokens (agent, lookup, token_sha256, created_at) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(agent.as_str())
+    .bind(&new.lookup)
+    .bind(&new.sha256)
+    .bind(seconds(now))
+    .execute(&mut *transaction)
+    .await?;
+    transaction.commit().await?;
+    Ok(new.token)
+}
+
+pub(super) async fn authenticate_agent(
+    pool: &SqlitePool,
+    presented: &str,
+) -> Result<Option<AgentName>> {
+    let Some(lookup) = token::lookup_of(presented) else {
+        return Ok(None);
+    };
+    let candidates: Vec<(String, Vec<u8>)> = sqlx::query_as(
+        "SELECT agent, token_sha256 FROM agent_tokens WHERE lookup = $1 AND revoked_at IS NULL",
+    )
+    .bind(lookup)
+    .fetch_all(pool)
+    .await?;
+    rows::matching_agent(presented, &candidates)
+}
+
+pub(super) async fn mtls_summary(pool: &SqlitePool, by: MtlsGrouping) -> Result<MtlsSummary> {
+    let mut groups = sqlx::query(&rows::mtls_groups_query(by))
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(rows::mtls_group)
+        .collect::<Result<Vec<_>>>()?;
+    groups.sort_by(|a, b| a.key.cmp(&b.key));
+    let days = sqlx::query(
+        "SELECT day, SUM(required) AS required, SUM(optional) AS optional, \
+             SUM(absent) AS absent \
+         FROM mtls_snapshots WHERE grouping = $1 \
+         GROUP BY day ORDER BY day DESC LIMIT 90",
+    )
+    .bind(by.as_str())
+    .fetch_all(pool)
+    .await?;
+    let mut trend = Vec::new();
+    for row in days.iter().rev() {
+        let text = row.text("day")?;
+        let day = Date::parse(&text, format_description!("[year]-[month]-[day]"))
+            .map_err(|_| Error::other(format!("stored day {text:?} is not a date")))?;
+        trend.push(MtlsDay {
+            day,
+            counts: rows::mtls_counts(row)?,
+        });
+    }
+    Ok(MtlsSummary { by, groups, trend })
+}
+
+pub(super) async fn snapshot_mtls_adoption(pool: &SqlitePool, day: Date) -> Result<u64> {
+    let day = day.to_string();
+    let mut transaction = write(pool).await?;
+    sqlx::query("DELETE FROM mtls_snapshots WHERE day = $1")
+        .bind(&day)
+        .execute(&mut *transaction)
+        .await?;
+    let mut written = 0;
+    for by in [MtlsGrouping::App, MtlsGrouping::Env] {
+        written += sqlx::query(&rows::mtls_snapshot_insert(by))
+            .bind(&day)
+            .bind(by.as_str())
+            .execute(&mut *transaction)
+            .await?
+            .rows_affected();
+    }
+    transaction.commit().await?;
+    Ok(written)
+}

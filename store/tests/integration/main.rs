@@ -1,0 +1,1 @@
+//! The store behaviour suite, run on SQLite and PostgreSQL.
