@@ -7,7 +7,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
 
 #[derive(Debug, Parser)]
-#[command(name = "certfleet", version, about = "Find every TLS certificate served across a fleet")]
+#[command(
+    name = "certfleet",
+    version,
+    about = "Find every TLS certificate served across a fleet"
+)]
 pub struct Cli {
     /// More log output on stderr (-v info, -vv debug). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -20,6 +24,56 @@ pub struct Cli {
 pub enum Command {
     /// Probe TLS endpoints and print what they serve.
     Probe(ProbeArgs),
+    /// Run the service: API, ingest, prober workers and scheduler (or a subset).
+    Serve(ServeArgs),
+    /// Apply the database migrations and exit.
+    Migrate(ConfigArgs),
+    /// Manage agent tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Configuration file (TOML). CERTFLEET_SECTION__KEY variables override it.
+    #[arg(long, value_name = "FILE", env = "CERTFLEET_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
+pub enum Role {
+    /// HTTP: JSON API, ingest, web pages, health.
+    Api,
+    /// Lease due endpoints, probe them, record the results.
+    Prober,
+    /// Daily mTLS snapshots, endpoint retirement, expiry notifications.
+    Scheduler,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Roles this process takes, comma-separated. Default: all of them.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Role::Api, Role::Prober, Role::Scheduler])]
+    pub roles: Vec<Role>,
+    /// Listen address, overriding server.listen (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a new token for an agent (only its hash is stored).
+    Create {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The agent's name, e.g. the fleet or host group it serves.
+        #[arg(long)]
+        agent: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

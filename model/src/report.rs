@@ -187,9 +187,11 @@ impl AgentReport {
 }
 
 impl SocketInfo {
-    /// The addresses a central prober should try for this socket: none for loopback or
-    /// UDP sockets; otherwise `reachable`, or the bound address itself when that is
-    /// neither a wildcard nor loopback.
+    /// The addresses a central prober should try for this socket: none for loopback-scoped
+    /// or UDP sockets; otherwise `reachable`, or the bound address itself when that is not
+    /// a wildcard. Loopback addresses listed as reachable are kept: whether the prober may
+    /// go there is `probe.allow`'s decision (it excludes 127.0.0.0/8 by default), and the
+    /// end-to-end tests need it.
     pub fn probe_addresses(&self) -> Vec<IpAddr> {
         if self.scope == SocketScope::Loopback || self.protocol != Protocol::Tcp {
             return Vec::new();
@@ -201,7 +203,7 @@ impl SocketInfo {
         };
         candidates
             .into_iter()
-            .filter(|address| !address.is_unspecified() && !address.is_loopback())
+            .filter(|address| !address.is_unspecified())
             .collect()
     }
 }

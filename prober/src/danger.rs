@@ -46,7 +46,9 @@ impl Capture {
 
 /// A poisoned lock only means another callback panicked; the data is still plain bytes.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Records the server's chain and accepts it. See the module documentation for why.
@@ -118,7 +120,10 @@ impl ResolvesClientCert for CertificateRequestRecorder {
         root_hint_subjects: &[&[u8]],
         _sigschemes: &[SignatureScheme],
     ) -> Option<Arc<rustls::sign::CertifiedKey>> {
-        let names = root_hint_subjects.iter().map(|name| name.to_vec()).collect();
+        let names = root_hint_subjects
+            .iter()
+            .map(|name| name.to_vec())
+            .collect();
         *lock(&self.0.certificate_request) = Some(names);
         None
     }

@@ -111,9 +111,15 @@ pub async fn run(
     let mut buf = vec![0u8; 16 * 1024];
     handshake.outcome = drive(stream, &mut conn, &mut buf, deadline, &mut handshake).await;
     handshake.version = conn.protocol_version();
-    handshake.cipher = conn.negotiated_cipher_suite().map(|suite| format!("{:?}", suite.suite()));
-    handshake.alpn = conn.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned());
-    handshake.group = conn.negotiated_key_exchange_group().map(|g| format!("{:?}", g.name()));
+    handshake.cipher = conn
+        .negotiated_cipher_suite()
+        .map(|suite| format!("{:?}", suite.suite()));
+    handshake.alpn = conn
+        .alpn_protocol()
+        .map(|p| String::from_utf8_lossy(p).into_owned());
+    handshake.group = conn
+        .negotiated_key_exchange_group()
+        .map(|g| format!("{:?}", g.name()));
 
     let wants_verdict = handshake.outcome.is_ok()
         && handshake.version == Some(ProtocolVersion::TLSv1_3)

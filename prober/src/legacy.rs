@@ -61,7 +61,9 @@ pub async fn capture(
     deadline: Instant,
 ) -> Result<LegacyCapture, LegacyError> {
     let hello = client_hello(server_name);
-    timeout_at(deadline, stream.write_all(&hello)).await.map_err(|_| LegacyError::Timeout)??;
+    timeout_at(deadline, stream.write_all(&hello))
+        .await
+        .map_err(|_| LegacyError::Timeout)??;
 
     let mut received: Vec<u8> = Vec::with_capacity(8 * 1024);
     let mut handshake: Vec<u8> = Vec::new();
@@ -117,8 +119,8 @@ fn take_messages(pending: &mut Vec<u8>, capture: &mut LegacyCapture) -> Result<b
             return Ok(false);
         }
         let kind = pending[0];
-        let length = usize::from(pending[1]) << 16 | usize::from(pending[2]) << 8
-            | usize::from(pending[3]);
+        let length =
+            usize::from(pending[1]) << 16 | usize::from(pending[2]) << 8 | usize::from(pending[3]);
         if length > MAX_HANDSHAKE_MESSAGE {
             return Err(LegacyError::TooLarge(length));
         }
@@ -146,7 +148,11 @@ fn take_messages(pending: &mut Vec<u8>, capture: &mut LegacyCapture) -> Result<b
                     .collect();
             }
             TlsMessageHandshake::CertificateRequest(request) => {
-                let names = request.unparsed_ca.iter().map(|name| name.to_vec()).collect();
+                let names = request
+                    .unparsed_ca
+                    .iter()
+                    .map(|name| name.to_vec())
+                    .collect();
                 capture.certificate_request = Some(names);
             }
             TlsMessageHandshake::ServerDone(_) => return Ok(true),
@@ -158,16 +164,16 @@ fn take_messages(pending: &mut Vec<u8>, capture: &mut LegacyCapture) -> Result<b
 /// Cipher suites offered: modern ECDHE first, then DHE, plain RSA, 3DES and RC4, so that
 /// any server of the last twenty years finds one it accepts.
 const SUITES: &[u16] = &[
-    0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc023, 0xc027, 0xc024, 0xc028, 0xc009,
-    0xc013, 0xc00a, 0xc014, 0x009e, 0x009f, 0x0067, 0x006b, 0x0033, 0x0039, 0x0032, 0x0038,
-    0x009c, 0x009d, 0x003c, 0x003d, 0x002f, 0x0035, 0x0041, 0x0084, 0x0045, 0x0088, 0xc012,
-    0xc008, 0x0016, 0x0013, 0x000a, 0x0005, 0x0004, 0x0009, 0x00ff,
+    0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc023, 0xc027, 0xc024, 0xc028, 0xc009, 0xc013,
+    0xc00a, 0xc014, 0x009e, 0x009f, 0x0067, 0x006b, 0x0033, 0x0039, 0x0032, 0x0038, 0x009c, 0x009d,
+    0x003c, 0x003d, 0x002f, 0x0035, 0x0041, 0x0084, 0x0045, 0x0088, 0xc012, 0xc008, 0x0016, 0x0013,
+    0x000a, 0x0005, 0x0004, 0x0009, 0x00ff,
 ];
 
 /// Signature algorithms offered, SHA-1 and DSA included.
 const SIGNATURE_ALGORITHMS: &[u16] = &[
-    0x0403, 0x0503, 0x0603, 0x0804, 0x0805, 0x0806, 0x0807, 0x0401, 0x0501, 0x0601, 0x0203,
-    0x0201, 0x0402, 0x0202,
+    0x0403, 0x0503, 0x0603, 0x0804, 0x0805, 0x0806, 0x0807, 0x0401, 0x0501, 0x0601, 0x0203, 0x0201,
+    0x0402, 0x0202,
 ];
 
 /// Builds a TLS 1.2 ClientHello record (record version TLS 1.0 for old middleboxes).
@@ -189,8 +195,10 @@ fn client_hello(server_name: Option<&str>) -> Vec<u8> {
     put_u16_prefixed(&mut data, &groups);
     put_extension(&mut extensions, 0x000a, &data);
     put_extension(&mut extensions, 0x000b, &[1, 0]);
-    let algorithms: Vec<u8> =
-        SIGNATURE_ALGORITHMS.iter().flat_map(|alg| alg.to_be_bytes()).collect();
+    let algorithms: Vec<u8> = SIGNATURE_ALGORITHMS
+        .iter()
+        .flat_map(|alg| alg.to_be_bytes())
+        .collect();
     let mut data = Vec::new();
     put_u16_prefixed(&mut data, &algorithms);
     put_extension(&mut extensions, 0x000d, &data);
@@ -198,7 +206,10 @@ fn client_hello(server_name: Option<&str>) -> Vec<u8> {
     let mut body = vec![3, 3];
     body.extend_from_slice(&random_bytes());
     body.push(0); // no session id
-    let suites: Vec<u8> = SUITES.iter().flat_map(|suite| suite.to_be_bytes()).collect();
+    let suites: Vec<u8> = SUITES
+        .iter()
+        .flat_map(|suite| suite.to_be_bytes())
+        .collect();
     put_u16_prefixed(&mut body, &suites);
     body.extend_from_slice(&[1, 0]); // compression: null only
     put_u16_prefixed(&mut body, &extensions);

@@ -72,8 +72,13 @@ mod tests {
     #[test]
     fn metadata_and_multicast_are_refused_even_when_allowed() {
         let policy = NetworkPolicy::new(vec![net("0.0.0.0/0"), net("::/0")], vec![]);
-        for bad in ["169.254.169.254", "fe80::1", "224.0.0.1", "ff02::1", "::ffff:169.254.169.254"]
-        {
+        for bad in [
+            "169.254.169.254",
+            "fe80::1",
+            "224.0.0.1",
+            "ff02::1",
+            "::ffff:169.254.169.254",
+        ] {
             assert!(policy.refusal(ip(bad)).is_some(), "{bad} must be refused");
         }
         assert!(policy.refusal(ip("10.0.0.1")).is_none());

@@ -29,7 +29,11 @@ pub struct Prober {
 impl Prober {
     pub fn new(config: ProberConfig) -> Self {
         let resolver = Resolver::new(config.nameservers.clone());
-        Prober { config, provider: Arc::new(rustls::crypto::ring::default_provider()), resolver }
+        Prober {
+            config,
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
+            resolver,
+        }
     }
 
     pub fn config(&self) -> &ProberConfig {
@@ -39,7 +43,10 @@ impl Prober {
     /// Probes a target: every address of a host name, or the one IP address.
     pub async fn probe(&self, target: &Target) -> Vec<ProbeResult> {
         match &target.host {
-            Host::Ip(ip) => vec![self.probe_address(target, SocketAddr::new(*ip, target.port)).await],
+            Host::Ip(ip) => vec![
+                self.probe_address(target, SocketAddr::new(*ip, target.port))
+                    .await,
+            ],
             Host::Name(name) => {
                 let started = Instant::now();
                 let probed_at = OffsetDateTime::now_utc();
@@ -75,7 +82,10 @@ impl Prober {
         }
         let deadline = started + self.config.timeout;
         match self.connect(address, started, deadline).await {
-            Ok(mut stream) => self.probe_stream(&mut stream, target, address, deadline, &mut result).await,
+            Ok(stream) => {
+                self.probe_stream(stream, target, address, deadline, &mut result)
+                    .await
+            }
             Err((status, reason)) => {
                 result.status = status;
                 result.error = Some(reason);
@@ -105,7 +115,7 @@ impl Prober {
 
     async fn probe_stream(
         &self,
-        stream: &mut TcpStream,
+        mut stream: TcpStream,
         target: &Target,
         address: SocketAddr,
         deadline: Instant,
@@ -122,9 +132,14 @@ impl Prober {
             },
             None => ServerName::IpAddress(address.ip().into()),
         };
-        let handshake =
-            handshake::run(stream, &self.provider, server_name, deadline, self.config.verdict_wait)
-                .await;
+        let handshake = handshake::run(
+            &mut stream,
+            &self.provider,
+            server_name,
+            deadline,
+            self.config.verdict_wait,
+        )
+        .await;
         if let Some(chain) = handshake.capture.chain() {
             self.finish_from_handshake(&handshake, chain, result);
             return;
@@ -134,7 +149,15 @@ impl Prober {
             result.error = Some(status.1);
             return;
         }
-        let primary_error = handshake.outcome.as_ref().err().map(describe).unwrap_or_default();
+        // Close the first connection before opening another: single-threaded servers
+        // (openssl s_server, many embedded stacks) would not accept the second meanwhile.
+        drop(stream);
+        let primary_error = handshake
+            .outcome
+            .as_ref()
+            .err()
+            .map(describe)
+            .unwrap_or_default();
         if self.config.legacy_fallback && worth_legacy_attempt(&handshake.outcome) {
             if let Some(capture) = self.legacy_capture(address, target, deadline).await {
                 self.finish_from_legacy(capture, result);
@@ -149,7 +172,12 @@ impl Prober {
         result.tls = tls_parameters(&handshake);
     }
 
-    fn finish_from_handshake(&self, handshake: &Handshake, chain: Vec<Vec<u8>>, result: &mut ProbeResult) {
+    fn finish_from_handshake(
+        &self,
+        handshake: &Handshake,
+        chain: Vec<Vec<u8>>,
+        result: &mut ProbeResult,
+    ) {
         let request = handshake.capture.certificate_request();
         let requested = request.is_some();
         result.tls = tls_parameters(handshake);
@@ -164,17 +192,27 @@ impl Prober {
             (Err(Failure::Tls(_) | Failure::Closed | Failure::Io(_)), true) => {
                 (ProbeStatus::Ok, None, Some(true))
             }
-            (Err(Failure::Timeout), _) => {
-                (ProbeStatus::Timeout, Some("handshake timed out after the certificate".into()), None)
-            }
+            (Err(Failure::Timeout), _) => (
+                ProbeStatus::Timeout,
+                Some("handshake timed out after the certificate".into()),
+                None,
+            ),
             (Err(failure), false) => (ProbeStatus::TlsError, Some(describe(failure)), None),
         };
         result.status = status;
         result.error = error;
         result.mtls = Some(MtlsPolicy {
             requested,
-            required: if requested { required.or(Some(false)) } else { None },
-            ca_names: request.unwrap_or_default().iter().map(|name| rfc4514_from_der(name)).collect(),
+            required: if requested {
+                required.or(Some(false))
+            } else {
+                None
+            },
+            ca_names: request
+                .unwrap_or_default()
+                .iter()
+                .map(|name| rfc4514_from_der(name))
+                .collect(),
         });
         self.analyze(chain, result, false);
     }
@@ -226,8 +264,11 @@ impl Prober {
     }
 
     fn analyze(&self, chain: Vec<Vec<u8>>, result: &mut ProbeResult, legacy_protocol: bool) {
-        let served: Vec<ServedCertificate> =
-            chain.into_iter().take(legacy::MAX_CHAIN_LEN).map(ServedCertificate::from_der).collect();
+        let served: Vec<ServedCertificate> = chain
+            .into_iter()
+            .take(legacy::MAX_CHAIN_LEN)
+            .map(ServedCertificate::from_der)
+            .collect();
         let context = analysis::Context {
             sni: result.sni.as_deref(),
             legacy_protocol,
@@ -248,7 +289,11 @@ impl Prober {
     }
 }
 
-fn empty_result(target: &Target, address: Option<SocketAddr>, probed_at: OffsetDateTime) -> ProbeResult {
+fn empty_result(
+    target: &Target,
+    address: Option<SocketAddr>,
+    probed_at: OffsetDateTime,
+) -> ProbeResult {
     ProbeResult {
         target: target.raw.clone(),
         address: address.map(|a| a.to_string()),
@@ -288,12 +333,18 @@ fn non_tls_status(handshake: &Handshake) -> Option<(ProbeStatus, String)> {
         "an HTTP response".to_owned()
     } else if bytes.starts_with(b"SSH-") {
         "an SSH banner".to_owned()
-    } else if bytes.iter().all(|b| b.is_ascii_graphic() || *b == b' ' || *b == b'\r' || *b == b'\n') {
+    } else if bytes
+        .iter()
+        .all(|b| b.is_ascii_graphic() || *b == b' ' || *b == b'\r' || *b == b'\n')
+    {
         format!("text {:?}", String::from_utf8_lossy(bytes))
     } else {
         format!("bytes {}", hex::encode(bytes))
     };
-    Some((ProbeStatus::NotTls, format!("not TLS: the server sent {what}")))
+    Some((
+        ProbeStatus::NotTls,
+        format!("not TLS: the server sent {what}"),
+    ))
 }
 
 /// A TLS record starts with a content type 20..=24 and major version 3.

@@ -27,7 +27,10 @@ pub struct Resolver {
 
 impl Resolver {
     pub fn new(nameservers: Option<Vec<SocketAddr>>) -> Self {
-        Resolver { nameservers, inner: OnceCell::new() }
+        Resolver {
+            nameservers,
+            inner: OnceCell::new(),
+        }
     }
 
     pub async fn lookup(&self, name: &str, timeout: Duration) -> Result<Vec<IpAddr>, ResolveError> {
@@ -39,12 +42,21 @@ impl Resolver {
             .map_err(|reason| ResolveError::NoResolver(reason.clone()))?;
         let lookup = tokio::time::timeout(timeout, resolver.lookup_ip(name))
             .await
-            .map_err(|_| ResolveError::Timeout { name: name.to_owned(), seconds: timeout.as_secs_f64() })?
-            .map_err(|error| ResolveError::Lookup { name: name.to_owned(), reason: error.to_string() })?;
+            .map_err(|_| ResolveError::Timeout {
+                name: name.to_owned(),
+                seconds: timeout.as_secs_f64(),
+            })?
+            .map_err(|error| ResolveError::Lookup {
+                name: name.to_owned(),
+                reason: error.to_string(),
+            })?;
         let mut addresses: Vec<IpAddr> = lookup.iter().collect();
         addresses.dedup();
         if addresses.is_empty() {
-            return Err(ResolveError::Lookup { name: name.to_owned(), reason: "no addresses".into() });
+            return Err(ResolveError::Lookup {
+                name: name.to_owned(),
+                reason: "no addresses".into(),
+            });
         }
         Ok(addresses)
     }

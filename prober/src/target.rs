@@ -70,7 +70,9 @@ impl FromStr for Target {
     fn from_str(input: &str) -> Result<Self, Self::Err> {
         let raw = input.trim();
         if raw.len() > MAX_TARGET_LEN {
-            return Err(TargetError::TooLong { max: MAX_TARGET_LEN });
+            return Err(TargetError::TooLong {
+                max: MAX_TARGET_LEN,
+            });
         }
         let (host_port, sni) = match raw.rsplit_once('@') {
             Some((host_port, sni)) => (host_port, Some(sni)),
@@ -80,8 +82,9 @@ impl FromStr for Target {
             let (inside, after) = rest
                 .split_once(']')
                 .ok_or_else(|| TargetError::BadBracket(raw.to_owned()))?;
-            let ip: std::net::Ipv6Addr =
-                inside.parse().map_err(|_| TargetError::BadBracket(raw.to_owned()))?;
+            let ip: std::net::Ipv6Addr = inside
+                .parse()
+                .map_err(|_| TargetError::BadBracket(raw.to_owned()))?;
             let port = after
                 .strip_prefix(':')
                 .ok_or_else(|| TargetError::MissingPort(raw.to_owned()))?;
@@ -113,7 +116,12 @@ impl FromStr for Target {
             Some(name) => Some(valid_name(raw, name)?.to_ascii_lowercase()),
             None => None,
         };
-        Ok(Target { host, port, sni, raw: raw.to_owned() })
+        Ok(Target {
+            host,
+            port,
+            sni,
+            raw: raw.to_owned(),
+        })
     }
 }
 
@@ -121,12 +129,19 @@ impl FromStr for Target {
 fn valid_name<'a>(target: &str, name: &'a str) -> Result<&'a str, TargetError> {
     let ok = !name.is_empty()
         && name.len() <= 253
-        && name.split('.').all(|label| !label.is_empty() && label.len() <= 63)
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        && name
+            .split('.')
+            .all(|label| !label.is_empty() && label.len() <= 63)
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
     if ok {
         Ok(name)
     } else {
-        Err(TargetError::InvalidName { target: target.to_owned(), name: name.to_owned() })
+        Err(TargetError::InvalidName {
+            target: target.to_owned(),
+            name: name.to_owned(),
+        })
     }
 }
 
@@ -170,12 +185,27 @@ mod tests {
     #[test]
     fn malformed_targets_are_rejected_with_a_reason() {
         for bad in [
-            "", "host", "host:", "host:0", "host:70000", "[::1:443", "[nothost]:443", "::1:443",
-            "a b:443", "host:443@", "host:443@bad name", "[::1]443",
+            "",
+            "host",
+            "host:",
+            "host:0",
+            "host:70000",
+            "[::1:443",
+            "[nothost]:443",
+            "::1:443",
+            "a b:443",
+            "host:443@",
+            "host:443@bad name",
+            "[::1]443",
         ] {
             assert!(bad.parse::<Target>().is_err(), "{bad:?} should be rejected");
         }
         let long = format!("{}:443", "a".repeat(600));
-        assert_eq!(long.parse::<Target>(), Err(TargetError::TooLong { max: MAX_TARGET_LEN }));
+        assert_eq!(
+            long.parse::<Target>(),
+            Err(TargetError::TooLong {
+                max: MAX_TARGET_LEN
+            })
+        );
     }
 }

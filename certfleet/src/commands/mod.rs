@@ -1,15 +1,24 @@
 //! One module per subcommand.
 
+mod admin;
 mod output;
 mod probe;
+mod prober_worker;
+mod scheduler;
+mod serve;
 mod targets;
 
 use std::process::ExitCode;
 
-use crate::cli::Command;
+use crate::cli::{Command, TokenCommand};
 
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Probe(args) => probe::run(args).await,
+        Command::Serve(args) => serve::run(args).await,
+        Command::Migrate(args) => admin::migrate(args).await,
+        Command::Token {
+            command: TokenCommand::Create { config, agent },
+        } => admin::create_token(config, &agent).await,
     }
 }

@@ -16,7 +16,11 @@ pub struct ResultWriter<W: Write> {
 
 impl<W: Write> ResultWriter<W> {
     pub fn new(out: W, format: Format) -> Self {
-        ResultWriter { out, format, header_written: false }
+        ResultWriter {
+            out,
+            format,
+            header_written: false,
+        }
     }
 
     pub fn write(&mut self, result: &ProbeResult) -> io::Result<()> {
@@ -48,11 +52,19 @@ fn table_row(result: &ProbeResult) -> String {
         }
         _ => result.target.clone(),
     };
-    let version = result.tls.as_ref().map(|tls| tls.version.as_str()).unwrap_or("-");
+    let version = result
+        .tls
+        .as_ref()
+        .map(|tls| tls.version.as_str())
+        .unwrap_or("-");
     let days = result
         .leaf()
         .filter(|leaf| leaf.parse_error.is_none())
-        .map(|leaf| (leaf.not_after - OffsetDateTime::now_utc()).whole_days().to_string())
+        .map(|leaf| {
+            (leaf.not_after - OffsetDateTime::now_utc())
+                .whole_days()
+                .to_string()
+        })
         .unwrap_or_else(|| "-".into());
     let mtls = match &result.mtls {
         None => "-",
@@ -68,7 +80,11 @@ fn table_row(result: &ProbeResult) -> String {
         (ProbeStatus::Ok, None) => "-".into(),
         (_, None) => result.error.clone().unwrap_or_default(),
     };
-    let findings: Vec<&str> = result.findings.iter().map(|finding| finding.as_str()).collect();
+    let findings: Vec<&str> = result
+        .findings
+        .iter()
+        .map(|finding| finding.as_str())
+        .collect();
     format!(
         "{:<28} {:<11} {:<8} {:>6} {:<10} {:<32} {}",
         target,

@@ -75,7 +75,9 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
     let mut writer = ResultWriter::new(stdout.lock(), args.format);
     while let Some(batch) = results.next().await {
         for result in &batch {
-            writer.write(result).context("cannot write to standard output")?;
+            writer
+                .write(result)
+                .context("cannot write to standard output")?;
         }
         if let Some(bar) = &progress {
             bar.inc(1);
@@ -97,7 +99,11 @@ fn progress_bar(args: &ProbeArgs, known: usize, streaming: bool) -> Option<Progr
     if args.no_progress || !std::io::stderr().is_terminal() || (known < 20 && !streaming) {
         return None;
     }
-    let bar = if streaming { ProgressBar::new_spinner() } else { ProgressBar::new(known as u64) };
+    let bar = if streaming {
+        ProgressBar::new_spinner()
+    } else {
+        ProgressBar::new(known as u64)
+    };
     let template = if streaming {
         "{spinner} {pos} targets probed, {per_sec}"
     } else {

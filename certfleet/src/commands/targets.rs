@@ -23,11 +23,18 @@ pub fn from_args(args: &[String], sni: Option<&str>) -> anyhow::Result<Vec<Targe
         .collect()
 }
 
-pub async fn from_file(path: &Path, sni: Option<String>) -> anyhow::Result<BoxStream<'static, TargetLine>> {
+pub async fn from_file(
+    path: &Path,
+    sni: Option<String>,
+) -> anyhow::Result<BoxStream<'static, TargetLine>> {
     let file = tokio::fs::File::open(path)
         .await
         .with_context(|| format!("cannot open target file {}", path.display()))?;
-    Ok(from_reader(BufReader::new(file), path.display().to_string(), sni))
+    Ok(from_reader(
+        BufReader::new(file),
+        path.display().to_string(),
+        sni,
+    ))
 }
 
 pub fn from_stdin(sni: Option<String>) -> BoxStream<'static, TargetLine> {
@@ -39,31 +46,37 @@ where
     R: AsyncBufRead + Unpin + Send + 'static,
 {
     // State: the remaining lines (None after a read error) and the current line number.
-    stream::unfold((Some(reader.lines()), 0usize), move |(lines, mut number)| {
-        let source = source.clone();
-        let sni = sni.clone();
-        async move {
-            let mut lines = lines?;
-            loop {
-                number += 1;
-                let line = match lines.next_line().await {
-                    Ok(None) => return None,
-                    Ok(Some(line)) => line,
-                    Err(error) => {
-                        return Some((Err(format!("{source}: read error: {error}")), (None, number)))
+    stream::unfold(
+        (Some(reader.lines()), 0usize),
+        move |(lines, mut number)| {
+            let source = source.clone();
+            let sni = sni.clone();
+            async move {
+                let mut lines = lines?;
+                loop {
+                    number += 1;
+                    let line = match lines.next_line().await {
+                        Ok(None) => return None,
+                        Ok(Some(line)) => line,
+                        Err(error) => {
+                            return Some((
+                                Err(format!("{source}: read error: {error}")),
+                                (None, number),
+                            ))
+                        }
+                    };
+                    let line = line.split('#').next().unwrap_or("").trim();
+                    if line.is_empty() {
+                        continue;
                     }
-                };
-                let line = line.split('#').next().unwrap_or("").trim();
-                if line.is_empty() {
-                    continue;
+                    let parsed = line
+                        .parse::<Target>()
+                        .map(|target| target.with_default_sni(sni.as_deref()))
+                        .map_err(|error| format!("{source}:{number}: {error}"));
+                    return Some((parsed, (Some(lines), number)));
                 }
-                let parsed = line
-                    .parse::<Target>()
-                    .map(|target| target.with_default_sni(sni.as_deref()))
-                    .map_err(|error| format!("{source}:{number}: {error}"));
-                return Some((parsed, (Some(lines), number)));
             }
-        }
-    })
+        },
+    )
     .boxed()
 }

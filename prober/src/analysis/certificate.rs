@@ -39,11 +39,19 @@ impl ServedCertificate {
         match X509Certificate::from_der(&der) {
             Ok((_, cert)) => {
                 let (info, parts) = describe(&cert, sha256);
-                ServedCertificate { der, info, parsed: Some(parts) }
+                ServedCertificate {
+                    der,
+                    info,
+                    parsed: Some(parts),
+                }
             }
             Err(error) => {
                 let info = unparsed(sha256, error.to_string());
-                ServedCertificate { der, info, parsed: None }
+                ServedCertificate {
+                    der,
+                    info,
+                    parsed: None,
+                }
             }
         }
     }
@@ -101,7 +109,12 @@ fn describe(cert: &X509Certificate<'_>, sha256: String) -> (CertificateInfo, Par
         parse_error: None,
         pem: None,
     };
-    let parts = Parts { subject, issuer, dns_names, sha1_signed: is_sha1(&algorithm_oid) };
+    let parts = Parts {
+        subject,
+        issuer,
+        dns_names,
+        sha1_signed: is_sha1(&algorithm_oid),
+    };
     (info, parts)
 }
 
@@ -114,7 +127,11 @@ fn unparsed(sha256: String, reason: String) -> CertificateInfo {
         not_before: OffsetDateTime::UNIX_EPOCH,
         not_after: OffsetDateTime::UNIX_EPOCH,
         sans: Vec::new(),
-        key: KeyInfo { kind: "unknown".into(), bits: 0, curve: None },
+        key: KeyInfo {
+            kind: "unknown".into(),
+            bits: 0,
+            curve: None,
+        },
         signature_algorithm: String::new(),
         is_ca: false,
         self_signed: false,
@@ -170,7 +187,11 @@ fn key_info(cert: &X509Certificate<'_>) -> KeyInfo {
             _ => ("unknown", 0, None),
         },
     };
-    KeyInfo { kind: kind.to_owned(), bits, curve }
+    KeyInfo {
+        kind: kind.to_owned(),
+        bits,
+        curve,
+    }
 }
 
 /// OpenSSL's names for the signature algorithms seen in practice; the dotted OID otherwise.
@@ -196,7 +217,10 @@ fn signature_name(oid: &str) -> String {
 }
 
 fn is_sha1(oid: &str) -> bool {
-    matches!(oid, "1.2.840.113549.1.1.5" | "1.3.14.3.2.29" | "1.2.840.10045.4.1" | "1.2.840.10040.4.3")
+    matches!(
+        oid,
+        "1.2.840.113549.1.1.5" | "1.3.14.3.2.29" | "1.2.840.10045.4.1" | "1.2.840.10040.4.3"
+    )
 }
 
 /// For algorithms we cannot verify: self-issued and the authority key identifier (if any)

@@ -26,7 +26,9 @@ pub fn findings(chain: &[ServedCertificate], context: &Context<'_>) -> Vec<Findi
     if context.legacy_protocol {
         found.push(Finding::LegacyProtocol);
     }
-    let Some(leaf) = chain.first() else { return found };
+    let Some(leaf) = chain.first() else {
+        return found;
+    };
     if !context.trust.trusts(chain, context.now) {
         found.push(Finding::Untrusted);
     }
@@ -47,7 +49,11 @@ pub fn findings(chain: &[ServedCertificate], context: &Context<'_>) -> Vec<Findi
         found.push(Finding::SelfSigned);
     }
     if let Some(sni) = context.sni {
-        if !leaf_parts.dns_names.iter().any(|pattern| dns_name_matches(pattern, sni)) {
+        if !leaf_parts
+            .dns_names
+            .iter()
+            .any(|pattern| dns_name_matches(pattern, sni))
+        {
             found.push(Finding::HostnameMismatch);
         }
     }
@@ -67,7 +73,11 @@ pub fn findings(chain: &[ServedCertificate], context: &Context<'_>) -> Vec<Findi
         found.push(Finding::ChainExpiresFirst);
     }
     let path = issuer_path(chain);
-    if path.iter().enumerate().any(|(position, &index)| position != index) || leaf_not_first(chain)
+    if path
+        .iter()
+        .enumerate()
+        .any(|(position, &index)| position != index)
+        || leaf_not_first(chain)
     {
         found.push(Finding::WrongOrder);
     }
@@ -106,7 +116,10 @@ fn issuer_path(chain: &[ServedCertificate]) -> Vec<usize> {
         }
         let next = chain.iter().enumerate().position(|(index, candidate)| {
             !path.contains(&index)
-                && candidate.parsed.as_ref().is_some_and(|c| c.subject == parts.issuer)
+                && candidate
+                    .parsed
+                    .as_ref()
+                    .is_some_and(|c| c.subject == parts.issuer)
         });
         match next {
             Some(index) => {
@@ -122,9 +135,15 @@ fn issuer_path(chain: &[ServedCertificate]) -> Vec<usize> {
 /// The first certificate is a CA that issued a non-CA certificate sent later: the leaf is
 /// not where it belongs.
 fn leaf_not_first(chain: &[ServedCertificate]) -> bool {
-    let Some(first) = chain.first().and_then(|cert| cert.parsed.as_ref()) else { return false };
+    let Some(first) = chain.first().and_then(|cert| cert.parsed.as_ref()) else {
+        return false;
+    };
     chain[0].info.is_ca
         && chain[1..].iter().any(|cert| {
-            !cert.info.is_ca && cert.parsed.as_ref().is_some_and(|p| p.issuer == first.subject)
+            !cert.info.is_ca
+                && cert
+                    .parsed
+                    .as_ref()
+                    .is_some_and(|p| p.issuer == first.subject)
         })
 }

@@ -28,17 +28,25 @@ pub fn check(cert: &X509Certificate<'_>, issuer_key: &SubjectPublicKeyInfo<'_>) 
         ("1.2.840.113549.1.1.5" | "1.3.14.3.2.29", _) => {
             &[&signature::RSA_PKCS1_1024_8192_SHA1_FOR_LEGACY_USE_ONLY]
         }
-        ("1.2.840.113549.1.1.11", _) => &[&signature::RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY],
+        ("1.2.840.113549.1.1.11", _) => {
+            &[&signature::RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY]
+        }
         ("1.2.840.113549.1.1.12", _) => &[&signature::RSA_PKCS1_2048_8192_SHA384],
-        ("1.2.840.113549.1.1.13", _) => &[&signature::RSA_PKCS1_1024_8192_SHA512_FOR_LEGACY_USE_ONLY],
+        ("1.2.840.113549.1.1.13", _) => {
+            &[&signature::RSA_PKCS1_1024_8192_SHA512_FOR_LEGACY_USE_ONLY]
+        }
         ("1.2.840.113549.1.1.10", _) => &[
             &signature::RSA_PSS_2048_8192_SHA256,
             &signature::RSA_PSS_2048_8192_SHA384,
             &signature::RSA_PSS_2048_8192_SHA512,
         ],
-        ("1.2.840.10045.4.3.2", Some("1.2.840.10045.3.1.7")) => &[&signature::ECDSA_P256_SHA256_ASN1],
+        ("1.2.840.10045.4.3.2", Some("1.2.840.10045.3.1.7")) => {
+            &[&signature::ECDSA_P256_SHA256_ASN1]
+        }
         ("1.2.840.10045.4.3.2", Some("1.3.132.0.34")) => &[&signature::ECDSA_P384_SHA256_ASN1],
-        ("1.2.840.10045.4.3.3", Some("1.2.840.10045.3.1.7")) => &[&signature::ECDSA_P256_SHA384_ASN1],
+        ("1.2.840.10045.4.3.3", Some("1.2.840.10045.3.1.7")) => {
+            &[&signature::ECDSA_P256_SHA384_ASN1]
+        }
         ("1.2.840.10045.4.3.3", Some("1.3.132.0.34")) => &[&signature::ECDSA_P384_SHA384_ASN1],
         ("1.3.101.112", _) => &[&signature::ED25519],
         _ => return SignatureCheck::Unsupported,
@@ -47,7 +55,9 @@ pub fn check(cert: &X509Certificate<'_>, issuer_key: &SubjectPublicKeyInfo<'_>) 
     let signed = cert.tbs_certificate.as_ref();
     let signature_value: &[u8] = &cert.signature_value.data;
     let valid = candidates.iter().any(|alg| {
-        UnparsedPublicKey::new(*alg, key_bytes).verify(signed, signature_value).is_ok()
+        UnparsedPublicKey::new(*alg, key_bytes)
+            .verify(signed, signature_value)
+            .is_ok()
     });
     if valid {
         SignatureCheck::Valid

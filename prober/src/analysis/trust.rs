@@ -15,11 +15,18 @@ use super::certificate::ServedCertificate;
 #[derive(Debug, thiserror::Error)]
 pub enum TrustError {
     #[error("cannot read CA file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("CA file {path} holds no PEM certificate")]
     Empty { path: PathBuf },
     #[error("CA file {path}: certificate {index} is not a usable trust anchor: {reason}")]
-    BadAnchor { path: PathBuf, index: usize, reason: String },
+    BadAnchor {
+        path: PathBuf,
+        index: usize,
+        reason: String,
+    },
 }
 
 /// Trust anchors and what chain analysis asks of them.
@@ -37,19 +44,32 @@ impl TrustStore {
     /// The Mozilla root program's anchors (webpki-roots).
     pub fn mozilla() -> Self {
         let anchors: Vec<TrustAnchor<'static>> = webpki_roots::TLS_SERVER_ROOTS.to_vec();
-        let subjects = anchors.iter().map(|anchor| anchor.subject.as_ref().to_vec()).collect();
-        TrustStore { anchors, subjects, pinned: HashSet::new() }
+        let subjects = anchors
+            .iter()
+            .map(|anchor| anchor.subject.as_ref().to_vec())
+            .collect();
+        TrustStore {
+            anchors,
+            subjects,
+            pinned: HashSet::new(),
+        }
     }
 
     /// An empty store (nothing is trusted); for tests and for `--no-system-roots`.
     pub fn empty() -> Self {
-        TrustStore { anchors: Vec::new(), subjects: HashSet::new(), pinned: HashSet::new() }
+        TrustStore {
+            anchors: Vec::new(),
+            subjects: HashSet::new(),
+            pinned: HashSet::new(),
+        }
     }
 
     /// Adds every certificate of a PEM file as a trust anchor. Returns how many.
     pub fn add_pem_file(&mut self, path: &Path) -> Result<usize, TrustError> {
-        let pem = std::fs::read(path)
-            .map_err(|source| TrustError::Read { path: path.to_owned(), source })?;
+        let pem = std::fs::read(path).map_err(|source| TrustError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         let mut reader = pem.as_slice();
         let mut added = 0;
         for (index, item) in rustls_pemfile::certs(&mut reader).enumerate() {
@@ -71,7 +91,9 @@ impl TrustStore {
             added += 1;
         }
         if added == 0 {
-            return Err(TrustError::Empty { path: path.to_owned() });
+            return Err(TrustError::Empty {
+                path: path.to_owned(),
+            });
         }
         Ok(added)
     }
@@ -85,14 +107,23 @@ impl TrustStore {
     /// separately (findings `expired`, `not_yet_valid`), so the path is checked at a moment
     /// inside the leaf's validity.
     pub fn trusts(&self, chain: &[ServedCertificate], now: OffsetDateTime) -> bool {
-        let Some(leaf) = chain.first() else { return false };
-        if self.pinned.contains(&<[u8; 32]>::from(Sha256::digest(&leaf.der))) {
+        let Some(leaf) = chain.first() else {
+            return false;
+        };
+        if self
+            .pinned
+            .contains(&<[u8; 32]>::from(Sha256::digest(&leaf.der)))
+        {
             return true;
         }
         let leaf_der = CertificateDer::from(leaf.der.as_slice());
-        let Ok(end_entity) = webpki::EndEntityCert::try_from(&leaf_der) else { return false };
-        let intermediates: Vec<CertificateDer<'_>> =
-            chain[1..].iter().map(|cert| CertificateDer::from(cert.der.as_slice())).collect();
+        let Ok(end_entity) = webpki::EndEntityCert::try_from(&leaf_der) else {
+            return false;
+        };
+        let intermediates: Vec<CertificateDer<'_>> = chain[1..]
+            .iter()
+            .map(|cert| CertificateDer::from(cert.der.as_slice()))
+            .collect();
         let at = now.clamp(leaf.info.not_before, leaf.info.not_after);
         let seconds = u64::try_from(at.unix_timestamp()).unwrap_or(0);
         let time = UnixTime::since_unix_epoch(Duration::from_secs(seconds));

@@ -1,0 +1,141 @@
+//! The prober role: lease due endpoints, probe them, record the results in batches.
+//!
+//! Three stages joined by bounded queues, so probing never waits for the database and the
+//! database never sees one statement per probe: a leaser keeps the queue of leased
+//! endpoints topped up, `concurrency` probes run at once, and finished results are written
+//! in one transaction per ready chunk.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use certfleet_model::ProbeResult;
+use certfleet_prober::{Host, Prober, Target};
+use certfleet_store::{EndpointId, LeasedEndpoint, Store};
+use futures::stream::StreamExt;
+use tokio::sync::{mpsc, watch};
+
+/// How the worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    pub worker_id: String,
+    pub batch: u32,
+    pub concurrency: usize,
+    /// How long a lease lasts: a crashed worker's endpoints are due again after it.
+    pub lease_for: Duration,
+    /// Pause when nothing is due.
+    pub idle_poll: Duration,
+}
+
+/// Runs until `shutdown` turns true; in-flight probes are finished and recorded.
+pub async fn run(
+    store: Arc<dyn Store>,
+    prober: Arc<Prober>,
+    options: WorkerOptions,
+    shutdown: watch::Receiver<bool>,
+) {
+    let (queue, leased) = mpsc::channel::<LeasedEndpoint>(options.batch.max(1) as usize);
+    let leaser = tokio::spawn(lease_loop(
+        store.clone(),
+        options.clone(),
+        queue,
+        shutdown.clone(),
+    ));
+    let results = tokio_stream_from(leased)
+        .map(|endpoint| {
+            let prober = prober.clone();
+            async move { (endpoint.id, probe_one(&prober, &endpoint).await) }
+        })
+        .buffer_unordered(options.concurrency.max(1))
+        .ready_chunks(256);
+    futures::pin_mut!(results);
+    while let Some(chunk) = results.next().await {
+        record(&*store, &chunk).await;
+    }
+    let _ = leaser.await;
+}
+
+async fn lease_loop(
+    store: Arc<dyn Store>,
+    options: WorkerOptions,
+    queue: mpsc::Sender<LeasedEndpoint>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let lease_for =
+        time::Duration::try_from(options.lease_for).unwrap_or(time::Duration::minutes(10));
+    let mut pause = options.idle_poll;
+    while !*shutdown.borrow() {
+        // Lease only when the queue has room for a whole batch, so leases are not spent
+        // waiting in memory.
+        if queue.capacity() < options.batch as usize {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(20)) => continue,
+                _ = shutdown.changed() => break,
+            }
+        }
+        match store
+            .lease_due_endpoints(&options.worker_id, options.batch, lease_for)
+            .await
+        {
+            Ok(endpoints) if !endpoints.is_empty() => {
+                pause = options.idle_poll;
+                for endpoint in endpoints {
+                    if queue.send(endpoint).await.is_err() {
+                        return;
+                    }
+                }
+                continue;
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, "cannot lease endpoints; retrying");
+                pause = (pause * 2).min(Duration::from_secs(30));
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+}
+
+async fn probe_one(prober: &Prober, endpoint: &LeasedEndpoint) -> ProbeResult {
+    let target = Target {
+        host: Host::Ip(endpoint.address),
+        port: endpoint.port,
+        sni: endpoint.sni.clone(),
+        raw: endpoint.target(),
+    };
+    prober
+        .probe_address(&target, SocketAddr::new(endpoint.address, endpoint.port))
+        .await
+}
+
+/// Writes one chunk of results; retries while the database is unavailable, because the
+/// leases keep the endpoints ours for a while.
+async fn record(store: &dyn Store, chunk: &[(EndpointId, ProbeResult)]) {
+    let mut pause = Duration::from_millis(200);
+    for attempt in 1..=8 {
+        match store.record_probe_results(chunk).await {
+            Ok(_) => return,
+            Err(error) if error.is_unavailable() && attempt < 8 => {
+                tracing::warn!(%error, attempt, "cannot record probe results; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(10));
+            }
+            Err(error) => {
+                tracing::error!(%error, results = chunk.len(), "probe results dropped; the endpoints will be leased again");
+                return;
+            }
+        }
+    }
+}
+
+/// An mpsc receiver as a stream (ends when every sender is gone).
+fn tokio_stream_from<T: Send + 'static>(
+    receiver: mpsc::Receiver<T>,
+) -> impl futures::Stream<Item = T> {
+    futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|item| (item, receiver))
+    })
+}

@@ -1,0 +1,139 @@
+//! `certfleet serve`: wire the store, the HTTP router, the prober workers and the scheduler.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use certfleet_prober::{NetworkPolicy, Prober, ProberConfig, TrustStore};
+use certfleet_web::{AppState, IngestLimits};
+use tokio::sync::watch;
+
+use super::admin::open_store;
+use super::{prober_worker, scheduler};
+use crate::cli::{Role, ServeArgs};
+use crate::config::Config;
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(args.config.config.as_deref())?;
+    let store = open_store(&config).await?;
+    let (stop, shutdown) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+
+    if args.roles.contains(&Role::Prober) {
+        let prober = Arc::new(Prober::new(prober_config(&config)?));
+        let options = prober_worker::WorkerOptions {
+            worker_id: worker_id(),
+            batch: config.probe.batch.max(1),
+            concurrency: config.probe.concurrency.max(1),
+            lease_for: (config.probe.timeout * 4).max(Duration::from_secs(300)),
+            idle_poll: Duration::from_secs(1),
+        };
+        tasks.spawn(prober_worker::run(
+            store.clone(),
+            prober,
+            options,
+            shutdown.clone(),
+        ));
+    }
+    if args.roles.contains(&Role::Scheduler) {
+        let retire_after = time::Duration::days(i64::from(config.retention.endpoint_days.max(1)));
+        let every = config.notify.interval.max(Duration::from_secs(1));
+        tasks.spawn(scheduler::run(
+            store.clone(),
+            every,
+            retire_after,
+            shutdown.clone(),
+        ));
+    }
+    if args.roles.contains(&Role::Api) {
+        let listen = args
+            .listen
+            .clone()
+            .unwrap_or_else(|| config.server.listen.clone());
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let address = listener.local_addr()?;
+        let state = AppState {
+            store: store.clone(),
+            ingest: IngestLimits::default(),
+        };
+        let app = certfleet_web::router(state);
+        let mut api_shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = api_shutdown.changed().await;
+                })
+                .await;
+            if let Err(error) = served {
+                tracing::error!(%error, "HTTP server failed");
+            }
+        });
+        tracing::info!(%address, "listening");
+        println!("certfleet: listening on http://{address}");
+    }
+    let roles: Vec<String> = args
+        .roles
+        .iter()
+        .map(|role| format!("{role:?}").to_lowercase())
+        .collect();
+    tracing::info!(roles = %roles.join(","), "certfleet serve started");
+
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop.send(true);
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(30), drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!("tasks did not stop within 30 s");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn prober_config(config: &Config) -> anyhow::Result<ProberConfig> {
+    let mut trust = TrustStore::mozilla();
+    for path in &config.probe.ca_files {
+        trust.add_pem_file(path)?;
+    }
+    Ok(ProberConfig {
+        timeout: config.probe.timeout,
+        connect_timeout: config.probe.timeout.min(Duration::from_secs(3)),
+        policy: NetworkPolicy::new(config.probe.allow.clone(), config.probe.deny.clone()),
+        trust,
+        include_pem: true,
+        ..ProberConfig::default()
+    })
+}
+
+fn worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "prober".into());
+    format!("{host}/{}", std::process::id())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

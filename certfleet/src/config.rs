@@ -1,0 +1,317 @@
+//! `certfleet.toml`, overridable by `CERTFLEET_SECTION__KEY` environment variables.
+//! Unknown keys are an error that names the key.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// The whole configuration. Every section and key has a default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub server: ServerConfig,
+    pub probe: ProbeConfig,
+    pub notify: NotifyConfig,
+    pub osquery: OsqueryConfig,
+    pub owners: OwnersConfig,
+    pub retention: RetentionConfig,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://certfleet.db` (embedded, the default) or `postgres://user@host/db`.
+    pub url: String,
+    /// Connections in the pool.
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: "sqlite://certfleet.db".into(),
+            max_connections: 10,
+        }
+    }
+}
+
+/// Hand-written so that a password in the URL never reaches a log.
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+/// `postgres://user:secret@host/db` becomes `postgres://user:***@host/db`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((credentials, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match credentials.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: String,
+    /// When set, reads (web and API) need this bearer token.
+    pub read_token: String,
+    /// Used in links inside emails.
+    pub base_url: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            read_token: String::new(),
+            base_url: "http://127.0.0.1:8080".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("listen", &self.listen)
+            .field(
+                "read_token",
+                &if self.read_token.is_empty() {
+                    ""
+                } else {
+                    "***"
+                },
+            )
+            .field("base_url", &self.base_url)
+            .finish()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProbeConfig {
+    /// Networks the prober may connect to. Link-local and multicast are never probed.
+    pub allow: Vec<IpNet>,
+    /// Networks never probed, even inside `allow`.
+    pub deny: Vec<IpNet>,
+    /// How often an endpoint is probed.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Deadline of one probe.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Extra trust roots (PEM), e.g. the internal PKI.
+    pub ca_files: Vec<PathBuf>,
+    /// Probes in flight per prober process.
+    pub concurrency: usize,
+    /// Endpoints leased per round trip to the database.
+    pub batch: u32,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        let nets = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"];
+        ProbeConfig {
+            allow: nets.iter().filter_map(|net| net.parse().ok()).collect(),
+            deny: Vec::new(),
+            interval: Duration::from_secs(24 * 3600),
+            timeout: Duration::from_secs(5),
+            ca_files: Vec::new(),
+            concurrency: 256,
+            batch: 500,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// `smtp://host:port` or `smtps://...`; empty: .eml files in `outbox_dir`.
+    pub smtp_url: String,
+    pub outbox_dir: PathBuf,
+    pub from: String,
+    /// Days before expiry at which owners are told.
+    pub thresholds: Vec<u32>,
+    /// How often the scheduler looks for what is due.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    pub default_owner: String,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            smtp_url: String::new(),
+            outbox_dir: PathBuf::from("outbox"),
+            from: "certfleet@localhost".into(),
+            thresholds: vec![30, 14, 7, 3, 1],
+            interval: Duration::from_secs(3600),
+            default_owner: "security@example.com".into(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OsqueryConfig {
+    /// Empty: the osquery endpoints are off.
+    pub enroll_secret: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OwnersConfig {
+    /// First match wins; the workload's own owner tag comes first.
+    pub rules: Vec<OwnerRule>,
+}
+
+/// Read by the notifier; parsed (and checked) here so a typo fails at start-up.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct OwnerRule {
+    #[serde(default)]
+    pub app: Option<String>,
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub cidr: Option<IpNet>,
+    pub email: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Endpoints not reported for this many days retire.
+    pub endpoint_days: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig { endpoint_days: 7 }
+    }
+}
+
+impl Config {
+    /// Loads `path` (or only defaults without one), then applies `CERTFLEET_*` variables.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+        let text = match path {
+            Some(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?,
+            None => String::new(),
+        };
+        let origin = path
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "defaults".into());
+        Self::from_parts(&text, std::env::vars(), &origin)
+    }
+
+    /// Parses TOML text and applies `CERTFLEET_SECTION__KEY=value` overrides.
+    pub fn from_parts(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+        origin: &str,
+    ) -> anyhow::Result<Config> {
+        let mut document: toml::Table =
+            toml::from_str(text).with_context(|| format!("invalid config {origin}"))?;
+        for (name, value) in env {
+            let Some(key) = name.strip_prefix("CERTFLEET_") else {
+                continue;
+            };
+            let Some((section, field)) = key.split_once("__") else {
+                bail!("environment variable {name}: expected CERTFLEET_SECTION__KEY");
+            };
+            let section = section.to_ascii_lowercase();
+            let field = field.to_ascii_lowercase();
+            let table = document
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let Some(table) = table.as_table_mut() else {
+                bail!("environment variable {name}: [{section}] is not a section");
+            };
+            table.insert(field, env_value(&value));
+        }
+        let config: Config = toml::Value::Table(document)
+            .try_into()
+            .with_context(|| format!("invalid config {origin}"))?;
+        Ok(config)
+    }
+}
+
+/// An environment value is read as TOML when it is one (`42`, `true`, `["a", "b"]`),
+/// and as a plain string otherwise.
+fn env_value(raw: &str) -> toml::Value {
+    let wrapped = format!("v = {raw}");
+    match toml::from_str::<toml::Table>(&wrapped) {
+        Ok(mut table) => table
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.into())),
+        Err(_) => toml::Value::String(raw.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env() -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    #[test]
+    fn example_config_parses() {
+        let text = include_str!("../../certfleet.example.toml");
+        let config = Config::from_parts(text, no_env(), "example").expect("example parses");
+        assert_eq!(config.notify.thresholds, vec![30, 14, 7, 3, 1]);
+        assert_eq!(config.owners.rules.len(), 1);
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_it() {
+        let error = Config::from_parts("[server]\nlisten_addr = \"x\"\n", no_env(), "test")
+            .expect_err("unknown key");
+        assert!(format!("{error:#}").contains("listen_addr"), "{error:#}");
+        let error =
+            Config::from_parts("[nonsense]\n", no_env(), "test").expect_err("unknown section");
+        assert!(format!("{error:#}").contains("nonsense"), "{error:#}");
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let env = vec![
+            (
+                "CERTFLEET_DATABASE__URL".to_owned(),
+                "postgres://u:pw@db/x".to_owned(),
+            ),
+            ("CERTFLEET_PROBE__CONCURRENCY".to_owned(), "64".to_owned()),
+            ("CERTFLEET_PROBE__INTERVAL".to_owned(), "2h".to_owned()),
+        ];
+        let config = Config::from_parts("[probe]\nconcurrency = 8\n", env, "test").expect("ok");
+        assert_eq!(config.database.url, "postgres://u:pw@db/x");
+        assert_eq!(config.probe.concurrency, 64);
+        assert_eq!(config.probe.interval, Duration::from_secs(7200));
+        assert!(!format!("{:?}", config.database).contains("pw"));
+    }
+
+    #[test]
+    fn malformed_values_are_refused() {
+        assert!(Config::from_parts("[probe]\nallow = [\"10.0.0.0/33\"]\n", no_env(), "t").is_err());
+        assert!(Config::from_parts("[probe]\ninterval = \"soon\"\n", no_env(), "t").is_err());
+        assert!(Config::from_parts("not toml at all [", no_env(), "t").is_err());
+        let env = vec![("CERTFLEET_NOSECTION".to_owned(), "1".to_owned())];
+        assert!(Config::from_parts("", env, "t").is_err());
+    }
+}

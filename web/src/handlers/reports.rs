@@ -1,0 +1,90 @@
+//! `POST /api/v1/reports`: agent ingest.
+
+use std::io::Read;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::Json;
+use certfleet_model::AgentReport;
+use certfleet_store::{AgentName, IngestCounts};
+
+use crate::{ApiError, AppState};
+
+/// Authenticates the agent, decodes (gzip or plain) and validates the report, stores it in
+/// one transaction, and answers `202` with the counts.
+pub async fn post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<IngestCounts>), ApiError> {
+    let agent = authenticate(&state, &headers).await?;
+    let body = body.map_err(|rejection| match rejection {
+        BytesRejection::FailedToBufferBody(_) => ApiError::TooLarge {
+            limit: state.ingest.max_body,
+        },
+        other => ApiError::bad_request(other.body_text(), None),
+    })?;
+    let json = decode_body(&headers, &body, state.ingest.max_decompressed)?;
+    let report = parse_report(&json)?;
+    report
+        .validate_with(&state.ingest.report)
+        .map_err(|error| ApiError::bad_request(error.to_string(), Some(error.field)))?;
+    let counts = state.store.ingest_report(&agent, &report).await?;
+    tracing::debug!(agent = %agent, sockets = counts.sockets, "report stored");
+    Ok((StatusCode::ACCEPTED, Json(counts)))
+}
+
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<AgentName, ApiError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|token| !token.is_empty() && token.len() <= 256)
+        .ok_or(ApiError::Unauthorized)?;
+    state
+        .store
+        .authenticate_agent(token)
+        .await?
+        .ok_or(ApiError::Unauthorized)
+}
+
+/// The JSON bytes of the body, decompressed when `Content-Encoding: gzip`, never more than
+/// `limit` bytes.
+fn decode_body(headers: &HeaderMap, body: &Bytes, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .map(|value| value.to_str().unwrap_or("?").trim().to_ascii_lowercase());
+    match encoding.as_deref() {
+        None | Some("identity") | Some("") => Ok(body.to_vec()),
+        Some("gzip") => {
+            let mut decoded = Vec::new();
+            let mut reader = flate2::read::GzDecoder::new(body.as_ref()).take(limit as u64 + 1);
+            reader.read_to_end(&mut decoded).map_err(|error| {
+                ApiError::bad_request(format!("invalid gzip body: {error}"), None)
+            })?;
+            if decoded.len() > limit {
+                return Err(ApiError::TooLarge { limit });
+            }
+            Ok(decoded)
+        }
+        Some(other) => Err(ApiError::UnsupportedEncoding(other.to_owned())),
+    }
+}
+
+/// Parses the report; a type error names the field's path (`sockets[2].port`).
+fn parse_report(json: &[u8]) -> Result<AgentReport, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(json);
+    let report: AgentReport =
+        serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+            let path = error.path().to_string();
+            let field = (path != ".").then_some(path);
+            ApiError::bad_request(format!("invalid report: {}", error.inner()), field)
+        })?;
+    deserializer
+        .end()
+        .map_err(|error| ApiError::bad_request(format!("invalid report: {error}"), None))?;
+    Ok(report)
+}

@@ -1,0 +1,34 @@
+//! certfleet-web: the HTTP surface. [`router`] lists every route; handlers live one file per
+//! resource under `handlers/`.
+
+mod error;
+mod handlers;
+mod state;
+
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::timeout::TimeoutLayer;
+
+pub use error::ApiError;
+pub use state::{AppState, IngestLimits};
+
+/// Every route of the service.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new().route(
+        "/reports",
+        post(handlers::reports::post).layer(DefaultBodyLimit::max(state.ingest.max_body)),
+    );
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(handlers::health::healthz))
+        .route("/readyz", get(handlers::health::readyz))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(60),
+        ))
+        .with_state(state)
+}
