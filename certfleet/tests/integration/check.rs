@@ -1,6 +1,7 @@
 //! Assertions on probe JSON lines: the facts every line must carry, and the facts of each
 //! certificate compared with the one we generated.
 
+use certfleet_model::{Finding, ProbeResult};
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
@@ -9,24 +10,12 @@ use crate::cli::Run;
 use crate::pki::Cert;
 use crate::tls_server::Negotiated;
 
-const FINDINGS: [&str; 12] = [
-    "expired",
-    "not_yet_valid",
-    "expires_soon",
-    "self_signed",
-    "untrusted",
-    "incomplete_chain",
-    "wrong_order",
-    "hostname_mismatch",
-    "weak_key",
-    "sha1_signature",
-    "legacy_protocol",
-    "chain_expires_first",
-];
-
 /// What every line carries, whatever the status.
 pub fn assert_common(result: &Value, target: &str, run: &Run) {
     let context = || format!("{result:#}\n{}", run.context());
+    if let Err(err) = serde_json::from_value::<ProbeResult>(result.clone()) {
+        panic!("not the model's ProbeResult shape: {err}\n{}", context());
+    }
     assert_eq!(result["target"], target, "target as given\n{}", context());
     let probed_at = time_field(result, "probed_at");
     assert!(
@@ -53,18 +42,23 @@ pub fn assert_common(result: &Value, target: &str, run: &Run) {
         context()
     );
     assert!(result["chain"].is_array(), "chain is a list\n{}", context());
-    let findings = findings(result);
-    let mut sorted = findings.clone();
-    sorted.sort();
-    sorted.dedup();
-    assert_eq!(findings, sorted, "findings are a sorted set\n{}", context());
-    for finding in &findings {
-        assert!(
-            FINDINGS.contains(&finding.as_str()),
-            "unknown finding {finding}\n{}",
-            context()
-        );
-    }
+    assert_canonical_order(&findings(result), &context());
+}
+
+/// Findings are a set in the order of the model's `Finding` (its `Ord`, the declaration
+/// order), which is how the prober sorts them: no duplicates, always the same order.
+fn assert_canonical_order(findings: &[String], context: &str) {
+    let parsed: Vec<Finding> = findings
+        .iter()
+        .map(|finding| {
+            serde_json::from_value(Value::String(finding.clone()))
+                .unwrap_or_else(|err| panic!("unknown finding {finding}: {err}\n{context}"))
+        })
+        .collect();
+    assert!(
+        parsed.windows(2).all(|pair| pair[0] < pair[1]),
+        "findings {findings:?} are not a set in the model's order\n{context}"
+    );
 }
 
 /// A TLS server answered and its certificates were captured.
@@ -260,13 +254,14 @@ pub fn assert_cert(json: &Value, cert: &Cert) {
     assert_eq!(json["parse_error"], Value::Null, "parsed\n{}", context());
 }
 
-/// The findings, exactly (order-insensitive input, the output must be sorted anyway).
+/// The findings, exactly, as a set (their order is checked by `assert_common`).
 pub fn assert_findings(result: &Value, expected: &[&str]) {
     let mut expected: Vec<String> = expected.iter().map(|f| (*f).to_owned()).collect();
     expected.sort();
+    let mut found = findings(result);
+    found.sort();
     assert_eq!(
-        findings(result),
-        expected,
+        found, expected,
         "findings of {}: {result:#}",
         result["target"]
     );

@@ -7,6 +7,7 @@ mod check;
 mod cli;
 mod openssl_server;
 mod pki;
+mod pki_openssl;
 mod plain_servers;
 mod tls_server;
 

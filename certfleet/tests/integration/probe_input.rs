@@ -58,7 +58,9 @@ impl Targets {
 fn targets_are_read_from_a_file() {
     let pki = Pki::new();
     let targets = Targets::new(&pki);
-    let file = pki.write("targets.txt", &targets.lines());
+    // `certfleet probe --help`: one target per line, `#` starts a comment.
+    let text = format!("# endpoints to check\n\n{}", targets.lines());
+    let file = pki.write("targets.txt", &text);
     let file = file.to_str().expect("temporary paths are UTF-8");
 
     let run = probe_json(&["-f", file, "--timeout", "5s", "--concurrency", "2"]);
