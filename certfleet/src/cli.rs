@@ -94,7 +94,8 @@ pub struct ProbeArgs {
     /// SNI name to send for targets without their own `@sni`.
     #[arg(long)]
     pub sni: Option<String>,
-    /// Protocol to upgrade with before the handshake (smtp, imap, pop3, ftp, postgres...).
+    /// Plaintext protocol to upgrade with before the handshake: smtp, imap, pop3, ftp, ldap,
+    /// postgres, xmpp, mysql; `auto` (default) picks by well-known port, `none` never.
     #[arg(long, value_name = "PROTO")]
     pub starttls: Option<String>,
     #[arg(long, value_enum, default_value = "json")]

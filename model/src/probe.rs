@@ -21,6 +21,8 @@ pub enum ProbeStatus {
     Unreachable,
     /// The address is outside the allowed networks; no connection was attempted.
     Denied,
+    /// The plaintext protocol answered but declined STARTTLS (`error` quotes the reply).
+    StarttlsRefused,
 }
 
 impl ProbeStatus {
@@ -33,6 +35,7 @@ impl ProbeStatus {
             ProbeStatus::TlsError => "tls_error",
             ProbeStatus::Unreachable => "unreachable",
             ProbeStatus::Denied => "denied",
+            ProbeStatus::StarttlsRefused => "starttls_refused",
         }
     }
 }

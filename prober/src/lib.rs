@@ -12,6 +12,7 @@ mod legacy;
 mod policy;
 mod probe;
 mod resolve;
+mod starttls;
 mod target;
 
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ pub use analysis::{TrustError, TrustStore};
 pub use policy::NetworkPolicy;
 pub use probe::Prober;
 pub use resolve::ResolveError;
+pub use starttls::{StartTls, StartTlsError};
 pub use target::{Host, Target, TargetError};
 
 /// How probes are run.
@@ -44,6 +46,32 @@ pub struct ProberConfig {
     pub include_pem: bool,
     /// Name servers to use instead of the system configuration.
     pub nameservers: Option<Vec<SocketAddr>>,
+    /// Whether to speak a plaintext protocol before the handshake.
+    pub starttls: StartTlsMode,
+}
+
+/// When to run a STARTTLS dialogue before the handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartTlsMode {
+    /// By the port: 25/587 SMTP, 143 IMAP, 110 POP3, 21 FTP, 389 LDAP, 5432 PostgreSQL,
+    /// 5222 XMPP, 3306 MySQL; implicit TLS everywhere else.
+    #[default]
+    ByPort,
+    /// Never: implicit TLS on every port.
+    Never,
+    /// Always this protocol.
+    Always(StartTls),
+}
+
+impl StartTlsMode {
+    /// The protocol to speak on `port`, if any.
+    pub fn for_port(self, port: u16) -> Option<StartTls> {
+        match self {
+            StartTlsMode::ByPort => StartTls::for_port(port),
+            StartTlsMode::Never => None,
+            StartTlsMode::Always(protocol) => Some(protocol),
+        }
+    }
 }
 
 impl Default for ProberConfig {
@@ -57,6 +85,7 @@ impl Default for ProberConfig {
             legacy_fallback: true,
             include_pem: false,
             nameservers: None,
+            starttls: StartTlsMode::ByPort,
         }
     }
 }

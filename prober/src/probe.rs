@@ -16,6 +16,7 @@ use crate::analysis::{self, rfc4514_from_der, ServedCertificate};
 use crate::handshake::{self, Failure, Handshake, Verdict};
 use crate::legacy::{self, LegacyCapture};
 use crate::resolve::Resolver;
+use crate::starttls::{self, StartTlsError};
 use crate::target::{Host, Target};
 use crate::ProberConfig;
 
@@ -132,6 +133,21 @@ impl Prober {
             },
             None => ServerName::IpAddress(address.ip().into()),
         };
+        if let Some(protocol) = self.config.starttls.for_port(address.port()) {
+            result.starttls = Some(protocol.as_str().to_owned());
+            let upgraded =
+                starttls::upgrade(&mut stream, protocol, target.server_name(), deadline).await;
+            if let Err(error) = upgraded {
+                result.status = match error {
+                    StartTlsError::Refused { .. } => ProbeStatus::StarttlsRefused,
+                    StartTlsError::Unexpected { .. } => ProbeStatus::NotTls,
+                    StartTlsError::Timeout { .. } => ProbeStatus::Timeout,
+                    _ => ProbeStatus::TlsError,
+                };
+                result.error = Some(error.to_string());
+                return;
+            }
+        }
         let handshake = handshake::run(
             &mut stream,
             &self.provider,
@@ -225,6 +241,11 @@ impl Prober {
     ) -> Option<LegacyCapture> {
         let started = Instant::now();
         let mut stream = self.connect(address, started, deadline).await.ok()?;
+        if let Some(protocol) = self.config.starttls.for_port(address.port()) {
+            starttls::upgrade(&mut stream, protocol, target.server_name(), deadline)
+                .await
+                .ok()?;
+        }
         match legacy::capture(&mut stream, target.server_name(), deadline).await {
             Ok(capture) if !capture.chain.is_empty() => Some(capture),
             Ok(_) => None,

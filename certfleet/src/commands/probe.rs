@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use certfleet_prober::{NetworkPolicy, Prober, ProberConfig, TrustStore};
+use certfleet_prober::{
+    NetworkPolicy, Prober, ProberConfig, StartTls, StartTlsMode, TrustStore,
+};
 use futures::stream::{self, BoxStream, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -17,9 +19,11 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
     if args.concurrency == 0 {
         bail!("--concurrency must be at least 1");
     }
-    if let Some(proto) = &args.starttls {
-        bail!("--starttls {proto}: STARTTLS is not supported yet");
-    }
+    let starttls = match args.starttls.as_deref() {
+        None | Some("auto") => StartTlsMode::ByPort,
+        Some("none") => StartTlsMode::Never,
+        Some(name) => StartTlsMode::Always(name.parse::<StartTls>().map_err(anyhow::Error::msg)?),
+    };
     let mut trust = TrustStore::mozilla();
     for path in &args.ca_files {
         trust.add_pem_file(path)?;
@@ -31,6 +35,7 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
         trust,
         include_pem: args.pem,
         nameservers: (!args.dns_servers.is_empty()).then(|| args.dns_servers.clone()),
+        starttls,
         ..ProberConfig::default()
     };
     let sni = args.sni.as_deref();
