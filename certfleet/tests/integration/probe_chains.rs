@@ -105,14 +105,22 @@ fn leaf_validity_is_reported_as_expired_not_yet_valid_or_expires_soon() {
     let expired = leaf("expired.test", -400, -1);
     let not_yet_valid = leaf("future.test", 30, 400);
     let expires_soon = leaf("soon.test", -30, 10);
-    let servers: Vec<TlsServer> = [&expired, &not_yet_valid, &expires_soon]
-        .iter()
-        .map(|leaf| {
-            TlsServer::serving(&[leaf, &intermediate], leaf)
-                .start()
-                .expect("start the rustls server")
-        })
-        .collect();
+    let just_under = leaf("29days.test", -30, 29);
+    let just_over = leaf("31days.test", -30, 31);
+    let servers: Vec<TlsServer> = [
+        &expired,
+        &not_yet_valid,
+        &expires_soon,
+        &just_under,
+        &just_over,
+    ]
+    .iter()
+    .map(|leaf| {
+        TlsServer::serving(&[leaf, &intermediate], leaf)
+            .start()
+            .expect("start the rustls server")
+    })
+    .collect();
     let targets: Vec<String> = servers.iter().map(TlsServer::target).collect();
 
     let mut args: Vec<&str> = targets.iter().map(String::as_str).collect();
@@ -141,6 +149,16 @@ fn leaf_validity_is_reported_as_expired_not_yet_valid_or_expires_soon() {
     assert_ok(&result, &targets[2], &run);
     assert_chain(&result, &[&expires_soon, &intermediate]);
     assert_findings(&result, &["expires_soon"]);
+
+    let result = run.result(&targets[3]);
+    assert_ok(&result, &targets[3], &run);
+    assert_chain(&result, &[&just_under, &intermediate]);
+    assert_findings(&result, &["expires_soon"]);
+
+    let result = run.result(&targets[4]);
+    assert_ok(&result, &targets[4], &run);
+    assert_chain(&result, &[&just_over, &intermediate]);
+    assert_findings(&result, &[]);
 }
 
 #[test]

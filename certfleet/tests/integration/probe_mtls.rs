@@ -1,7 +1,7 @@
 //! The mutual-TLS matrix: {rustls, openssl} x {TLS 1.2, TLS 1.3} x {optional, required},
 //! with and without advertised CA names, and servers that ask for nothing.
 
-use crate::check::{assert_chain, assert_mtls, assert_ok};
+use crate::check::{assert_chain, assert_findings, assert_mtls, assert_negotiated, assert_ok};
 use crate::cli::probe_json;
 use crate::openssl_server::OpensslServer;
 use crate::pki::{Cert, Pki, Spec};
@@ -42,11 +42,15 @@ fn rustls_servers_asking_for_client_certificates_are_optional_or_required() {
     args.extend(["--ca-file", chain.root.pem_file(), "--timeout", "5s"]);
 
     let run = probe_json(&args);
-    for ((_, auth, version), target) in cases.iter().zip(&targets) {
+    for (((_, auth, version), target), server) in cases.iter().zip(&targets).zip(&servers) {
         let result = run.result(target);
         assert_ok(&result, target, &run);
         assert_eq!(result["tls"]["version"], *version, "{auth:?}: {result:#}");
         assert_chain(&result, &served);
+        assert_findings(&result, &[]);
+        if let Some(handshake) = server.handshakes().first() {
+            assert_negotiated(&result, handshake);
+        }
         match auth {
             ClientAuth::Optional => assert_mtls(&result, true, Some(false), &[ca_name]),
             ClientAuth::Required => assert_mtls(&result, true, Some(true), &[ca_name]),
@@ -116,6 +120,7 @@ fn openssl_servers_asking_for_client_certificates_are_optional_or_required() {
         };
         assert_eq!(result["tls"]["version"], version, "{context}");
         assert_chain(&result, &[&chain.leaf, &chain.intermediate]);
+        assert_findings(&result, &[]);
         let names: &[&str] = match case.advertise {
             true => &[ca_name],
             false => &[],

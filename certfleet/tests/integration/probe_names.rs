@@ -1,7 +1,9 @@
 //! Names: SNI from `@name` and `--sni`, hostname matching (RFC 6125 wildcards), hostname
 //! targets, and ALPN.
 
-use crate::check::{assert_chain, assert_findings, assert_negotiated, assert_ok};
+use crate::check::{
+    assert_chain, assert_common, assert_failed, assert_findings, assert_negotiated, assert_ok,
+};
 use crate::cli::probe_json;
 use crate::pki::{Pki, Spec};
 use crate::tls_server::TlsServer;
@@ -191,4 +193,51 @@ fn alpn_chosen_by_the_server_is_reported() {
     assert_ok(&result, &none_target, &run);
     assert_eq!(result["tls"]["alpn"], serde_json::Value::Null);
     assert_negotiated(&result, none.handshakes().first().expect("a handshake"));
+}
+
+#[test]
+fn server_that_aborts_the_handshake_is_a_tls_error() {
+    let pki = Pki::new();
+    let chain = pki.chain(Spec::leaf("known.test", &["known.test"]));
+    let served = [&chain.leaf, &chain.intermediate];
+    let server = TlsServer::serving(&served, &chain.leaf)
+        .for_name("known.test", &served, &chain.leaf)
+        .only_named()
+        .start()
+        .expect("start the rustls server");
+    let known = format!("{}@known.test", server.target());
+    let unknown = format!("{}@unknown.test", server.target());
+
+    let run = probe_json(&[
+        &known,
+        &unknown,
+        "--ca-file",
+        chain.root.pem_file(),
+        "--timeout",
+        "5s",
+    ]);
+    let result = run.result(&known);
+    assert_ok(&result, &known, &run);
+    assert_chain(&result, &served);
+    assert_findings(&result, &[]);
+
+    let result = run.result(&unknown);
+    assert_common(&result, &unknown, &run);
+    assert_eq!(result["status"], "tls_error", "{result:#}");
+    assert_eq!(result["sni"], "unknown.test");
+    assert!(
+        result["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "tls_error says why: {result:#}"
+    );
+    assert_eq!(result["chain"], serde_json::json!([]), "{result:#}");
+    assert_findings(&result, &[]);
+}
+
+#[test]
+fn name_that_does_not_resolve_is_unreachable() {
+    let target = "no-such-host.invalid:443";
+    let run = probe_json(&[target, "--timeout", "3s"]);
+    let result = run.result(target);
+    assert_failed(&result, target, "unreachable", &run);
+    assert_eq!(result["address"], serde_json::Value::Null, "{result:#}");
 }

@@ -50,7 +50,7 @@ pub struct Negotiated {
 
 /// How to start a server: the chains to serve and the policy.
 pub struct TlsServerBuilder {
-    default_chain: Arc<CertifiedKey>,
+    default_chain: Option<Arc<CertifiedKey>>,
     by_name: Vec<(String, Arc<CertifiedKey>)>,
     versions: Versions,
     client_auth: ClientAuth,
@@ -71,7 +71,7 @@ impl TlsServer {
     /// key of `key_of`, which should be the first one.
     pub fn serving(chain: &[&Cert], key_of: &Cert) -> TlsServerBuilder {
         TlsServerBuilder {
-            default_chain: certified_key(chain, key_of),
+            default_chain: Some(certified_key(chain, key_of)),
             by_name: Vec::new(),
             versions: Versions::Both,
             client_auth: ClientAuth::None,
@@ -106,6 +106,13 @@ impl TlsServerBuilder {
     pub fn for_name(mut self, name: &str, chain: &[&Cert], key_of: &Cert) -> Self {
         self.by_name
             .push((name.to_owned(), certified_key(chain, key_of)));
+        self
+    }
+
+    /// Abort the handshake (rustls sends a fatal alert) unless the SNI name is one given
+    /// with `for_name`.
+    pub fn only_named(mut self) -> Self {
+        self.default_chain = None;
         self
     }
 
@@ -240,7 +247,7 @@ async fn serve_one(
 /// Picks the chain by SNI: exact names first, then `*.suffix` patterns (any depth below
 /// the suffix, so the prober's own wildcard rules are what is tested), else the default.
 struct ByName {
-    default_chain: Arc<CertifiedKey>,
+    default_chain: Option<Arc<CertifiedKey>>,
     by_name: Vec<(String, Arc<CertifiedKey>)>,
 }
 
@@ -258,7 +265,7 @@ impl fmt::Debug for ByName {
 impl ResolvesServerCert for ByName {
     fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let Some(sni) = client_hello.server_name() else {
-            return Some(self.default_chain.clone());
+            return self.default_chain.clone();
         };
         let exact = self.by_name.iter().find(|(name, _)| name == sni);
         let pattern = || {
@@ -267,12 +274,10 @@ impl ResolvesServerCert for ByName {
                     .is_some_and(|suffix| sni.ends_with(&format!(".{suffix}")))
             })
         };
-        Some(
-            exact
-                .or_else(pattern)
-                .map_or(&self.default_chain, |(_, key)| key)
-                .clone(),
-        )
+        exact
+            .or_else(pattern)
+            .map(|(_, key)| key.clone())
+            .or_else(|| self.default_chain.clone())
     }
 }
 

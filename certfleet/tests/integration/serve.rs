@@ -1,0 +1,14 @@
+//! End-to-end tests of `certfleet serve`: the real binary on port 0, real databases (a
+//! SQLite file, a fresh PostgreSQL database, and a private PostgreSQL server that the
+//! outage test kills), real TLS servers, and agent reports posted over HTTP.
+//!
+//! Nothing waits a fixed time: the tests read the service's "listening" line, and poll
+//! the store (every 100 ms, up to a bound) for what the service writes on its own.
+
+mod database;
+mod e2e;
+mod http;
+mod outage;
+mod private_pg;
+mod process;
+mod reports;

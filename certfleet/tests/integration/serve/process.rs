@@ -1,0 +1,139 @@
+//! The real `certfleet serve` as a child process (killed when dropped), its configuration
+//! file, and `certfleet token create`.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// How long the service may take to migrate its database and bind; it normally takes
+/// well under a second. Only a hung start-up ever reaches it.
+const START_LIMIT: Duration = Duration::from_secs(60);
+
+/// Writes a `certfleet.toml` into `dir` for `database_url`, allowing probes to loopback
+/// only (`127.0.0.0/8`, which the default `probe.allow` excludes).
+pub fn write_config(dir: &Path, database_url: &str) -> PathBuf {
+    let outbox = dir.join("outbox");
+    let text = format!(
+        "[database]\nurl = {url:?}\nmax_connections = 8\n\n\
+         [server]\nlisten = \"127.0.0.1:0\"\n\n\
+         [probe]\nallow = [\"127.0.0.0/8\"]\ntimeout = \"5s\"\n\n\
+         [notify]\noutbox_dir = {outbox:?}\n",
+        url = database_url,
+        outbox = outbox.display().to_string(),
+    );
+    let path = dir.join("certfleet.toml");
+    std::fs::write(&path, text).expect("write the test config");
+    path
+}
+
+/// `certfleet ARGS...` with the test's own `CERTFLEET_*` variables removed: the service
+/// reads every `CERTFLEET_*` variable as configuration, and refuses
+/// `CERTFLEET_TEST_POSTGRES_URL` (no `SECTION__KEY`), which `scripts/test` exports.
+fn certfleet(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_certfleet"));
+    command.args(args);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("CERTFLEET_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// `certfleet token create --agent AGENT`: the token, alone on the last stdout line.
+pub fn create_token(config: &Path, agent: &str) -> String {
+    let config = config.to_str().expect("temporary paths are UTF-8");
+    let output = certfleet(&["token", "create", "--config", config, "--agent", agent])
+        .output()
+        .expect("run certfleet token create");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "certfleet token create failed ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+        .lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .expect("a token line")
+        .trim()
+        .to_owned()
+}
+
+/// A running `certfleet serve`; killed when dropped.
+pub struct Service {
+    /// Where the API listens (learned from the service's stdout).
+    pub address: SocketAddr,
+    child: Child,
+    log_path: PathBuf,
+}
+
+impl Service {
+    /// Starts `certfleet serve --config CONFIG --roles ROLES --listen 127.0.0.1:0`, with
+    /// its log in `CONFIG`'s folder, and returns once it prints where it listens.
+    pub fn start(config: &Path, roles: &str) -> Service {
+        let dir = config.parent().expect("the config is in a folder");
+        let log_path = dir.join(format!("serve-{roles}.log").replace(',', "-"));
+        let log = File::create(&log_path).expect("create the service log");
+        let config_arg = config.to_str().expect("temporary paths are UTF-8");
+        let mut child = certfleet(&["serve", "--config", config_arg, "--roles", roles])
+            .args(["--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start certfleet serve");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (lines, listening) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(address) = line.strip_prefix("certfleet: listening on http://") {
+                    let _ = lines.send(address.trim().to_owned());
+                }
+            }
+        });
+        let mut service = Service {
+            address: SocketAddr::from(([127, 0, 0, 1], 0)),
+            child,
+            log_path,
+        };
+        match listening.recv_timeout(START_LIMIT) {
+            Ok(address) => {
+                service.address = address.parse().expect("the listening line has an address");
+                service
+            }
+            Err(_) => {
+                let status = service.child.try_wait().ok().flatten();
+                panic!(
+                    "certfleet serve printed no listening line (exit status: {status:?}); log:\n{}",
+                    service.log()
+                );
+            }
+        }
+    }
+
+    /// What the service logged so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// `http://ADDRESS` (for messages).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

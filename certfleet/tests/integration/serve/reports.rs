@@ -1,0 +1,56 @@
+//! Agent reports as an agent would send them (the agent report contract), and gzip.
+
+use std::io::Write;
+use std::net::IpAddr;
+
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// One listening socket of a report.
+pub struct Socket {
+    /// The address the socket is reachable at.
+    pub address: IpAddr,
+    pub port: u16,
+    pub process: &'static str,
+}
+
+/// A report from host `hostname`: every socket bound to the wildcard address and
+/// reachable at its own address.
+pub fn report(hostname: &str, sockets: &[Socket]) -> Value {
+    let collected_at = OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .expect("now formats as RFC 3339");
+    let sockets: Vec<Value> = sockets
+        .iter()
+        .map(|socket| {
+            json!({
+                "address": "0.0.0.0", "port": socket.port, "protocol": "tcp",
+                "netns": 4026531840u64, "process": socket.process, "container": null,
+                "reachable": [socket.address.to_string()], "scope": "host"
+            })
+        })
+        .collect();
+    json!({
+        "agent": {"version": "0.1.0"},
+        "collected_at": collected_at,
+        "host": {
+            "hostname": hostname, "machine_id": format!("machine-{hostname}"),
+            "addresses": ["127.0.0.1"],
+            "tags": {"app": "e2e", "env": "test", "owner": "e2e-team@example.com"}
+        },
+        "sockets": sockets,
+    })
+}
+
+/// The JSON bytes of a report.
+pub fn bytes(report: &Value) -> Vec<u8> {
+    serde_json::to_vec(report).expect("a report serializes")
+}
+
+/// `data`, gzip-compressed.
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(data).expect("gzip into memory");
+    encoder.finish().expect("gzip into memory")
+}
