@@ -10,6 +10,8 @@ use certfleet_store::Store;
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub ingest: IngestLimits,
+    /// When set, reads need this bearer token (`server.read_token`).
+    pub read_token: Option<String>,
 }
 
 /// Size limits of `POST /api/v1/reports`.

@@ -55,9 +55,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let address = listener.local_addr()?;
+        let read_token = Some(config.server.read_token.clone()).filter(|token| !token.is_empty());
         let state = AppState {
             store: store.clone(),
             ingest: IngestLimits::default(),
+            read_token,
         };
         let app = certfleet_web::router(state);
         let mut api_shutdown = shutdown.clone();

@@ -1,4 +1,9 @@
 //! One module per resource.
 
+pub mod certificates;
+pub mod endpoints;
 pub mod health;
+pub mod mtls;
+pub mod openapi;
+mod params;
 pub mod reports;
