@@ -18,3 +18,4 @@ mod probe_legacy;
 mod probe_mtls;
 mod probe_names;
 mod probe_network;
+mod serve;

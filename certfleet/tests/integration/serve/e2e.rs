@@ -247,7 +247,11 @@ fn ingest_refuses_what_the_contract_refuses(service: &Service, token: &str, body
     let garbage = post(b"{\"agent\": ".to_vec()).bearer(token).send(address);
     let garbage = garbage.expect("POST truncated JSON");
     assert_eq!(garbage.status, 400, "{}", garbage.describe());
-    assert!(garbage.json()["error"].is_string(), "{}", garbage.describe());
+    assert!(
+        garbage.json()["error"].is_string(),
+        "{}",
+        garbage.describe()
+    );
 
     let oversized = vec![b' '; 9 * 1024 * 1024];
     let answer = post(oversized)

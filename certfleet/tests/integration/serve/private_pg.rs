@@ -56,10 +56,15 @@ impl PrivatePostgres {
         };
         let data = pg.data_dir();
         let mut initdb = pg.command("initdb");
-        initdb
-            .arg("-D")
-            .arg(&data)
-            .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"]);
+        initdb.arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ]);
         output(&mut initdb)?;
         pg.launch();
         Ok(pg)
@@ -86,7 +91,10 @@ impl PrivatePostgres {
         }
         let started = Instant::now();
         while victims.iter().any(|pid| is_alive(*pid)) {
-            assert!(started.elapsed() < PG_LIMIT, "PostgreSQL {victims:?} survived SIGKILL");
+            assert!(
+                started.elapsed() < PG_LIMIT,
+                "PostgreSQL {victims:?} survived SIGKILL"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -134,7 +142,10 @@ impl PrivatePostgres {
             if ready.status().is_ok_and(|status| status.success()) {
                 return;
             }
-            let exited = self.server.as_mut().and_then(|s| s.try_wait().ok().flatten());
+            let exited = self
+                .server
+                .as_mut()
+                .and_then(|s| s.try_wait().ok().flatten());
             if exited.is_some() || started.elapsed() > PG_LIMIT {
                 panic!("private PostgreSQL not ready ({exited:?}):\n{}", self.log());
             }
