@@ -16,6 +16,8 @@
 mod clock;
 mod error;
 mod names;
+mod notify;
+mod notify_records;
 mod pg;
 mod plan;
 mod records;
@@ -33,6 +35,11 @@ use time::Duration;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use names::{hostname_candidates, normalize_serial};
+pub use notify::NotificationStore;
+pub use notify_records::{
+    Mute, NotificationCandidate, NotificationClaim, NotificationRecord, NotificationStatus,
+    Resolution,
+};
 pub use pg::PostgresStore;
 pub use records::{
     AgentName, CertificateDetail, CertificateRecord, EndpointFilter, EndpointId, EndpointRecord,
@@ -43,9 +50,10 @@ pub use schedule::ProbeSchedule;
 pub use sqlite::SqliteStore;
 
 /// Everything certfleet keeps, behind one API with a PostgreSQL and a SQLite
-/// implementation. Share it as `Arc<dyn Store>`.
+/// implementation. Share it as `Arc<dyn Store>`. The notification outbox is its
+/// supertrait [`NotificationStore`].
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug {
+pub trait Store: NotificationStore + Send + Sync + std::fmt::Debug {
     /// Applies the embedded migrations that are not applied yet.
     async fn migrate(&self) -> Result<()>;
 

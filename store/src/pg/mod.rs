@@ -4,6 +4,7 @@
 
 mod ingest;
 mod lookup;
+mod notify;
 mod probes;
 mod summary;
 

@@ -7,6 +7,7 @@
 
 mod ingest;
 mod lookup;
+mod notify;
 mod probes;
 mod summary;
 
