@@ -1,6 +1,7 @@
 -- certfleet's first schema (SQLite). Never edit a landed migration: append a new one.
 -- Times are INTEGER Unix seconds (UTC), so that comparisons and ORDER BY are numeric;
--- JSON is TEXT; booleans are INTEGER 0/1. Otherwise it mirrors migrations/postgres.
+-- JSON is TEXT; booleans are INTEGER 0/1. Otherwise it mirrors migrations/postgres,
+-- including its lack of foreign keys on the batch-written tables.
 
 CREATE TABLE agent_tokens (
     id           INTEGER PRIMARY KEY,
@@ -48,7 +49,7 @@ CREATE INDEX certificates_not_after ON certificates (not_after);
 
 CREATE TABLE certificate_names (
     name   TEXT NOT NULL,
-    sha256 TEXT NOT NULL REFERENCES certificates (sha256) ON DELETE CASCADE,
+    sha256 TEXT NOT NULL,
     PRIMARY KEY (name, sha256)
 ) WITHOUT ROWID;
 
@@ -57,7 +58,7 @@ CREATE TABLE endpoints (
     address        TEXT    NOT NULL,
     port           INTEGER NOT NULL,
     sni            TEXT    NOT NULL DEFAULT '',
-    host_id        INTEGER REFERENCES hosts (id) ON DELETE SET NULL,
+    host_id        INTEGER,
     process        TEXT,
     container      TEXT,
     netns          INTEGER,
@@ -78,13 +79,12 @@ CREATE TABLE endpoints (
     UNIQUE (address, port, sni)
 );
 CREATE INDEX endpoints_due ON endpoints (next_probe_at) WHERE retired_at IS NULL;
-CREATE INDEX endpoints_last_seen ON endpoints (last_seen) WHERE retired_at IS NULL;
 CREATE INDEX endpoints_app ON endpoints (app);
 CREATE INDEX endpoints_observation ON endpoints (observation_id);
 
 CREATE TABLE observations (
     id             INTEGER PRIMARY KEY,
-    endpoint_id    INTEGER NOT NULL REFERENCES endpoints (id) ON DELETE CASCADE,
+    endpoint_id    INTEGER NOT NULL,
     fingerprint    TEXT    NOT NULL,
     status         TEXT    NOT NULL,
     leaf_sha256    TEXT,
@@ -103,9 +103,9 @@ CREATE TABLE observations (
 );
 
 CREATE TABLE observation_chain (
-    observation_id INTEGER NOT NULL REFERENCES observations (id) ON DELETE CASCADE,
+    observation_id INTEGER NOT NULL,
     position       INTEGER NOT NULL,
-    sha256         TEXT    NOT NULL REFERENCES certificates (sha256),
+    sha256         TEXT    NOT NULL,
     PRIMARY KEY (observation_id, position)
 ) WITHOUT ROWID;
 CREATE INDEX observation_chain_certificate ON observation_chain (sha256);

@@ -36,6 +36,11 @@ impl ManualClock {
         }
     }
 
+    /// The time the clock stands at (also [`Clock::now`], without importing the trait).
+    pub fn now(&self) -> OffsetDateTime {
+        *self.now.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Moves the clock forward (or back, with a negative duration).
     pub fn advance(&self, by: Duration) {
         let mut now = self.now.lock().unwrap_or_else(PoisonError::into_inner);
@@ -50,6 +55,6 @@ impl ManualClock {
 
 impl Clock for ManualClock {
     fn now(&self) -> OffsetDateTime {
-        *self.now.lock().unwrap_or_else(PoisonError::into_inner)
+        ManualClock::now(self)
     }
 }

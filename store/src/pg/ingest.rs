@@ -62,7 +62,8 @@ async fn upsert_host(connection: &mut sqlx::PgConnection, host: &HostRow) -> Res
 }
 
 /// Inserts new endpoints (due at once) and refreshes known ones, unless the stored
-/// sighting is newer. A re-reported retired endpoint comes back.
+/// sighting is newer; a replay, which changes nothing, writes nothing. A re-reported
+/// retired endpoint comes back.
 async fn upsert_endpoints(
     connection: &mut sqlx::PgConnection,
     host_id: i64,
@@ -89,7 +90,12 @@ async fn upsert_endpoints(
              retired_at = CASE WHEN EXCLUDED.last_seen > endpoints.last_seen THEN NULL \
                  ELSE endpoints.retired_at END, \
              last_seen = EXCLUDED.last_seen \
-         WHERE endpoints.last_seen <= EXCLUDED.last_seen",
+         WHERE endpoints.last_seen < EXCLUDED.last_seen \
+             OR (endpoints.last_seen = EXCLUDED.last_seen \
+                 AND (endpoints.host_id, endpoints.process, endpoints.container, \
+                     endpoints.netns, endpoints.app, endpoints.env, endpoints.owner) \
+                 IS DISTINCT FROM (EXCLUDED.host_id, EXCLUDED.process, EXCLUDED.container, \
+                     EXCLUDED.netns, EXCLUDED.app, EXCLUDED.env, EXCLUDED.owner))",
     )
     .bind(host_id)
     .bind(&host.app)

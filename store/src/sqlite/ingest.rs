@@ -58,7 +58,8 @@ async fn upsert_host(connection: &mut SqliteConnection, host: &HostRow) -> Resul
 }
 
 /// Inserts new endpoints (due at once) and refreshes known ones, unless the stored
-/// sighting is newer. A re-reported retired endpoint comes back.
+/// sighting is newer; a replay, which changes nothing, writes nothing. A re-reported
+/// retired endpoint comes back.
 async fn upsert_endpoints(
     connection: &mut SqliteConnection,
     host_id: i64,
@@ -83,7 +84,15 @@ async fn upsert_endpoints(
              retired_at = CASE WHEN excluded.last_seen > endpoints.last_seen THEN NULL \
                  ELSE endpoints.retired_at END, \
              last_seen = excluded.last_seen \
-         WHERE endpoints.last_seen <= excluded.last_seen",
+         WHERE endpoints.last_seen < excluded.last_seen \
+             OR (endpoints.last_seen = excluded.last_seen \
+                 AND (endpoints.host_id IS NOT excluded.host_id \
+                     OR endpoints.process IS NOT excluded.process \
+                     OR endpoints.container IS NOT excluded.container \
+                     OR endpoints.netns IS NOT excluded.netns \
+                     OR endpoints.app IS NOT excluded.app \
+                     OR endpoints.env IS NOT excluded.env \
+                     OR endpoints.owner IS NOT excluded.owner))",
     )
     .bind(host_id)
     .bind(&host.app)

@@ -1,1 +1,17 @@
-//! The store behaviour suite, run on SQLite and PostgreSQL.
+//! The store behaviour suite: written once against `Arc<dyn Store>`, run on SQLite and on
+//! PostgreSQL, each test in a fresh database.
+//!
+//! PostgreSQL comes from `CERTFLEET_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`); each test creates its own database
+//! there and drops it afterwards.
+
+mod fixtures;
+mod harness;
+
+mod ingest;
+mod leasing;
+mod lookups;
+mod mtls;
+mod notify;
+mod probes;
+mod tokens;

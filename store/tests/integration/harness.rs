@@ -1,0 +1,149 @@
+//! Fresh stores for each test, on both backends, and the macro that runs a test on both.
+
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use certfleet_store::{ManualClock, PostgresStore, SqliteStore, Store, StoreOptions};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, Executor, PgPool, SqlitePool};
+use time::macros::datetime;
+
+/// One test's store, its clock, and a way to run raw SQL on it.
+pub struct TestStore {
+    /// The store under test.
+    pub store: Arc<dyn Store>,
+    /// The store's clock; tests move it instead of sleeping.
+    pub clock: ManualClock,
+    /// The same database, for SQL the Store API does not offer (fault injection).
+    pub raw: Raw,
+}
+
+/// Direct access to the test database.
+pub enum Raw {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl TestStore {
+    /// Which backend this is, for tests whose SQL differs.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.raw, Raw::Postgres(_))
+    }
+
+    /// Runs SQL on the test database.
+    pub async fn execute(&self, sql: &str) {
+        match &self.raw {
+            Raw::Sqlite(pool) => pool.execute(sql).await.map(drop),
+            Raw::Postgres(pool) => pool.execute(sql).await.map(drop),
+        }
+        .expect("raw SQL runs");
+    }
+}
+
+fn options(clock: &ManualClock) -> StoreOptions {
+    StoreOptions {
+        max_connections: 8,
+        clock: Arc::new(clock.clone()),
+        ..StoreOptions::default()
+    }
+}
+
+fn clock() -> ManualClock {
+    ManualClock::new(datetime!(2026-11-27 10:00:00 UTC))
+}
+
+/// Runs a test on a fresh SQLite database in a temporary directory.
+pub async fn on_sqlite<F, Fut>(test: F)
+where
+    F: FnOnce(TestStore) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let url = format!("sqlite://{}", directory.path().join("store.db").display());
+    let clock = clock();
+    let store = SqliteStore::connect(&url, options(&clock))
+        .await
+        .expect("SQLite opens");
+    store.migrate().await.expect("SQLite migrates");
+    let raw = Raw::Sqlite(store.pool().clone());
+    let outcome = tokio::spawn(test(TestStore {
+        store: Arc::new(store),
+        clock,
+        raw,
+    }))
+    .await;
+    drop(directory);
+    if let Err(error) = outcome {
+        std::panic::resume_unwind(error.into_panic());
+    }
+}
+
+/// Runs a test on a fresh PostgreSQL database, dropped afterwards (best effort).
+pub async fn on_postgres<F, Fut>(test: F)
+where
+    F: FnOnce(TestStore) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let admin_url = std::env::var("CERTFLEET_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let admin = PgConnectOptions::from_str(&admin_url).expect("CERTFLEET_TEST_POSTGRES_URL");
+    let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos() % 1_000_000_000;
+    let name = format!(
+        "certfleet_test_{}_{}_{nanos}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut connection = admin.connect().await.expect("PostgreSQL answers");
+    connection
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .expect("test database created");
+    let url = admin.clone().database(&name).to_url_lossy().to_string();
+    let clock = clock();
+    let store = PostgresStore::connect(&url, options(&clock))
+        .await
+        .expect("PostgreSQL opens");
+    store.migrate().await.expect("PostgreSQL migrates");
+    let pool = store.pool().clone();
+    let outcome = tokio::spawn(test(TestStore {
+        store: Arc::new(store),
+        clock,
+        raw: Raw::Postgres(pool.clone()),
+    }))
+    .await;
+    pool.close().await;
+    let _ = connection
+        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+        .await;
+    let _ = connection.close().await;
+    if let Err(error) = outcome {
+        std::panic::resume_unwind(error.into_panic());
+    }
+}
+
+/// Declares, for each named `async fn(TestStore)` of the calling module, one test on
+/// SQLite and one on PostgreSQL: `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    $crate::harness::on_sqlite(super::$test).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    $crate::harness::on_postgres(super::$test).await;
+                }
+            )*
+        }
+    };
+}
