@@ -31,6 +31,10 @@ pub trait NotificationStore: Send + Sync {
     /// how many this call claimed. Concurrent callers never both claim the same one.
     async fn claim_notifications(&self, claims: &[NotificationClaim]) -> Result<u64>;
 
+    /// Which of these claims exist already, in any state (for a dry run).
+    async fn existing_claims(&self, claims: &[NotificationClaim])
+        -> Result<Vec<NotificationClaim>>;
+
     /// Notifications not resolved yet (pending or sent), in id order.
     async fn open_notifications(&self) -> Result<Vec<NotificationRecord>>;
 

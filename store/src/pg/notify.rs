@@ -53,6 +53,29 @@ impl NotificationStore for PostgresStore {
         Ok(claimed)
     }
 
+    async fn existing_claims(
+        &self,
+        claims: &[NotificationClaim],
+    ) -> Result<Vec<NotificationClaim>> {
+        let mut existing = Vec::new();
+        for chunk in claims.chunks(CHUNK) {
+            let column =
+                |f: fn(&NotificationClaim) -> &str| chunk.iter().map(f).collect::<Vec<_>>();
+            let rows: Vec<(String, String, String)> = sqlx::query_as(
+                "SELECT n.sha256, n.owner, n.threshold FROM notifications n \
+                 JOIN UNNEST($1::text[], $2::text[], $3::text[]) AS u(sha256, owner, threshold) \
+                     ON n.sha256 = u.sha256 AND n.owner = u.owner AND n.threshold = u.threshold",
+            )
+            .bind(column(|c| &c.sha256))
+            .bind(column(|c| &c.owner))
+            .bind(column(|c| &c.threshold))
+            .fetch_all(&self.pool)
+            .await?;
+            existing.extend(rows.into_iter().map(claim));
+        }
+        Ok(existing)
+    }
+
     async fn open_notifications(&self) -> Result<Vec<NotificationRecord>> {
         select(
             &self.pool,
@@ -224,6 +247,14 @@ impl NotificationStore for PostgresStore {
             }
         }
         Ok(certificates)
+    }
+}
+
+fn claim((sha256, owner, threshold): (String, String, String)) -> NotificationClaim {
+    NotificationClaim {
+        sha256,
+        owner,
+        threshold,
     }
 }
 

@@ -59,6 +59,35 @@ impl NotificationStore for SqliteStore {
         Ok(claimed)
     }
 
+    async fn existing_claims(
+        &self,
+        claims: &[NotificationClaim],
+    ) -> Result<Vec<NotificationClaim>> {
+        let mut existing = Vec::new();
+        for chunk in claims.chunks(CHUNK) {
+            let rows: Vec<_> = chunk
+                .iter()
+                .map(|c| (&c.sha256, &c.owner, &c.threshold))
+                .collect();
+            let found: Vec<(String, String, String)> = sqlx::query_as(
+                "SELECT n.sha256, n.owner, n.threshold FROM json_each($1) AS j \
+                 JOIN notifications n ON n.sha256 = j.value ->> 0 \
+                     AND n.owner = j.value ->> 1 AND n.threshold = j.value ->> 2",
+            )
+            .bind(serde_json::to_string(&rows)?)
+            .fetch_all(&self.pool)
+            .await?;
+            existing.extend(found.into_iter().map(|(sha256, owner, threshold)| {
+                NotificationClaim {
+                    sha256,
+                    owner,
+                    threshold,
+                }
+            }));
+        }
+        Ok(existing)
+    }
+
     async fn open_notifications(&self) -> Result<Vec<NotificationRecord>> {
         select(
             &self.pool,

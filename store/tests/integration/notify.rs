@@ -128,6 +128,16 @@ async fn each_claim_is_taken_once(t: TestStore) {
     );
     let next = [claim(&leaf.sha256, "a@example.com", "3d")];
     assert_eq!(t.store.claim_notifications(&next).await.expect("claims"), 1);
+    let asked = [
+        claim(&leaf.sha256, "a@example.com", "3d"),
+        claim(&leaf.sha256, "c@x.org", "3d"),
+    ];
+    let existing = t
+        .store
+        .existing_claims(&asked)
+        .await
+        .expect("existing claims");
+    assert_eq!(existing, vec![asked[0].clone()]);
     let open = t.store.open_notifications().await.expect("open");
     assert_eq!(open.len(), 3);
     assert!(open
