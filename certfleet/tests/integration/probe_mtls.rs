@@ -48,8 +48,11 @@ fn rustls_servers_asking_for_client_certificates_are_optional_or_required() {
         assert_eq!(result["tls"]["version"], *version, "{auth:?}: {result:#}");
         assert_chain(&result, &served);
         assert_findings(&result, &[]);
-        if let Some(handshake) = server.handshakes().first() {
-            assert_negotiated(&result, handshake);
+        let handshakes = server.handshakes();
+        match auth {
+            // The server never completes a handshake without a client certificate.
+            ClientAuth::Required => assert_eq!(handshakes, vec![], "{auth:?} {version}"),
+            _ => assert_negotiated(&result, handshakes.first().expect("a completed handshake")),
         }
         match auth {
             ClientAuth::Optional => assert_mtls(&result, true, Some(false), &[ca_name]),

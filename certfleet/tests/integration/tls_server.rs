@@ -4,8 +4,9 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener as StdListener};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
@@ -63,7 +64,16 @@ pub struct TlsServerBuilder {
 pub struct TlsServer {
     pub port: u16,
     accept_loop: JoinHandle<()>,
-    handshakes: Arc<Mutex<Vec<Negotiated>>>,
+    log: Arc<Log>,
+}
+
+/// Completed handshakes, and how many connections were accepted and have finished their
+/// handshake attempt (either way).
+#[derive(Default)]
+struct Log {
+    handshakes: Mutex<Vec<Negotiated>>,
+    accepted: AtomicUsize,
+    settled: AtomicUsize,
 }
 
 impl TlsServer {
@@ -81,9 +91,17 @@ impl TlsServer {
         }
     }
 
-    /// Every handshake completed so far.
+    /// Every completed handshake, once each accepted connection has finished its attempt
+    /// (the client may exit before the server task has recorded its last handshake).
     pub fn handshakes(&self) -> Vec<Negotiated> {
-        self.handshakes
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.log.settled.load(Ordering::SeqCst) < self.log.accepted.load(Ordering::SeqCst)
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.log
+            .handshakes
             .lock()
             .expect("handshake log is not poisoned")
             .clone()
@@ -149,19 +167,20 @@ impl TlsServerBuilder {
         listener.set_nonblocking(true)?;
         let port = listener.local_addr()?.port();
         let acceptor = TlsAcceptor::from(Arc::new(self.config()));
-        let handshakes = Arc::new(Mutex::new(Vec::new()));
-        let log = handshakes.clone();
+        let log = Arc::new(Log::default());
+        let server_log = log.clone();
         let _runtime = runtime().enter();
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let accept_loop = runtime().spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve_one(acceptor.clone(), stream, log.clone()));
+                server_log.accepted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(serve_one(acceptor.clone(), stream, server_log.clone()));
             }
         });
         Ok(TlsServer {
             port,
             accept_loop,
-            handshakes,
+            log,
         })
     }
 
@@ -202,13 +221,10 @@ impl TlsServerBuilder {
 
 /// Handshakes, records what was negotiated, then holds the connection until the client
 /// closes it (so a prober can tell "went on without a client certificate" from an alert).
-async fn serve_one(
-    acceptor: TlsAcceptor,
-    stream: tokio::net::TcpStream,
-    log: Arc<Mutex<Vec<Negotiated>>>,
-) {
+async fn serve_one(acceptor: TlsAcceptor, stream: tokio::net::TcpStream, log: Arc<Log>) {
     let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream));
     let Ok(Ok(mut tls)) = handshake.await else {
+        log.settled.fetch_add(1, Ordering::SeqCst);
         return;
     };
     let (_, connection) = tls.get_ref();
@@ -230,9 +246,11 @@ async fn serve_one(
             .map(|p| String::from_utf8_lossy(p).into_owned()),
         sni: connection.server_name().map(str::to_owned),
     };
-    log.lock()
+    log.handshakes
+        .lock()
         .expect("handshake log is not poisoned")
         .push(negotiated);
+    log.settled.fetch_add(1, Ordering::SeqCst);
     let mut buf = [0u8; 1024];
     let hold = async {
         while let Ok(n) = tls.read(&mut buf).await {
