@@ -1,0 +1,372 @@
+#!/usr/bin/env python3
+"""Driver for bench/ingest.sh (stdlib only; a benchmark, never run by CI).
+
+Subcommands:
+  wait-line FILE PREFIX SECONDS
+      print what follows PREFIX on the first line of FILE that starts with it
+  nginx-conf DIR PORTS BASE_PORT ADDRS WORKERS
+      DIR/nginx.conf serving DIR/leaves.json's leaves, DIR/expected.json (port -> leaf
+      SHA-256) and DIR/targets.txt (one 127.0.0.A:PORT per line)
+  wait-ready PORTS BASE_PORT ADDRS SECONDS
+      wait until the first and last listeners accept
+  ingest URL TOKEN REPORTS SOCKETS CONCURRENCY GZIP SERVE_PID
+      POST REPORTS reports of SOCKETS sockets (one host each), CONCURRENCY at a time,
+      twice: new hosts, then the same reports again; print sockets/s for each round, and
+      the CPU time certfleet (SERVE_PID) and PostgreSQL (every `postgres` process) used
+  post-targets URL TOKEN PORTS BASE_PORT ADDRS
+      POST one report per loopback address listing the nginx endpoints
+  compare CERTFLEET CONFIG DB_URL DIR REPEAT CONCURRENCY TIMEOUT
+      alternately run `certfleet probe -f targets.txt` and `certfleet serve --roles
+      prober` (until every endpoint is recorded) REPEAT times; check every leaf; print
+      endpoints/s for both and the ratio
+"""
+import collections
+import gzip
+import http.client
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def wait_line(path, prefix, seconds):
+    end = time.monotonic() + float(seconds)
+    while time.monotonic() < end:
+        try:
+            for line in open(path):
+                if line.startswith(prefix):
+                    print(line[len(prefix):].strip())
+                    return
+        except FileNotFoundError:
+            pass
+        time.sleep(0.05)
+    sys.exit(f"no line starting with {prefix!r} in {path} after {seconds}s")
+
+
+def nginx_conf(directory, ports, base, addrs, workers):
+    ports, base, addrs, workers = int(ports), int(base), int(addrs), int(workers)
+    leaves = json.load(open(os.path.join(directory, "leaves.json")))
+    blocks = {i: [] for i in range(len(leaves))}
+    expected = {}
+    for i in range(ports):
+        blocks[i % len(leaves)].append(base + i)
+        expected[str(base + i)] = leaves[i % len(leaves)]["sha256"]
+    listeners = ports * addrs
+    lines = [
+        f"worker_processes {workers};",
+        f"worker_rlimit_nofile {listeners + 16384};",
+        f"pid {directory}/nginx.pid;",
+        f"error_log {directory}/nginx-error.log warn;",
+        "daemon off;",
+        f"events {{ worker_connections {listeners + 8192}; }}",
+        "http {",
+        "  access_log off;",
+        "  ssl_protocols TLSv1.2 TLSv1.3;",
+    ]
+    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        lines.append(f"  {kind}_temp_path {directory}/nginx-tmp/{kind};")
+    for index, leaf in enumerate(leaves):
+        lines.append("  server {")
+        for port in blocks[index]:
+            for a in range(1, addrs + 1):
+                lines.append(f"    listen 127.0.0.{a}:{port} ssl;")
+        lines.append(f"    ssl_certificate {leaf['chain']};")
+        lines.append(f"    ssl_certificate_key {leaf['key']};")
+        lines.append("    return 204;")
+        lines.append("  }")
+    lines.append("}")
+    with open(os.path.join(directory, "nginx.conf"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(os.path.join(directory, "expected.json"), "w") as f:
+        json.dump(expected, f)
+    with open(os.path.join(directory, "targets.txt"), "w") as f:
+        for a in range(1, addrs + 1):
+            for i in range(ports):
+                f.write(f"127.0.0.{a}:{base + i}\n")
+    print(f"nginx: {len(leaves)} leaves, {listeners} listeners ({ports} ports x {addrs} addresses)")
+
+
+def wait_ready(ports, base, addrs, seconds):
+    ports, base, addrs = int(ports), int(base), int(addrs)
+    pending = [(f"127.0.0.{a}", p) for a in (1, addrs) for p in (base, base + ports - 1)]
+    end = time.monotonic() + float(seconds)
+    while pending and time.monotonic() < end:
+        still = []
+        for address in pending:
+            try:
+                socket.create_connection(address, timeout=1).close()
+            except OSError:
+                still.append(address)
+        pending = still
+        if pending:
+            time.sleep(0.05)
+    if pending:
+        sys.exit(f"not listening: {pending}")
+
+
+def report(host, sockets, address_of, port_of):
+    """An agent report (the contract) from one host; every socket its own endpoint."""
+    return {
+        "agent": {"version": "0.1.0"},
+        "collected_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "host": {
+            "hostname": f"bench-host-{host:05d}",
+            "machine_id": f"bench-machine-{host:05d}",
+            "addresses": [address_of(host, 0)],
+            "tags": {"app": f"app-{host % 50}", "env": "prod", "owner": "team@example.com"},
+        },
+        "sockets": [
+            {
+                "address": "0.0.0.0", "port": port_of(host, k), "protocol": "tcp",
+                "netns": 4026531840 + k // 100, "process": "java",
+                "container": f"container-{k // 100}", "reachable": [address_of(host, k)],
+                "scope": "host",
+            }
+            for k in range(sockets)
+        ],
+    }
+
+
+def post_all(url, token, bodies, concurrency, gzipped):
+    """POSTs every body (CONCURRENCY keep-alive connections); returns (wall, latencies, answers)."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    if gzipped:
+        headers["Content-Encoding"] = "gzip"
+    queue = list(range(len(bodies)))
+    lock = threading.Lock()
+    latencies, answers = [], []
+
+    def worker():
+        connection = http.client.HTTPConnection(host, int(port), timeout=300)
+        while True:
+            with lock:
+                if not queue:
+                    break
+                index = queue.pop(0)
+            start = time.monotonic()
+            connection.request("POST", "/api/v1/reports", body=bodies[index], headers=headers)
+            response = connection.getresponse()
+            body = response.read()
+            elapsed = time.monotonic() - start
+            with lock:
+                latencies.append(elapsed)
+                answers.append((response.status, body))
+        connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(int(concurrency))]
+    start = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.monotonic() - start, latencies, answers
+
+
+def postgres_cpu_seconds():
+    total = 0.0
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if open(f"/proc/{name}/comm").read().strip() == "postgres":
+                    total += cpu_seconds(int(name))
+            except OSError:
+                pass
+    return total
+
+
+def ingest(url, token, reports, sockets, concurrency, gzipped, serve_pid):
+    reports, sockets, gzipped, serve_pid = int(reports), int(sockets), gzipped == "1", int(serve_pid)
+
+    def address_of(host, k):  # 100 addresses per host, 10.0.0.0/8, no two hosts share one
+        n = 0x0A000000 + host * 1024 + k // 100
+        return ".".join(str((n >> shift) & 255) for shift in (24, 16, 8, 0))
+
+    def port_of(host, k):
+        return 8000 + k % 100
+
+    bodies = []
+    for host in range(reports):
+        body = json.dumps(report(host, sockets, address_of, port_of), separators=(",", ":"))
+        body = body.encode()
+        bodies.append(gzip.compress(body, 1) if gzipped else body)
+    size = sum(len(b) for b in bodies) / len(bodies)
+    print(f"{reports} reports x {sockets} sockets, {size / 1e6:.2f} MB each"
+          f"{' (gzip)' if gzipped else ''}, {concurrency} concurrent clients")
+    total = reports * sockets
+    for label in ("new hosts and endpoints", "same reports again (refresh)"):
+        before = (cpu_seconds(serve_pid), postgres_cpu_seconds(), busy_seconds())
+        wall, latencies, answers = post_all(url, token, bodies, concurrency, gzipped)
+        serve_cpu, pg_cpu, busy = (
+            after - first for after, first in
+            zip((cpu_seconds(serve_pid), postgres_cpu_seconds(), busy_seconds()), before))
+        bad = [(status, body[:200]) for status, body in answers if status != 202]
+        if bad:
+            sys.exit(f"ingest failed: {bad[:3]}")
+        counted = sum(json.loads(body)["sockets"] for _, body in answers)
+        assert counted == total, (counted, total)
+        latencies.sort()
+        p50 = statistics.median(latencies)
+        p95 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.95))]
+        print(f"INGEST {label}: {total} sockets in {wall:.2f}s = {total / wall:,.0f} sockets/s "
+              f"(report latency p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms)")
+        print(f"  CPU: certfleet serve {serve_cpu:.2f}s, PostgreSQL {pg_cpu:.2f}s (backends that "
+              f"exited are not counted), whole machine {busy:.2f}s of {os.cpu_count() * wall:.2f}s")
+        per_socket = (serve_cpu + pg_cpu) / total
+        print(f"  certfleet + PostgreSQL: {per_socket * 1e6:.1f} us of CPU per socket; with the "
+              f"{os.cpu_count()} cores to themselves about {os.cpu_count() / per_socket:,.0f} "
+              f"sockets/s (an estimate, for a busy machine)")
+
+
+def post_targets(url, token, ports, base, addrs):
+    ports, base, addrs = int(ports), int(base), int(addrs)
+    bodies = []
+    for a in range(1, addrs + 1):
+        one = report(a, ports, lambda host, k: f"127.0.0.{host}", lambda host, k: base + k)
+        bodies.append(json.dumps(one).encode())
+    _, _, answers = post_all(url, token, bodies, 1, False)
+    assert all(status == 202 for status, _ in answers), answers
+    print(f"reported {ports * addrs} endpoints from {addrs} hosts")
+
+
+class Psql:
+    """One long-lived psql, so that polling costs a query, not a process."""
+
+    def __init__(self, url):
+        self.process = subprocess.Popen(
+            ["psql", url, "-X", "-At", "-q", "-v", "ON_ERROR_STOP=1", "-F", "\t"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+
+    def rows(self, sql):
+        marker = "--end--"
+        self.process.stdin.write(f"{sql};\nSELECT '{marker}';\n")
+        self.process.stdin.flush()
+        rows = []
+        while True:
+            line = self.process.stdout.readline()
+            if not line:
+                sys.exit(f"psql died on: {sql}")
+            if line.strip() == marker:
+                return rows
+            if line.strip():
+                rows.append(line.rstrip("\n").split("\t"))
+
+
+def cpu_seconds(pid):
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    except (OSError, IndexError):
+        return 0.0
+
+
+def busy_seconds():
+    fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / CLOCK_TICKS
+
+
+def child_env():
+    return {k: v for k, v in os.environ.items() if not k.startswith("CERTFLEET_")}
+
+
+def probe_alone(certfleet, directory, expected, concurrency, timeout):
+    out_path = os.path.join(directory, "probe-out.jsonl")
+    before, busy = os.times(), busy_seconds()
+    start = time.monotonic()
+    with open(out_path, "w") as out:
+        subprocess.run([certfleet, "probe", "-f", os.path.join(directory, "targets.txt"),
+                        "--format", "json", "--concurrency", concurrency, "--timeout", timeout],
+                       stdout=out, stderr=subprocess.DEVNULL, env=child_env(), check=True)
+    wall = time.monotonic() - start
+    after = os.times()
+    cpu = after.children_user + after.children_system - before.children_user - before.children_system
+    right = 0
+    wrong = collections.Counter()
+    for line in open(out_path):
+        result = json.loads(line)
+        port = result["target"].rsplit(":", 1)[1]
+        chain = result.get("chain") or [{}]
+        ok = result["status"] == "ok" and chain[0].get("sha256") == expected[port]
+        right += ok
+        if not ok:
+            wrong[(result["status"], (result.get("error") or "")[:80])] += 1
+    for (status, error), count in wrong.most_common(5):
+        print(f"    {count} x {status}: {error}")
+    return wall, right, f"{cpu:.2f}s", busy_seconds() - busy
+
+
+def pipeline(certfleet, config, psql, directory, expected, total):
+    psql.rows("UPDATE endpoints SET next_probe_at = now(), lease_owner = NULL, "
+              "lease_until = NULL, last_probed_at = NULL, last_status = NULL, failures = 0")
+    log = open(os.path.join(directory, "prober.log"), "a")
+    busy, pg_cpu = busy_seconds(), postgres_cpu_seconds()
+    start = time.monotonic()
+    server = subprocess.Popen([certfleet, "serve", "--config", config, "--roles", "prober"],
+                              stdout=log, stderr=log, env=child_env())
+    deadline = start + 600
+    while True:
+        done = int(psql.rows("SELECT count(*) FROM endpoints WHERE last_probed_at IS NOT NULL")[0][0])
+        if done >= total:
+            break
+        if server.poll() is not None or time.monotonic() > deadline:
+            sys.exit(f"the prober stopped or stalled at {done}/{total}; see {directory}/prober.log")
+        time.sleep(0.05)
+    wall = time.monotonic() - start
+    cpu = cpu_seconds(server.pid)
+    busy = busy_seconds() - busy
+    pg_cpu = postgres_cpu_seconds() - pg_cpu
+    server.send_signal(signal.SIGTERM)
+    server.wait(timeout=60)
+    rows = psql.rows("SELECT e.port, e.last_status, o.leaf_sha256, e.last_error FROM endpoints e "
+                     "LEFT JOIN observations o ON o.id = e.observation_id")
+    right = sum(status == "ok" and sha == expected[port] for port, status, sha, _ in rows)
+    wrong = collections.Counter(
+        (status, error[:80]) for port, status, sha, error in rows
+        if not (status == "ok" and sha == expected[port]))
+    for (status, error), count in wrong.most_common(5):
+        print(f"    {count} x {status}: {error}")
+    return wall, right, f"{cpu:.2f}s (PostgreSQL {pg_cpu:.2f}s)", busy
+
+
+def compare(certfleet, config, db_url, directory, repeat, concurrency, timeout):
+    expected = json.load(open(os.path.join(directory, "expected.json")))
+    total = sum(1 for _ in open(os.path.join(directory, "targets.txt")))
+    psql = Psql(db_url)
+    alone, piped = [], []
+    for run in range(1, int(repeat) + 1):
+        for label, measure, walls in (
+            ("certfleet probe alone   ",
+             lambda: probe_alone(certfleet, directory, expected, concurrency, timeout), alone),
+            ("serve --roles prober    ",
+             lambda: pipeline(certfleet, config, psql, directory, expected, total), piped),
+        ):
+            wall, right, cpu, busy = measure()
+            note = " (first sight: certificates and observations inserted)" if (
+                run == 1 and walls is piped) else ""
+            print(f"  run {run} {label}: {total} endpoints in {wall:.2f}s = {total / wall:,.0f}/s, "
+                  f"{right} right, certfleet CPU {cpu}, machine busy {busy:.2f} CPU-s{note}")
+            if right != total:
+                print(f"    {total - right} endpoints not ok or with the wrong leaf")
+            walls.append(wall)
+    alone_rate = total / statistics.median(alone)
+    piped_rate = total / statistics.median(piped)
+    print(f"PROBE certfleet probe alone: {alone_rate:,.0f} endpoints/s (median of {repeat})")
+    print(f"PIPELINE serve --roles prober (leased, probed, recorded): {piped_rate:,.0f} "
+          f"endpoints/s (median of {repeat})")
+    print(f"PIPELINE/PROBE ratio: {piped_rate / alone_rate:.0%} (goal >= 70%)")
+
+
+COMMANDS = {
+    "wait-line": wait_line, "nginx-conf": nginx_conf, "wait-ready": wait_ready,
+    "ingest": ingest, "post-targets": post_targets, "compare": compare,
+}
+
+if __name__ == "__main__":
+    COMMANDS[sys.argv[1]](*sys.argv[2:])
