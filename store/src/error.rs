@@ -64,7 +64,7 @@ impl From<sqlx::Error> for Error {
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed => Error::Unavailable(error),
-            sqlx::Error::Database(database) if is_unavailable_code(database.code().as_deref()) => {
+            sqlx::Error::Database(database) if is_transient(database.as_ref()) => {
                 Error::Unavailable(error)
             }
             _ => Error::Other(Box::new(error)),
@@ -87,10 +87,43 @@ impl From<serde_json::Error> for Error {
     }
 }
 
-/// PostgreSQL SQLSTATEs that mean "not now" rather than "never": connection exceptions
-/// (class 08), too many connections, and the server shutting down or starting up.
-/// SQLite's `SQLITE_BUSY` (5) and `SQLITE_LOCKED` (6) mean the same after busy_timeout.
-fn is_unavailable_code(code: Option<&str>) -> bool {
-    let Some(code) = code else { return false };
-    code.starts_with("08") || matches!(code, "53300" | "57P01" | "57P02" | "57P03" | "5" | "6")
+/// Database errors that mean "not now" rather than "never".
+///
+/// PostgreSQL: connection exceptions (class 08), serialization failures and deadlocks
+/// (40001, 40P01: the transaction was rolled back and may simply be run again), too many
+/// connections (53300), and the server shutting down or starting up (57P01-57P03).
+/// SQLite: `SQLITE_BUSY` and `SQLITE_LOCKED` (primary codes 5 and 6, whatever the
+/// extended code), which outlived the busy timeout.
+fn is_transient(database: &dyn sqlx::error::DatabaseError) -> bool {
+    if let Some(postgres) = database.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        let code = postgres.code();
+        return code.starts_with("08")
+            || matches!(
+                code,
+                "40001" | "40P01" | "53300" | "57P01" | "57P02" | "57P03"
+            );
+    }
+    if database
+        .try_downcast_ref::<sqlx::sqlite::SqliteError>()
+        .is_some()
+    {
+        let code = database.code().and_then(|code| code.parse::<i32>().ok());
+        return code.is_some_and(|code| matches!(code & 0xff, 5 | 6));
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_rows_are_not_found_and_pool_trouble_is_unavailable() {
+        assert!(Error::from(sqlx::Error::RowNotFound).is_not_found());
+        assert!(Error::from(sqlx::Error::PoolTimedOut).is_unavailable());
+        assert!(Error::from(sqlx::Error::PoolClosed).is_unavailable());
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(Error::from(sqlx::Error::Io(refused)).is_unavailable());
+        assert!(!Error::from(sqlx::Error::ColumnNotFound("x".into())).is_unavailable());
+    }
 }

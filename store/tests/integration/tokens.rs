@@ -1,6 +1,6 @@
-//! Agent tokens and readiness.
+//! Agent tokens, readiness, and what an unreachable database looks like.
 
-use certfleet_store::AgentName;
+use certfleet_store::{AgentName, StoreOptions};
 
 use crate::harness::TestStore;
 
@@ -37,4 +37,26 @@ async fn token_authenticates_its_agent_and_nothing_else(t: TestStore) {
 
 async fn ping_answers(t: TestStore) {
     t.store.ping().await.expect("ping");
+}
+
+#[tokio::test]
+async fn unreachable_database_is_unavailable() {
+    let options = StoreOptions {
+        acquire_timeout: std::time::Duration::from_secs(2),
+        ..StoreOptions::default()
+    };
+    // Port 1 on loopback: nothing listens there, the connection is refused at once.
+    let url = "postgres://postgres@127.0.0.1:1/postgres";
+    let error = certfleet_store::connect(url, options)
+        .await
+        .expect_err("refused");
+    assert!(error.is_unavailable(), "{error:?}");
+}
+
+#[tokio::test]
+async fn unknown_url_scheme_is_invalid() {
+    let error = certfleet_store::connect("mysql://x", StoreOptions::default()).await;
+    assert!(
+        matches!(error, Err(certfleet_store::Error::Invalid { field, .. }) if field == "database.url")
+    );
 }
