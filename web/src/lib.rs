@@ -6,6 +6,7 @@ mod error;
 mod extract;
 mod handlers;
 mod state;
+mod views;
 
 use std::time::Duration;
 
@@ -38,8 +39,19 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/openapi.json", get(handlers::openapi::get))
         .merge(reads);
+    let pages = Router::new()
+        .route("/", get(views::dashboard::get))
+        .route("/search", get(views::search::get))
+        .route("/certificates", get(views::certificates::index))
+        .route("/certificates/{sha256}", get(views::certificates::show))
+        .route("/endpoints", get(views::endpoints::index))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_read_token,
+        ));
     Router::new()
         .nest("/api/v1", api)
+        .merge(pages)
         .route("/healthz", get(handlers::health::healthz))
         .route("/readyz", get(handlers::health::readyz))
         .layer(TimeoutLayer::with_status_code(

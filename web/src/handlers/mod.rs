@@ -5,5 +5,5 @@ pub mod endpoints;
 pub mod health;
 pub mod mtls;
 pub mod openapi;
-mod params;
+pub mod params;
 pub mod reports;
