@@ -5,12 +5,14 @@
 
 mod check;
 mod cli;
+mod hostile_servers;
 mod openssl_server;
 mod pki;
 mod pki_openssl;
 mod plain_servers;
 mod tls_server;
 
+mod hostile;
 mod probe_chains;
 mod probe_input;
 mod probe_keys;
