@@ -2,8 +2,10 @@
 //!
 //! Three stages joined by bounded queues, so probing never waits for the database and the
 //! database never sees one statement per probe: a leaser keeps the queue of leased
-//! endpoints topped up, `concurrency` probes run at once, and finished results are written
-//! in one transaction per ready chunk.
+//! endpoints topped up, `concurrency` probes run at once (each its own task, so that its
+//! deadlines keep running while the database is slow), and a recorder writes the finished
+//! results in batches (up to [`RECORD_BATCH`] per transaction, waiting at most
+//! [`RECORD_LINGER`] for one to fill).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +29,13 @@ pub struct WorkerOptions {
     pub idle_poll: Duration,
 }
 
+/// Most results written in one transaction.
+const RECORD_BATCH: usize = 256;
+
+/// How long the recorder waits for a batch to fill: a few large transactions cost the
+/// database much less than many small ones, and no result waits longer than this.
+const RECORD_LINGER: Duration = Duration::from_millis(100);
+
 /// Runs until `shutdown` turns true; in-flight probes are finished and recorded.
 pub async fn run(
     store: Arc<dyn Store>,
@@ -34,25 +43,61 @@ pub async fn run(
     options: WorkerOptions,
     shutdown: watch::Receiver<bool>,
 ) {
-    let (queue, leased) = mpsc::channel::<LeasedEndpoint>(options.batch.max(1) as usize);
+    // Room for two batches, so the next lease arrives before the probes run dry.
+    let (queue, leased) = mpsc::channel::<LeasedEndpoint>(2 * options.batch.max(1) as usize);
     let leaser = tokio::spawn(lease_loop(
         store.clone(),
         options.clone(),
         queue,
         shutdown.clone(),
     ));
+    let (finished, to_record) = mpsc::channel(4 * RECORD_BATCH);
+    let recorder = tokio::spawn(record_loop(store, to_record));
+    // Each probe runs as its own task: a probe polled only by this loop would stand still
+    // (its timeouts still running) whenever the loop waits for the recorder.
     let results = tokio_stream_from(leased)
         .map(|endpoint| {
             let prober = prober.clone();
-            async move { (endpoint.id, probe_one(&prober, &endpoint).await) }
+            tokio::spawn(async move { (endpoint.id, probe_one(&prober, &endpoint).await) })
         })
-        .buffer_unordered(options.concurrency.max(1))
-        .ready_chunks(256);
+        .buffer_unordered(options.concurrency.max(1));
     futures::pin_mut!(results);
-    while let Some(chunk) = results.next().await {
-        record(&*store, &chunk).await;
+    while let Some(joined) = results.next().await {
+        match joined {
+            Ok(result) => {
+                if finished.send(result).await.is_err() {
+                    break;
+                }
+            }
+            // The endpoint's lease expires and it is probed again.
+            Err(error) => tracing::error!(%error, "a probe task failed"),
+        }
     }
+    drop(finished);
+    let _ = recorder.await;
     let _ = leaser.await;
+}
+
+/// Writes what has finished, in batches of up to [`RECORD_BATCH`], until every sender is
+/// gone. A batch waits at most [`RECORD_LINGER`] to fill up.
+async fn record_loop(
+    store: Arc<dyn Store>,
+    mut results: mpsc::Receiver<(EndpointId, ProbeResult)>,
+) {
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    while results.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+        let deadline = tokio::time::Instant::now() + RECORD_LINGER;
+        while batch.len() < RECORD_BATCH {
+            let room = RECORD_BATCH - batch.len();
+            // recv_many is cancel-safe: nothing is lost when the deadline passes.
+            match tokio::time::timeout_at(deadline, results.recv_many(&mut batch, room)).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        record(&*store, &batch).await;
+        batch.clear();
+    }
 }
 
 async fn lease_loop(
