@@ -33,6 +33,8 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Expiry notifications: send what is due now, or --dry-run, --status, --test, --mute.
+    Notify(NotifyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -125,4 +127,33 @@ pub struct ProbeArgs {
     /// Never show the progress bar.
     #[arg(long)]
     pub no_progress: bool,
+}
+
+/// `certfleet notify`: without a flag, one notification run (decide, claim, send).
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("action").multiple(false))]
+pub struct NotifyArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Show the digests a run would send now; claim and send nothing.
+    #[arg(long, group = "action")]
+    pub dry_run: bool,
+    /// Show the outbox: pending, failing (with reasons), sent, resolved; and mutes.
+    #[arg(long, group = "action")]
+    pub status: bool,
+    /// Send a test message to ADDRESS through the configured transport.
+    #[arg(long, value_name = "ADDRESS", group = "action")]
+    pub test: Option<String>,
+    /// Mute a certificate (by SHA-256): no notification for --for. Needs --reason.
+    #[arg(long, value_name = "SHA256", group = "action", requires = "reason")]
+    pub mute: Option<String>,
+    /// Why the certificate is muted (shown by --status).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// How long a mute lasts, e.g. 7d, 12h.
+    #[arg(long = "for", value_name = "DURATION", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub mute_for: Duration,
+    /// End a certificate's mute.
+    #[arg(long, value_name = "SHA256", group = "action")]
+    pub unmute: Option<String>,
 }

@@ -149,6 +149,12 @@ pub struct NotifyConfig {
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
     pub default_owner: String,
+    /// Also send one digest of everything due to this address (the security team);
+    /// empty: no copy.
+    pub security_copy: String,
+    /// Certificates whose whole lifetime is at most this many days are short-lived: they
+    /// are reported only when under a third of their lifetime is left (0: no such rule).
+    pub short_lived_days: u32,
 }
 
 impl Default for NotifyConfig {
@@ -160,6 +166,8 @@ impl Default for NotifyConfig {
             thresholds: vec![30, 14, 7, 3, 1],
             interval: Duration::from_secs(3600),
             default_owner: "security@example.com".into(),
+            security_copy: String::new(),
+            short_lived_days: 30,
         }
     }
 }
@@ -178,18 +186,27 @@ pub struct OwnersConfig {
     pub rules: Vec<OwnerRule>,
 }
 
-/// Read by the notifier; parsed (and checked) here so a typo fails at start-up.
+/// Read by the notifier; parsed (and checked) here so a typo fails at start-up. Every
+/// field that is set must match.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 pub struct OwnerRule {
+    /// The workload's `app` tag.
     #[serde(default)]
     pub app: Option<String>,
+    /// The workload's `env` tag.
+    #[serde(default)]
+    pub env: Option<String>,
+    /// Glob (`*`, `?`) on the host name or the SNI name.
     #[serde(default)]
     pub hostname: Option<String>,
+    /// Network containing the endpoint's address.
     #[serde(default)]
     pub cidr: Option<IpNet>,
     pub email: String,
+    /// Days before expiry for what this rule matches, instead of notify.thresholds.
+    #[serde(default)]
+    pub thresholds: Option<Vec<u32>>,
 }
 
 #[derive(Debug, Deserialize)]

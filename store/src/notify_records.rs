@@ -132,7 +132,8 @@ pub struct NotificationStatus {
     pub sent: u64,
     /// Resolved: nothing more will be sent (sent ones included).
     pub resolved: u64,
-    /// The earliest time a pending row may be attempted again.
+    /// The earliest time a pending row may be attempted (again): its retry time, or the
+    /// end of its lease while another scheduler holds it.
     #[serde(with = "time::serde::rfc3339::option")]
     pub next_attempt_at: Option<OffsetDateTime>,
     /// Pending rows with a failed attempt, most attempts first.
@@ -227,8 +228,9 @@ pub(crate) const STATUS_COUNTS: &str = "SELECT \
         AS failing, \
     COUNT(sent_at) AS sent, \
     COUNT(resolved_at) AS resolved, \
-    MIN(CASE WHEN sent_at IS NULL AND resolved_at IS NULL \
-        THEN COALESCE(next_attempt_at, created_at) END) AS next_attempt_at \
+    MIN(CASE WHEN sent_at IS NOT NULL OR resolved_at IS NOT NULL THEN NULL \
+        WHEN lease_until > COALESCE(next_attempt_at, created_at) THEN lease_until \
+        ELSE COALESCE(next_attempt_at, created_at) END) AS next_attempt_at \
     FROM notifications";
 
 /// The row of [`STATUS_COUNTS`], without the failures.

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 mod admin;
+mod notify;
 mod output;
 mod probe;
 mod prober_worker;
@@ -20,5 +21,6 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Token {
             command: TokenCommand::Create { config, agent },
         } => admin::create_token(config, &agent).await,
+        Command::Notify(args) => notify::run(args).await,
     }
 }

@@ -10,7 +10,7 @@ use certfleet_web::{AppState, IngestLimits};
 use tokio::sync::watch;
 
 use super::admin::open_store;
-use super::{prober_worker, scheduler};
+use super::{notify, prober_worker, scheduler};
 use crate::cli::{Role, ServeArgs};
 use crate::config::Config;
 
@@ -39,10 +39,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if args.roles.contains(&Role::Scheduler) {
         let retire_after = time::Duration::days(i64::from(config.retention.endpoint_days.max(1)));
         let every = config.notify.interval.max(Duration::from_secs(1));
+        let notifier = notify::build(&config, store.clone())?;
         tasks.spawn(scheduler::run(
             store.clone(),
             every,
             retire_after,
+            Some(notifier),
             shutdown.clone(),
         ));
     }

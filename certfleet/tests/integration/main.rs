@@ -21,3 +21,4 @@ mod probe_mtls;
 mod probe_names;
 mod probe_network;
 mod serve;
+mod starttls;

@@ -9,6 +9,6 @@ mod database;
 mod e2e;
 mod http;
 mod outage;
-mod private_pg;
+pub mod private_pg;
 mod process;
 mod reports;

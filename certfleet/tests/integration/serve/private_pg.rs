@@ -26,12 +26,23 @@ pub struct PrivatePostgres {
     as_postgres: bool,
     server: Option<Child>,
     starts: u32,
+    /// Extra `-c name=value` settings for every start.
+    settings: Vec<String>,
 }
 
 impl PrivatePostgres {
     /// initdb and start; `Err` says why it cannot run here (no PostgreSQL binaries, or
     /// neither root nor the `postgres` user).
     pub fn start() -> Result<PrivatePostgres, String> {
+        Self::start_inner(None)
+    }
+
+    /// Like [`start`](Self::start), with `ssl=on` serving this certificate and key.
+    pub fn start_with_tls(cert: &Path, key: &Path) -> Result<PrivatePostgres, String> {
+        Self::start_inner(Some((cert, key)))
+    }
+
+    fn start_inner(tls: Option<(&Path, &Path)>) -> Result<PrivatePostgres, String> {
         let bin = postgres_bin().ok_or("no /usr/lib/postgresql/*/bin/initdb")?;
         let user = output(Command::new("id").arg("-un")).unwrap_or_default();
         let as_postgres = match user.trim() {
@@ -53,6 +64,7 @@ impl PrivatePostgres {
             as_postgres,
             server: None,
             starts: 0,
+            settings: Vec::new(),
         };
         let data = pg.data_dir();
         let mut initdb = pg.command("initdb");
@@ -66,8 +78,36 @@ impl PrivatePostgres {
             "--no-sync",
         ]);
         output(&mut initdb)?;
+        if let Some((cert, key)) = tls {
+            pg.install_tls(cert, key)?;
+        }
         pg.launch();
         Ok(pg)
+    }
+
+    /// Copies the certificate and key into the data folder (owned by the server's user,
+    /// key mode 0600 as PostgreSQL demands) and turns `ssl` on.
+    fn install_tls(&mut self, cert: &Path, key: &Path) -> Result<(), String> {
+        let data = self.data_dir();
+        for (from, name) in [(cert, "server.crt"), (key, "server.key")] {
+            let to = data.join(name);
+            std::fs::copy(from, &to).map_err(|error| format!("copy {name}: {error}"))?;
+            output(Command::new("chmod").arg("600").arg(&to))?;
+            if self.as_postgres {
+                output(Command::new("chown").arg("postgres:").arg(&to))?;
+            }
+        }
+        self.settings.extend([
+            "ssl=on".to_owned(),
+            "ssl_cert_file=server.crt".to_owned(),
+            "ssl_key_file=server.key".to_owned(),
+        ]);
+        Ok(())
+    }
+
+    /// The port it listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// `postgres://postgres@127.0.0.1:PORT/postgres`.
@@ -129,6 +169,11 @@ impl PrivatePostgres {
             .arg(&socket_dir)
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
             .args(["-c", "max_connections=40"])
+            .args(
+                self.settings
+                    .iter()
+                    .flat_map(|setting| ["-c", setting.as_str()]),
+            )
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)

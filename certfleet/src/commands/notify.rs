@@ -1,0 +1,167 @@
+//! `certfleet notify`: one notification run, or --dry-run, --status, --test, --mute,
+//! --unmute. Also builds the notifier the scheduler role runs.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use certfleet_notifier::{Delivery, Notifier, OwnerRule, OwnerRules, Settings};
+use certfleet_store::{Store, SystemClock};
+
+use super::admin::open_store;
+use crate::cli::NotifyArgs;
+use crate::config::Config;
+
+pub async fn run(args: NotifyArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(args.config.config.as_deref())?;
+    let store = open_store(&config).await?;
+    let notifier = build(&config, store.clone())?;
+    if args.dry_run {
+        return dry_run(&notifier).await;
+    }
+    if args.status {
+        return status(&*store).await;
+    }
+    if let Some(address) = &args.test {
+        notifier
+            .send_test(address)
+            .await
+            .with_context(|| format!("cannot send the test message to {address}"))?;
+        let via = notifier.settings().delivery_name();
+        println!("test message sent to {address} via {via}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(sha256) = &args.mute {
+        let reason = args.reason.as_deref().unwrap_or_default();
+        let until = time::OffsetDateTime::now_utc()
+            + time::Duration::try_from(args.mute_for).context("--for is out of range")?;
+        let mute = store.mute_certificate(sha256, reason, until).await?;
+        println!(
+            "muted {} until {} ({})",
+            mute.sha256, mute.muted_until, mute.reason
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(sha256) = &args.unmute {
+        let ended = store.unmute_certificate(sha256).await?;
+        println!("{}", if ended { "unmuted" } else { "was not muted" });
+        return Ok(ExitCode::SUCCESS);
+    }
+    let report = notifier
+        .run_once()
+        .await
+        .context("notification run failed")?;
+    println!(
+        "{} due, {} claimed, {} resolved, {} digests sent ({} notifications), {} failed",
+        report.due,
+        report.claimed,
+        report.resolved,
+        report.digests_sent,
+        report.notifications_sent,
+        report.failures.len()
+    );
+    for failure in &report.failures {
+        println!("failed: {}: {}", failure.owner, failure.error);
+    }
+    Ok(if report.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The notifier `[notify]`, `[server]` and `[[owners.rules]]` describe.
+pub fn build(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Notifier> {
+    let notify = &config.notify;
+    let rules = config
+        .owners
+        .rules
+        .iter()
+        .map(|rule| OwnerRule {
+            app: rule.app.clone(),
+            env: rule.env.clone(),
+            hostname: rule.hostname.clone(),
+            cidr: rule.cidr,
+            email: rule.email.clone(),
+            thresholds: rule.thresholds.clone(),
+        })
+        .collect();
+    let owners = OwnerRules::new(rules, notify.default_owner.clone())?;
+    let delivery = if notify.smtp_url.trim().is_empty() {
+        Delivery::Files(notify.outbox_dir.clone())
+    } else {
+        Delivery::Smtp(notify.smtp_url.trim().to_owned())
+    };
+    let settings = Settings {
+        from: notify.from.clone(),
+        delivery,
+        base_url: config.server.base_url.clone(),
+        thresholds: notify.thresholds.clone(),
+        short_lived_days: notify.short_lived_days,
+        security_copy: Some(notify.security_copy.trim().to_owned()).filter(|s| !s.is_empty()),
+        ..Settings::new(owners)
+    };
+    let worker = format!("{}/{}", hostname(), std::process::id());
+    Ok(Notifier::new(store, settings, Arc::new(SystemClock))?.with_worker(worker))
+}
+
+async fn dry_run(notifier: &Notifier) -> anyhow::Result<ExitCode> {
+    let digests = notifier.dry_run().await.context("dry run failed")?;
+    if digests.is_empty() {
+        println!("nothing would be sent now");
+    }
+    for digest in &digests {
+        println!(
+            "To: {}\nSubject: {}\n\n{}",
+            digest.to, digest.subject, digest.text
+        );
+        println!("{}", "=".repeat(78));
+    }
+    eprintln!(
+        "{} digest(s) would be sent via {}",
+        digests.len(),
+        notifier.settings().delivery_name()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn status(store: &dyn Store) -> anyhow::Result<ExitCode> {
+    let status = store.notification_status(50).await?;
+    println!(
+        "pending {}  failing {}  sent {}  resolved {}",
+        status.pending, status.failing, status.sent, status.resolved
+    );
+    if let Some(at) = status.next_attempt_at {
+        println!("next attempt: {at}");
+    }
+    for failure in &status.failures {
+        println!(
+            "FAILING {} {} {} attempts={} next={} error: {}",
+            failure.owner,
+            failure.sha256,
+            failure.threshold,
+            failure.attempts,
+            failure
+                .next_attempt_at
+                .map_or_else(|| "now".to_owned(), |at| at.to_string()),
+            failure.last_error.as_deref().unwrap_or("")
+        );
+    }
+    for mute in store.muted_certificates().await? {
+        println!(
+            "MUTED {} until {}: {}",
+            mute.sha256, mute.muted_until, mute.reason
+        );
+    }
+    Ok(if status.failing > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "scheduler".into())
+}

@@ -1,0 +1,39 @@
+//! The notifier's error.
+
+/// A failure of the notifier (delivery failures of single digests are not errors: they
+/// are recorded in the outbox and retried).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The store failed; see [`certfleet_store::Error::is_unavailable`] for retrying.
+    #[error("store: {0}")]
+    Store(#[from] certfleet_store::Error),
+    /// A setting is unusable; `setting` names it (`notify.smtp_url`, `owners.rules[2]`).
+    #[error("invalid {setting}: {message}")]
+    Setting {
+        /// The setting's name.
+        setting: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A message could not be delivered (only from [`Notifier::send_test`](crate::Notifier::send_test)).
+    #[error("delivery failed: {0}")]
+    Delivery(#[from] crate::transport::DeliveryError),
+}
+
+impl Error {
+    /// True when the store is unreachable for now and the run is worth retrying.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Store(error) if error.is_unavailable())
+    }
+
+    pub(crate) fn setting(setting: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Setting {
+            setting: setting.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The notifier's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,347 @@
+//! One notification run: decide what is due, claim it, resolve what no longer stands,
+//! then deliver the outbox: one digest per owner, failures recorded with their reason
+//! and retried with back-off.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use certfleet_store::{CertificateRecord, Clock, NotificationClaim, Resolution, Store};
+use futures::StreamExt;
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::digest::{self, Digest, Item, Reason};
+use crate::error::Result;
+use crate::plan::{cleanup, Decision};
+use crate::policy::Level;
+use crate::settings::Settings;
+use crate::transport::{message, Mailer};
+
+/// Leases taken in one run at most: a guard against a loop, far above any real outbox.
+const MAX_ROUNDS: usize = 100_000;
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RunReport {
+    /// (certificate, endpoint) pairs read.
+    pub candidates: usize,
+    /// (certificate, owner) pairs with something due.
+    pub due: usize,
+    /// Notifications this run claimed.
+    pub claimed: u64,
+    /// Notifications resolved (no longer served, or muted).
+    pub resolved: u64,
+    /// Digests delivered.
+    pub digests_sent: usize,
+    /// Notifications those digests delivered.
+    pub notifications_sent: u64,
+    /// Digests that failed, with the reason.
+    pub failures: Vec<Failure>,
+    /// When the earliest pending notification may be attempted again.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub next_attempt_at: Option<OffsetDateTime>,
+}
+
+/// A digest that could not be delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    /// Its owner.
+    pub owner: String,
+    /// Why.
+    pub error: String,
+}
+
+/// A notification to put in a digest: claimed (`id`), or only planned (dry run).
+#[derive(Debug, Clone)]
+struct Entry {
+    id: Option<i64>,
+    attempts: u32,
+    sha256: String,
+    owner: String,
+    threshold: String,
+}
+
+/// Decides and delivers expiry notifications. Any number of notifiers may share one
+/// database: claims and leases keep each notification to one of them.
+#[derive(Debug)]
+pub struct Notifier {
+    store: Arc<dyn Store>,
+    settings: Settings,
+    mailer: Mailer,
+    clock: Arc<dyn Clock>,
+    worker: String,
+}
+
+impl Notifier {
+    /// Checks the settings and builds the transport (no connection yet).
+    pub fn new(store: Arc<dyn Store>, settings: Settings, clock: Arc<dyn Clock>) -> Result<Self> {
+        settings.check()?;
+        let mailer = Mailer::new(&settings)?;
+        Ok(Notifier {
+            store,
+            settings,
+            mailer,
+            clock,
+            worker: format!("notifier/{}", std::process::id()),
+        })
+    }
+
+    /// Names this notifier in leases (default `notifier/<pid>`).
+    pub fn with_worker(mut self, worker: impl Into<String>) -> Self {
+        self.worker = worker.into();
+        self
+    }
+
+    /// The settings in use.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// What is served and due now.
+    pub async fn decide(&self) -> Result<(Decision, usize)> {
+        let now = self.clock.now();
+        let candidates = self
+            .store
+            .notification_candidates(now + self.settings.window())
+            .await?;
+        let mutes = self.store.muted_certificates().await?;
+        let decision = Decision::new(&candidates, &mutes, &self.settings, now);
+        Ok((decision, candidates.len()))
+    }
+
+    /// One run: decide, claim, resolve, deliver everything due in the outbox.
+    pub async fn run_once(&self) -> Result<RunReport> {
+        let (decision, candidates) = self.decide().await?;
+        let claims = decision.claims();
+        let mut report = RunReport {
+            candidates,
+            due: claims.len(),
+            claimed: self.store.claim_notifications(&claims).await?,
+            ..RunReport::default()
+        };
+        let open = self.store.open_notifications().await?;
+        let stale = cleanup(&decision, &open);
+        // Claim the notices before resolving, so that a crash in between loses none.
+        report.claimed += self.store.claim_notifications(&stale.notices).await?;
+        report.resolved += self
+            .store
+            .resolve_notifications(&stale.not_served, Resolution::NotServed)
+            .await?;
+        report.resolved += self
+            .store
+            .resolve_notifications(&stale.muted, Resolution::Muted)
+            .await?;
+        for _ in 0..MAX_ROUNDS {
+            let leased = self
+                .store
+                .lease_notifications(
+                    &self.worker,
+                    self.settings.owners_per_lease,
+                    self.settings.lease_for,
+                )
+                .await?;
+            if leased.is_empty() {
+                break;
+            }
+            let entries = leased
+                .into_iter()
+                .map(|row| Entry {
+                    id: Some(row.id),
+                    attempts: row.attempts,
+                    sha256: row.sha256,
+                    owner: row.owner,
+                    threshold: row.threshold,
+                })
+                .collect();
+            self.deliver(&decision, entries, &mut report).await?;
+        }
+        report.next_attempt_at = self.store.notification_status(0).await?.next_attempt_at;
+        Ok(report)
+    }
+
+    /// The digests a run would send now, without claiming or sending anything.
+    pub async fn dry_run(&self) -> Result<Vec<Digest>> {
+        let (decision, _) = self.decide().await?;
+        let open = self.store.open_notifications().await?;
+        let stale = cleanup(&decision, &open);
+        let mut planned = decision.claims();
+        planned.extend(stale.notices);
+        let existing: HashSet<NotificationClaim> = self
+            .store
+            .existing_claims(&planned)
+            .await?
+            .into_iter()
+            .collect();
+        let dropped: HashSet<i64> = stale
+            .not_served
+            .iter()
+            .chain(&stale.muted)
+            .copied()
+            .collect();
+        let now = self.clock.now();
+        let mut entries: Vec<Entry> = planned
+            .into_iter()
+            .filter(|claim| !existing.contains(claim))
+            .map(|claim| Entry {
+                id: None,
+                attempts: 0,
+                sha256: claim.sha256,
+                owner: claim.owner,
+                threshold: claim.threshold,
+            })
+            .collect();
+        entries.extend(
+            open.into_iter()
+                .filter(|row| row.is_pending() && !dropped.contains(&row.id))
+                .filter(|row| row.next_attempt_at.is_none_or(|at| at <= now))
+                .map(|row| Entry {
+                    id: Some(row.id),
+                    attempts: row.attempts,
+                    sha256: row.sha256,
+                    owner: row.owner,
+                    threshold: row.threshold,
+                }),
+        );
+        let (digests, _) = self.digests(&decision, entries).await?;
+        Ok(digests)
+    }
+
+    /// Sends a test message to `to` through the configured transport.
+    pub async fn send_test(&self, to: &str) -> Result<()> {
+        let text = format!(
+            "This is a test message from certfleet.\n\nIf you can read it, expiry \
+             digests can reach this address through {}.\n",
+            self.settings.delivery_name()
+        );
+        let digest = Digest {
+            to: to.to_owned(),
+            subject: "[certfleet] test message".into(),
+            html: format!("<p>{}</p>", text.trim().replace("\n\n", "</p><p>")),
+            text,
+            ids: Vec::new(),
+            certificates: Vec::new(),
+        };
+        self.mailer
+            .send(message(&self.settings.from, &digest)?)
+            .await?;
+        Ok(())
+    }
+
+    /// Renders, sends and records one batch of leased notifications.
+    async fn deliver(
+        &self,
+        decision: &Decision,
+        entries: Vec<Entry>,
+        report: &mut RunReport,
+    ) -> Result<()> {
+        let attempts: HashMap<i64, u32> = entries
+            .iter()
+            .filter_map(|entry| Some((entry.id?, entry.attempts)))
+            .collect();
+        let (digests, stale) = self.digests(decision, entries).await?;
+        report.resolved += self
+            .store
+            .resolve_notifications(&stale, Resolution::NotServed)
+            .await?;
+        let from = &self.settings.from;
+        let mut outcomes = futures::stream::iter(digests)
+            .map(|digest| async move {
+                let sent = match message(from, &digest) {
+                    Ok(message) => self.mailer.send(message).await,
+                    Err(error) => Err(error),
+                };
+                (digest, sent)
+            })
+            .buffer_unordered(self.settings.concurrency.max(1));
+        while let Some((digest, sent)) = outcomes.next().await {
+            match sent {
+                Ok(()) => {
+                    report.digests_sent += 1;
+                    report.notifications_sent += self.store.notifications_sent(&digest.ids).await?;
+                }
+                Err(error) => {
+                    let reason = error.to_string();
+                    tracing::warn!(owner = %digest.to, error = %reason, "digest not delivered");
+                    let before = digest.ids.iter().filter_map(|id| attempts.get(id)).max();
+                    let attempts = before.copied().unwrap_or(0) + 1;
+                    let retry_at = self.clock.now() + self.settings.retry.delay(attempts);
+                    self.store
+                        .notifications_failed(&digest.ids, &reason, retry_at)
+                        .await?;
+                    report.failures.push(Failure {
+                        owner: digest.to,
+                        error: reason,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One digest per owner; also returns the claimed ids that no longer stand (neither
+    /// served now nor a "no longer served" notice).
+    async fn digests(
+        &self,
+        decision: &Decision,
+        entries: Vec<Entry>,
+    ) -> Result<(Vec<Digest>, Vec<i64>)> {
+        let hashes: Vec<String> = entries
+            .iter()
+            .map(|e| e.sha256.clone())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let certificates: HashMap<String, CertificateRecord> = self
+            .store
+            .certificates_by_sha256(&hashes)
+            .await?
+            .into_iter()
+            .map(|c| (c.sha256.clone(), c))
+            .collect();
+        let mut by_owner: BTreeMap<&str, BTreeMap<&str, Vec<&Entry>>> = BTreeMap::new();
+        for entry in &entries {
+            let certificates = by_owner.entry(&entry.owner).or_default();
+            certificates.entry(&entry.sha256).or_default().push(entry);
+        }
+        let now = decision.now.unwrap_or_else(|| self.clock.now());
+        let resolved = Level::Resolved.key();
+        let (mut digests, mut stale) = (Vec::new(), Vec::new());
+        for (owner, by_certificate) in by_owner {
+            let mut items = Vec::new();
+            let mut ids = Vec::new();
+            for (sha256, rows) in by_certificate {
+                let row_ids = rows.iter().filter_map(|row| row.id);
+                let served = decision.served.get(&(sha256.to_owned(), owner.to_owned()));
+                let reason = match served {
+                    Some(served) => {
+                        let claimed = rows.iter().filter_map(|r| Level::from_key(&r.threshold));
+                        let level = claimed
+                            .chain(served.level)
+                            .filter(|l| *l != Level::Resolved)
+                            .min();
+                        level.map(|level| Reason::Expiring { served, level })
+                    }
+                    None if rows.iter().all(|row| row.threshold == resolved) => {
+                        Some(Reason::Resolved)
+                    }
+                    None => None,
+                };
+                match (reason, certificates.get(sha256)) {
+                    (Some(reason), Some(certificate)) => {
+                        items.push(Item {
+                            certificate,
+                            reason,
+                        });
+                        ids.extend(row_ids);
+                    }
+                    _ => stale.extend(row_ids),
+                }
+            }
+            if let Some(mut digest) = digest::render(owner, items, &self.settings, now) {
+                digest.ids = ids;
+                digests.push(digest);
+            }
+        }
+        Ok((digests, stale))
+    }
+}

@@ -1,0 +1,195 @@
+//! How the notifier behaves: built by the binary from `[notify]`, `[server]` and
+//! `[[owners.rules]]`, with defaults for everything else.
+
+use std::path::PathBuf;
+
+use time::Duration;
+
+use crate::error::{Error, Result};
+use crate::owners::{is_address, OwnerRules};
+
+/// Where digests go.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// An SMTP URL: `smtp://host:port` (plain), `smtp://host:port?tls=opportunistic` or
+    /// `?tls=required` (STARTTLS), `smtps://host:port` (TLS from the first byte);
+    /// `user:password@` before the host for AUTH.
+    Smtp(String),
+    /// One `.eml` file per message in this directory (the embedded default).
+    Files(PathBuf),
+}
+
+/// Hand-written so that an SMTP password never reaches a log.
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Delivery::Smtp(url) => f.debug_tuple("Smtp").field(&redact(url)).finish(),
+            Delivery::Files(dir) => f.debug_tuple("Files").field(dir).finish(),
+        }
+    }
+}
+
+/// `smtp://user:secret@host` becomes `smtp://user:***@host`.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((credentials, host)) => match credentials.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// Retry delays after failed deliveries: `first`, doubling per attempt, at most `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// Delay after the first failure.
+    pub first: Duration,
+    /// Longest delay.
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// The delay after the `attempts`-th failure (1 for the first).
+    pub fn delay(&self, attempts: u32) -> Duration {
+        let doublings = attempts.saturating_sub(1).min(30);
+        let delay = self.first.saturating_mul(1_i32 << doublings);
+        delay.min(self.max)
+    }
+}
+
+/// Everything the notifier needs to decide and deliver.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Sender address (`notify.from`).
+    pub from: String,
+    /// Where digests go.
+    pub delivery: Delivery,
+    /// Base of the links in digests (`server.base_url`): `<base>/certificates/<sha256>`.
+    pub base_url: String,
+    /// Days before expiry at which owners are told (`notify.thresholds`).
+    pub thresholds: Vec<u32>,
+    /// Certificates whose whole lifetime is at most this many days are short-lived: they
+    /// alert only when under a third of their lifetime is left (0: no such rule).
+    pub short_lived_days: u32,
+    /// Gets its own digest of everything that is due, for every owner
+    /// (`notify.security_copy`).
+    pub security_copy: Option<String>,
+    /// Owner tag, rules, default owner.
+    pub owners: OwnerRules,
+    /// How long one run holds the notifications it is sending.
+    pub lease_for: Duration,
+    /// Owners leased per round trip.
+    pub owners_per_lease: u32,
+    /// Messages in flight at once (and SMTP connections in the pool).
+    pub concurrency: usize,
+    /// Delays between attempts.
+    pub retry: Backoff,
+    /// Deadline of one SMTP exchange.
+    pub smtp_timeout: std::time::Duration,
+}
+
+impl Settings {
+    /// Defaults (thresholds 30, 14, 7, 3, 1 days; `.eml` files in `outbox`) for `owners`.
+    pub fn new(owners: OwnerRules) -> Self {
+        Settings {
+            from: "certfleet@localhost".into(),
+            delivery: Delivery::Files(PathBuf::from("outbox")),
+            base_url: "http://127.0.0.1:8080".into(),
+            thresholds: vec![30, 14, 7, 3, 1],
+            short_lived_days: 30,
+            security_copy: None,
+            owners,
+            lease_for: Duration::minutes(10),
+            owners_per_lease: 200,
+            concurrency: 8,
+            retry: Backoff {
+                first: Duration::minutes(1),
+                max: Duration::hours(1),
+            },
+            smtp_timeout: std::time::Duration::from_secs(30),
+        }
+    }
+
+    /// Refuses settings that cannot work, naming the setting.
+    pub fn check(&self) -> Result<()> {
+        if self.from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(Error::setting("notify.from", "not an email address"));
+        }
+        if self.thresholds.is_empty() {
+            return Err(Error::setting("notify.thresholds", "needs at least one"));
+        }
+        if let Some(copy) = &self.security_copy {
+            if !is_address(copy) {
+                return Err(Error::setting(
+                    "notify.security_copy",
+                    "not an email address",
+                ));
+            }
+        }
+        if let Delivery::Smtp(url) = &self.delivery {
+            if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
+                return Err(Error::setting(
+                    "notify.smtp_url",
+                    "must start with smtp:// or smtps:// (or be empty for .eml files)",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// How far ahead candidates are read: the largest threshold anywhere, in days.
+    pub fn window(&self) -> Duration {
+        let largest = self
+            .owners
+            .largest_threshold()
+            .max(self.thresholds.iter().copied().max());
+        Duration::days(i64::from(
+            largest.unwrap_or(0).max(self.short_lived_days / 3).max(1),
+        ))
+    }
+
+    /// Where messages go, for people: `smtp://host:25` (password hidden), `.eml files in
+    /// outbox`.
+    pub fn delivery_name(&self) -> String {
+        match &self.delivery {
+            Delivery::Smtp(url) => redact(url),
+            Delivery::Files(dir) => format!(".eml files in {}", dir.display()),
+        }
+    }
+
+    /// The link to a certificate's page.
+    pub fn link(&self, sha256: &str) -> String {
+        format!(
+            "{}/certificates/{sha256}",
+            self.base_url.trim_end_matches('/')
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let backoff = Backoff {
+            first: Duration::minutes(1),
+            max: Duration::minutes(10),
+        };
+        let delays: Vec<i64> = (1..=6).map(|n| backoff.delay(n).whole_minutes()).collect();
+        assert_eq!(delays, vec![1, 2, 4, 8, 10, 10]);
+        assert_eq!(backoff.delay(1000), Duration::minutes(10));
+    }
+
+    #[test]
+    fn smtp_passwords_are_redacted() {
+        assert_eq!(redact("smtp://u:secret@mail:587"), "smtp://u:***@mail:587");
+        assert_eq!(redact("smtp://mail:25"), "smtp://mail:25");
+        let delivery = Delivery::Smtp("smtps://u:secret@mail".into());
+        assert!(!format!("{delivery:?}").contains("secret"));
+    }
+}

@@ -1,0 +1,147 @@
+//! The right owners receive the right digests.
+
+use certfleet_notifier::Delivery;
+use time::Duration;
+
+use crate::fleet::{certificate, leaf, Host};
+use crate::harness::{on_postgres, on_sqlite, settings, TestStore};
+use crate::smtpd::Mailbox;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_owner_gets_one_digest_of_their_own_endpoints_on_sqlite() {
+    on_sqlite(each_owner_gets_one_digest_of_their_own_endpoints).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_owner_gets_one_digest_of_their_own_endpoints_on_postgres() {
+    on_postgres(each_owner_gets_one_digest_of_their_own_endpoints).await;
+}
+
+async fn each_owner_gets_one_digest_of_their_own_endpoints(t: TestStore) {
+    let now = t.now();
+    let shared = leaf(1, "shared.example.com", now, Duration::days(10));
+    let urgent = leaf(2, "pay.example.com", now, Duration::days(3));
+    let untagged = leaf(3, "dev.example.com", now, Duration::days(20));
+    let healthy = leaf(4, "fine.example.com", now, Duration::days(200));
+    let payments_leaf = leaf(5, "gateway.example.com", now, Duration::days(60));
+    let intermediate = certificate(
+        6,
+        "Payments Issuing CA",
+        now + Duration::days(6),
+        Duration::days(1000),
+    );
+    let alice = Host {
+        hostname: "web-1",
+        address: "10.0.0.1",
+        tags: &[("owner", "alice@example.com"), ("app", "billing")],
+    };
+    alice
+        .serves(
+            &*t.store,
+            now,
+            vec![(443, vec![shared.clone()]), (8443, vec![healthy.clone()])],
+        )
+        .await;
+    let billing = Host {
+        hostname: "billing-1",
+        address: "10.0.0.2",
+        tags: &[("app", "billing"), ("env", "prod")],
+    };
+    billing
+        .serves(
+            &*t.store,
+            now,
+            vec![(443, vec![shared.clone()]), (8443, vec![urgent.clone()])],
+        )
+        .await;
+    let dev = Host {
+        hostname: "dev-1",
+        address: "10.0.0.3",
+        tags: &[("env", "dev")],
+    };
+    dev.serves(&*t.store, now, vec![(443, vec![untagged.clone()])])
+        .await;
+    let payments = Host {
+        hostname: "pay-7",
+        address: "10.0.0.4",
+        tags: &[],
+    };
+    let chain = vec![payments_leaf.clone(), intermediate.clone()];
+    payments.serves(&*t.store, now, vec![(443, chain)]).await;
+    let mailbox = Mailbox::new();
+    let server = mailbox.serve();
+    let mut settings = settings(Delivery::Smtp(server.url()));
+    settings.security_copy = Some("security@example.com".into());
+    let notifier = t.notifier(settings);
+
+    let report = notifier.run_once().await.expect("run");
+
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!(report.digests_sent, 5, "{report:?}");
+    let alices = mailbox.to("alice@example.com");
+    assert_eq!(alices.len(), 1);
+    let mail = &alices[0];
+    assert!(
+        mail.subject
+            .contains("shared.example.com expires in 10 days"),
+        "{}",
+        mail.subject
+    );
+    assert!(mail.mentions(&shared.sha256) && mail.mentions(&shared.serial));
+    assert!(mail.mentions("Example Issuing CA"));
+    assert!(mail.mentions("10.0.0.1:443"), "{}", mail.text);
+    assert!(
+        !mail.mentions("10.0.0.2"),
+        "only alice's own endpoint: {}",
+        mail.text
+    );
+    assert!(mail.mentions(&format!(
+        "https://certfleet.test/certificates/{}",
+        shared.sha256
+    )));
+    assert!(!mail.mentions(&healthy.sha256), "not due yet");
+
+    let billings = mailbox.to("billing@example.com");
+    assert_eq!(billings.len(), 1, "one digest for both certificates");
+    let mail = &billings[0];
+    assert!(
+        mail.subject
+            .starts_with("[certfleet] pay.example.com expires in 3 days (and 1 more)"),
+        "{}",
+        mail.subject
+    );
+    assert!(mail.mentions(&shared.sha256) && mail.mentions(&urgent.sha256));
+    assert!(mail.mentions("10.0.0.2:443") && !mail.mentions("10.0.0.1"));
+    assert!(mail.mentions("app billing"));
+
+    let ops = mailbox.to("ops@example.com");
+    assert_eq!(ops.len(), 1, "the default owner");
+    assert!(ops[0].mentions(&untagged.sha256));
+
+    let payments = mailbox.to("payments@example.com");
+    assert_eq!(payments.len(), 1, "by hostname rule");
+    assert!(
+        payments[0].mentions(&intermediate.sha256),
+        "the intermediate expires before the leaf"
+    );
+    assert!(
+        !payments[0].mentions(&payments_leaf.sha256),
+        "the leaf is not due"
+    );
+    assert!(payments[0].mentions("intermediate"));
+
+    let security = mailbox.to("security@example.com");
+    assert_eq!(security.len(), 1, "one copy of everything");
+    for sha256 in [
+        &shared.sha256,
+        &urgent.sha256,
+        &untagged.sha256,
+        &intermediate.sha256,
+    ] {
+        assert!(security[0].mentions(sha256));
+    }
+
+    let again = notifier.run_once().await.expect("second run");
+    assert_eq!((again.claimed, again.digests_sent), (0, 0), "{again:?}");
+    assert_eq!(mailbox.messages().len(), 5, "nothing is sent twice");
+}

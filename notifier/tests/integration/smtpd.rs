@@ -1,0 +1,228 @@
+//! A real SMTP server for the tests: aiosmtpd (`pip install aiosmtpd`, done by
+//! scripts/test) storing every message it accepts in a Maildir, and a reader for that
+//! Maildir.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+
+/// A running aiosmtpd; killed when dropped.
+pub struct Smtpd {
+    child: Child,
+    /// Its address.
+    pub address: SocketAddr,
+}
+
+impl Smtpd {
+    /// Starts aiosmtpd on `port` of 127.0.0.1, delivering into the Maildir `maildir`, and
+    /// waits until it accepts connections.
+    pub fn start(port: u16, maildir: &Path) -> Smtpd {
+        let address = SocketAddr::from(([127, 0, 0, 1], port));
+        let child = Command::new("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &address.to_string()])
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(maildir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 -m aiosmtpd starts (pip install aiosmtpd)");
+        let mut server = Smtpd { child, address };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(address).is_err() {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("aiosmtpd exited with {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "aiosmtpd did not listen on {address}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    /// The SMTP URL of this server.
+    pub fn url(&self) -> String {
+        url(self.address.port())
+    }
+}
+
+impl Drop for Smtpd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `smtp://127.0.0.1:<port>`.
+pub fn url(port: u16) -> String {
+    format!("smtp://127.0.0.1:{port}")
+}
+
+/// A loopback port nothing listens on (bound, then released).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    listener.local_addr().expect("local address").port()
+}
+
+/// A temporary Maildir and the server writing into it.
+pub struct Mailbox {
+    /// The Maildir.
+    pub dir: tempfile::TempDir,
+}
+
+impl Mailbox {
+    /// An empty Maildir.
+    pub fn new() -> Mailbox {
+        Mailbox {
+            dir: tempfile::tempdir().expect("temporary directory"),
+        }
+    }
+
+    /// Its path.
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("Maildir")
+    }
+
+    /// Starts aiosmtpd on a free port writing here.
+    pub fn serve(&self) -> Smtpd {
+        Smtpd::start(free_port(), &self.path())
+    }
+
+    /// Every message delivered so far, in file-name (delivery) order.
+    pub fn messages(&self) -> Vec<Mail> {
+        read_dir(&self.path().join("new"))
+    }
+
+    /// Messages to `owner`.
+    pub fn to(&self, owner: &str) -> Vec<Mail> {
+        self.messages()
+            .into_iter()
+            .filter(|m| m.to == owner)
+            .collect()
+    }
+}
+
+/// Reads `.eml` (or Maildir) files of a directory.
+pub fn read_dir(dir: &Path) -> Vec<Mail> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| {
+            !path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|path| Mail::parse(&std::fs::read_to_string(path).expect("message readable")))
+        .collect()
+}
+
+/// One received message, decoded.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    /// `To:` header.
+    pub to: String,
+    /// `Subject:` header.
+    pub subject: String,
+    /// The text/plain part, decoded.
+    pub text: String,
+    /// The text/html part, decoded.
+    pub html: String,
+}
+
+impl Mail {
+    /// Parses a message: unfolded headers, and the parts of a multipart/alternative body
+    /// decoded from quoted-printable or base64.
+    pub fn parse(raw: &str) -> Mail {
+        let raw = raw.replace("\r\n", "\n");
+        let (head, body) = raw
+            .split_once("\n\n")
+            .expect("headers end with a blank line");
+        let top = |name: &str| header(head, name).unwrap_or_default();
+        let content_type = top("Content-Type");
+        let boundary = content_type
+            .split("boundary=")
+            .nth(1)
+            .map(|b| b.trim_matches('"').to_owned())
+            .expect("a multipart message");
+        let (mut text, mut html) = (String::new(), String::new());
+        for part in body.split(&format!("--{boundary}")) {
+            let Some((part_head, part_body)) = part.trim_start_matches('\n').split_once("\n\n")
+            else {
+                continue;
+            };
+            let kind = header(part_head, "Content-Type").unwrap_or_default();
+            let encoding = header(part_head, "Content-Transfer-Encoding").unwrap_or_default();
+            let decoded = decode(part_body, &encoding);
+            if kind.starts_with("text/plain") {
+                text = decoded;
+            } else if kind.starts_with("text/html") {
+                html = decoded;
+            }
+        }
+        Mail {
+            to: top("To"),
+            subject: top("Subject"),
+            text,
+            html,
+        }
+    }
+
+    /// Both parts contain `needle`.
+    pub fn mentions(&self, needle: &str) -> bool {
+        self.text.contains(needle) && self.html.contains(needle)
+    }
+}
+
+fn header(head: &str, name: &str) -> Option<String> {
+    let unfolded = head.replace("\n ", " ").replace("\n\t", " ");
+    unfolded.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.eq_ignore_ascii_case(name)
+            .then(|| value.trim().to_owned())
+    })
+}
+
+fn decode(body: &str, encoding: &str) -> String {
+    match encoding.to_ascii_lowercase().as_str() {
+        "quoted-printable" => quoted_printable(body),
+        "base64" => {
+            let compact: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(compact)
+                .expect("valid base64 part");
+            String::from_utf8(bytes).expect("UTF-8 part")
+        }
+        _ => body.to_owned(),
+    }
+}
+
+fn quoted_printable(body: &str) -> String {
+    let joined = body.replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'=' && index + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[index + 1..(index + 3).min(bytes.len())]);
+            if let Some(byte) = hex.ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(byte);
+                index += 3;
+                continue;
+            }
+        }
+        out.push(bytes[index]);
+        index += 1;
+    }
+    String::from_utf8(out).expect("UTF-8 part")
+}
