@@ -13,6 +13,8 @@
 //! Both run the migrations embedded from `migrations/postgres` and `migrations/sqlite`.
 //! Times come from a [`Clock`], so that tests can move time instead of sleeping.
 
+mod browse;
+mod browse_sql;
 mod clock;
 mod error;
 mod names;
@@ -32,6 +34,11 @@ use async_trait::async_trait;
 use certfleet_model::{AgentReport, ProbeResult};
 use time::Duration;
 
+pub use browse::{
+    normalize_fingerprint, serial_candidates, CertificateHistory, CertificateLookup,
+    CertificateSearch, EndpointDetail, EndpointSearch, ExpiryBuckets, FleetOverview, MtlsState,
+    NamedCount, NotificationFilter, QueueDepth, Succession, FINDINGS,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use names::{hostname_candidates, normalize_serial};
@@ -136,6 +143,43 @@ pub trait Store: NotificationStore + Send + Sync + std::fmt::Debug {
 
     /// How much the store holds.
     async fn inventory(&self) -> Result<Inventory>;
+
+    /// Certificates a lookup finds (host name, serial in any spelling, SHA-256 or SHA-1
+    /// fingerprint, issuer), newest expiry first, a page at a time after a cursor.
+    async fn search_certificates(
+        &self,
+        search: &CertificateSearch,
+    ) -> Result<Vec<CertificateRecord>>;
+
+    /// Leaf certificates served now by active endpoints that expire within `within`
+    /// (expired ones included), soonest first, with how many endpoints serve each; a
+    /// page after the certificate whose SHA-256 is `after`.
+    async fn expiring_leaves(
+        &self,
+        within: Duration,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ExpiringCertificate>>;
+
+    /// Active endpoints matching a search, a page at a time (see [`EndpointSearch`] for
+    /// the order).
+    async fn search_endpoints(&self, search: &EndpointSearch) -> Result<Vec<EndpointRecord>>;
+
+    /// One endpoint (retired or not) and what it served over time; `NotFound` when
+    /// unknown.
+    async fn endpoint(&self, id: EndpointId) -> Result<EndpointDetail>;
+
+    /// What a certificate replaced and what replaced it, where it was a leaf.
+    async fn certificate_history(&self, sha256: &str) -> Result<CertificateHistory>;
+
+    /// Notifications (failed ones, or one owner's), newest first, a page at a time.
+    async fn notification_page(
+        &self,
+        filter: &NotificationFilter,
+    ) -> Result<Vec<NotificationRecord>>;
+
+    /// Where the fleet stands now. One pass over the active endpoints: cache it.
+    async fn fleet_overview(&self) -> Result<FleetOverview>;
 }
 
 /// How a store is opened.

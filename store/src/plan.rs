@@ -133,6 +133,8 @@ pub(crate) struct CertificateRow {
     pub is_ca: bool,
     pub self_signed: bool,
     pub pem: Option<String>,
+    /// SHA-1 of the DER, when the PEM is known (for lookups by SHA-1 fingerprint).
+    pub sha1: Option<String>,
     pub seen_at: OffsetDateTime,
 }
 
@@ -166,6 +168,8 @@ pub(crate) struct Outcome {
     /// Without a new observation: keep the previous one as current (a transient failure)
     /// or clear it (the port no longer speaks TLS, or it is no longer allowed).
     pub keep_previous: bool,
+    /// The leaf this probe captured: SHA-256 and end of validity.
+    pub leaf: Option<(String, OffsetDateTime)>,
 }
 
 /// The `endpoints` update of one outcome, once failures and observation ids are known.
@@ -178,6 +182,10 @@ pub(crate) struct EndpointUpdate {
     pub next_probe_at: OffsetDateTime,
     pub observation_id: Option<i64>,
     pub keep_observation: bool,
+    /// The current observation's leaf (SHA-256, end of validity), copied onto the
+    /// endpoint so that expiry lists are one index range; kept with the observation.
+    pub leaf_sha256: Option<String>,
+    pub leaf_not_after: Option<OffsetDateTime>,
 }
 
 impl Outcome {
@@ -192,6 +200,7 @@ impl Outcome {
     ) -> EndpointUpdate {
         let before = u32::try_from(failures_before).unwrap_or(0);
         let failures = ProbeSchedule::failures_after(self.status, before);
+        let leaf = self.leaf.as_ref().filter(|_| observation_id.is_some());
         EndpointUpdate {
             id: self.endpoint_id,
             status: self.status.as_str(),
@@ -201,6 +210,8 @@ impl Outcome {
             next_probe_at: schedule.next_probe_at(self.endpoint_id, self.status, failures, now),
             observation_id,
             keep_observation: observation_id.is_none() && self.keep_previous,
+            leaf_sha256: leaf.map(|(sha256, _)| sha256.clone()),
+            leaf_not_after: leaf.map(|(_, not_after)| *not_after),
         }
     }
 }
@@ -234,6 +245,10 @@ pub(crate) fn plan_probes(results: &[(EndpointId, ProbeResult)]) -> Result<Probe
             probed_at: result.probed_at,
             fingerprint,
             keep_previous,
+            leaf: result
+                .chain
+                .first()
+                .map(|leaf| (leaf.sha256.to_ascii_lowercase(), leaf.not_after)),
         };
         outcomes.insert(*endpoint_id, outcome);
     }
@@ -271,8 +286,25 @@ fn certificate_row(
         is_ca: info.is_ca,
         self_signed: info.self_signed,
         pem: info.pem.clone(),
+        sha1: info.pem.as_deref().and_then(sha1_of_pem),
         seen_at,
     })
+}
+
+/// SHA-1 of the DER inside a PEM certificate, 40 lowercase hex digits; `None` when the
+/// PEM cannot be decoded.
+fn sha1_of_pem(pem: &str) -> Option<String> {
+    use base64::Engine;
+    let body: String = pem
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .map(str::trim)
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body.as_bytes())
+        .ok()?;
+    let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &der);
+    Some(hex::encode(digest.as_ref()))
 }
 
 /// Keeps one row per certificate: the latest sighting, and a PEM if any result had one.
@@ -282,6 +314,7 @@ fn merge_certificate(certificates: &mut BTreeMap<String, CertificateRow>, row: C
             existing.seen_at = existing.seen_at.max(row.seen_at);
             if existing.pem.is_none() {
                 existing.pem = row.pem;
+                existing.sha1 = row.sha1;
             }
         }
         None => {

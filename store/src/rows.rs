@@ -119,7 +119,7 @@ pub(crate) fn endpoint(row: &impl ReadRow) -> Result<EndpointRecord> {
     })
 }
 
-fn observation(row: &impl ReadRow) -> Result<Option<ObservationRecord>> {
+pub(crate) fn observation(row: &impl ReadRow) -> Result<Option<ObservationRecord>> {
     let Some(id) = row.opt_int("o_id")? else {
         return Ok(None);
     };

@@ -2,6 +2,7 @@
 //! database. Batched writes bind whole columns as arrays and `UNNEST` them; leases use
 //! `FOR UPDATE SKIP LOCKED`.
 
+mod browse;
 mod ingest;
 mod lookup;
 mod notify;
@@ -19,6 +20,8 @@ use sqlx::Row;
 use time::{Duration, OffsetDateTime};
 
 use crate::error::{Error, Result};
+use crate::browse::*;
+use crate::notify_records::NotificationRecord;
 use crate::records::*;
 use crate::rows::ReadRow;
 use crate::{Store, StoreOptions};
@@ -143,6 +146,45 @@ impl Store for PostgresStore {
 
     async fn inventory(&self) -> Result<Inventory> {
         summary::inventory(&self.pool).await
+    }
+
+    async fn search_certificates(
+        &self,
+        search: &CertificateSearch,
+    ) -> Result<Vec<CertificateRecord>> {
+        browse::search_certificates(&self.pool, search).await
+    }
+
+    async fn expiring_leaves(
+        &self,
+        within: Duration,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ExpiringCertificate>> {
+        browse::expiring_leaves(&self.pool, self.now() + within, after, limit).await
+    }
+
+    async fn search_endpoints(&self, search: &EndpointSearch) -> Result<Vec<EndpointRecord>> {
+        browse::search_endpoints(&self.pool, search).await
+    }
+
+    async fn endpoint(&self, id: EndpointId) -> Result<EndpointDetail> {
+        browse::endpoint(&self.pool, id).await
+    }
+
+    async fn certificate_history(&self, sha256: &str) -> Result<CertificateHistory> {
+        browse::certificate_history(&self.pool, sha256).await
+    }
+
+    async fn notification_page(
+        &self,
+        filter: &NotificationFilter,
+    ) -> Result<Vec<NotificationRecord>> {
+        browse::notification_page(&self.pool, filter).await
+    }
+
+    async fn fleet_overview(&self) -> Result<FleetOverview> {
+        browse::fleet_overview(&self.pool, self.now()).await
     }
 }
 

@@ -111,19 +111,21 @@ async fn upsert_certificates(connection: &mut PgConnection, rows: &[CertificateR
     sqlx::query(
         "INSERT INTO certificates (sha256, serial, subject, issuer, not_before, not_after, \
              sans, key_type, key_bits, key_curve, signature_algorithm, is_ca, self_signed, \
-             pem, first_seen, last_seen) \
+             pem, first_seen, last_seen, sha1) \
          SELECT u.sha256, u.serial, u.subject, u.issuer, u.not_before, u.not_after, \
              u.sans::jsonb, u.key_type, u.key_bits, u.key_curve, u.signature_algorithm, \
-             u.is_ca, u.self_signed, u.pem, u.seen_at, u.seen_at \
+             u.is_ca, u.self_signed, u.pem, u.seen_at, u.seen_at, u.sha1 \
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], \
              $6::timestamptz[], $7::text[], $8::text[], $9::int4[], $10::text[], $11::text[], \
-             $12::bool[], $13::bool[], $14::text[], $15::timestamptz[]) \
+             $12::bool[], $13::bool[], $14::text[], $15::timestamptz[], $16::text[]) \
              AS u(sha256, serial, subject, issuer, not_before, not_after, sans, key_type, \
-                 key_bits, key_curve, signature_algorithm, is_ca, self_signed, pem, seen_at) \
+                 key_bits, key_curve, signature_algorithm, is_ca, self_signed, pem, seen_at, \
+                 sha1) \
          ON CONFLICT (sha256) DO UPDATE SET \
              first_seen = LEAST(certificates.first_seen, EXCLUDED.first_seen), \
              last_seen = GREATEST(certificates.last_seen, EXCLUDED.last_seen), \
-             pem = COALESCE(certificates.pem, EXCLUDED.pem)",
+             pem = COALESCE(certificates.pem, EXCLUDED.pem), \
+             sha1 = COALESCE(certificates.sha1, EXCLUDED.sha1)",
     )
     .bind(column(|r| &r.sha256))
     .bind(column(|r| &r.serial))
@@ -144,6 +146,7 @@ async fn upsert_certificates(connection: &mut PgConnection, rows: &[CertificateR
     .bind(rows.iter().map(|r| r.self_signed).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.pem.as_deref()).collect::<Vec<_>>())
     .bind(times(|r| r.seen_at))
+    .bind(rows.iter().map(|r| r.sha1.as_deref()).collect::<Vec<_>>())
     .execute(connection)
     .await?;
     Ok(())
@@ -226,10 +229,14 @@ async fn update_endpoints(connection: &mut PgConnection, updates: &[EndpointUpda
              last_probed_at = u.probed_at, failures = u.failures, \
              next_probe_at = u.next_probe_at, lease_owner = NULL, lease_until = NULL, \
              observation_id = CASE WHEN u.keep THEN e.observation_id \
-                 ELSE u.observation_id END \
+                 ELSE u.observation_id END, \
+             leaf_sha256 = CASE WHEN u.keep THEN e.leaf_sha256 ELSE u.leaf_sha256 END, \
+             leaf_not_after = CASE WHEN u.keep THEN e.leaf_not_after \
+                 ELSE u.leaf_not_after END \
          FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::timestamptz[], $5::int4[], \
-             $6::timestamptz[], $7::int8[], $8::bool[]) \
-             AS u(id, status, error, probed_at, failures, next_probe_at, observation_id, keep) \
+             $6::timestamptz[], $7::int8[], $8::bool[], $9::text[], $10::timestamptz[]) \
+             AS u(id, status, error, probed_at, failures, next_probe_at, observation_id, keep, \
+                 leaf_sha256, leaf_not_after) \
          WHERE e.id = u.id",
     )
     .bind(updates.iter().map(|u| u.id).collect::<Vec<_>>())
@@ -250,6 +257,13 @@ async fn update_endpoints(connection: &mut PgConnection, updates: &[EndpointUpda
             .map(|u| u.keep_observation)
             .collect::<Vec<_>>(),
     )
+    .bind(
+        updates
+            .iter()
+            .map(|u| u.leaf_sha256.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(updates.iter().map(|u| u.leaf_not_after).collect::<Vec<_>>())
     .execute(connection)
     .await?;
     Ok(())

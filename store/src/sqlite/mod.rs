@@ -5,6 +5,7 @@
 //! `BEGIN IMMEDIATE`, which takes the write lock up front (waiting up to the busy
 //! timeout) instead of failing when a read transaction would have to upgrade.
 
+mod browse;
 mod ingest;
 mod lookup;
 mod notify;
@@ -24,6 +25,8 @@ use sqlx::{Row, Sqlite, Transaction};
 use time::{Duration, OffsetDateTime};
 
 use crate::error::{Error, Result};
+use crate::browse::*;
+use crate::notify_records::NotificationRecord;
 use crate::records::*;
 use crate::rows::ReadRow;
 use crate::{Store, StoreOptions};
@@ -189,6 +192,45 @@ impl Store for SqliteStore {
             .fetch_one(&self.pool)
             .await?;
         crate::rows::inventory(&row)
+    }
+
+    async fn search_certificates(
+        &self,
+        search: &CertificateSearch,
+    ) -> Result<Vec<CertificateRecord>> {
+        browse::search_certificates(&self.pool, search).await
+    }
+
+    async fn expiring_leaves(
+        &self,
+        within: Duration,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ExpiringCertificate>> {
+        browse::expiring_leaves(&self.pool, self.now() + within, after, limit).await
+    }
+
+    async fn search_endpoints(&self, search: &EndpointSearch) -> Result<Vec<EndpointRecord>> {
+        browse::search_endpoints(&self.pool, search).await
+    }
+
+    async fn endpoint(&self, id: EndpointId) -> Result<EndpointDetail> {
+        browse::endpoint(&self.pool, id).await
+    }
+
+    async fn certificate_history(&self, sha256: &str) -> Result<CertificateHistory> {
+        browse::certificate_history(&self.pool, sha256).await
+    }
+
+    async fn notification_page(
+        &self,
+        filter: &NotificationFilter,
+    ) -> Result<Vec<NotificationRecord>> {
+        browse::notification_page(&self.pool, filter).await
+    }
+
+    async fn fleet_overview(&self) -> Result<FleetOverview> {
+        browse::fleet_overview(&self.pool, self.now()).await
     }
 }
 

@@ -126,20 +126,23 @@ async fn upsert_certificates(
                 r.self_signed,
                 r.pem,
                 seconds(r.seen_at),
+                r.sha1,
             ])
         })
         .collect();
     sqlx::query(
         "INSERT INTO certificates (sha256, serial, subject, issuer, not_before, not_after, \
              sans, key_type, key_bits, key_curve, signature_algorithm, is_ca, self_signed, \
-             pem, first_seen, last_seen) \
+             pem, first_seen, last_seen, sha1) \
          SELECT v ->> 0, v ->> 1, v ->> 2, v ->> 3, v ->> 4, v ->> 5, v ->> 6, v ->> 7, \
-             v ->> 8, v ->> 9, v ->> 10, v ->> 11, v ->> 12, v ->> 13, v ->> 14, v ->> 14 \
+             v ->> 8, v ->> 9, v ->> 10, v ->> 11, v ->> 12, v ->> 13, v ->> 14, v ->> 14, \
+             v ->> 15 \
          FROM (SELECT value AS v FROM json_each($1)) WHERE true \
          ON CONFLICT (sha256) DO UPDATE SET \
              first_seen = min(certificates.first_seen, excluded.first_seen), \
              last_seen = max(certificates.last_seen, excluded.last_seen), \
-             pem = COALESCE(certificates.pem, excluded.pem)",
+             pem = COALESCE(certificates.pem, excluded.pem), \
+             sha1 = COALESCE(certificates.sha1, excluded.sha1)",
     )
     .bind(serde_json::to_string(&json)?)
     .execute(connection)
@@ -232,6 +235,8 @@ async fn update_endpoints(
                 seconds(u.next_probe_at),
                 u.observation_id,
                 u.keep_observation,
+                u.leaf_sha256,
+                u.leaf_not_after.map(seconds),
             ])
         })
         .collect();
@@ -240,11 +245,16 @@ async fn update_endpoints(
              last_probed_at = u.probed_at, failures = u.failures, \
              next_probe_at = u.next_probe_at, lease_owner = NULL, lease_until = NULL, \
              observation_id = CASE WHEN u.keep THEN endpoints.observation_id \
-                 ELSE u.observation_id END \
+                 ELSE u.observation_id END, \
+             leaf_sha256 = CASE WHEN u.keep THEN endpoints.leaf_sha256 \
+                 ELSE u.leaf_sha256 END, \
+             leaf_not_after = CASE WHEN u.keep THEN endpoints.leaf_not_after \
+                 ELSE u.leaf_not_after END \
          FROM (SELECT value ->> 0 AS id, value ->> 1 AS status, value ->> 2 AS error, \
                  value ->> 3 AS probed_at, value ->> 4 AS failures, \
                  value ->> 5 AS next_probe_at, value ->> 6 AS observation_id, \
-                 value ->> 7 AS keep \
+                 value ->> 7 AS keep, value ->> 8 AS leaf_sha256, \
+                 value ->> 9 AS leaf_not_after \
              FROM json_each($1)) AS u \
          WHERE endpoints.id = u.id",
     )

@@ -1,0 +1,494 @@
+//! The SQL of the browse queries ([`crate::browse`]), built once for both backends: the
+//! text is the same but for a few predicates ([`Dialect`]); each backend binds the
+//! values ([`Bind`]) in its own types and reads the rows with [`ReadRow`].
+
+use std::collections::BTreeMap;
+
+use certfleet_model::{Finding, ProbeStatus};
+use time::{Duration, OffsetDateTime};
+
+use crate::browse::*;
+use crate::error::{Error, Result};
+use crate::records::{MtlsCounts, MtlsGroup};
+use crate::rows::{ReadRow, CERTIFICATE_COLUMNS, ENDPOINT_SELECT};
+
+/// Where the two SQL dialects differ for these queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Postgres,
+    Sqlite,
+}
+
+/// A value to bind, in the order of the `$n` placeholders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Bind {
+    Text(String),
+    Int(i64),
+    Time(OffsetDateTime),
+}
+
+/// SQL text and its arguments.
+#[derive(Debug, Default)]
+pub(crate) struct Query {
+    pub sql: String,
+    pub binds: Vec<Bind>,
+}
+
+impl Query {
+    /// Adds an argument; returns its placeholder.
+    fn arg(&mut self, bind: Bind) -> String {
+        self.binds.push(bind);
+        format!("${}", self.binds.len())
+    }
+}
+
+/// Probe statuses in the contract's order, for the overview's counts.
+const STATUSES: [ProbeStatus; 8] = [
+    ProbeStatus::Ok,
+    ProbeStatus::NotTls,
+    ProbeStatus::Refused,
+    ProbeStatus::Timeout,
+    ProbeStatus::TlsError,
+    ProbeStatus::Unreachable,
+    ProbeStatus::Denied,
+    ProbeStatus::StarttlsRefused,
+];
+
+impl Dialect {
+    /// True when observation `o` has `finding`. The same text as the partial index of
+    /// migration 20260401000001, so the planner uses it (the name is a fixed literal).
+    pub fn finding(self, finding: Finding) -> String {
+        match self {
+            Dialect::Postgres => format!("o.findings ? '{}'", finding.as_str()),
+            Dialect::Sqlite => format!("instr(o.findings, '\"{}\"') > 0", finding.as_str()),
+        }
+    }
+
+    /// True when observation `o` has this client-certificate policy.
+    pub fn mtls(self, state: MtlsState) -> &'static str {
+        match (self, state) {
+            (Dialect::Postgres, MtlsState::Required) => {
+                "o.mtls_requested AND o.mtls_required IS TRUE"
+            }
+            (Dialect::Postgres, MtlsState::Optional) => {
+                "o.mtls_requested AND o.mtls_required IS NOT TRUE"
+            }
+            (Dialect::Postgres, MtlsState::None) => "NOT o.mtls_requested",
+            (Dialect::Sqlite, MtlsState::Required) => "o.mtls_requested = 1 AND o.mtls_required = 1",
+            (Dialect::Sqlite, MtlsState::Optional) => {
+                "o.mtls_requested = 1 AND o.mtls_required IS NOT 1"
+            }
+            (Dialect::Sqlite, MtlsState::None) => "o.mtls_requested = 0",
+        }
+    }
+}
+
+/// Certificates of a lookup, newest expiry first; read with `rows::certificate`.
+pub(crate) fn certificate_search(search: &CertificateSearch) -> Result<Query> {
+    let mut query = Query::default();
+    let condition = match &search.lookup {
+        CertificateLookup::Hostname(hostname) => {
+            let names = crate::names::hostname_candidates(hostname)?;
+            let placeholders: Vec<String> = names
+                .into_iter()
+                .map(|name| query.arg(Bind::Text(name)))
+                .collect();
+            format!(
+                "c.sha256 IN (SELECT n.sha256 FROM certificate_names n WHERE n.name IN ({}))",
+                placeholders.join(", ")
+            )
+        }
+        CertificateLookup::Serial(serial) => {
+            let placeholders: Vec<String> = serial_candidates(serial)?
+                .into_iter()
+                .map(|serial| query.arg(Bind::Text(serial)))
+                .collect();
+            format!("c.serial IN ({})", placeholders.join(", "))
+        }
+        CertificateLookup::Fingerprint(fingerprint) => {
+            let fingerprint = normalize_fingerprint(fingerprint)?;
+            let column = if fingerprint.len() == 40 { "sha1" } else { "sha256" };
+            format!("c.{column} = {}", query.arg(Bind::Text(fingerprint)))
+        }
+        CertificateLookup::Issuer(issuer) => {
+            let issuer = normalize_issuer(issuer)?;
+            format!("lower(c.issuer) = {}", query.arg(Bind::Text(issuer)))
+        }
+    };
+    let mut sql = format!("SELECT {CERTIFICATE_COLUMNS} FROM certificates c WHERE {condition}");
+    if let Some(after) = sha256_cursor(search.after.as_deref())? {
+        let after = query.arg(Bind::Text(after));
+        sql.push_str(&format!(
+            " AND (c.not_after, c.sha256) < \
+             (SELECT k.not_after, k.sha256 FROM certificates k WHERE k.sha256 = {after})"
+        ));
+    }
+    let limit = query.arg(Bind::Int(i64::from(search.limit)));
+    sql.push_str(&format!(
+        " ORDER BY c.not_after DESC, c.sha256 DESC LIMIT {limit}"
+    ));
+    query.sql = sql;
+    Ok(query)
+}
+
+/// Leaves served now by active endpoints that expire before `deadline`, soonest first,
+/// with how many endpoints serve each; read with `rows::expiring`.
+pub(crate) fn expiring_leaves(
+    deadline: OffsetDateTime,
+    after: Option<&str>,
+    limit: u32,
+) -> Result<Query> {
+    let mut query = Query::default();
+    let deadline = query.arg(Bind::Time(deadline));
+    let cursor = match sha256_cursor(after)? {
+        Some(after) => format!(
+            " AND (e.leaf_not_after, e.leaf_sha256) > \
+             (SELECT k.not_after, k.sha256 FROM certificates k WHERE k.sha256 = {})",
+            query.arg(Bind::Text(after))
+        ),
+        None => String::new(),
+    };
+    let limit = query.arg(Bind::Int(i64::from(limit)));
+    query.sql = format!(
+        "SELECT {CERTIFICATE_COLUMNS}, x.endpoints FROM ( \
+             SELECT e.leaf_not_after AS t, e.leaf_sha256 AS s, COUNT(*) AS endpoints \
+             FROM endpoints e \
+             WHERE e.retired_at IS NULL AND e.leaf_not_after IS NOT NULL \
+                 AND e.leaf_not_after <= {deadline}{cursor} \
+             GROUP BY e.leaf_not_after, e.leaf_sha256 \
+             ORDER BY e.leaf_not_after, e.leaf_sha256 LIMIT {limit}) x \
+         JOIN certificates c ON c.sha256 = x.s ORDER BY x.t, x.s"
+    );
+    Ok(query)
+}
+
+/// The part of [`ENDPOINT_SELECT`] that starts from the endpoints.
+const ENDPOINTS_FIRST: &str = "FROM endpoints e LEFT JOIN hosts h ON h.id = e.host_id \
+    LEFT JOIN observations o ON o.id = e.observation_id";
+
+/// The same rows, starting from the (current) observations: lists by a fact of the
+/// observation walk its partial index in id order.
+const OBSERVATIONS_FIRST: &str = "FROM observations o \
+    JOIN endpoints e ON e.observation_id = o.id LEFT JOIN hosts h ON h.id = e.host_id";
+
+/// Active endpoints of a search, in its order; read with `rows::endpoint`.
+pub(crate) fn endpoint_search(dialect: Dialect, search: &EndpointSearch) -> Query {
+    let mut query = Query::default();
+    let by_observation = search.by_observation();
+    let select = if by_observation {
+        ENDPOINT_SELECT.replacen(ENDPOINTS_FIRST, OBSERVATIONS_FIRST, 1)
+    } else {
+        ENDPOINT_SELECT.to_owned()
+    };
+    let mut conditions = vec!["e.retired_at IS NULL".to_owned()];
+    if let Some(address) = search.address {
+        conditions.push(format!("e.address = {}", query.arg(Bind::Text(address.to_string()))));
+    }
+    if let Some(port) = search.port {
+        conditions.push(format!("e.port = {}", query.arg(Bind::Int(i64::from(port)))));
+    }
+    for (column, value) in [("app", &search.app), ("env", &search.env), ("owner", &search.owner)] {
+        if let Some(value) = value {
+            conditions.push(format!("e.{column} = {}", query.arg(Bind::Text(value.clone()))));
+        }
+    }
+    if let Some(state) = search.mtls {
+        conditions.push(dialect.mtls(state).to_owned());
+    }
+    if let Some(finding) = search.finding {
+        conditions.push(dialect.finding(finding));
+    }
+    let key = if by_observation { "o.id" } else { "e.id" };
+    if let Some(after) = search.after {
+        conditions.push(format!("{key} > {}", query.arg(Bind::Int(after))));
+    }
+    let limit = query.arg(Bind::Int(i64::from(search.limit)));
+    query.sql = format!(
+        "{select} WHERE {} ORDER BY {key} LIMIT {limit}",
+        conditions.join(" AND ")
+    );
+    query
+}
+
+/// One endpoint, retired or not, by `$1`; read with `rows::endpoint`.
+pub(crate) fn endpoint_by_id() -> String {
+    format!("{ENDPOINT_SELECT} WHERE e.id = $1")
+}
+
+/// The observations of endpoint `$1`, latest first; read with `rows::observation`.
+pub(crate) const ENDPOINT_HISTORY: &str = "SELECT o.id AS o_id, o.status AS o_status, \
+    o.leaf_sha256 AS o_leaf_sha256, c.subject AS o_leaf_subject, \
+    c.not_after AS o_leaf_not_after, o.tls_version AS o_tls_version, o.cipher AS o_cipher, \
+    o.alpn AS o_alpn, o.tls_group AS o_tls_group, o.legacy AS o_legacy, \
+    o.mtls_requested AS o_mtls_requested, o.mtls_required AS o_mtls_required, \
+    o.ca_names AS o_ca_names, o.findings AS o_findings, o.first_seen AS o_first_seen, \
+    o.last_seen AS o_last_seen \
+    FROM observations o LEFT JOIN certificates c ON c.sha256 = o.leaf_sha256 \
+    WHERE o.endpoint_id = $1 ORDER BY o.last_seen DESC, o.id DESC LIMIT 50";
+
+/// The leaves served before and after certificate `$1` on the endpoints that served it
+/// as their leaf; read with [`succession`].
+pub(crate) const CERTIFICATE_HISTORY: &str = "WITH mine AS ( \
+        SELECT o.endpoint_id AS endpoint_id, MIN(o.first_seen) AS first_seen \
+        FROM observation_chain oc JOIN observations o ON o.id = oc.observation_id \
+        WHERE oc.sha256 = $1 AND oc.position = 0 \
+        GROUP BY o.endpoint_id ORDER BY MAX(o.last_seen) DESC LIMIT 200) \
+    SELECT other.leaf_sha256 AS sha256, c.subject, c.not_after, \
+        CASE WHEN other.first_seen > mine.first_seen THEN 1 ELSE 0 END AS later, \
+        COUNT(DISTINCT other.endpoint_id) AS endpoints, MIN(other.first_seen) AS first_seen \
+    FROM mine JOIN observations other ON other.endpoint_id = mine.endpoint_id \
+    JOIN certificates c ON c.sha256 = other.leaf_sha256 \
+    WHERE other.leaf_sha256 <> $1 \
+    GROUP BY other.leaf_sha256, c.subject, c.not_after, \
+        CASE WHEN other.first_seen > mine.first_seen THEN 1 ELSE 0 END \
+    ORDER BY MIN(other.first_seen) DESC LIMIT 100";
+
+/// Sorts rows of [`CERTIFICATE_HISTORY`] into what came after and what came before.
+pub(crate) fn history<R: ReadRow>(rows: &[R]) -> Result<CertificateHistory> {
+    let mut history = CertificateHistory::default();
+    for row in rows {
+        let succession = Succession {
+            sha256: row.text("sha256")?,
+            subject: row.text("subject")?,
+            not_after: row.time("not_after")?,
+            endpoints: count(row, "endpoints")?,
+            first_seen: row.time("first_seen")?,
+        };
+        if row.int("later")? == 1 {
+            history.replaced_by.push(succession);
+        } else {
+            history.replaces.push(succession);
+        }
+    }
+    Ok(history)
+}
+
+/// Notifications of a filter, newest first; read with `notify_records::notification`.
+pub(crate) fn notification_page(filter: &NotificationFilter) -> Query {
+    let mut query = Query::default();
+    let mut conditions = vec!["1 = 1".to_owned()];
+    if filter.failed_only {
+        conditions.push(
+            "n.sent_at IS NULL AND n.resolved_at IS NULL AND n.attempts > 0".to_owned(),
+        );
+    }
+    if let Some(owner) = &filter.owner {
+        conditions.push(format!("n.owner = {}", query.arg(Bind::Text(owner.clone()))));
+    }
+    if let Some(after) = filter.after {
+        conditions.push(format!("n.id < {}", query.arg(Bind::Int(after))));
+    }
+    let limit = query.arg(Bind::Int(i64::from(filter.limit)));
+    query.sql = format!(
+        "{} WHERE {} ORDER BY n.id DESC LIMIT {limit}",
+        crate::notify_records::NOTIFICATION_SELECT,
+        conditions.join(" AND ")
+    );
+    query
+}
+
+/// One pass over the active endpoints, grouped by (app, env): every count of the
+/// overview that is per endpoint. Read with [`fold_groups`].
+pub(crate) fn overview_groups(dialect: Dialect, now: OffsetDateTime) -> Query {
+    let mut query = Query::default();
+    let now_arg = query.arg(Bind::Time(now));
+    let overdue = query.arg(Bind::Time(now - Duration::hours(1)));
+    let [d7, d30, d90] = [7, 30, 90].map(|days| query.arg(Bind::Time(now + Duration::days(days))));
+    let sum = |condition: &str, name: &str| {
+        format!("SUM(CASE WHEN {condition} THEN 1 ELSE 0 END) AS {name}")
+    };
+    let mut columns = vec![
+        "e.app AS app".to_owned(),
+        "e.env AS env".to_owned(),
+        "COUNT(*) AS endpoints".to_owned(),
+        "COUNT(o.id) AS observed".to_owned(),
+        sum(dialect.mtls(MtlsState::Required), "required"),
+        sum(dialect.mtls(MtlsState::Optional), "optional"),
+        sum(dialect.mtls(MtlsState::None), "absent"),
+        sum("e.last_status IS NULL", "s_never"),
+        sum(&format!("e.next_probe_at <= {now_arg}"), "due"),
+        sum(&format!("e.next_probe_at <= {overdue}"), "overdue"),
+        sum(&format!("e.lease_until > {now_arg}"), "leased"),
+        sum("e.failures > 0", "failing"),
+        sum(&format!("e.leaf_not_after < {now_arg}"), "d_expired"),
+        sum(&format!("e.leaf_not_after >= {now_arg} AND e.leaf_not_after < {d7}"), "d_7"),
+        sum(&format!("e.leaf_not_after >= {d7} AND e.leaf_not_after < {d30}"), "d_30"),
+        sum(&format!("e.leaf_not_after >= {d30} AND e.leaf_not_after < {d90}"), "d_90"),
+        sum(&format!("e.leaf_not_after >= {d90}"), "d_later"),
+    ];
+    for finding in FINDINGS {
+        columns.push(sum(&dialect.finding(finding), &format!("f_{}", finding.as_str())));
+    }
+    for status in STATUSES {
+        let condition = format!("e.last_status = '{}'", status.as_str());
+        columns.push(sum(&condition, &format!("s_{}", status.as_str())));
+    }
+    query.sql = format!(
+        "SELECT {} FROM endpoints e LEFT JOIN observations o ON o.id = e.observation_id \
+         WHERE e.retired_at IS NULL GROUP BY e.app, e.env",
+        columns.join(", ")
+    );
+    query
+}
+
+/// Distinct leaves in use by days left, over the index range of the next 90 days; read
+/// with [`leaf_buckets`].
+pub(crate) fn overview_leaves(now: OffsetDateTime) -> Query {
+    let mut query = Query::default();
+    let [now, d7, d30, d90] =
+        [0, 7, 30, 90].map(|days| query.arg(Bind::Time(now + Duration::days(days))));
+    let distinct = |condition: String, name: &str| {
+        format!("COUNT(DISTINCT CASE WHEN {condition} THEN leaf_sha256 END) AS {name}")
+    };
+    query.sql = format!(
+        "SELECT {}, {}, {}, {} FROM endpoints \
+         WHERE retired_at IS NULL AND leaf_not_after IS NOT NULL AND leaf_not_after < {d90}",
+        distinct(format!("leaf_not_after < {now}"), "expired"),
+        distinct(format!("leaf_not_after >= {now} AND leaf_not_after < {d7}"), "within_7"),
+        distinct(format!("leaf_not_after >= {d7} AND leaf_not_after < {d30}"), "within_30"),
+        distinct(format!("leaf_not_after >= {d30} AND leaf_not_after < {d90}"), "within_90"),
+    );
+    query
+}
+
+/// Small counts of the overview (no `$` arguments).
+pub(crate) const OVERVIEW_COUNTS: &str = "SELECT \
+    (SELECT COUNT(*) FROM hosts) AS hosts, \
+    (SELECT COUNT(*) FROM certificates) AS certificates, \
+    (SELECT COUNT(*) FROM notifications \
+        WHERE sent_at IS NULL AND resolved_at IS NULL AND attempts > 0) AS failed_notifications";
+
+fn count(row: &impl ReadRow, column: &str) -> Result<u64> {
+    Ok(u64::try_from(row.opt_int(column)?.unwrap_or(0)).unwrap_or(0))
+}
+
+/// The row of [`overview_leaves`].
+pub(crate) fn leaf_buckets(row: &impl ReadRow) -> Result<ExpiryBuckets> {
+    Ok(ExpiryBuckets {
+        expired: count(row, "expired")?,
+        within_7_days: count(row, "within_7")?,
+        within_30_days: count(row, "within_30")?,
+        within_90_days: count(row, "within_90")?,
+        later: 0,
+    })
+}
+
+/// Adds up the rows of [`overview_groups`] and the row of [`OVERVIEW_COUNTS`] into an
+/// overview (without leaves and trend, which the caller adds).
+pub(crate) fn fold_groups<R: ReadRow>(
+    rows: &[R],
+    counts: &R,
+    now: OffsetDateTime,
+) -> Result<FleetOverview> {
+    let mut by_app: BTreeMap<Option<String>, MtlsCounts> = BTreeMap::new();
+    let mut by_env: BTreeMap<Option<String>, MtlsCounts> = BTreeMap::new();
+    let mut findings = vec![0u64; FINDINGS.len()];
+    let mut statuses = vec![0u64; STATUSES.len() + 1];
+    let mut overview = FleetOverview {
+        computed_at: now,
+        hosts: count(counts, "hosts")?,
+        certificates: count(counts, "certificates")?,
+        active_endpoints: 0,
+        observed_endpoints: 0,
+        certificates_by_days_left: ExpiryBuckets::default(),
+        endpoints_by_days_left: ExpiryBuckets::default(),
+        mtls: MtlsCounts::default(),
+        mtls_by_app: Vec::new(),
+        mtls_by_env: Vec::new(),
+        mtls_trend: Vec::new(),
+        findings: Vec::new(),
+        probe_status: Vec::new(),
+        queue: QueueDepth::default(),
+        failed_notifications: count(counts, "failed_notifications")?,
+    };
+    for row in rows {
+        let mtls = MtlsCounts {
+            required: count(row, "required")?,
+            optional: count(row, "optional")?,
+            none: count(row, "absent")?,
+        };
+        add(&mut overview.mtls, &mtls);
+        add(by_app.entry(row.opt_text("app")?).or_default(), &mtls);
+        add(by_env.entry(row.opt_text("env")?).or_default(), &mtls);
+        overview.active_endpoints += count(row, "endpoints")?;
+        overview.observed_endpoints += count(row, "observed")?;
+        let queue = &mut overview.queue;
+        queue.due += count(row, "due")?;
+        queue.overdue += count(row, "overdue")?;
+        queue.leased += count(row, "leased")?;
+        queue.failing += count(row, "failing")?;
+        let days = &mut overview.endpoints_by_days_left;
+        days.expired += count(row, "d_expired")?;
+        days.within_7_days += count(row, "d_7")?;
+        days.within_30_days += count(row, "d_30")?;
+        days.within_90_days += count(row, "d_90")?;
+        days.later += count(row, "d_later")?;
+        for (index, finding) in FINDINGS.iter().enumerate() {
+            findings[index] += count(row, &format!("f_{}", finding.as_str()))?;
+        }
+        statuses[0] += count(row, "s_never")?;
+        for (index, status) in STATUSES.iter().enumerate() {
+            statuses[index + 1] += count(row, &format!("s_{}", status.as_str()))?;
+        }
+    }
+    let groups = |map: BTreeMap<Option<String>, MtlsCounts>| {
+        map.into_iter()
+            .map(|(key, counts)| MtlsGroup { key, counts })
+            .collect()
+    };
+    overview.mtls_by_app = groups(by_app);
+    overview.mtls_by_env = groups(by_env);
+    overview.findings = FINDINGS
+        .iter()
+        .zip(findings)
+        .map(|(finding, count)| NamedCount {
+            name: finding.as_str().to_owned(),
+            count,
+        })
+        .collect();
+    let names = std::iter::once("never").chain(STATUSES.iter().map(|status| status.as_str()));
+    overview.probe_status = names
+        .zip(statuses)
+        .map(|(name, count)| NamedCount {
+            name: name.to_owned(),
+            count,
+        })
+        .collect();
+    Ok(overview)
+}
+
+fn add(sum: &mut MtlsCounts, counts: &MtlsCounts) {
+    sum.required += counts.required;
+    sum.optional += counts.optional;
+    sum.none += counts.none;
+}
+
+/// A SHA-256 cursor as stored, or an error naming `cursor`.
+pub(crate) fn sha256_cursor(cursor: Option<&str>) -> Result<Option<String>> {
+    match cursor {
+        None => Ok(None),
+        Some(text) if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Ok(Some(text.to_ascii_lowercase()))
+        }
+        Some(_) => Err(Error::invalid("cursor", "is not one this server gave")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn observation_first_lists_rewrite_the_endpoint_select() {
+        assert!(ENDPOINT_SELECT.contains(ENDPOINTS_FIRST));
+        let search = EndpointSearch {
+            finding: Some(Finding::WeakKey),
+            limit: 10,
+            ..EndpointSearch::default()
+        };
+        let query = endpoint_search(Dialect::Postgres, &search);
+        assert!(query.sql.contains(OBSERVATIONS_FIRST), "{}", query.sql);
+        assert!(query.sql.contains("o.findings ? 'weak_key'"));
+        assert!(query.sql.ends_with("ORDER BY o.id LIMIT $1"), "{}", query.sql);
+    }
+}
