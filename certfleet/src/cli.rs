@@ -26,8 +26,12 @@ pub enum Command {
     Probe(ProbeArgs),
     /// Run the service: API, ingest, prober workers and scheduler (or a subset).
     Serve(ServeArgs),
+    /// Everything on one machine: demo endpoints, the service, an agent, on SQLite.
+    Demo(DemoArgs),
     /// Apply the database migrations and exit.
     Migrate(ConfigArgs),
+    /// Run the host agent: report the listening sockets of the host and its containers.
+    Agent(AgentArgs),
     /// Manage agent tokens.
     Token {
         #[command(subcommand)]
@@ -42,6 +46,40 @@ pub struct ConfigArgs {
     /// Configuration file (TOML). CERTFLEET_SECTION__KEY variables override it.
     #[arg(long, value_name = "FILE", env = "CERTFLEET_CONFIG")]
     pub config: Option<PathBuf>,
+}
+
+/// `certfleet agent`: flags override the `[agent]` section of --config and the
+/// CERTFLEET_AGENT__* variables (docs/agent.md).
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Base URL of the certfleet service, http:// or https:// (agent.server).
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// Agent token (agent.token). Other local users can read a flag in the process list:
+    /// prefer agent.token_file or CERTFLEET_AGENT__TOKEN.
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// Time between two collections (agent.interval), e.g. 1h, 15m.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub interval: Option<Duration>,
+    /// Run one cycle (collect, deliver the spool and the report) and exit: 0 when
+    /// everything was delivered, 1 when a report had to wait in the spool.
+    #[arg(long)]
+    pub once: bool,
+    /// Collect once and print the report as JSON on standard output; send nothing.
+    #[arg(long)]
+    pub print: bool,
+    /// Workload tag KEY=VALUE (app, env, owner); repeatable; overrides the configured tag.
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    pub tags: Vec<String>,
+    /// Directory of undelivered reports (agent.spool_dir; "" disables the spool).
+    #[arg(long, value_name = "DIR")]
+    pub spool_dir: Option<String>,
+    /// The /proc to read (agent.proc_root), e.g. /host/proc in a container.
+    #[arg(long, value_name = "DIR")]
+    pub proc_root: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
@@ -156,4 +194,14 @@ pub struct NotifyArgs {
     /// End a certificate's mute.
     #[arg(long, value_name = "SHA256", group = "action")]
     pub unmute: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where the dashboard listens.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub listen: String,
+    /// Folder for the demo's database, certificates and notification emails.
+    #[arg(long, default_value = "certfleet-demo", value_name = "DIR")]
+    pub dir: PathBuf,
 }

@@ -1,6 +1,10 @@
 //! One module per subcommand.
 
 mod admin;
+mod agent;
+mod demo;
+mod demo_pki;
+mod demo_servers;
 mod notify;
 mod output;
 mod probe;
@@ -16,8 +20,10 @@ use crate::cli::{Command, TokenCommand};
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Probe(args) => probe::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
         Command::Serve(args) => serve::run(args).await,
         Command::Migrate(args) => admin::migrate(args).await,
+        Command::Agent(args) => agent::run(args).await,
         Command::Token {
             command: TokenCommand::Create { config, agent },
         } => admin::create_token(config, &agent).await,

@@ -16,12 +16,51 @@ use crate::config::Config;
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(args.config.config.as_deref())?;
-    let store = open_store(&config).await?;
+    let service = start(&config, &args.roles, args.listen.clone()).await?;
+    if let Some(address) = service.address {
+        println!("certfleet: listening on http://{address}");
+    }
+    wait_for_signal().await;
+    service.stop().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A running service: its tasks, and the HTTP address when the api role runs.
+pub struct Service {
+    pub address: Option<std::net::SocketAddr>,
+    pub store: Arc<dyn certfleet_store::Store>,
+    stop: watch::Sender<bool>,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl Service {
+    /// Asks every task to stop and waits (at most 30 s) for in-flight work to finish.
+    pub async fn stop(mut self) {
+        tracing::info!("shutting down");
+        let _ = self.stop.send(true);
+        let drain = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(30), drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!("tasks did not stop within 30 s");
+        }
+    }
+}
+
+/// Opens the store and starts the given roles.
+pub async fn start(
+    config: &Config,
+    roles: &[Role],
+    listen: Option<String>,
+) -> anyhow::Result<Service> {
+    let store = open_store(config).await?;
     let (stop, shutdown) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
 
-    if args.roles.contains(&Role::Prober) {
-        let prober = Arc::new(Prober::new(prober_config(&config)?));
+    let mut address = None;
+    if roles.contains(&Role::Prober) {
+        let prober = Arc::new(Prober::new(prober_config(config)?));
         let options = prober_worker::WorkerOptions {
             worker_id: worker_id(),
             batch: config.probe.batch.max(1),
@@ -36,10 +75,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             shutdown.clone(),
         ));
     }
-    if args.roles.contains(&Role::Scheduler) {
+    if roles.contains(&Role::Scheduler) {
         let retire_after = time::Duration::days(i64::from(config.retention.endpoint_days.max(1)));
         let every = config.notify.interval.max(Duration::from_secs(1));
-        let notifier = notify::build(&config, store.clone())?;
+        let notifier = notify::build(config, store.clone())?;
         tasks.spawn(scheduler::run(
             store.clone(),
             every,
@@ -48,15 +87,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             shutdown.clone(),
         ));
     }
-    if args.roles.contains(&Role::Api) {
-        let listen = args
-            .listen
-            .clone()
-            .unwrap_or_else(|| config.server.listen.clone());
+    if roles.contains(&Role::Api) {
+        let listen = listen.unwrap_or_else(|| config.server.listen.clone());
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
-        let address = listener.local_addr()?;
+        let bound = listener.local_addr()?;
+        address = Some(bound);
         let read_token = Some(config.server.read_token.clone()).filter(|token| !token.is_empty());
         let state = AppState {
             store: store.clone(),
@@ -75,27 +112,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 tracing::error!(%error, "HTTP server failed");
             }
         });
-        tracing::info!(%address, "listening");
-        println!("certfleet: listening on http://{address}");
+        tracing::info!(address = %bound, "listening");
     }
-    let roles: Vec<String> = args
-        .roles
+    let names: Vec<String> = roles
         .iter()
         .map(|role| format!("{role:?}").to_lowercase())
         .collect();
-    tracing::info!(roles = %roles.join(","), "certfleet serve started");
-
-    wait_for_signal().await;
-    tracing::info!("shutting down");
-    let _ = stop.send(true);
-    let drain = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_secs(30), drain)
-        .await
-        .is_err()
-    {
-        tracing::warn!("tasks did not stop within 30 s");
-    }
-    Ok(ExitCode::SUCCESS)
+    tracing::info!(roles = %names.join(","), "certfleet serve started");
+    Ok(Service {
+        address,
+        store,
+        stop,
+        tasks,
+    })
 }
 
 fn prober_config(config: &Config) -> anyhow::Result<ProberConfig> {
@@ -120,7 +149,7 @@ fn worker_id() -> String {
     format!("{host}/{}", std::process::id())
 }
 
-async fn wait_for_signal() {
+pub async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
