@@ -389,7 +389,9 @@ mod tests {
         assert_eq!(normalize_fingerprint(&sha1).ok(), Some("abcd".repeat(10)));
         assert!(normalize_fingerprint("abc").is_err());
         assert_eq!(
-            normalize_issuer(" CN=Example CA, O=Example\\, Inc ").ok().as_deref(),
+            normalize_issuer(" CN=Example CA, O=Example\\, Inc ")
+                .ok()
+                .as_deref(),
             Some("cn=example ca,o=example\\, inc")
         );
     }

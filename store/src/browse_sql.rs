@@ -74,7 +74,9 @@ impl Dialect {
                 "o.mtls_requested AND o.mtls_required IS NOT TRUE"
             }
             (Dialect::Postgres, MtlsState::None) => "NOT o.mtls_requested",
-            (Dialect::Sqlite, MtlsState::Required) => "o.mtls_requested = 1 AND o.mtls_required = 1",
+            (Dialect::Sqlite, MtlsState::Required) => {
+                "o.mtls_requested = 1 AND o.mtls_required = 1"
+            }
             (Dialect::Sqlite, MtlsState::Optional) => {
                 "o.mtls_requested = 1 AND o.mtls_required IS NOT 1"
             }
@@ -107,7 +109,11 @@ pub(crate) fn certificate_search(search: &CertificateSearch) -> Result<Query> {
         }
         CertificateLookup::Fingerprint(fingerprint) => {
             let fingerprint = normalize_fingerprint(fingerprint)?;
-            let column = if fingerprint.len() == 40 { "sha1" } else { "sha256" };
+            let column = if fingerprint.len() == 40 {
+                "sha1"
+            } else {
+                "sha256"
+            };
             format!("c.{column} = {}", query.arg(Bind::Text(fingerprint)))
         }
         CertificateLookup::Issuer(issuer) => {
@@ -182,14 +188,27 @@ pub(crate) fn endpoint_search(dialect: Dialect, search: &EndpointSearch) -> Quer
     };
     let mut conditions = vec!["e.retired_at IS NULL".to_owned()];
     if let Some(address) = search.address {
-        conditions.push(format!("e.address = {}", query.arg(Bind::Text(address.to_string()))));
+        conditions.push(format!(
+            "e.address = {}",
+            query.arg(Bind::Text(address.to_string()))
+        ));
     }
     if let Some(port) = search.port {
-        conditions.push(format!("e.port = {}", query.arg(Bind::Int(i64::from(port)))));
+        conditions.push(format!(
+            "e.port = {}",
+            query.arg(Bind::Int(i64::from(port)))
+        ));
     }
-    for (column, value) in [("app", &search.app), ("env", &search.env), ("owner", &search.owner)] {
+    for (column, value) in [
+        ("app", &search.app),
+        ("env", &search.env),
+        ("owner", &search.owner),
+    ] {
         if let Some(value) = value {
-            conditions.push(format!("e.{column} = {}", query.arg(Bind::Text(value.clone()))));
+            conditions.push(format!(
+                "e.{column} = {}",
+                query.arg(Bind::Text(value.clone()))
+            ));
         }
     }
     if let Some(state) = search.mtls {
@@ -268,12 +287,14 @@ pub(crate) fn notification_page(filter: &NotificationFilter) -> Query {
     let mut query = Query::default();
     let mut conditions = vec!["1 = 1".to_owned()];
     if filter.failed_only {
-        conditions.push(
-            "n.sent_at IS NULL AND n.resolved_at IS NULL AND n.attempts > 0".to_owned(),
-        );
+        conditions
+            .push("n.sent_at IS NULL AND n.resolved_at IS NULL AND n.attempts > 0".to_owned());
     }
     if let Some(owner) = &filter.owner {
-        conditions.push(format!("n.owner = {}", query.arg(Bind::Text(owner.clone()))));
+        conditions.push(format!(
+            "n.owner = {}",
+            query.arg(Bind::Text(owner.clone()))
+        ));
     }
     if let Some(after) = filter.after {
         conditions.push(format!("n.id < {}", query.arg(Bind::Int(after))));
@@ -311,13 +332,25 @@ pub(crate) fn overview_groups(dialect: Dialect, now: OffsetDateTime) -> Query {
         sum(&format!("e.lease_until > {now_arg}"), "leased"),
         sum("e.failures > 0", "failing"),
         sum(&format!("e.leaf_not_after < {now_arg}"), "d_expired"),
-        sum(&format!("e.leaf_not_after >= {now_arg} AND e.leaf_not_after < {d7}"), "d_7"),
-        sum(&format!("e.leaf_not_after >= {d7} AND e.leaf_not_after < {d30}"), "d_30"),
-        sum(&format!("e.leaf_not_after >= {d30} AND e.leaf_not_after < {d90}"), "d_90"),
+        sum(
+            &format!("e.leaf_not_after >= {now_arg} AND e.leaf_not_after < {d7}"),
+            "d_7",
+        ),
+        sum(
+            &format!("e.leaf_not_after >= {d7} AND e.leaf_not_after < {d30}"),
+            "d_30",
+        ),
+        sum(
+            &format!("e.leaf_not_after >= {d30} AND e.leaf_not_after < {d90}"),
+            "d_90",
+        ),
         sum(&format!("e.leaf_not_after >= {d90}"), "d_later"),
     ];
     for finding in FINDINGS {
-        columns.push(sum(&dialect.finding(finding), &format!("f_{}", finding.as_str())));
+        columns.push(sum(
+            &dialect.finding(finding),
+            &format!("f_{}", finding.as_str()),
+        ));
     }
     for status in STATUSES {
         let condition = format!("e.last_status = '{}'", status.as_str());
@@ -344,9 +377,18 @@ pub(crate) fn overview_leaves(now: OffsetDateTime) -> Query {
         "SELECT {}, {}, {}, {} FROM endpoints \
          WHERE retired_at IS NULL AND leaf_not_after IS NOT NULL AND leaf_not_after < {d90}",
         distinct(format!("leaf_not_after < {now}"), "expired"),
-        distinct(format!("leaf_not_after >= {now} AND leaf_not_after < {d7}"), "within_7"),
-        distinct(format!("leaf_not_after >= {d7} AND leaf_not_after < {d30}"), "within_30"),
-        distinct(format!("leaf_not_after >= {d30} AND leaf_not_after < {d90}"), "within_90"),
+        distinct(
+            format!("leaf_not_after >= {now} AND leaf_not_after < {d7}"),
+            "within_7"
+        ),
+        distinct(
+            format!("leaf_not_after >= {d7} AND leaf_not_after < {d30}"),
+            "within_30"
+        ),
+        distinct(
+            format!("leaf_not_after >= {d30} AND leaf_not_after < {d90}"),
+            "within_90"
+        ),
     );
     query
 }
@@ -489,6 +531,10 @@ mod tests {
         let query = endpoint_search(Dialect::Postgres, &search);
         assert!(query.sql.contains(OBSERVATIONS_FIRST), "{}", query.sql);
         assert!(query.sql.contains("o.findings ? 'weak_key'"));
-        assert!(query.sql.ends_with("ORDER BY o.id LIMIT $1"), "{}", query.sql);
+        assert!(
+            query.sql.ends_with("ORDER BY o.id LIMIT $1"),
+            "{}",
+            query.sql
+        );
     }
 }

@@ -33,7 +33,11 @@ pub(super) async fn search_certificates(
     search: &CertificateSearch,
 ) -> Result<Vec<CertificateRecord>> {
     let query = browse_sql::certificate_search(search)?;
-    fetch(pool, &query).await?.iter().map(rows::certificate).collect()
+    fetch(pool, &query)
+        .await?
+        .iter()
+        .map(rows::certificate)
+        .collect()
 }
 
 pub(super) async fn expiring_leaves(
@@ -43,7 +47,11 @@ pub(super) async fn expiring_leaves(
     limit: u32,
 ) -> Result<Vec<ExpiringCertificate>> {
     let query = browse_sql::expiring_leaves(deadline, after, limit)?;
-    fetch(pool, &query).await?.iter().map(rows::expiring).collect()
+    fetch(pool, &query)
+        .await?
+        .iter()
+        .map(rows::expiring)
+        .collect()
 }
 
 pub(super) async fn search_endpoints(
@@ -51,7 +59,11 @@ pub(super) async fn search_endpoints(
     search: &EndpointSearch,
 ) -> Result<Vec<EndpointRecord>> {
     let query = browse_sql::endpoint_search(Dialect::Postgres, search);
-    fetch(pool, &query).await?.iter().map(rows::endpoint).collect()
+    fetch(pool, &query)
+        .await?
+        .iter()
+        .map(rows::endpoint)
+        .collect()
 }
 
 pub(super) async fn endpoint(pool: &PgPool, id: EndpointId) -> Result<EndpointDetail> {
@@ -73,10 +85,7 @@ pub(super) async fn endpoint(pool: &PgPool, id: EndpointId) -> Result<EndpointDe
     })
 }
 
-pub(super) async fn certificate_history(
-    pool: &PgPool,
-    sha256: &str,
-) -> Result<CertificateHistory> {
+pub(super) async fn certificate_history(pool: &PgPool, sha256: &str) -> Result<CertificateHistory> {
     let rows = sqlx::query(browse_sql::CERTIFICATE_HISTORY)
         .bind(sha256.to_ascii_lowercase())
         .fetch_all(pool)
@@ -89,7 +98,11 @@ pub(super) async fn notification_page(
     filter: &NotificationFilter,
 ) -> Result<Vec<NotificationRecord>> {
     let query = browse_sql::notification_page(filter);
-    fetch(pool, &query).await?.iter().map(notification).collect()
+    fetch(pool, &query)
+        .await?
+        .iter()
+        .map(notification)
+        .collect()
 }
 
 pub(super) async fn fleet_overview(pool: &PgPool, now: OffsetDateTime) -> Result<FleetOverview> {

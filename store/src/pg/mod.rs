@@ -19,8 +19,8 @@ use sqlx::types::Json;
 use sqlx::Row;
 use time::{Duration, OffsetDateTime};
 
-use crate::error::{Error, Result};
 use crate::browse::*;
+use crate::error::{Error, Result};
 use crate::notify_records::NotificationRecord;
 use crate::records::*;
 use crate::rows::ReadRow;

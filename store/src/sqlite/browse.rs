@@ -35,7 +35,11 @@ pub(super) async fn search_certificates(
     search: &CertificateSearch,
 ) -> Result<Vec<CertificateRecord>> {
     let query = browse_sql::certificate_search(search)?;
-    fetch(pool, &query).await?.iter().map(rows::certificate).collect()
+    fetch(pool, &query)
+        .await?
+        .iter()
+        .map(rows::certificate)
+        .collect()
 }
 
 pub(super) async fn expiring_leaves(
@@ -45,7 +49,11 @@ pub(super) async fn expiring_leaves(
     limit: u32,
 ) -> Result<Vec<ExpiringCertificate>> {
     let query = browse_sql::expiring_leaves(deadline, after, limit)?;
-    fetch(pool, &query).await?.iter().map(rows::expiring).collect()
+    fetch(pool, &query)
+        .await?
+        .iter()
+        .map(rows::expiring)
+        .collect()
 }
 
 pub(super) async fn search_endpoints(
@@ -53,7 +61,11 @@ pub(super) async fn search_endpoints(
     search: &EndpointSearch,
 ) -> Result<Vec<EndpointRecord>> {
     let query = browse_sql::endpoint_search(Dialect::Sqlite, search);
-    fetch(pool, &query).await?.iter().map(rows::endpoint).collect()
+    fetch(pool, &query)
+        .await?
+        .iter()
+        .map(rows::endpoint)
+        .collect()
 }
 
 pub(super) async fn endpoint(pool: &SqlitePool, id: EndpointId) -> Result<EndpointDetail> {
@@ -91,7 +103,11 @@ pub(super) async fn notification_page(
     filter: &NotificationFilter,
 ) -> Result<Vec<NotificationRecord>> {
     let query = browse_sql::notification_page(filter);
-    fetch(pool, &query).await?.iter().map(notification).collect()
+    fetch(pool, &query)
+        .await?
+        .iter()
+        .map(notification)
+        .collect()
 }
 
 pub(super) async fn fleet_overview(

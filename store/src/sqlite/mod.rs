@@ -24,8 +24,8 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 use time::{Duration, OffsetDateTime};
 
-use crate::error::{Error, Result};
 use crate::browse::*;
+use crate::error::{Error, Result};
 use crate::notify_records::NotificationRecord;
 use crate::records::*;
 use crate::rows::ReadRow;
