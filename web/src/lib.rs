@@ -1,10 +1,12 @@
-//! certfleet-web: the HTTP surface. [`router`] lists every route; handlers live one file per
-//! resource under `handlers/`.
+//! certfleet-web: the HTTP surface. [`table`] lists every route once; JSON handlers live
+//! one file per resource under `handlers/`, HTML pages under `views/`.
 
 mod auth;
 mod error;
 mod extract;
 mod handlers;
+mod metrics;
+mod overview;
 mod state;
 mod views;
 
@@ -13,50 +15,152 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use tower_http::timeout::TimeoutLayer;
 
 pub use error::ApiError;
 pub use handlers::openapi::document as openapi_document;
-pub use state::{AppState, IngestLimits};
+pub use state::{AppState, IngestLimits, WebOptions};
 
-/// Every route of the service.
+use state::Web;
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone (health, the OpenAPI document).
+    Open,
+    /// Agents, with their own token (`certfleet token create`).
+    Ingest,
+    /// Readers: the read token when `server.read_token` is set, anyone otherwise. Agent
+    /// tokens never read.
+    Read,
+}
+
+struct Route {
+    method: &'static str,
+    path: &'static str,
+    access: Access,
+    handler: MethodRouter<Web>,
+}
+
+fn route(
+    method: &'static str,
+    path: &'static str,
+    access: Access,
+    handler: MethodRouter<Web>,
+) -> Route {
+    Route {
+        method,
+        path,
+        access,
+        handler,
+    }
+}
+
+/// Every route of the service: the router is built from this list, and the OpenAPI
+/// document is checked against it.
+fn table() -> Vec<Route> {
+    use handlers as api;
+    use Access::*;
+    vec![
+        route("POST", "/api/v1/reports", Ingest, post(api::reports::post)),
+        route("GET", "/api/v1/openapi.json", Open, get(api::openapi::get)),
+        route(
+            "GET",
+            "/api/v1/certificates",
+            Read,
+            get(api::certificates::index),
+        ),
+        route(
+            "GET",
+            "/api/v1/certificates/{sha256}",
+            Read,
+            get(api::certificates::show),
+        ),
+        route("GET", "/api/v1/endpoints", Read, get(api::endpoints::index)),
+        route(
+            "GET",
+            "/api/v1/endpoints/{id}",
+            Read,
+            get(api::endpoints::show),
+        ),
+        route("GET", "/api/v1/mtls/summary", Read, get(api::mtls::summary)),
+        route("GET", "/api/v1/overview", Read, get(api::mtls::overview)),
+        route(
+            "GET",
+            "/api/v1/notifications",
+            Read,
+            get(api::notifications::index),
+        ),
+        route("GET", "/", Read, get(views::dashboard::get)),
+        route("GET", "/search", Read, get(views::search::get)),
+        route(
+            "GET",
+            "/certificates",
+            Read,
+            get(views::certificates::index),
+        ),
+        route(
+            "GET",
+            "/certificates/{sha256}",
+            Read,
+            get(views::certificate::show),
+        ),
+        route("GET", "/endpoints", Read, get(views::endpoints::index)),
+        route("GET", "/endpoints/{id}", Read, get(views::endpoint::show)),
+        route("GET", "/owners/{owner}", Read, get(views::owners::show)),
+        route("GET", "/mtls", Read, get(views::mtls::index)),
+        route(
+            "GET",
+            "/notifications/failed",
+            Read,
+            get(views::notifications::failed),
+        ),
+        route("GET", "/metrics", Read, get(metrics::get)),
+        route("GET", "/healthz", Open, get(api::health::healthz)),
+        route("GET", "/readyz", Open, get(api::health::readyz)),
+    ]
+}
+
+/// Every route as (method, path template, access), in [`table`] order.
+pub fn routes() -> Vec<(&'static str, &'static str, Access)> {
+    table()
+        .into_iter()
+        .map(|route| (route.method, route.path, route.access))
+        .collect()
+}
+
+/// Every route of the service, with the default [`WebOptions`].
 pub fn router(state: AppState) -> Router {
-    let reads = Router::new()
-        .route("/certificates", get(handlers::certificates::index))
-        .route("/certificates/{sha256}", get(handlers::certificates::show))
-        .route("/endpoints", get(handlers::endpoints::index))
-        .route("/mtls/summary", get(handlers::mtls::summary))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_read_token,
-        ));
-    let api = Router::new()
-        .route(
-            "/reports",
-            post(handlers::reports::post).layer(DefaultBodyLimit::max(state.ingest.max_body)),
-        )
-        .route("/openapi.json", get(handlers::openapi::get))
-        .merge(reads);
-    let pages = Router::new()
-        .route("/", get(views::dashboard::get))
-        .route("/search", get(views::search::get))
-        .route("/certificates", get(views::certificates::index))
-        .route("/certificates/{sha256}", get(views::certificates::show))
-        .route("/endpoints", get(views::endpoints::index))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_read_token,
-        ));
-    Router::new()
-        .nest("/api/v1", api)
-        .merge(pages)
-        .route("/healthz", get(handlers::health::healthz))
-        .route("/readyz", get(handlers::health::readyz))
+    router_with(state, WebOptions::default())
+}
+
+/// Every route of the service. Reads (JSON, pages, metrics) need the read token when one
+/// is configured; ingest needs an agent token; health and the OpenAPI document are open.
+pub fn router_with(state: AppState, options: WebOptions) -> Router {
+    let web = Web::new(state, options);
+    let mut open = Router::new();
+    let mut reads = Router::new();
+    for route in table() {
+        match route.access {
+            Access::Open => open = open.route(route.path, route.handler),
+            Access::Ingest => {
+                let limit = DefaultBodyLimit::max(web.app.ingest.max_body);
+                open = open.route(route.path, route.handler.layer(limit));
+            }
+            Access::Read => reads = reads.route(route.path, route.handler),
+        }
+    }
+    let reads = reads.route_layer(middleware::from_fn_with_state(
+        web.clone(),
+        auth::require_read_token,
+    ));
+    open.merge(reads)
+        .layer(middleware::from_fn_with_state(web.clone(), metrics::track))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(60),
         ))
-        .with_state(state)
+        .with_state(web)
 }

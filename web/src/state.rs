@@ -1,11 +1,16 @@
 //! What every handler can reach.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::extract::FromRef;
 use certfleet_model::ReportLimits;
 use certfleet_store::Store;
 
-/// Shared state of the router.
+use crate::metrics::RequestMetrics;
+use crate::overview::OverviewCache;
+
+/// Shared state of the router, as the binary builds it.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
@@ -32,5 +37,54 @@ impl Default for IngestLimits {
             max_decompressed: 32 * 1024 * 1024,
             report: ReportLimits::default(),
         }
+    }
+}
+
+/// How the web layer trades freshness for cost.
+#[derive(Debug, Clone, Copy)]
+pub struct WebOptions {
+    /// How long the fleet overview (dashboard, mTLS summary, /metrics gauges) is served
+    /// from memory before it is computed again. Zero: every request computes it.
+    pub overview_ttl: Duration,
+    /// `/metrics` has one expiry series per leaf certificate in use that expires within
+    /// this window (expired ones included).
+    pub metrics_expiry_window: time::Duration,
+    /// ... and at most this many such series (the soonest), to bound cardinality.
+    pub metrics_expiry_series: u32,
+}
+
+impl Default for WebOptions {
+    fn default() -> Self {
+        WebOptions {
+            overview_ttl: Duration::from_secs(15),
+            metrics_expiry_window: time::Duration::days(14),
+            metrics_expiry_series: 500,
+        }
+    }
+}
+
+/// The router's state: what the binary gave, and what the web layer keeps itself.
+#[derive(Clone)]
+pub(crate) struct Web {
+    pub app: AppState,
+    pub options: WebOptions,
+    pub overview: Arc<OverviewCache>,
+    pub requests: Arc<RequestMetrics>,
+}
+
+impl Web {
+    pub fn new(app: AppState, options: WebOptions) -> Self {
+        Web {
+            overview: Arc::new(OverviewCache::new(options.overview_ttl)),
+            requests: Arc::new(RequestMetrics::default()),
+            app,
+            options,
+        }
+    }
+}
+
+impl FromRef<Web> for AppState {
+    fn from_ref(web: &Web) -> AppState {
+        web.app.clone()
     }
 }

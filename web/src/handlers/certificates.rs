@@ -1,97 +1,200 @@
-//! `GET /api/v1/certificates` (by hostname, serial or expiry window) and
-//! `GET /api/v1/certificates/{sha256}`.
+//! `GET /api/v1/certificates` (by hostname, serial, fingerprint, issuer or expiry window)
+//! and `GET /api/v1/certificates/{sha256}`.
+
+use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::Json;
-use certfleet_store::CertificateDetail;
+use certfleet_store::{
+    normalize_fingerprint, CertificateDetail, CertificateHistory, CertificateLookup,
+    CertificateRecord, CertificateSearch, NotificationRecord, Store,
+};
 use serde::{Deserialize, Serialize};
 
-use super::params::{parse_limit, parse_window};
+use super::params::{parse_limit, parse_window, present, sha256_cursor, Page};
 use crate::extract::ApiQuery;
 use crate::{ApiError, AppState};
 
-#[derive(Debug, Deserialize)]
+/// The parameters of certificate lists, in the API and on the pages.
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateQuery {
-    hostname: Option<String>,
-    serial: Option<String>,
-    expiring_within: Option<String>,
-    limit: Option<String>,
-    cursor: Option<String>,
+    pub hostname: Option<String>,
+    pub serial: Option<String>,
+    pub fingerprint: Option<String>,
+    pub issuer: Option<String>,
+    pub expiring_within: Option<String>,
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
 }
 
-/// A page of results. `next_cursor` is null on the last page.
+/// What a certificate list shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listing {
+    /// Certificates a lookup finds, newest expiry first.
+    Lookup(CertificateLookup),
+    /// Leaves in use expiring within a window, soonest first.
+    Expiring(time::Duration),
+}
+
+const LISTINGS: [&str; 5] = [
+    "hostname",
+    "serial",
+    "fingerprint",
+    "issuer",
+    "expiring_within",
+];
+
+impl CertificateQuery {
+    /// The one listing asked for; exactly one of its parameters must be given.
+    pub fn listing(&self) -> Result<Listing, ApiError> {
+        let given: Vec<(&str, &str)> = [
+            ("hostname", &self.hostname),
+            ("serial", &self.serial),
+            ("fingerprint", &self.fingerprint),
+            ("issuer", &self.issuer),
+            ("expiring_within", &self.expiring_within),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| present(value).map(|value| (name, value)))
+        .collect();
+        let (name, value) = match given.as_slice() {
+            [one] => *one,
+            [] => {
+                return Err(ApiError::bad_request(
+                    format!("give one of {}", LISTINGS.join(", ")),
+                    Some("hostname".into()),
+                ))
+            }
+            [_, second, ..] => {
+                return Err(ApiError::bad_request(
+                    format!("give only one of {}", LISTINGS.join(", ")),
+                    Some(second.0.into()),
+                ))
+            }
+        };
+        let value = value.to_owned();
+        Ok(match name {
+            "hostname" => Listing::Lookup(CertificateLookup::Hostname(value)),
+            "serial" => Listing::Lookup(CertificateLookup::Serial(value)),
+            "fingerprint" => Listing::Lookup(CertificateLookup::Fingerprint(value)),
+            "issuer" => Listing::Lookup(CertificateLookup::Issuer(value)),
+            _ => Listing::Expiring(parse_window(&value, "expiring_within")?),
+        })
+    }
+}
+
+/// A certificate of a list: its record, and for expiry lists how many endpoints serve it.
 #[derive(Debug, Serialize)]
-pub struct Page<T: Serialize> {
-    pub items: Vec<T>,
-    pub next_cursor: Option<String>,
+pub struct ListedCertificate {
+    #[serde(flatten)]
+    pub certificate: CertificateRecord,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<u64>,
+}
+
+/// One page of a certificate list.
+pub async fn page(
+    store: &Arc<dyn Store>,
+    query: &CertificateQuery,
+) -> Result<(Listing, Page<ListedCertificate>), ApiError> {
+    let listing = query.listing()?;
+    let limit = parse_limit(query.limit.as_deref())?;
+    let after = sha256_cursor(query.cursor.as_deref())?;
+    let items: Vec<ListedCertificate> = match &listing {
+        Listing::Lookup(lookup) => {
+            let search = CertificateSearch {
+                lookup: lookup.clone(),
+                after,
+                limit,
+            };
+            store
+                .search_certificates(&search)
+                .await?
+                .into_iter()
+                .map(|certificate| ListedCertificate {
+                    certificate,
+                    endpoints: None,
+                })
+                .collect()
+        }
+        Listing::Expiring(within) => store
+            .expiring_leaves(*within, after.as_deref(), limit)
+            .await?
+            .into_iter()
+            .map(|expiring| ListedCertificate {
+                certificate: expiring.certificate,
+                endpoints: Some(expiring.endpoints),
+            })
+            .collect(),
+    };
+    let page = Page::new(items, limit, |item| item.certificate.sha256.clone());
+    Ok((listing, page))
 }
 
 pub async fn index(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<CertificateQuery>,
-) -> Result<Json<Page<serde_json::Value>>, ApiError> {
-    let limit = parse_limit(query.limit.as_deref())?;
-    if query.cursor.is_some() {
-        // Lookups by name or serial return small sets; a window is bounded by `limit`.
-        return Err(ApiError::bad_request(
-            "cursor is not valid for this listing",
-            Some("cursor".into()),
-        ));
-    }
-    let items: Vec<serde_json::Value> =
-        match (&query.hostname, &query.serial, &query.expiring_within) {
-            (Some(hostname), None, None) => to_values(
-                state
-                    .store
-                    .certificates_by_hostname(hostname, limit)
-                    .await?,
-            )?,
-            (None, Some(serial), None) => {
-                to_values(state.store.certificates_by_serial(serial, limit).await?)?
-            }
-            (None, None, Some(window)) => {
-                let within = parse_window(window, "expiring_within")?;
-                to_values(state.store.expiring_within(within, limit).await?)?
-            }
-            (None, None, None) => {
-                return Err(ApiError::bad_request(
-                    "give one of hostname, serial or expiring_within",
-                    Some("hostname".into()),
-                ))
-            }
-            _ => {
-                return Err(ApiError::bad_request(
-                    "give only one of hostname, serial or expiring_within",
-                    Some("hostname".into()),
-                ))
-            }
+) -> Result<Json<Page<ListedCertificate>>, ApiError> {
+    let (_, page) = page(&state.store, &query).await?;
+    Ok(Json(page))
+}
+
+/// One certificate with everything known about it.
+#[derive(Debug, Serialize)]
+pub struct CertificateView {
+    #[serde(flatten)]
+    pub detail: CertificateDetail,
+    /// Owner tags of the endpoints serving it now, and owners it was notified to.
+    pub owners: Vec<String>,
+    /// Its notifications and their delivery state, newest first.
+    pub notifications: Vec<NotificationRecord>,
+    /// What it replaced and what replaced it.
+    pub history: CertificateHistory,
+}
+
+/// Loads a certificate by SHA-256 or SHA-1 fingerprint (any case, colons allowed).
+pub async fn load(store: &Arc<dyn Store>, fingerprint: &str) -> Result<CertificateView, ApiError> {
+    let fingerprint = normalize_fingerprint(fingerprint).map_err(|_| {
+        ApiError::bad_request(
+            "sha256 must be 64 hex digits (or a SHA-1 of 40)",
+            Some("sha256".into()),
+        )
+    })?;
+    let sha256 = if fingerprint.len() == 64 {
+        fingerprint
+    } else {
+        let search = CertificateSearch {
+            lookup: CertificateLookup::Fingerprint(fingerprint),
+            after: None,
+            limit: 1,
         };
-    Ok(Json(Page {
-        items,
-        next_cursor: None,
-    }))
+        let found = store.search_certificates(&search).await?;
+        found.into_iter().next().ok_or(ApiError::NotFound)?.sha256
+    };
+    let detail = store.certificate(&sha256).await?;
+    let notifications = store.certificate_notifications(&sha256).await?;
+    let history = store.certificate_history(&sha256).await?;
+    let mut owners: Vec<String> = detail
+        .served_at
+        .iter()
+        .filter(|at| at.current)
+        .filter_map(|at| at.owner.clone())
+        .chain(notifications.iter().map(|n| n.owner.clone()))
+        .collect();
+    owners.sort();
+    owners.dedup();
+    Ok(CertificateView {
+        detail,
+        owners,
+        notifications,
+        history,
+    })
 }
 
 pub async fn show(
     State(state): State<AppState>,
     Path(sha256): Path<String>,
-) -> Result<Json<CertificateDetail>, ApiError> {
-    let sha256 = sha256.trim().to_ascii_lowercase().replace(':', "");
-    if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ApiError::bad_request(
-            "sha256 must be 64 hex digits",
-            Some("sha256".into()),
-        ));
-    }
-    Ok(Json(state.store.certificate(&sha256).await?))
-}
-
-fn to_values<T: Serialize>(items: Vec<T>) -> Result<Vec<serde_json::Value>, ApiError> {
-    items
-        .into_iter()
-        .map(|item| {
-            serde_json::to_value(item).map_err(|error| ApiError::Internal(error.to_string()))
-        })
-        .collect()
+) -> Result<Json<CertificateView>, ApiError> {
+    Ok(Json(load(&state.store, &sha256).await?))
 }

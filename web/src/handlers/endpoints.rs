@@ -1,68 +1,98 @@
-//! `GET /api/v1/endpoints?address=&port=&app=&env=&limit=&cursor=`.
+//! `GET /api/v1/endpoints?address=&port=&app=&env=&owner=&mtls=&finding=&limit=&cursor=`
+//! and `GET /api/v1/endpoints/{id}`.
 
-use axum::extract::State;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
 use axum::Json;
-use certfleet_store::{EndpointFilter, EndpointId, EndpointRecord};
+use certfleet_store::{EndpointDetail, EndpointId, EndpointRecord, EndpointSearch, Store};
 use serde::Deserialize;
 
-use super::certificates::Page;
-use super::params::parse_limit;
+use super::params::{id_cursor, parse_finding, parse_limit, parse_mtls, present, Page};
 use crate::extract::ApiQuery;
 use crate::{ApiError, AppState};
 
-#[derive(Debug, Deserialize)]
+/// The parameters of endpoint lists, in the API and on the pages.
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointQuery {
-    address: Option<String>,
-    port: Option<String>,
-    app: Option<String>,
-    env: Option<String>,
-    limit: Option<String>,
-    cursor: Option<String>,
+    pub address: Option<String>,
+    pub port: Option<String>,
+    pub app: Option<String>,
+    pub env: Option<String>,
+    pub owner: Option<String>,
+    pub mtls: Option<String>,
+    pub finding: Option<String>,
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+impl EndpointQuery {
+    /// The store search these parameters ask for.
+    pub fn search(&self) -> Result<EndpointSearch, ApiError> {
+        let bad =
+            |field: &str, message: &str| ApiError::bad_request(message, Some(field.to_owned()));
+        let address = match present(&self.address) {
+            Some(raw) => Some(
+                raw.parse()
+                    .map_err(|_| bad("address", "address must be an IP address"))?,
+            ),
+            None => None,
+        };
+        let port = match present(&self.port) {
+            Some(raw) => match raw.parse::<u16>() {
+                Ok(port) if port > 0 => Some(port),
+                _ => return Err(bad("port", "port must be a number from 1 to 65535")),
+            },
+            None => None,
+        };
+        Ok(EndpointSearch {
+            address,
+            port,
+            app: present(&self.app).map(str::to_owned),
+            env: present(&self.env).map(str::to_owned),
+            owner: present(&self.owner).map(str::to_owned),
+            mtls: present(&self.mtls).map(parse_mtls).transpose()?,
+            finding: present(&self.finding).map(parse_finding).transpose()?,
+            after: id_cursor(self.cursor.as_deref())?,
+            limit: parse_limit(self.limit.as_deref())?,
+        })
+    }
+}
+
+/// One page of an endpoint list.
+pub async fn page(
+    store: &Arc<dyn Store>,
+    search: &EndpointSearch,
+) -> Result<Page<EndpointRecord>, ApiError> {
+    let items = store.search_endpoints(search).await?;
+    Ok(Page::new(items, search.limit, |endpoint| {
+        search.key_of(endpoint).to_string()
+    }))
 }
 
 pub async fn index(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<EndpointQuery>,
 ) -> Result<Json<Page<EndpointRecord>>, ApiError> {
-    let bad = |field: &str, message: &str| ApiError::bad_request(message, Some(field.to_owned()));
-    let address = match &query.address {
-        Some(raw) => Some(
-            raw.trim()
-                .parse()
-                .map_err(|_| bad("address", "address must be an IP address"))?,
-        ),
-        None => None,
-    };
-    let port = match &query.port {
-        Some(raw) => match raw.trim().parse::<u16>() {
-            Ok(port) if port > 0 => Some(port),
-            _ => return Err(bad("port", "port must be a number from 1 to 65535")),
-        },
-        None => None,
-    };
-    let after = match &query.cursor {
-        Some(raw) => {
-            Some(EndpointId(raw.trim().parse::<i64>().map_err(|_| {
-                bad("cursor", "cursor is not one this server gave")
-            })?))
-        }
-        None => None,
-    };
-    let limit = parse_limit(query.limit.as_deref())?;
-    let filter = EndpointFilter {
-        address,
-        port,
-        app: query.app.clone(),
-        env: query.env.clone(),
-        include_retired: false,
-        after,
-        limit,
-    };
-    let items = state.store.endpoints(&filter).await?;
-    let next_cursor = match items.last() {
-        Some(last) if items.len() == limit as usize => Some(last.id.0.to_string()),
-        _ => None,
-    };
-    Ok(Json(Page { items, next_cursor }))
+    let search = query.search()?;
+    Ok(Json(page(&state.store, &search).await?))
+}
+
+/// An endpoint id from a path.
+pub fn parse_id(raw: &str) -> Result<EndpointId, ApiError> {
+    match raw.trim().parse::<i64>() {
+        Ok(id) if id > 0 => Ok(EndpointId(id)),
+        _ => Err(ApiError::bad_request(
+            "id must be a positive number",
+            Some("id".into()),
+        )),
+    }
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<EndpointDetail>, ApiError> {
+    Ok(Json(state.store.endpoint(parse_id(&id)?).await?))
 }

@@ -4,6 +4,7 @@ pub mod certificates;
 pub mod endpoints;
 pub mod health;
 pub mod mtls;
+pub mod notifications;
 pub mod openapi;
 pub mod params;
 pub mod reports;

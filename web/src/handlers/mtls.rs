@@ -1,12 +1,14 @@
-//! `GET /api/v1/mtls/summary?by=app|env`.
+//! `GET /api/v1/mtls/summary?by=app|env` and `GET /api/v1/overview`: both from the
+//! cached fleet overview (at most `WebOptions::overview_ttl` old).
 
 use axum::extract::State;
 use axum::Json;
-use certfleet_store::{MtlsGrouping, MtlsSummary};
+use certfleet_store::{FleetOverview, MtlsGrouping, MtlsSummary};
 use serde::Deserialize;
 
 use crate::extract::ApiQuery;
-use crate::{ApiError, AppState};
+use crate::state::Web;
+use crate::ApiError;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -14,19 +16,35 @@ pub struct SummaryQuery {
     by: Option<String>,
 }
 
-pub async fn summary(
-    State(state): State<AppState>,
+pub fn parse_grouping(raw: Option<&str>) -> Result<MtlsGrouping, ApiError> {
+    match raw.map(str::trim).unwrap_or("app") {
+        "app" => Ok(MtlsGrouping::App),
+        "env" => Ok(MtlsGrouping::Env),
+        _ => Err(ApiError::bad_request(
+            "by must be app or env",
+            Some("by".into()),
+        )),
+    }
+}
+
+pub(crate) async fn summary(
+    State(web): State<Web>,
     ApiQuery(query): ApiQuery<SummaryQuery>,
 ) -> Result<Json<MtlsSummary>, ApiError> {
-    let by = match query.by.as_deref().unwrap_or("app") {
-        "app" => MtlsGrouping::App,
-        "env" => MtlsGrouping::Env,
-        _ => {
-            return Err(ApiError::bad_request(
-                "by must be app or env",
-                Some("by".into()),
-            ))
-        }
+    let by = parse_grouping(query.by.as_deref())?;
+    let overview = web.overview.overview(&web.app.store).await?;
+    let groups = match by {
+        MtlsGrouping::App => overview.mtls_by_app.clone(),
+        MtlsGrouping::Env => overview.mtls_by_env.clone(),
     };
-    Ok(Json(state.store.mtls_summary(by).await?))
+    Ok(Json(MtlsSummary {
+        by,
+        groups,
+        trend: overview.mtls_trend.clone(),
+    }))
+}
+
+pub(crate) async fn overview(State(web): State<Web>) -> Result<Json<FleetOverview>, ApiError> {
+    let overview = web.overview.overview(&web.app.store).await?;
+    Ok(Json(overview.as_ref().clone()))
 }

@@ -1,5 +1,6 @@
-//! `GET /api/v1/openapi.json`: the API as implemented. A test checks that every documented
-//! route answers and every route is documented.
+//! `GET /api/v1/openapi.json`: the service as implemented, pages and metrics included. A
+//! test checks that every documented path and method answers, and that every route of
+//! the router is documented.
 
 use axum::Json;
 use serde_json::{json, Value};
@@ -9,21 +10,123 @@ pub async fn get() -> Json<Value> {
 }
 
 fn error_response(description: &str) -> Value {
-    json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+    json!({"description": description,
+           "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
 }
 
 fn query(name: &str, description: &str) -> Value {
-    json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "string"}})
+    json!({"name": name, "in": "query", "required": false, "description": description,
+           "schema": {"type": "string"}})
+}
+
+fn path(name: &str, description: &str) -> Value {
+    json!({"name": name, "in": "path", "required": true, "description": description,
+           "schema": {"type": "string"}})
+}
+
+fn page_params() -> [Value; 2] {
+    [
+        query("limit", "page size, 1 to 1000 (default 100)"),
+        query(
+            "cursor",
+            "next_cursor of the previous page (same other parameters)",
+        ),
+    ]
+}
+
+/// A read operation (JSON): the read token, 400 and 401 answers.
+fn read(summary: &str, parameters: Vec<Value>, ok: &str) -> Value {
+    json!({"get": {
+    "summary": summary,
+    "security": [{"readToken": []}],
+    "parameters": parameters,
+    "responses": {
+        "200": {"description": ok, "content": {"application/json": {}}},
+        "400": error_response("a bad parameter; `field` names it"),
+        "401": error_response("read token required (agent tokens never read)"),
+        "404": error_response("not found"),
+        "503": error_response("database unavailable; retry after Retry-After")
+    }}})
+}
+
+/// A server-rendered page.
+fn page(summary: &str, parameters: Vec<Value>) -> Value {
+    json!({"get": {
+    "summary": summary,
+    "tags": ["pages"],
+    "security": [{"readToken": []}],
+    "parameters": parameters,
+    "responses": {
+        "200": {"description": "HTML", "content": {"text/html": {}}},
+        "400": error_response("a bad parameter"),
+        "401": error_response("read token required")
+    }}})
+}
+
+fn certificate_params() -> Vec<Value> {
+    let mut params = vec![
+        query(
+            "hostname",
+            "SAN or subject CN; a.example.com also finds *.example.com",
+        ),
+        query(
+            "serial",
+            "any spelling: colons, spaces, case, leading zeros, 0x, or decimal",
+        ),
+        query(
+            "fingerprint",
+            "SHA-256 (64 hex) or SHA-1 (40 hex), colons allowed",
+        ),
+        query("issuer", "issuer DN (RFC 4514), case-insensitive"),
+        query(
+            "expiring_within",
+            "30d, 12h or 90m: leaves in use expiring within it (expired included), soonest first",
+        ),
+    ];
+    params.extend(page_params());
+    params
+}
+
+fn endpoint_params() -> Vec<Value> {
+    let mut params = vec![
+        query("address", "IP address"),
+        query("port", "1-65535"),
+        query("app", "app tag"),
+        query("env", "env tag"),
+        query("owner", "owner tag"),
+        query("mtls", "required, optional or none"),
+        query(
+            "finding",
+            "a finding of the current observation, e.g. weak_key",
+        ),
+    ];
+    params.extend(page_params());
+    params
+}
+
+fn notification_params() -> Vec<Value> {
+    let mut params = vec![
+        query("failed", "true: only pending ones whose delivery failed"),
+        query("owner", "owner email"),
+    ];
+    params.extend(page_params());
+    params
 }
 
 /// The OpenAPI 3.1 document.
 pub fn document() -> Value {
+    let text =
+        |description: &str| json!({"description": description, "content": {"text/plain": {}}});
     json!({
         "openapi": "3.1.0",
-        "info": {"title": "certfleet", "version": env!("CARGO_PKG_VERSION")},
+        "info": {
+            "title": "certfleet",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Lists are paginated: pass `next_cursor` back as `cursor` with the same other parameters; it is null on the last page. Errors are JSON {\"error\", \"field\"}."
+        },
         "components": {
             "securitySchemes": {
-                "agentToken": {"type": "http", "scheme": "bearer", "description": "token from `certfleet token create`"},
+                "agentToken": {"type": "http", "scheme": "bearer", "description": "token from `certfleet token create`; ingest only"},
                 "readToken": {"type": "http", "scheme": "bearer", "description": "server.read_token, when configured"}
             },
             "schemas": {
@@ -41,38 +144,47 @@ pub fn document() -> Value {
                     "400": error_response("malformed report; `field` names the bad field"),
                     "401": error_response("missing or unknown agent token"),
                     "413": error_response("body too large"),
+                    "415": error_response("unsupported Content-Encoding"),
                     "503": error_response("database unavailable; retry after Retry-After")
                 }}},
-            "/api/v1/certificates": {"get": {
-                "summary": "Certificates by hostname (SAN or CN, wildcards), serial (any spelling) or expiry window",
+            "/api/v1/certificates": read(
+                "Certificates by hostname, serial, fingerprint or issuer (newest expiry first), or in use and expiring within a window (soonest first, with endpoint counts). Give exactly one.",
+                certificate_params(), "{items, next_cursor}"),
+            "/api/v1/certificates/{sha256}": read(
+                "One certificate: fields, PEM, chain, where it is served, owners, notifications with delivery state, history",
+                vec![path("sha256", "SHA-256 (or SHA-1) fingerprint")], "the certificate"),
+            "/api/v1/endpoints": read(
+                "Active endpoints with their current certificate and mTLS policy",
+                endpoint_params(), "{items, next_cursor}"),
+            "/api/v1/endpoints/{id}": read(
+                "One endpoint and its observations over time",
+                vec![path("id", "endpoint id")], "the endpoint"),
+            "/api/v1/mtls/summary": read(
+                "mTLS adoption (required, optional, none) by app or env, and the daily trend; at most 15 s old",
+                vec![query("by", "app (default) or env")], "{by, groups, trend}"),
+            "/api/v1/overview": read(
+                "Where the fleet stands: counts, days left, mTLS, findings, probe outcomes, queue; at most 15 s old",
+                vec![], "the overview"),
+            "/api/v1/notifications": read(
+                "Expiry notifications and their delivery state, newest first",
+                notification_params(), "{items, next_cursor}"),
+            "/api/v1/openapi.json": {"get": {"summary": "This document",
+                "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}}}}},
+            "/": page("Dashboard", vec![]),
+            "/search": page("Search: hostname, serial, fingerprint, address or issuer", vec![query("q", "what to look for")]),
+            "/certificates": page("Certificate list (same parameters as the API)", certificate_params()),
+            "/certificates/{sha256}": page("Certificate page; `{sha256}.pem` downloads the PEM", vec![path("sha256", "SHA-256 (or SHA-1) fingerprint")]),
+            "/endpoints": page("Endpoint list (same parameters as the API)", endpoint_params()),
+            "/endpoints/{id}": page("Endpoint page", vec![path("id", "endpoint id")]),
+            "/owners/{owner}": page("Owner page: endpoints and notifications", vec![path("owner", "owner email"), query("cursor", "next page of endpoints")]),
+            "/mtls": page("mTLS adoption of every app or env, a page at a time", vec![query("by", "app or env"), query("cursor", "last key of the previous page")]),
+            "/notifications/failed": page("Notifications whose delivery failed", vec![query("cursor", "next page")]),
+            "/metrics": {"get": {"summary": "Prometheus metrics (text format 0.0.4)",
                 "security": [{"readToken": []}],
-                "parameters": [
-                    query("hostname", "a.example.com matches *.example.com"),
-                    query("serial", "colons, spaces, case, leading zeros and 0x are ignored"),
-                    query("expiring_within", "30d, 12h, 90m"),
-                    query("limit", "1 to 1000, default 100"),
-                    query("cursor", "next_cursor of the previous page")
-                ],
-                "responses": {"200": {"description": "{items, next_cursor}"}, "400": error_response("bad parameter"), "401": error_response("read token required")}}},
-            "/api/v1/certificates/{sha256}": {"get": {
-                "summary": "One certificate: fields, PEM, chain, where it is served",
-                "security": [{"readToken": []}],
-                "parameters": [{"name": "sha256", "in": "path", "required": true, "schema": {"type": "string"}}],
-                "responses": {"200": {"description": "the certificate"}, "400": error_response("not a SHA-256"), "404": error_response("unknown certificate")}}},
-            "/api/v1/endpoints": {"get": {
-                "summary": "Endpoints with their current certificate and mTLS policy",
-                "security": [{"readToken": []}],
-                "parameters": [query("address", "IP address"), query("port", "1-65535"), query("app", "app tag"),
-                               query("env", "env tag"), query("limit", "1 to 1000"), query("cursor", "next_cursor")],
-                "responses": {"200": {"description": "{items, next_cursor}"}, "400": error_response("bad parameter")}}},
-            "/api/v1/mtls/summary": {"get": {
-                "summary": "mTLS adoption (required, optional, none) by app or env, and the daily trend",
-                "security": [{"readToken": []}],
-                "parameters": [query("by", "app (default) or env")],
-                "responses": {"200": {"description": "{by, groups, trend}"}, "400": error_response("bad parameter")}}},
-            "/api/v1/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
-            "/healthz": {"get": {"summary": "The process answers", "responses": {"200": {"description": "ok"}}}},
-            "/readyz": {"get": {"summary": "The database answers", "responses": {"200": {"description": "ready"}, "503": error_response("database unavailable")}}}
+                "responses": {"200": text("metrics"), "401": error_response("read token required")}}},
+            "/healthz": {"get": {"summary": "The process answers", "responses": {"200": text("ok")}}},
+            "/readyz": {"get": {"summary": "The database answers",
+                "responses": {"200": text("ready"), "503": error_response("database unavailable")}}}
         }
     })
 }

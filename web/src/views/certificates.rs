@@ -1,137 +1,93 @@
-//! Certificate pages: one certificate, its PEM, and lists (expiring, search results).
+//! `/certificates?...`: certificate lists (lookups and expiry windows), a page at a time.
 
-use axum::extract::{Path, State};
-use axum::http::header;
-use axum::response::{Html, IntoResponse, Response};
-use certfleet_store::CertificateRecord;
+use axum::extract::State;
+use axum::response::Html;
 use maud::{html, Markup};
-use serde::Deserialize;
 
-use super::layout::{day, days_left_cell, page};
+use super::layout::{day, days_left_cell, next_page, page};
 use crate::extract::ApiQuery;
-use crate::handlers::params::{parse_limit, parse_window};
+use crate::handlers::certificates::{self, CertificateQuery, ListedCertificate, Listing};
+use crate::handlers::params::present;
 use crate::{ApiError, AppState};
-
-pub async fn show(
-    State(state): State<AppState>,
-    Path(sha256): Path<String>,
-) -> Result<Response, ApiError> {
-    if let Some(sha256) = sha256.strip_suffix(".pem") {
-        let detail = state.store.certificate(&normalize_sha256(sha256)?).await?;
-        let pem = detail.pem.ok_or(ApiError::NotFound)?;
-        let disposition = format!("attachment; filename=\"{sha256}.pem\"");
-        return Ok((
-            [
-                (header::CONTENT_TYPE, "application/x-pem-file".to_owned()),
-                (header::CONTENT_DISPOSITION, disposition),
-            ],
-            pem,
-        )
-            .into_response());
-    }
-    let detail = state.store.certificate(&normalize_sha256(&sha256)?).await?;
-    let cert = &detail.certificate;
-    let body = html! {
-        table class="fields" {
-            tr { th { "Subject" } td { (cert.subject) } }
-            tr { th { "Issuer" } td { (cert.issuer) } }
-            tr { th { "Serial" } td class="mono" id="serial" { (cert.serial) } }
-            tr { th { "SHA-256" } td class="mono" { (cert.sha256) } }
-            tr { th { "Names" } td { (cert.sans.join(", ")) } }
-            tr { th { "Valid" } td { (day(cert.not_before)) " to " (day(cert.not_after)) " (" (days_left_cell(cert.not_after)) ")" } }
-            tr { th { "Key" } td { (cert.key.kind) " " (cert.key.bits) } }
-            tr { th { "Signature" } td { (cert.signature_algorithm) } }
-            tr { th { "CA / self-signed" } td { (cert.is_ca) " / " (cert.self_signed) } }
-            tr { th { "First / last seen" } td { (day(cert.first_seen)) " / " (day(cert.last_seen)) } }
-        }
-        @if detail.pem.is_some() {
-            p { a href=(format!("/certificates/{}.pem", cert.sha256)) { "Download PEM" } }
-        }
-        h2 { "Chain as served" }
-        ol {
-            @for sha in &detail.chain {
-                li class="mono" { a href=(format!("/certificates/{sha}")) { (sha) } }
-            }
-        }
-        h2 { "Where it is served" }
-        table id="served-at" {
-            tr { th { "endpoint" } th { "SNI" } th { "position" } th { "app" } th { "env" } th { "owner" } th { "now" } th { "first seen" } th { "last seen" } }
-            @for at in &detail.served_at {
-                tr {
-                    td { a href=(format!("/endpoints?address={}&port={}", at.address, at.port)) { (at.address) ":" (at.port) } }
-                    td { (at.sni.as_deref().unwrap_or("-")) }
-                    td { (at.position) }
-                    td { (at.app.as_deref().unwrap_or("-")) }
-                    td { (at.env.as_deref().unwrap_or("-")) }
-                    td { (at.owner.as_deref().unwrap_or("-")) }
-                    td { @if at.current { "yes" } @else { "no" } }
-                    td { (day(at.first_seen)) } td { (day(at.last_seen)) }
-                }
-            }
-        }
-    };
-    let title = cert.subject.clone();
-    Ok(Html(page(&title, body).into_string()).into_response())
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    expiring_within: Option<String>,
-    limit: Option<String>,
-}
 
 pub async fn index(
     State(state): State<AppState>,
-    ApiQuery(query): ApiQuery<ListQuery>,
+    ApiQuery(mut query): ApiQuery<CertificateQuery>,
 ) -> Result<Html<String>, ApiError> {
-    let window = query.expiring_within.as_deref().unwrap_or("30d");
-    let within = parse_window(window, "expiring_within")?;
-    let limit = parse_limit(query.limit.as_deref())?;
-    let expiring = state.store.expiring_within(within, limit).await?;
-    let records: Vec<CertificateRecord> = expiring.into_iter().map(|e| e.certificate).collect();
-    let title = format!("Certificates in use expiring within {window}");
-    Ok(Html(
-        page(&title, certificate_table(&records)).into_string(),
-    ))
+    let no_listing = [
+        &query.hostname,
+        &query.serial,
+        &query.fingerprint,
+        &query.issuer,
+        &query.expiring_within,
+    ]
+    .iter()
+    .all(|value| present(value).is_none());
+    if no_listing {
+        query.expiring_within = Some("30d".into());
+    }
+    let (listing, page_of) = certificates::page(&state.store, &query).await?;
+    let (title, pairs): (String, Vec<(&str, &str)>) = match &listing {
+        Listing::Expiring(within) => {
+            let window = present(&query.expiring_within).unwrap_or("30d");
+            let title = if within.is_zero() {
+                "Expired certificates still served".to_owned()
+            } else {
+                format!("Certificates in use expiring within {window}")
+            };
+            (title, vec![("expiring_within", window)])
+        }
+        Listing::Lookup(_) => {
+            let (name, value) = [
+                ("hostname", &query.hostname),
+                ("serial", &query.serial),
+                ("fingerprint", &query.fingerprint),
+                ("issuer", &query.issuer),
+            ]
+            .into_iter()
+            .find_map(|(name, value)| present(value).map(|value| (name, value)))
+            .unwrap_or(("hostname", ""));
+            (
+                format!("Certificates by {name}: {value}"),
+                vec![(name, value)],
+            )
+        }
+    };
+    let mut pairs = pairs;
+    if let Some(limit) = present(&query.limit) {
+        pairs.push(("limit", limit));
+    }
+    let body = html! {
+        (certificate_table(&page_of.items))
+        (next_page("/certificates", &pairs, page_of.next_cursor.as_deref()))
+    };
+    Ok(Html(page(&title, body).into_string()))
 }
 
 /// A table of certificates linking to their pages.
-pub fn certificate_table(records: &[CertificateRecord]) -> Markup {
+pub fn certificate_table(items: &[ListedCertificate]) -> Markup {
+    let with_endpoints = items.iter().any(|item| item.endpoints.is_some());
     html! {
-        @if records.is_empty() { p { "No certificates." } }
+        @if items.is_empty() { p id="no-results" { "No certificates." } }
         @else {
-            table class="certificates" {
-                tr { th { "subject" } th { "names" } th { "issuer" } th { "serial" } th { "expires" } th { "left" } }
-                @for cert in records {
+            table class="certificates" id="certificates" {
+                tr {
+                    th { "subject" } th { "names" } th { "issuer" } th { "serial" } th { "expires" } th { "left" }
+                    @if with_endpoints { th { "endpoints" } }
+                }
+                @for item in items {
+                    @let cert = &item.certificate;
                     tr {
-                        td { a href=(format!("/certificates/{}", cert.sha256)) { (cert.subject) } }
+                        td { a class="certificate" href=(format!("/certificates/{}", cert.sha256)) { (cert.subject) } }
                         td { (cert.sans.join(", ")) }
                         td { (cert.issuer) }
                         td class="mono" { (cert.serial) }
                         td { (day(cert.not_after)) }
                         td { (days_left_cell(cert.not_after)) }
+                        @if with_endpoints { td { (item.endpoints.unwrap_or(0)) } }
                     }
                 }
             }
         }
-    }
-}
-
-/// A SHA-256 as people paste it: any case, with or without colons.
-pub fn normalize_sha256(raw: &str) -> Result<String, ApiError> {
-    let hex: String = raw
-        .trim()
-        .chars()
-        .filter(|c| *c != ':')
-        .collect::<String>()
-        .to_ascii_lowercase();
-    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        Ok(hex)
-    } else {
-        Err(ApiError::bad_request(
-            "sha256 must be 64 hex digits",
-            Some("sha256".into()),
-        ))
     }
 }

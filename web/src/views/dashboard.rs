@@ -1,63 +1,98 @@
-//! `/`: where things stand, at a glance.
+//! `/`: where things stand, at a glance. Everything comes from the cached fleet overview
+//! (at most `WebOptions::overview_ttl` old), so the page costs no query of its own.
 
 use axum::extract::State;
 use axum::response::Html;
-use certfleet_store::{MtlsCounts, MtlsGroup, MtlsGrouping, MtlsSummary};
+use certfleet_model::Finding;
+use certfleet_store::{FleetOverview, MtlsCounts, MtlsDay, MtlsGroup};
 use maud::{html, Markup};
 
-use super::layout::page;
-use crate::{ApiError, AppState};
+use super::layout::{encode, page};
+use crate::state::Web;
+use crate::ApiError;
 
-/// Expiring lists are counted up to this many; beyond, the card says "1000+".
-const COUNT_CAP: u32 = 1000;
+/// Groups shown per tag on the dashboard; `/mtls` lists them all.
+const TOP_GROUPS: usize = 15;
 
-pub async fn get(State(state): State<AppState>) -> Result<Html<String>, ApiError> {
-    let store = &state.store;
-    let inventory = store.inventory().await?;
-    let within_7 = store
-        .expiring_within(time::Duration::days(7), COUNT_CAP)
-        .await?
-        .len();
-    let within_30 = store
-        .expiring_within(time::Duration::days(30), COUNT_CAP)
-        .await?
-        .len();
-    let by_app = store.mtls_summary(MtlsGrouping::App).await?;
-    let by_env = store.mtls_summary(MtlsGrouping::Env).await?;
-    let overall = total(&by_app.groups);
-    let capped = |n: usize| {
-        if n >= COUNT_CAP as usize {
-            format!("{COUNT_CAP}+")
-        } else {
-            n.to_string()
-        }
-    };
+/// The findings the dashboard puts first, with their plain names.
+const WORST: [(Finding, &str); 4] = [
+    (Finding::WeakKey, "Weak keys (RSA < 2048, EC < 256)"),
+    (Finding::Sha1Signature, "SHA-1 signatures"),
+    (
+        Finding::LegacyProtocol,
+        "Legacy protocols only (below TLS 1.2)",
+    ),
+    (Finding::Untrusted, "Untrusted chains"),
+];
+
+pub(crate) async fn get(State(web): State<Web>) -> Result<Html<String>, ApiError> {
+    let overview = web.overview.overview(&web.app.store).await?;
+    let o = overview.as_ref();
+    let certs = &o.certificates_by_days_left;
     let body = html! {
         div class="cards" {
-            div class="card" { div class="n" { (inventory.active_endpoints) } "endpoints" }
-            div class="card" { div class="n" { (inventory.certificates) } "certificates" }
+            a class="card" href="/endpoints" { div class="n" id="endpoints" { (o.active_endpoints) } "endpoints" }
+            div class="card" { div class="n" id="certificates" { (o.certificates) } "certificates" }
+            a class="card" href="/certificates?expiring_within=0d" {
+                div class="n bad" id="expired" { (certs.expired) } "expired, still served" }
             a class="card" href="/certificates?expiring_within=7d" {
-                div class="n bad" id="expiring-7" { (capped(within_7)) } "expire within 7 days" }
+                div class="n bad" id="expiring-7" { (certs.expired + certs.within_7_days) } "expire within 7 days" }
             a class="card" href="/certificates?expiring_within=30d" {
-                div class="n warn" id="expiring-30" { (capped(within_30)) } "expire within 30 days" }
+                div class="n warn" id="expiring-30" { (certs.expired + certs.within_7_days + certs.within_30_days) } "expire within 30 days" }
         }
+        h2 { "Worst findings" }
+        (findings(o))
         h2 { "Mutual TLS" }
-        (share_row("All endpoints", &overall))
-        (trend(&by_app))
-        h3 { "By app" } (group_table(&by_app.groups, "app"))
-        h3 { "By env" } (group_table(&by_env.groups, "env"))
+        (share_row("All endpoints", &o.mtls))
+        (trend(&o.mtls_trend))
+        h3 { "By app" } (group_table(&o.mtls_by_app, "app"))
+        h3 { "By env" } (group_table(&o.mtls_by_env, "env"))
+        h2 { "Probing" }
+        (probing(o))
     };
     Ok(Html(page("Dashboard", body).into_string()))
 }
 
-fn total(groups: &[MtlsGroup]) -> MtlsCounts {
-    groups
-        .iter()
-        .fold(MtlsCounts::default(), |sum, group| MtlsCounts {
-            required: sum.required + group.counts.required,
-            optional: sum.optional + group.counts.optional,
-            none: sum.none + group.counts.none,
-        })
+fn findings(o: &FleetOverview) -> Markup {
+    let expired_endpoints = o.endpoints_by_days_left.expired;
+    html! {
+        table id="findings" {
+            tr { th { "finding" } th { "endpoints" } }
+            tr class="finding" {
+                td { a href="/certificates?expiring_within=0d" { "Expired certificates still served" } }
+                td class=(if expired_endpoints > 0 { "bad" } else { "" }) { (expired_endpoints) }
+            }
+            @for (finding, label) in WORST {
+                @let count = o.finding(finding);
+                tr class="finding" {
+                    td { a href=(format!("/endpoints?finding={}", finding.as_str())) { (label) } }
+                    td class=(if count > 0 { "bad" } else { "" }) id=(format!("finding-{}", finding.as_str())) { (count) }
+                }
+            }
+        }
+        p class="other-findings" { "Other findings: "
+            @for (index, count) in o.findings.iter().filter(|c| c.count > 0 && !WORST.iter().any(|(f, _)| f.as_str() == c.name)).enumerate() {
+                @if index > 0 { ", " }
+                a href=(format!("/endpoints?finding={}", count.name)) { (count.name.replace('_', " ")) } " " (count.count)
+            }
+        }
+    }
+}
+
+fn probing(o: &FleetOverview) -> Markup {
+    html! {
+        p {
+            "Queue: " (o.queue.due) " due, " (o.queue.overdue) " overdue by more than an hour, "
+            (o.queue.leased) " being probed, " (o.queue.failing) " failing. "
+            a href="/notifications/failed" id="failed-notifications" { (o.failed_notifications) " failed notification(s)" } "."
+        }
+        p { "Last probe: "
+            @for (index, status) in o.probe_status.iter().filter(|s| s.count > 0).enumerate() {
+                @if index > 0 { ", " }
+                (status.name.replace('_', " ")) " " (status.count)
+            }
+        }
+    }
 }
 
 fn percent(part: u64, total: u64) -> f64 {
@@ -76,11 +111,11 @@ fn share_row(label: &str, counts: &MtlsCounts) -> Markup {
         percent(counts.none, total),
     );
     html! {
-        p class="mtls-share" {
+        p class="mtls-share" id="mtls-share" {
             strong { (label) } ": "
-            span class="good" { (format!("{required:.0}% required")) } ", "
-            span class="warn" { (format!("{optional:.0}% optional")) } ", "
-            (format!("{none:.0}% none")) " (" (total) " endpoints)"
+            a class="good" href="/endpoints?mtls=required" { (format!("{required:.0}% required")) } ", "
+            a class="warn" href="/endpoints?mtls=optional" { (format!("{optional:.0}% optional")) } ", "
+            a href="/endpoints?mtls=none" { (format!("{none:.0}% none")) } " (" (total) " endpoints)"
         }
         div class="bar" title=(format!("required {required:.1}%, optional {optional:.1}%, none {none:.1}%")) {
             span class="req" style=(format!("width:{required:.2}%")) {}
@@ -90,17 +125,30 @@ fn share_row(label: &str, counts: &MtlsCounts) -> Markup {
     }
 }
 
-fn group_table(groups: &[MtlsGroup], tag: &str) -> Markup {
+/// The groups with the most endpoints, and a link to all of them.
+pub fn group_table(groups: &[MtlsGroup], tag: &str) -> Markup {
+    let mut top: Vec<&MtlsGroup> = groups.iter().collect();
+    top.sort_by_key(|group| std::cmp::Reverse(group.counts.total()));
+    let shown = top.len().min(TOP_GROUPS);
     html! {
-        table {
+        (groups_rows(&top[..shown], tag))
+        @if groups.len() > shown {
+            p { a href=(format!("/mtls?by={tag}")) { "All " (groups.len()) " " (tag) " values" } }
+        }
+    }
+}
+
+/// A table of groups with their shares.
+pub fn groups_rows(groups: &[&MtlsGroup], tag: &str) -> Markup {
+    html! {
+        table class=(format!("mtls-{tag}")) {
             tr { th { (tag) } th { "required" } th { "optional" } th { "none" } th { "required share" } }
             @for group in groups {
-                @let key = group.key.clone().unwrap_or_else(|| "(untagged)".into());
                 tr {
                     td {
                         @if let Some(value) = &group.key {
-                            a href=(format!("/endpoints?{tag}={value}")) { (key) }
-                        } @else { (key) }
+                            a href=(format!("/endpoints?{tag}={}", encode(value))) { (value) }
+                        } @else { "(untagged)" }
                     }
                     td { (group.counts.required) } td { (group.counts.optional) } td { (group.counts.none) }
                     td { (format!("{:.0}%", 100.0 * group.counts.required_share())) }
@@ -111,8 +159,7 @@ fn group_table(groups: &[MtlsGroup], tag: &str) -> Markup {
 }
 
 /// The last 90 daily snapshots as an SVG line of the required share.
-fn trend(summary: &MtlsSummary) -> Markup {
-    let days: Vec<_> = summary.trend.iter().rev().take(90).rev().collect();
+fn trend(days: &[MtlsDay]) -> Markup {
     if days.is_empty() {
         return html! { p { "No daily snapshots yet." } };
     }

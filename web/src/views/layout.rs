@@ -40,9 +40,11 @@ pub fn page(title: &str, body: Markup) -> Markup {
                     a href="/" { "certfleet" }
                     a href="/endpoints" { "Endpoints" }
                     a href="/certificates?expiring_within=30d" { "Expiring" }
+                    a href="/mtls" { "mTLS" }
+                    a href="/notifications/failed" { "Failed notifications" }
                     form action="/search" method="get" {
                         input type="search" name="q" aria-label="Search"
-                            placeholder="hostname, serial, fingerprint or address";
+                            placeholder="hostname, serial, fingerprint, address or issuer";
                     }
                 }
                 main { h1 { (title) } (body) }
@@ -82,4 +84,54 @@ pub fn days_left_cell(at: OffsetDateTime) -> Markup {
         format!("{days} d")
     };
     html! { span class=(class) { (text) } }
+}
+
+/// A link to `path` with these query parameters (values percent-encoded).
+pub fn link(path: &str, pairs: &[(&str, &str)]) -> String {
+    let query: Vec<String> = pairs
+        .iter()
+        .map(|(name, value)| format!("{name}={}", encode(value)))
+        .collect();
+    if query.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{}", query.join("&"))
+    }
+}
+
+/// A "Next page" link when there is one.
+pub fn next_page(path: &str, pairs: &[(&str, &str)], cursor: Option<&str>) -> Markup {
+    let Some(cursor) = cursor else {
+        return html! {};
+    };
+    let mut pairs = pairs.to_vec();
+    pairs.push(("cursor", cursor));
+    html! { p class="pager" { a id="next-page" href=(link(path, &pairs)) { "Next page" } } }
+}
+
+/// Percent-encoding of a query value or path segment (RFC 3986 unreserved kept).
+pub fn encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// `-` for nothing.
+pub fn or_dash(value: Option<&str>) -> &str {
+    value.unwrap_or("-")
+}
+
+/// The client-certificate policy in words.
+pub fn mtls_label(requested: bool, required: Option<bool>) -> &'static str {
+    match (requested, required) {
+        (false, _) => "none",
+        (true, Some(true)) => "required",
+        (true, _) => "optional",
+    }
 }

@@ -1,0 +1,45 @@
+//! `/endpoints/{id}`: one endpoint, what it serves now and what it served before.
+
+use axum::extract::{Path, State};
+use axum::response::Html;
+use maud::html;
+
+use super::layout::{day, days_left_cell, encode, mtls_label, or_dash, page};
+use crate::handlers::endpoints::parse_id;
+use crate::{ApiError, AppState};
+
+pub async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Html<String>, ApiError> {
+    let detail = state.store.endpoint(parse_id(&id)?).await?;
+    let e = &detail.endpoint;
+    let title = format!("Endpoint {}:{}", e.address, e.port);
+    let body = html! {
+        table class="fields" {
+            tr { th { "Address" } td { (e.address) ":" (e.port) @if let Some(sni) = &e.sni { " (SNI " (sni) ")" } } }
+            tr { th { "Host" } td { (or_dash(e.hostname.as_deref())) } }
+            tr { th { "Process / container" } td { (or_dash(e.process.as_deref())) " / " (or_dash(e.container.as_deref())) } }
+            tr { th { "App / env" } td { (or_dash(e.app.as_deref())) " / " (or_dash(e.env.as_deref())) } }
+            tr { th { "Owner" } td { @if let Some(owner) = &e.owner { a href=(format!("/owners/{}", encode(owner))) { (owner) } } @else { "-" } } }
+            tr { th { "Reported" } td { (day(e.first_seen)) " to " (day(e.last_seen)) @if let Some(at) = e.retired_at { " (retired " (day(at)) ")" } } }
+            tr { th { "Last probe" } td { (e.last_status.map(|s| s.as_str()).unwrap_or("not probed yet")) @if let Some(error) = &e.last_error { ": " (error) } } }
+            tr { th { "Next probe" } td { (day(e.next_probe_at)) " (" (e.failures) " failure(s) in a row)" } }
+        }
+        h2 { "Served over time" }
+        table id="history" {
+            tr { th { "certificate" } th { "left" } th { "TLS" } th { "mTLS" } th { "findings" } th { "first seen" } th { "last seen" } }
+            @for o in &detail.history {
+                tr {
+                    td { @if let Some(sha) = &o.leaf_sha256 { a href=(format!("/certificates/{sha}")) { (o.leaf_subject.clone().unwrap_or_else(|| sha.clone())) } } @else { "-" } }
+                    td { @if let Some(at) = o.leaf_not_after { (days_left_cell(at)) } @else { "-" } }
+                    td { (o.tls.as_ref().map(|t| t.version.as_str()).unwrap_or("-")) }
+                    td { (mtls_label(o.mtls.requested, o.mtls.required)) }
+                    td { (o.findings.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", ")) }
+                    td { (day(o.first_seen)) } td { (day(o.last_seen)) }
+                }
+            }
+        }
+    };
+    Ok(Html(page(&title, body).into_string()))
+}

@@ -1,0 +1,171 @@
+//! What a person sees, in a real headless Chromium (Debian's `chromium`, installed by
+//! scripts/test): the dashboard, a search by host name, a search by a pasted serial in
+//! capitals with colons, and the certificate page. Screenshots are kept under
+//! `target/test-artifacts/`.
+//!
+//! Chromium is driven from the command line (`--dump-dom` for the DOM after load,
+//! `--screenshot` for a picture): the pages need no JavaScript, so nothing more is needed.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::support::http::encode;
+use crate::support::TestApp;
+
+/// A guard against a hung browser; a page here loads in well under a second.
+const BROWSER_LIMIT: Duration = Duration::from_secs(120);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_finds_a_certificate_from_the_dashboard() {
+    let Some(chromium) = chromium() else {
+        eprintln!("SKIPPED: chromium is not installed (scripts/test installs Debian's chromium)");
+        return;
+    };
+    let setup = crate::support::harness::Setup { read_token: false };
+    crate::support::harness::on_sqlite(setup, move |app| browse(app, chromium)).await;
+}
+
+fn chromium() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("CHROMIUM") {
+        return Some(PathBuf::from(path));
+    }
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|path| path.exists())
+}
+
+fn artifacts() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let directory = target.join("test-artifacts");
+    std::fs::create_dir_all(&directory).expect("artifact directory");
+    directory
+}
+
+/// Runs chromium headless on `url` with `action` (`--dump-dom` or `--screenshot=...`);
+/// returns its standard output.
+async fn run(chromium: &Path, url: &str, action: &str) -> String {
+    let profile = tempfile::tempdir().expect("fresh profile directory");
+    let mut command = tokio::process::Command::new(chromium);
+    command
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--window-size=1280,1400",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(action)
+        .arg(url)
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(BROWSER_LIMIT, command.output())
+        .await
+        .expect("chromium finishes within the guard")
+        .expect("chromium starts");
+    assert!(
+        output.status.success(),
+        "chromium {action} {url} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+async fn look(chromium: &Path, app: &TestApp, path: &str, name: &str) -> String {
+    let url = app.url(path);
+    let file = artifacts().join(format!("{name}.png"));
+    let _ = std::fs::remove_file(&file);
+    run(chromium, &url, &format!("--screenshot={}", file.display())).await;
+    let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        size > 10_000,
+        "a real screenshot of {path} at {}",
+        file.display()
+    );
+    run(chromium, &url, "--dump-dom").await
+}
+
+/// The text of a DOM, without tags (what a person reads).
+fn visible(dom: &str) -> String {
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in dom.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => {
+                in_tag = false;
+                text.push(' ');
+            }
+            _ if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
+}
+
+async fn browse(app: TestApp, chromium: PathBuf) {
+    let fleet = &app.fleet;
+    let dashboard = look(&chromium, &app, "/", "01-dashboard").await;
+    let text = visible(&dashboard);
+    assert!(text.contains("9 endpoints"), "{text}");
+    assert!(text.contains("1 expired, still served"), "{text}");
+    assert!(text.contains("2 expire within 30 days"), "{text}");
+    assert!(
+        text.contains("Weak keys (RSA < 2048, EC < 256) 1"),
+        "{text}"
+    );
+    assert!(text.contains("25% required"), "{text}");
+    assert!(
+        dashboard.contains("action=\"/search\"") && dashboard.contains("name=\"q\""),
+        "the search box submits GET /search?q="
+    );
+
+    let results = look(
+        &chromium,
+        &app,
+        "/search?q=api.example.test",
+        "02-search-hostname",
+    )
+    .await;
+    let text = visible(&results);
+    assert!(text.contains("2 certificate(s) by hostname"), "{text}");
+    let link = format!("/certificates/{}", fleet.api.info.sha256);
+    assert!(results.contains(&link), "a link to the certificate page");
+
+    let pasted = "0A:1B:2C:3D:4E:5F:60";
+    let opened = look(
+        &chromium,
+        &app,
+        &format!("/search?q={}", encode(pasted)),
+        "03-search-serial",
+    )
+    .await;
+    let certificate = look(&chromium, &app, &link, "04-certificate").await;
+    for dom in [&opened, &certificate] {
+        let text = visible(dom);
+        assert!(
+            text.contains(&fleet.api.info.subject),
+            "subject shown: {text}"
+        );
+        assert!(text.contains("10 days left"), "days left shown: {text}");
+        assert!(text.contains("served now by 1 endpoint(s)"), "{text}");
+        assert!(text.contains("10.1.0.10:443"), "where it is served: {text}");
+        assert!(
+            text.contains("billing-team@example.com"),
+            "its owner: {text}"
+        );
+        assert!(text.contains("a1b2c3d4e5f60"), "its serial: {text}");
+    }
+}

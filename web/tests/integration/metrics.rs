@@ -1,0 +1,75 @@
+//! `/metrics`: Prometheus text with fleet gauges, bounded per-certificate expiry series,
+//! and request metrics labelled by route template.
+
+use crate::support::TestApp;
+
+crate::on_both_backends!(metrics_expose_fleet_gauges_expiry_series_and_route_templates);
+
+fn value(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+async fn metrics_expose_fleet_gauges_expiry_series_and_route_templates(app: TestApp) {
+    let fleet = &app.fleet;
+    app.get(&format!("/api/v1/certificates/{}", fleet.api.info.sha256))
+        .await;
+    app.get(&format!("/api/v1/certificates/{}", fleet.shop.info.sha256))
+        .await;
+    app.get("/no/such/page").await;
+    let response = app.get("/metrics").await;
+    assert_eq!(response.status, 200);
+    assert!(response
+        .header("content-type")
+        .unwrap_or_default()
+        .starts_with("text/plain; version=0.0.4"));
+    let metrics = response.text();
+    let expect = [
+        ("certfleet_endpoints_active", 9.0),
+        ("certfleet_endpoints_mtls{state=\"required\"}", 1.0),
+        ("certfleet_endpoints_mtls{state=\"none\"}", 2.0),
+        ("certfleet_certificates_in_use{days_left=\"expired\"}", 1.0),
+        ("certfleet_certificates_in_use{days_left=\"7-30\"}", 1.0),
+        ("certfleet_endpoints_by_days_left{days_left=\"90+\"}", 2.0),
+        (
+            "certfleet_endpoints_with_finding{finding=\"weak_key\"}",
+            1.0,
+        ),
+        (
+            "certfleet_endpoints_with_finding{finding=\"sha1_signature\"}",
+            0.0,
+        ),
+        ("certfleet_endpoints_probe_status{status=\"ok\"}", 4.0),
+        ("certfleet_endpoints_probe_status{status=\"never\"}", 5.0),
+        ("certfleet_probe_queue{state=\"due\"}", 5.0),
+        ("certfleet_notifications_failed", 1.0),
+    ];
+    for (series, expected) in expect {
+        assert_eq!(
+            value(&metrics, series),
+            Some(expected),
+            "{series}\n{metrics}"
+        );
+    }
+    // Expiry series: the leaves within 14 days (and the expired one), not the others.
+    let expiry = |sha256: &str| {
+        metrics.contains(&format!(
+            "certfleet_certificate_expiry_timestamp_seconds{{sha256=\"{sha256}\""
+        ))
+    };
+    assert!(expiry(&fleet.api.info.sha256) && expiry(&fleet.expired.info.sha256));
+    assert!(!expiry(&fleet.shop.info.sha256) && !expiry(&fleet.api_old.info.sha256));
+    // Requests are labelled by template: two certificates, one series.
+    let template = "route=\"/api/v1/certificates/{sha256}\",status=\"200\"";
+    let counted = format!("certfleet_http_requests_total{{method=\"GET\",{template}}}");
+    assert_eq!(value(&metrics, &counted), Some(2.0), "{metrics}");
+    assert!(metrics.contains("route=\"unmatched\",status=\"404\""));
+    assert!(
+        !metrics.contains("/no/such/page"),
+        "raw paths never become labels"
+    );
+    assert!(metrics.contains("certfleet_http_request_duration_seconds_bucket{method=\"GET\",route=\"/api/v1/certificates/{sha256}\""));
+}

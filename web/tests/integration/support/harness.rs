@@ -1,0 +1,193 @@
+//! A served router over a fresh, seeded store, on both backends, and the macro that runs
+//! a test on both.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use certfleet_store::{AgentName, PostgresStore, SqliteStore, Store, StoreOptions};
+use certfleet_web::{AppState, IngestLimits, WebOptions};
+use serde_json::Value;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, Executor};
+
+use super::fleet::Fleet;
+use super::http::{self, Response};
+
+/// The read token of apps started with one.
+pub const READ_TOKEN: &str = "read-token-for-tests-0123456789";
+
+/// One test's service: the router served on a loopback port, its store and what was
+/// seeded in it.
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub fleet: Fleet,
+    /// A valid agent token (ingest only).
+    pub agent_token: String,
+    /// Whether reads need [`READ_TOKEN`].
+    pub read_token: Option<&'static str>,
+}
+
+impl TestApp {
+    /// `GET path`, with the read token when the app has one.
+    pub async fn get(&self, path: &str) -> Response {
+        match self.read_token {
+            Some(token) => {
+                self.get_with(path, &[("Authorization", &format!("Bearer {token}"))])
+                    .await
+            }
+            None => self.get_with(path, &[]).await,
+        }
+    }
+
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        http::send(self.address, "GET", path, headers, b"").await
+    }
+
+    /// `GET path`, expecting 200 and JSON.
+    pub async fn json(&self, path: &str) -> Value {
+        let response = self.get(path).await;
+        assert_eq!(response.status, 200, "{path}: {}", response.text());
+        response.json()
+    }
+
+    /// `GET path`, expecting 200; the body as text.
+    pub async fn page(&self, path: &str) -> String {
+        let response = self.get(path).await;
+        assert_eq!(response.status, 200, "{path}: {}", response.text());
+        response.text()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+}
+
+/// Where and how a test runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Setup {
+    pub read_token: bool,
+}
+
+async fn serve(store: Arc<dyn Store>, setup: Setup) -> TestApp {
+    let agent = AgentName::new("agent-web-tests").expect("agent name");
+    let agent_token = store.create_agent_token(&agent).await.expect("agent token");
+    let fleet = Fleet::seed(&store).await;
+    let read_token = setup.read_token.then_some(READ_TOKEN);
+    let state = AppState {
+        store: store.clone(),
+        ingest: IngestLimits::default(),
+        read_token: read_token.map(str::to_owned),
+    };
+    // Every request computes the overview, so what a test seeded is what it sees.
+    let options = WebOptions {
+        overview_ttl: Duration::ZERO,
+        ..WebOptions::default()
+    };
+    let app = certfleet_web::router_with(state, options);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds a loopback port");
+    let address = listener.local_addr().expect("local address");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    TestApp {
+        address,
+        fleet,
+        agent_token,
+        read_token,
+    }
+}
+
+/// Runs a test against a fresh SQLite database in a temporary directory.
+pub async fn on_sqlite<F, Fut>(setup: Setup, test: F)
+where
+    F: FnOnce(TestApp) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let url = format!("sqlite://{}", directory.path().join("web.db").display());
+    let store = SqliteStore::connect(&url, StoreOptions::default())
+        .await
+        .expect("SQLite opens");
+    store.migrate().await.expect("SQLite migrates");
+    let app = serve(Arc::new(store), setup).await;
+    let outcome = tokio::spawn(test(app)).await;
+    drop(directory);
+    if let Err(error) = outcome {
+        std::panic::resume_unwind(error.into_panic());
+    }
+}
+
+/// Runs a test against a fresh PostgreSQL database, dropped afterwards.
+pub async fn on_postgres<F, Fut>(setup: Setup, test: F)
+where
+    F: FnOnce(TestApp) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let admin_url = std::env::var("CERTFLEET_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let admin = PgConnectOptions::from_str(&admin_url).expect("CERTFLEET_TEST_POSTGRES_URL");
+    let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos() % 1_000_000_000;
+    let name = format!(
+        "certfleet_web_test_{}_{}_{nanos}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut connection = admin.connect().await.expect("PostgreSQL answers");
+    connection
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .expect("test database created");
+    let url = admin.clone().database(&name).to_url_lossy().to_string();
+    let store = PostgresStore::connect(&url, StoreOptions::default())
+        .await
+        .expect("PostgreSQL opens");
+    store.migrate().await.expect("PostgreSQL migrates");
+    let pool = store.pool().clone();
+    let app = serve(Arc::new(store), setup).await;
+    let outcome = tokio::spawn(test(app)).await;
+    pool.close().await;
+    let _ = connection
+        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+        .await;
+    let _ = connection.close().await;
+    if let Err(error) = outcome {
+        std::panic::resume_unwind(error.into_panic());
+    }
+}
+
+/// Declares, for each named `async fn(TestApp)` of the calling module, one test on SQLite
+/// and one on PostgreSQL (`sqlite::name`, `postgres::name`). `read_token: true` starts the
+/// app with a read token.
+#[macro_export]
+macro_rules! on_both_backends {
+    (read_token: $token:expr; $($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let setup = $crate::support::harness::Setup { read_token: $token };
+                    $crate::support::harness::on_sqlite(setup, super::$test).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let setup = $crate::support::harness::Setup { read_token: $token };
+                    $crate::support::harness::on_postgres(setup, super::$test).await;
+                }
+            )*
+        }
+    };
+    ($($test:ident),* $(,)?) => {
+        $crate::on_both_backends!(read_token: false; $($test),*);
+    };
+}
