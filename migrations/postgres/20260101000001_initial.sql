@@ -10,7 +10,7 @@
 CREATE TABLE agent_tokens (
     id           BIGSERIAL PRIMARY KEY,
     agent        TEXT        NOT NULL,
-    lookup       TEXT        NOT NULL UNIQUE,
+    lookup       TEXT COLLATE "C" NOT NULL UNIQUE,
     token_sha256 BYTEA       NOT NULL,
     created_at   TIMESTAMPTZ NOT NULL,
     revoked_at   TIMESTAMPTZ
@@ -19,7 +19,7 @@ CREATE TABLE agent_tokens (
 -- Hosts, keyed by machine id (or `hostname:<name>` when an agent has none).
 CREATE TABLE hosts (
     id            BIGSERIAL PRIMARY KEY,
-    host_key      TEXT        NOT NULL UNIQUE,
+    host_key      TEXT COLLATE "C" NOT NULL UNIQUE,
     hostname      TEXT        NOT NULL,
     machine_id    TEXT        NOT NULL,
     agent         TEXT        NOT NULL,
@@ -33,8 +33,8 @@ CREATE TABLE hosts (
 
 -- Certificates, keyed by the SHA-256 of their DER.
 CREATE TABLE certificates (
-    sha256              TEXT PRIMARY KEY,
-    serial              TEXT        NOT NULL,
+    sha256              TEXT COLLATE "C" PRIMARY KEY,
+    serial              TEXT COLLATE "C" NOT NULL,
     subject             TEXT        NOT NULL,
     issuer              TEXT        NOT NULL,
     not_before          TIMESTAMPTZ NOT NULL,
@@ -56,21 +56,21 @@ CREATE INDEX certificates_not_after ON certificates (not_after);
 -- The names of each certificate (SANs and subject CN), lower-cased, for hostname lookups.
 -- A wildcard name is stored as written (`*.example.com`).
 CREATE TABLE certificate_names (
-    name   TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
+    name   TEXT COLLATE "C" NOT NULL,
+    sha256 TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (name, sha256)
 );
 
 -- Endpoints to probe, keyed by (address, port, sni); sni is '' when none is sent.
 -- A lease sets next_probe_at to the lease deadline, so "due" is one index range and an
--- expired lease is simply due again. Free space on each page (fillfactor) lets the hourly
--- last_seen refresh be a heap-only update; last_seen is deliberately not indexed (the
+-- expired lease is simply due again. Half of each page is left free (fillfactor) so that the
+-- hourly last_seen refresh can be a heap-only update; last_seen is deliberately not indexed (the
 -- daily retirement pass scans).
 CREATE TABLE endpoints (
     id             BIGSERIAL PRIMARY KEY,
-    address        TEXT        NOT NULL,
+    address        TEXT COLLATE "C" NOT NULL,
     port           INTEGER     NOT NULL,
-    sni            TEXT        NOT NULL DEFAULT '',
+    sni            TEXT COLLATE "C" NOT NULL DEFAULT '',
     host_id        BIGINT,
     process        TEXT,
     container      TEXT,
@@ -90,7 +90,7 @@ CREATE TABLE endpoints (
     last_probed_at TIMESTAMPTZ,
     observation_id BIGINT,
     UNIQUE (address, port, sni)
-) WITH (fillfactor = 80);
+) WITH (fillfactor = 50);
 CREATE INDEX endpoints_due ON endpoints (next_probe_at) WHERE retired_at IS NULL;
 CREATE INDEX endpoints_app ON endpoints (app);
 CREATE INDEX endpoints_observation ON endpoints (observation_id);
@@ -100,7 +100,7 @@ CREATE INDEX endpoints_observation ON endpoints (observation_id);
 CREATE TABLE observations (
     id             BIGSERIAL PRIMARY KEY,
     endpoint_id    BIGINT      NOT NULL,
-    fingerprint    TEXT        NOT NULL,
+    fingerprint    TEXT COLLATE "C" NOT NULL,
     status         TEXT        NOT NULL,
     leaf_sha256    TEXT,
     tls_version    TEXT,
@@ -121,7 +121,7 @@ CREATE TABLE observations (
 CREATE TABLE observation_chain (
     observation_id BIGINT  NOT NULL,
     position       INTEGER NOT NULL,
-    sha256         TEXT    NOT NULL,
+    sha256         TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (observation_id, position)
 );
 CREATE INDEX observation_chain_certificate ON observation_chain (sha256);
