@@ -1,0 +1,202 @@
+//! The agent's cycle: collect, then print or deliver; once, or every interval with jitter
+//! until SIGTERM or Ctrl-C.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use crate::collect::{collect, CollectOptions, Visibility};
+use crate::deliver::{random_fraction, RetryPolicy, Sender};
+use crate::http::Client;
+use crate::proc::{text, ProcFs};
+use crate::report::Collected;
+use crate::spool::Spool;
+use crate::{AgentConfig, Error};
+
+/// What `certfleet agent` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Collect once and print the report (JSON) on standard output; no server.
+    Print,
+    /// One cycle: collect, deliver (spool first), exit.
+    Once,
+    /// A cycle every interval until stopped.
+    Forever,
+}
+
+/// Runs the agent. `Ok(true)` when every report reached the server (always, for `Print`).
+pub async fn run(config: AgentConfig, mode: Mode) -> Result<bool, Error> {
+    if mode == Mode::Print {
+        let collected = collect_once(&config).await?;
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        collected.write_json(&mut out)?;
+        writeln!(out)
+            .and_then(|()| out.flush())
+            .map_err(Error::Print)?;
+        return Ok(true);
+    }
+    let sender = sender(&config)?;
+    if mode == Mode::Once {
+        return cycle(&config, &sender).await;
+    }
+    let splay = config.splay.min(config.interval).mul_f64(random_fraction());
+    tracing::info!(server = %config.server, interval = ?config.interval, first_in = ?splay,
+        "certfleet agent started");
+    if wait_or_stop(splay).await {
+        return Ok(true);
+    }
+    loop {
+        if let Err(error) = cycle(&config, &sender).await {
+            tracing::error!(%error, "collection failed");
+        }
+        let next = config.interval.mul_f64(0.9 + 0.2 * random_fraction());
+        if wait_or_stop(next).await {
+            tracing::info!("stopping");
+            return Ok(true);
+        }
+    }
+}
+
+/// The delivery side, from the configuration.
+fn sender(config: &AgentConfig) -> Result<Sender, Error> {
+    if config.server.trim().is_empty() {
+        let message = "no server to send to (set it, or use --print)";
+        return Err(Error::config("agent.server", message));
+    }
+    let token = config.resolved_token()?;
+    if token.is_empty() {
+        let message = "no token (token, token_file or CERTFLEET_AGENT__TOKEN)";
+        return Err(Error::config("agent.token", message));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        let message = "must be printable ASCII without spaces";
+        return Err(Error::config("agent.token", message));
+    }
+    let client = Client::new(&config.server, config.ca_file.as_deref(), config.timeout)?;
+    let spool = if config.spool_dir.as_os_str().is_empty() {
+        None
+    } else {
+        match Spool::open(
+            &config.spool_dir,
+            config.spool_max_reports,
+            config.spool_max_bytes,
+        ) {
+            Ok(spool) => Some(spool),
+            Err(error) => {
+                tracing::warn!(%error, "no spool: reports are lost while the server is down");
+                None
+            }
+        }
+    };
+    let retry = RetryPolicy {
+        attempts: config.retry_attempts.max(1),
+        backoff: config.retry_backoff,
+        backoff_max: config.retry_backoff_max,
+    };
+    Ok(Sender::new(client, token, retry, spool))
+}
+
+/// Collects, compresses and delivers one report.
+async fn cycle(config: &AgentConfig, sender: &Sender) -> Result<bool, Error> {
+    let collected = collect_once(config).await?;
+    let body = collected.gzip()?;
+    drop(collected);
+    let outcome = sender.deliver(&body).await;
+    if outcome.is_complete() {
+        tracing::info!(delivered = outcome.delivered, "cycle done");
+    } else {
+        let error = outcome.error.as_ref().map(ToString::to_string);
+        tracing::warn!(
+            delivered = outcome.delivered,
+            spooled = outcome.spooled,
+            dropped = outcome.dropped,
+            error = error.as_deref().unwrap_or(""),
+            "report not delivered"
+        );
+    }
+    Ok(outcome.is_complete())
+}
+
+/// One collection pass off the async threads, logged.
+pub async fn collect_once(config: &AgentConfig) -> Result<Collected, Error> {
+    let options = CollectOptions {
+        proc_root: config.proc_root.clone(),
+        ..CollectOptions::default()
+    };
+    let started = Instant::now();
+    // A pass is a few milliseconds of /proc reads: on a multi-threaded runtime it runs in
+    // place (no extra thread, no extra memory arena); elsewhere it simply blocks.
+    let pass = || collect(&options).map(|collection| Collected::new(config, collection));
+    let collected = match tokio::runtime::Handle::current().runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(pass)?,
+        _ => pass()?,
+    };
+    let peak_rss = ProcFs::new("/proc")
+        .own_status()
+        .as_deref()
+        .and_then(text::peak_rss_kib);
+    let visibility = &collected.collection.visibility;
+    tracing::info!(
+        sockets = collected.collection.len(),
+        namespaces = visibility.namespaces,
+        processes = visibility.processes,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        peak_rss_kib = peak_rss.unwrap_or_default(),
+        "collected"
+    );
+    log_visibility(visibility);
+    Ok(collected)
+}
+
+/// Says plainly what the agent could not see, and why.
+fn log_visibility(visibility: &Visibility) {
+    if visibility.sockets_left_out > 0 {
+        tracing::warn!(
+            left_out = visibility.sockets_left_out,
+            "more listening sockets than a report may hold; the rest are left out"
+        );
+    }
+    if !visibility.is_partial() {
+        return;
+    }
+    let (who, remedy) = match visibility.uid {
+        Some(0) => (
+            "even as root".to_owned(),
+            "Such processes are protected from ptrace (another PID namespace's init, a \
+             security module).",
+        ),
+        uid => (
+            format!("running without root (uid {})", uid.map_or(-1, i64::from)),
+            "Run as root (or with CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH) to see them.",
+        ),
+    };
+    tracing::warn!(
+        "{who}: the open files of {} of {} processes could not be read, so {} listening \
+         sockets have no process name; the network namespace of {} processes could not be \
+         read, so their namespaces were told apart by their socket tables and are reported \
+         with netns null. {remedy}",
+        visibility.fds_unreadable,
+        visibility.processes,
+        visibility.sockets_without_process,
+        visibility.netns_unreadable,
+    );
+}
+
+/// Sleeps for `duration`; `true` when SIGTERM or Ctrl-C came first.
+async fn wait_or_stop(duration: Duration) -> bool {
+    let sleep = tokio::time::sleep(duration);
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut terminate) = signal(SignalKind::terminate()) {
+            return tokio::select! {
+                _ = sleep => false,
+                _ = tokio::signal::ctrl_c() => true,
+                _ = terminate.recv() => true,
+            };
+        }
+    }
+    tokio::select! {
+        _ = sleep => false,
+        _ = tokio::signal::ctrl_c() => true,
+    }
+}
