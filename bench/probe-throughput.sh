@@ -14,10 +14,16 @@
 #   CONCURRENCIES="default 64 128 256 512 1024" REPEAT=3 NMAP_REPEAT=3
 #   OPENSSL_REPEAT=1 OPENSSL_PARALLEL=64 NMAP_ARGS="-T4" TIMEOUT=5s
 #   TOOLS="certfleet nmap openssl" PROFILE=1 SKIP_BUILD=0 KEEP_TMP=0
+#   BENCH_NICE=-15 (after the build, the benchmark - nginx, certfleet, nmap, openssl - runs at
+#   this nice level, so that other work on the machine, at nice 0, takes little of the CPU
+#   from it; 0 to turn off)
 #   QUIET_WAIT=0 (seconds to wait, before measuring, for the 1-minute load average to drop
 #   below QUIET_LOAD=1.0; other work on these 2 cores skews every figure, and the
 #   "other CPU s" column shows how much of it ran during each measurement)
 set -euo pipefail
+# The whole script is one compound command, so bash parses all of it before running:
+# editing this file during a run cannot change the run.
+{
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -44,6 +50,7 @@ TOOLS=${TOOLS:-"certfleet nmap openssl"}  # "none": only set up and tear down
 PROFILE=${PROFILE:-1}
 SKIP_BUILD=${SKIP_BUILD:-0}
 KEEP_TMP=${KEEP_TMP:-0}
+BENCH_NICE=${BENCH_NICE:--15}
 QUIET_WAIT=${QUIET_WAIT:-0}
 QUIET_LOAD=${QUIET_LOAD:-1.0}
 N_LEAVES=16
@@ -94,6 +101,18 @@ if has_tool certfleet; then
     (cd "$ROOT" && cargo build --release -p certfleet 2>&1 | tail -3)
   fi
   [[ -x $CF ]] || { echo "no $CF" >&2; exit 1; }
+fi
+
+if [[ $BENCH_NICE != 0 ]]; then
+  # With autogroup scheduling (kernel.sched_autogroup_enabled=1) nice only ranks processes
+  # inside one session's autogroup; so run in a session of our own and lower the nice of
+  # its autogroup too.
+  if [[ -z ${BENCH_IN_SESSION:-} && -r /proc/$$/autogroup ]] && command -v setsid >/dev/null; then
+    BENCH_IN_SESSION=1 SKIP_BUILD=1 exec setsid -w bash "$HERE/probe-throughput.sh"
+  fi
+  renice -n "$BENCH_NICE" -p $$ >/dev/null
+  if [[ -w /proc/$$/autogroup ]]; then echo "$BENCH_NICE" >"/proc/$$/autogroup" || true; fi
+  echo "running at nice $BENCH_NICE (children inherit it); autogroup: $(cat /proc/$$/autogroup 2>/dev/null || echo none)"
 fi
 
 T=$(mktemp -d /tmp/certfleet-bench.XXXXXX)
@@ -239,6 +258,11 @@ if has_tool certfleet; then
   say "certfleet smoke: $CF probe 127.0.0.1:$BASE_PORT --format json --timeout $TIMEOUT"
   "$CF" probe "127.0.0.1:$BASE_PORT" --format json --timeout "$TIMEOUT" >"$T/smoke.json"
   head -c 700 "$T/smoke.json"; echo
+  # with the bench root as an extra trust root the leaf should carry no findings at all
+  "$CF" probe "127.0.0.1:$BASE_PORT" "127.0.0.1:$((BASE_PORT + 1))" --format json --timeout "$TIMEOUT" --ca-file "$T/pki/root.pem" >"$T/smoke-ca.json" || true
+  python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    o = json.loads(l); print("  with --ca-file root.pem:", o.get("target"), o.get("status"), "findings:", o.get("findings"))' "$T/smoke-ca.json"
   # warm-up (page cache, first-run costs), not counted
   "$CF" probe -f "$T/targets-1k.txt" --format json --timeout "$TIMEOUT" >/dev/null 2>&1 || true
   for c in $CONCURRENCIES; do
@@ -392,3 +416,5 @@ if [[ -n ${BEST_C:-} && -n $OPENSSL_EPS ]]; then
 fi
 ((${#RSS_LINES[@]})) && echo "  certfleet peak RSS (c=${BEST_C:-default}): ${RSS_LINES[*]}" || true
 [[ -n $PROFILE_NOTE ]] && echo "  profile: $PROFILE_NOTE" || true
+exit 0
+}

@@ -130,6 +130,9 @@ def check_certfleet(args):
     dups = 0
     elapsed = []
     nonjson = 0
+    findings = collections.Counter()
+    versions = collections.Counter()
+    chain_lens = collections.Counter()
     with open(out) as f:
         for line in f:
             line = line.strip()
@@ -154,6 +157,10 @@ def check_certfleet(args):
             if isinstance(o.get("elapsed_ms"), (int, float)):
                 elapsed.append((o["elapsed_ms"], t, status))
             chain = o.get("chain") or []
+            findings[",".join(sorted(o.get("findings") or [])) or "(none)"] += 1
+            tls = o.get("tls") or {}
+            versions[f"{tls.get('version')}/{tls.get('cipher')}"] += 1
+            chain_lens[len(chain)] += 1
             got = chain[0].get("sha256") if chain and isinstance(chain[0], dict) else None
             exp = expected.get(port)
             ok = status == "ok" and exp is not None and got == exp["sha256"]
@@ -168,7 +175,8 @@ def check_certfleet(args):
     right = sum(1 for v in seen.values() if v)
     wrong = sum(1 for v in seen.values() if not v)
     missing = max(0, n_expected - len(seen))
-    extra = [f"statuses: {dict(statuses)}"]
+    extra = [f"statuses: {dict(statuses)}; findings: {dict(findings)}; chain lengths: {dict(chain_lens)}; "
+             f"tls: {dict(versions)}"]
     if dups:
         extra.append(f"duplicate result lines: {dups}")
     if nonjson:
