@@ -71,6 +71,9 @@ pub struct ServerConfig {
     pub read_token: String,
     /// Used in links inside emails.
     pub base_url: String,
+    /// `/metrics` has one expiry series per leaf in use that expires within this window.
+    #[serde(with = "humantime_serde")]
+    pub metrics_expiry_window: Duration,
 }
 
 impl Default for ServerConfig {
@@ -79,6 +82,7 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".into(),
             read_token: String::new(),
             base_url: "http://127.0.0.1:8080".into(),
+            metrics_expiry_window: Duration::from_secs(14 * 24 * 3600),
         }
     }
 }
@@ -96,6 +100,7 @@ impl std::fmt::Debug for ServerConfig {
                 },
             )
             .field("base_url", &self.base_url)
+            .field("metrics_expiry_window", &self.metrics_expiry_window)
             .finish()
     }
 }

@@ -2,14 +2,11 @@
 //! text is the same but for a few predicates ([`Dialect`]); each backend binds the
 //! values ([`Bind`]) in its own types and reads the rows with [`ReadRow`].
 
-use std::collections::BTreeMap;
-
-use certfleet_model::{Finding, ProbeStatus};
-use time::{Duration, OffsetDateTime};
+use certfleet_model::Finding;
+use time::OffsetDateTime;
 
 use crate::browse::*;
 use crate::error::{Error, Result};
-use crate::records::{MtlsCounts, MtlsGroup};
 use crate::rows::{ReadRow, CERTIFICATE_COLUMNS, ENDPOINT_SELECT};
 
 /// Where the two SQL dialects differ for these queries.
@@ -36,23 +33,11 @@ pub(crate) struct Query {
 
 impl Query {
     /// Adds an argument; returns its placeholder.
-    fn arg(&mut self, bind: Bind) -> String {
+    pub(crate) fn arg(&mut self, bind: Bind) -> String {
         self.binds.push(bind);
         format!("${}", self.binds.len())
     }
 }
-
-/// Probe statuses in the contract's order, for the overview's counts.
-const STATUSES: [ProbeStatus; 8] = [
-    ProbeStatus::Ok,
-    ProbeStatus::NotTls,
-    ProbeStatus::Refused,
-    ProbeStatus::Timeout,
-    ProbeStatus::TlsError,
-    ProbeStatus::Unreachable,
-    ProbeStatus::Denied,
-    ProbeStatus::StarttlsRefused,
-];
 
 impl Dialect {
     /// True when observation `o` has `finding`. The same text as the partial index of
@@ -308,201 +293,9 @@ pub(crate) fn notification_page(filter: &NotificationFilter) -> Query {
     query
 }
 
-/// One pass over the active endpoints, grouped by (app, env): every count of the
-/// overview that is per endpoint. Read with [`fold_groups`].
-pub(crate) fn overview_groups(dialect: Dialect, now: OffsetDateTime) -> Query {
-    let mut query = Query::default();
-    let now_arg = query.arg(Bind::Time(now));
-    let overdue = query.arg(Bind::Time(now - Duration::hours(1)));
-    let [d7, d30, d90] = [7, 30, 90].map(|days| query.arg(Bind::Time(now + Duration::days(days))));
-    let sum = |condition: &str, name: &str| {
-        format!("SUM(CASE WHEN {condition} THEN 1 ELSE 0 END) AS {name}")
-    };
-    let mut columns = vec![
-        "e.app AS app".to_owned(),
-        "e.env AS env".to_owned(),
-        "COUNT(*) AS endpoints".to_owned(),
-        "COUNT(o.id) AS observed".to_owned(),
-        sum(dialect.mtls(MtlsState::Required), "required"),
-        sum(dialect.mtls(MtlsState::Optional), "optional"),
-        sum(dialect.mtls(MtlsState::None), "absent"),
-        sum("e.last_status IS NULL", "s_never"),
-        sum(&format!("e.next_probe_at <= {now_arg}"), "due"),
-        sum(&format!("e.next_probe_at <= {overdue}"), "overdue"),
-        sum(&format!("e.lease_until > {now_arg}"), "leased"),
-        sum("e.failures > 0", "failing"),
-        sum(&format!("e.leaf_not_after < {now_arg}"), "d_expired"),
-        sum(
-            &format!("e.leaf_not_after >= {now_arg} AND e.leaf_not_after < {d7}"),
-            "d_7",
-        ),
-        sum(
-            &format!("e.leaf_not_after >= {d7} AND e.leaf_not_after < {d30}"),
-            "d_30",
-        ),
-        sum(
-            &format!("e.leaf_not_after >= {d30} AND e.leaf_not_after < {d90}"),
-            "d_90",
-        ),
-        sum(&format!("e.leaf_not_after >= {d90}"), "d_later"),
-    ];
-    for finding in FINDINGS {
-        columns.push(sum(
-            &dialect.finding(finding),
-            &format!("f_{}", finding.as_str()),
-        ));
-    }
-    for status in STATUSES {
-        let condition = format!("e.last_status = '{}'", status.as_str());
-        columns.push(sum(&condition, &format!("s_{}", status.as_str())));
-    }
-    query.sql = format!(
-        "SELECT {} FROM endpoints e LEFT JOIN observations o ON o.id = e.observation_id \
-         WHERE e.retired_at IS NULL GROUP BY e.app, e.env",
-        columns.join(", ")
-    );
-    query
-}
-
-/// Distinct leaves in use by days left, over the index range of the next 90 days; read
-/// with [`leaf_buckets`].
-pub(crate) fn overview_leaves(now: OffsetDateTime) -> Query {
-    let mut query = Query::default();
-    let [now, d7, d30, d90] =
-        [0, 7, 30, 90].map(|days| query.arg(Bind::Time(now + Duration::days(days))));
-    let distinct = |condition: String, name: &str| {
-        format!("COUNT(DISTINCT CASE WHEN {condition} THEN leaf_sha256 END) AS {name}")
-    };
-    query.sql = format!(
-        "SELECT {}, {}, {}, {} FROM endpoints \
-         WHERE retired_at IS NULL AND leaf_not_after IS NOT NULL AND leaf_not_after < {d90}",
-        distinct(format!("leaf_not_after < {now}"), "expired"),
-        distinct(
-            format!("leaf_not_after >= {now} AND leaf_not_after < {d7}"),
-            "within_7"
-        ),
-        distinct(
-            format!("leaf_not_after >= {d7} AND leaf_not_after < {d30}"),
-            "within_30"
-        ),
-        distinct(
-            format!("leaf_not_after >= {d30} AND leaf_not_after < {d90}"),
-            "within_90"
-        ),
-    );
-    query
-}
-
-/// Small counts of the overview (no `$` arguments).
-pub(crate) const OVERVIEW_COUNTS: &str = "SELECT \
-    (SELECT COUNT(*) FROM hosts) AS hosts, \
-    (SELECT COUNT(*) FROM certificates) AS certificates, \
-    (SELECT COUNT(*) FROM notifications \
-        WHERE sent_at IS NULL AND resolved_at IS NULL AND attempts > 0) AS failed_notifications";
-
-fn count(row: &impl ReadRow, column: &str) -> Result<u64> {
+/// A count column (NULL counts as 0).
+pub(crate) fn count(row: &impl ReadRow, column: &str) -> Result<u64> {
     Ok(u64::try_from(row.opt_int(column)?.unwrap_or(0)).unwrap_or(0))
-}
-
-/// The row of [`overview_leaves`].
-pub(crate) fn leaf_buckets(row: &impl ReadRow) -> Result<ExpiryBuckets> {
-    Ok(ExpiryBuckets {
-        expired: count(row, "expired")?,
-        within_7_days: count(row, "within_7")?,
-        within_30_days: count(row, "within_30")?,
-        within_90_days: count(row, "within_90")?,
-        later: 0,
-    })
-}
-
-/// Adds up the rows of [`overview_groups`] and the row of [`OVERVIEW_COUNTS`] into an
-/// overview (without leaves and trend, which the caller adds).
-pub(crate) fn fold_groups<R: ReadRow>(
-    rows: &[R],
-    counts: &R,
-    now: OffsetDateTime,
-) -> Result<FleetOverview> {
-    let mut by_app: BTreeMap<Option<String>, MtlsCounts> = BTreeMap::new();
-    let mut by_env: BTreeMap<Option<String>, MtlsCounts> = BTreeMap::new();
-    let mut findings = vec![0u64; FINDINGS.len()];
-    let mut statuses = vec![0u64; STATUSES.len() + 1];
-    let mut overview = FleetOverview {
-        computed_at: now,
-        hosts: count(counts, "hosts")?,
-        certificates: count(counts, "certificates")?,
-        active_endpoints: 0,
-        observed_endpoints: 0,
-        certificates_by_days_left: ExpiryBuckets::default(),
-        endpoints_by_days_left: ExpiryBuckets::default(),
-        mtls: MtlsCounts::default(),
-        mtls_by_app: Vec::new(),
-        mtls_by_env: Vec::new(),
-        mtls_trend: Vec::new(),
-        findings: Vec::new(),
-        probe_status: Vec::new(),
-        queue: QueueDepth::default(),
-        failed_notifications: count(counts, "failed_notifications")?,
-    };
-    for row in rows {
-        let mtls = MtlsCounts {
-            required: count(row, "required")?,
-            optional: count(row, "optional")?,
-            none: count(row, "absent")?,
-        };
-        add(&mut overview.mtls, &mtls);
-        add(by_app.entry(row.opt_text("app")?).or_default(), &mtls);
-        add(by_env.entry(row.opt_text("env")?).or_default(), &mtls);
-        overview.active_endpoints += count(row, "endpoints")?;
-        overview.observed_endpoints += count(row, "observed")?;
-        let queue = &mut overview.queue;
-        queue.due += count(row, "due")?;
-        queue.overdue += count(row, "overdue")?;
-        queue.leased += count(row, "leased")?;
-        queue.failing += count(row, "failing")?;
-        let days = &mut overview.endpoints_by_days_left;
-        days.expired += count(row, "d_expired")?;
-        days.within_7_days += count(row, "d_7")?;
-        days.within_30_days += count(row, "d_30")?;
-        days.within_90_days += count(row, "d_90")?;
-        days.later += count(row, "d_later")?;
-        for (index, finding) in FINDINGS.iter().enumerate() {
-            findings[index] += count(row, &format!("f_{}", finding.as_str()))?;
-        }
-        statuses[0] += count(row, "s_never")?;
-        for (index, status) in STATUSES.iter().enumerate() {
-            statuses[index + 1] += count(row, &format!("s_{}", status.as_str()))?;
-        }
-    }
-    let groups = |map: BTreeMap<Option<String>, MtlsCounts>| {
-        map.into_iter()
-            .map(|(key, counts)| MtlsGroup { key, counts })
-            .collect()
-    };
-    overview.mtls_by_app = groups(by_app);
-    overview.mtls_by_env = groups(by_env);
-    overview.findings = FINDINGS
-        .iter()
-        .zip(findings)
-        .map(|(finding, count)| NamedCount {
-            name: finding.as_str().to_owned(),
-            count,
-        })
-        .collect();
-    let names = std::iter::once("never").chain(STATUSES.iter().map(|status| status.as_str()));
-    overview.probe_status = names
-        .zip(statuses)
-        .map(|(name, count)| NamedCount {
-            name: name.to_owned(),
-            count,
-        })
-        .collect();
-    Ok(overview)
-}
-
-fn add(sum: &mut MtlsCounts, counts: &MtlsCounts) {
-    sum.required += counts.required;
-    sum.optional += counts.optional;
-    sum.none += counts.none;
 }
 
 /// A SHA-256 cursor as stored, or an error naming `cursor`.

@@ -20,6 +20,7 @@ mod error;
 mod names;
 mod notify;
 mod notify_records;
+mod overview_sql;
 mod pg;
 mod plan;
 mod records;

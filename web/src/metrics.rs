@@ -107,11 +107,8 @@ pub(crate) async fn track(State(web): State<Web>, request: Request, next: Next) 
     let seconds = started.elapsed().as_secs_f64();
     web.requests
         .observe(&method, &route, response.status().as_u16(), seconds);
-    if route == "/healthz" || route == "/readyz" {
-        tracing::debug!(%method, %route, status = response.status().as_u16(), seconds, "request");
-    } else {
-        tracing::info!(%method, %route, status = response.status().as_u16(), seconds, "request");
-    }
+    let status = response.status().as_u16();
+    tracing::debug!(%method, %route, status, seconds, "request");
     response
 }
 

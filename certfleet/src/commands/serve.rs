@@ -100,7 +100,13 @@ pub async fn start(
             ingest: IngestLimits::default(),
             read_token,
         };
-        let app = certfleet_web::router(state);
+        let window = config.server.metrics_expiry_window;
+        let options = certfleet_web::WebOptions {
+            metrics_expiry_window: time::Duration::try_from(window)
+                .unwrap_or(time::Duration::days(14)),
+            ..certfleet_web::WebOptions::default()
+        };
+        let app = certfleet_web::router_with(state, options);
         let mut api_shutdown = shutdown.clone();
         tasks.spawn(async move {
             let served = axum::serve(listener, app)

@@ -9,6 +9,7 @@ use crate::browse::*;
 use crate::browse_sql::{self, Bind, Dialect, Query};
 use crate::error::Result;
 use crate::notify_records::{notification, NotificationRecord};
+use crate::overview_sql;
 use crate::records::*;
 use crate::rows;
 
@@ -106,15 +107,15 @@ pub(super) async fn notification_page(
 }
 
 pub(super) async fn fleet_overview(pool: &PgPool, now: OffsetDateTime) -> Result<FleetOverview> {
-    let groups = fetch(pool, &browse_sql::overview_groups(Dialect::Postgres, now)).await?;
-    let counts = sqlx::query(browse_sql::OVERVIEW_COUNTS)
+    let groups = fetch(pool, &overview_sql::overview_groups(Dialect::Postgres, now)).await?;
+    let counts = sqlx::query(overview_sql::OVERVIEW_COUNTS)
         .fetch_one(pool)
         .await?;
-    let mut overview = browse_sql::fold_groups(&groups, &counts, now)?;
-    let leaves = bound(&browse_sql::overview_leaves(now))
+    let mut overview = overview_sql::fold_groups(&groups, &counts, now)?;
+    let leaves = bound(&overview_sql::overview_leaves(now))
         .fetch_one(pool)
         .await?;
-    overview.certificates_by_days_left = browse_sql::leaf_buckets(&leaves)?;
+    overview.certificates_by_days_left = overview_sql::leaf_buckets(&leaves)?;
     let days = sqlx::query(
         "SELECT day, SUM(required)::int8 AS required, SUM(optional)::int8 AS optional, \
              SUM(absent)::int8 AS absent \
