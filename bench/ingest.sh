@@ -4,7 +4,9 @@
 # 1. Ingest: `certfleet serve --roles api` on a fresh PostgreSQL database; REPORTS agent
 #    reports of SOCKETS sockets each (one host per report, every socket its own
 #    endpoint) are POSTed by INGEST_CLIENTS concurrent clients, twice (new endpoints, then
-#    the same reports again). Prints sockets/s. Goal: >= 50,000 sockets/s.
+#    the same reports again), ROUNDS times with new hosts each round. Prints sockets/s
+#    (median and best: other work on these 2 cores slows some rounds) and the CPU that
+#    certfleet and PostgreSQL spent per socket. Goal: >= 50,000 sockets/s.
 # 2. Probe pipeline: nginx serves PORTS TLS ports on 127.0.0.1..127.0.0.ADDRS (8 leaves:
 #    4 ECDSA P-256, 4 RSA-2048, under root -> intermediate); the endpoints are reported
 #    through the API, then, REPEAT times and alternately, `certfleet probe -f targets`
@@ -12,10 +14,17 @@
 #    the database) run against them. Every leaf is checked. Prints endpoints/s for both and
 #    the ratio. Goal: pipeline >= 70% of probe alone.
 #
-# Usage: bench/ingest.sh   (needs psql and a PostgreSQL; as root installs nginx if missing)
-# Knobs (environment): PG_URL (default $CERTFLEET_TEST_POSTGRES_URL or
-#   postgres://postgres@127.0.0.1:5432/postgres; the benchmark creates and drops its own
-#   databases there), REPORTS=40 SOCKETS=10000 INGEST_CLIENTS=4 GZIP=0,
+# Usage: bench/ingest.sh   (as root: installs nginx if missing; needs PostgreSQL's binaries)
+# Knobs (environment):
+#   PRIVATE_PG=1: run a private PostgreSQL (initdb in the temporary folder, stock settings,
+#     as the postgres user), so that no other test's queries share it and its CPU can be
+#     counted; PRIVATE_PG=0 uses PG_URL (default $CERTFLEET_TEST_POSTGRES_URL or
+#     postgres://postgres@127.0.0.1:5432/postgres), where the benchmark creates and drops
+#     its own databases.
+#   BENCH_NICE=-15: after the build, everything the benchmark starts (PostgreSQL, nginx,
+#     certfleet, the clients) runs at this nice level in a session (autogroup) of its own,
+#     so that other work on these 2 cores takes little CPU from it; 0 to turn off.
+#   REPORTS=40 SOCKETS=10000 INGEST_CLIENTS=4 ROUNDS=3 GZIP=0,
 #   PORTS=1000 ADDRS=5 BASE_PORT=21000 NGINX_WORKERS=2 REPEAT=3 CONCURRENCY=256
 #   TIMEOUT=5s SKIP_INGEST=0 SKIP_PIPELINE=0 SKIP_BUILD=0 KEEP_TMP=0
 set -euo pipefail
@@ -24,10 +33,13 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 PY="python3 $HERE/ingest_bench.py"
 
-PG_URL=${PG_URL:-${CERTFLEET_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}}
+export PG_URL=${PG_URL:-${CERTFLEET_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}}
+PRIVATE_PG=${PRIVATE_PG:-1}
+BENCH_NICE=${BENCH_NICE:--15}
 REPORTS=${REPORTS:-40}
 SOCKETS=${SOCKETS:-10000}
 INGEST_CLIENTS=${INGEST_CLIENTS:-4}
+ROUNDS=${ROUNDS:-3}
 GZIP=${GZIP:-0}
 PORTS=${PORTS:-1000}
 ADDRS=${ADDRS:-5}
@@ -50,26 +62,59 @@ if [[ $SKIP_PIPELINE != 1 ]] && ! command -v nginx >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && { apt-get install -y -qq nginx-light >/dev/null || apt-get install -y -qq nginx >/dev/null; }
 fi
-psql "$PG_URL" -X -q -c 'SELECT 1' >/dev/null || { echo "PostgreSQL at $PG_URL does not answer" >&2; exit 1; }
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-echo "cores: $(nproc); load average: $(cut -d' ' -f1-3 /proc/loadavg); $(psql "$PG_URL" -X -At -c 'SHOW server_version') PostgreSQL; $(openssl version)"
 
-CF=$ROOT/target/release/certfleet
 if [[ $SKIP_BUILD != 1 ]]; then
   say "cargo build --release -p certfleet"
   (cd "$ROOT" && cargo build --release -p certfleet 2>&1 | tail -2)
 fi
-[[ -x $CF ]] || { echo "no $CF" >&2; exit 1; }
+[[ -x $ROOT/target/release/certfleet ]] || { echo "no $ROOT/target/release/certfleet" >&2; exit 1; }
+
+if [[ $BENCH_NICE != 0 ]]; then
+  # With autogroup scheduling nice only ranks processes inside one session's autogroup:
+  # run in a session of our own, and lower the nice of its autogroup too.
+  if [[ -z ${BENCH_IN_SESSION:-} && -r /proc/$$/autogroup ]] && command -v setsid >/dev/null; then
+    BENCH_IN_SESSION=1 SKIP_BUILD=1 exec setsid -w bash "$HERE/ingest.sh"
+  fi
+  renice -n "$BENCH_NICE" -p $$ >/dev/null
+  if [[ -w /proc/$$/autogroup ]]; then echo "$BENCH_NICE" >"/proc/$$/autogroup" || true; fi
+fi
 
 T=$(mktemp -d /tmp/certfleet-ingest-bench.XXXXXX)
+chmod 755 "$T"
+# a private copy: a rebuild in the work tree during the run changes nothing
+CF=$T/certfleet
+cp "$ROOT/target/release/certfleet" "$CF"
 PIDS=()
 DATABASES=()
+PGBIN=
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-  for db in "${DATABASES[@]}"; do psql "$PG_URL" -X -q -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true; done
+  if [[ -n $PGBIN ]]; then
+    as_postgres "$PGBIN/pg_ctl" -D "$T/pg/data" stop -m fast >/dev/null 2>&1 || true
+  else
+    for db in "${DATABASES[@]}"; do psql "$PG_URL" -X -q -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true; done
+  fi
   if [[ $KEEP_TMP == 1 ]]; then echo "kept $T"; else rm -rf "$T"; fi
 }
 trap cleanup EXIT
+as_postgres() { if [[ $(id -u) == 0 ]]; then (cd "$T/pg" && runuser -u postgres -- "$@"); else (cd "$T/pg" && "$@"); fi; }
+
+if [[ $PRIVATE_PG == 1 ]]; then
+  PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  [[ -x $PGBIN/initdb ]] || { echo "no /usr/lib/postgresql/*/bin/initdb; set PRIVATE_PG=0" >&2; exit 1; }
+  mkdir -p "$T/pg"
+  [[ $(id -u) == 0 ]] && chown postgres: "$T/pg"
+  as_postgres "$PGBIN/initdb" -D "$T/pg/data" -U postgres -A trust -E UTF8 >"$T/initdb.log" 2>&1
+  PGPORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  as_postgres "$PGBIN/pg_ctl" -D "$T/pg/data" -l "$T/pg/postgres.log" -w -t 60 \
+    -o "-p $PGPORT -k $T/pg -c listen_addresses=127.0.0.1" start >/dev/null
+  PG_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
+  # for the driver's CPU accounting: the postmaster and its children
+  export BENCH_PG_PID=$(head -1 "$T/pg/data/postmaster.pid")
+fi
+psql "$PG_URL" -X -q -c 'SELECT 1' >/dev/null || { echo "PostgreSQL at $PG_URL does not answer" >&2; exit 1; }
+echo "cores: $(nproc); load average: $(cut -d' ' -f1-3 /proc/loadavg); nice $(ps -o ni= -p $$ | tr -d ' '); PostgreSQL $(psql "$PG_URL" -X -At -c 'SHOW server_version') ($([[ -n $PGBIN ]] && echo "private, stock settings" || echo "$PG_URL")); $(openssl version)"
 
 # new_database NAME: creates it, sets DB_URL
 new_database() {
@@ -106,13 +151,13 @@ start_api() {
 
 # ---------------------------------------------------------------- 1. ingest
 if [[ $SKIP_INGEST != 1 ]]; then
-  say "ingest: $REPORTS reports x $SOCKETS sockets into PostgreSQL, $INGEST_CLIENTS clients"
+  say "ingest: $ROUNDS x $REPORTS reports x $SOCKETS sockets into PostgreSQL, $INGEST_CLIENTS clients"
   new_database "certfleet_bench_ingest_$$"
   write_config "$T/ingest.toml" "$DB_URL"
   "$CF" migrate --config "$T/ingest.toml" >/dev/null
   start_api "$T/ingest.toml" ingest
   echo "serve --roles api at $API_URL (pid $API_PID)"
-  $PY ingest "$API_URL" "$TOKEN" "$REPORTS" "$SOCKETS" "$INGEST_CLIENTS" "$GZIP" "$API_PID" | tee "$T/ingest.txt"
+  $PY ingest "$API_URL" "$TOKEN" "$REPORTS" "$SOCKETS" "$INGEST_CLIENTS" "$GZIP" "$API_PID" "$ROUNDS" | tee "$T/ingest.txt"
   psql "$DB_URL" -X -At -c "SELECT 'store: ' || (SELECT count(*) FROM hosts) || ' hosts, ' || (SELECT count(*) FROM endpoints) || ' endpoints'"
   kill "$API_PID"; wait "$API_PID" 2>/dev/null || true
 fi

@@ -9,10 +9,11 @@ Subcommands:
       SHA-256) and DIR/targets.txt (one 127.0.0.A:PORT per line)
   wait-ready PORTS BASE_PORT ADDRS SECONDS
       wait until the first and last listeners accept
-  ingest URL TOKEN REPORTS SOCKETS CONCURRENCY GZIP SERVE_PID
-      POST REPORTS reports of SOCKETS sockets (one host each), CONCURRENCY at a time,
-      twice: new hosts, then the same reports again; print sockets/s for each round, and
-      the CPU time certfleet (SERVE_PID) and PostgreSQL (every `postgres` process) used
+  ingest URL TOKEN REPORTS SOCKETS CONCURRENCY GZIP SERVE_PID ROUNDS
+      ROUNDS times: POST REPORTS reports of SOCKETS sockets (new hosts each round, one
+      host per report), CONCURRENCY at a time, then the same reports again; print
+      sockets/s, and the CPU certfleet (SERVE_PID) and PostgreSQL (every `postgres`
+      process; backends that exited are not counted) used
   post-targets URL TOKEN PORTS BASE_PORT ADDRS
       POST one report per loopback address listing the nginx endpoints
   compare CERTFLEET CONFIG DB_URL DIR REPEAT CONCURRENCY TIMEOUT
@@ -171,19 +172,29 @@ def post_all(url, token, bodies, concurrency, gzipped):
 
 
 def postgres_cpu_seconds():
-    total = 0.0
+    """CPU of the benchmark's private PostgreSQL (BENCH_PG_PID and its children), or of
+    every `postgres` process on the machine. Backends that exited are not counted."""
+    postmaster = int(os.environ.get("BENCH_PG_PID") or 0)
+    total = cpu_seconds(postmaster) if postmaster else 0.0
     for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                if open(f"/proc/{name}/comm").read().strip() == "postgres":
-                    total += cpu_seconds(int(name))
-            except OSError:
-                pass
+        if not name.isdigit():
+            continue
+        try:
+            stat = open(f"/proc/{name}/stat").read().rsplit(")", 1)[1].split()
+            if postmaster:
+                counted = int(stat[1]) == postmaster
+            else:
+                counted = open(f"/proc/{name}/comm").read().strip() == "postgres"
+        except (OSError, IndexError):
+            continue
+        if counted:
+            total += cpu_seconds(int(name))
     return total
 
 
-def ingest(url, token, reports, sockets, concurrency, gzipped, serve_pid):
-    reports, sockets, gzipped, serve_pid = int(reports), int(sockets), gzipped == "1", int(serve_pid)
+def ingest(url, token, reports, sockets, concurrency, gzipped, serve_pid, rounds):
+    reports, sockets, gzipped = int(reports), int(sockets), gzipped == "1"
+    serve_pid, rounds = int(serve_pid), int(rounds)
 
     def address_of(host, k):  # 100 addresses per host, 10.0.0.0/8, no two hosts share one
         n = 0x0A000000 + host * 1024 + k // 100
@@ -192,37 +203,41 @@ def ingest(url, token, reports, sockets, concurrency, gzipped, serve_pid):
     def port_of(host, k):
         return 8000 + k % 100
 
-    bodies = []
-    for host in range(reports):
-        body = json.dumps(report(host, sockets, address_of, port_of), separators=(",", ":"))
-        body = body.encode()
-        bodies.append(gzip.compress(body, 1) if gzipped else body)
-    size = sum(len(b) for b in bodies) / len(bodies)
-    print(f"{reports} reports x {sockets} sockets, {size / 1e6:.2f} MB each"
-          f"{' (gzip)' if gzipped else ''}, {concurrency} concurrent clients")
+    print(f"{rounds} rounds of {reports} reports x {sockets} sockets (new hosts each round, "
+          f"posted twice){' gzip' if gzipped else ''}, {concurrency} concurrent clients")
     total = reports * sockets
-    for label in ("new hosts and endpoints", "same reports again (refresh)"):
-        before = (cpu_seconds(serve_pid), postgres_cpu_seconds(), busy_seconds())
-        wall, latencies, answers = post_all(url, token, bodies, concurrency, gzipped)
-        serve_cpu, pg_cpu, busy = (
-            after - first for after, first in
-            zip((cpu_seconds(serve_pid), postgres_cpu_seconds(), busy_seconds()), before))
-        bad = [(status, body[:200]) for status, body in answers if status != 202]
-        if bad:
-            sys.exit(f"ingest failed: {bad[:3]}")
-        counted = sum(json.loads(body)["sockets"] for _, body in answers)
-        assert counted == total, (counted, total)
-        latencies.sort()
-        p50 = statistics.median(latencies)
-        p95 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.95))]
-        print(f"INGEST {label}: {total} sockets in {wall:.2f}s = {total / wall:,.0f} sockets/s "
-              f"(report latency p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms)")
-        print(f"  CPU: certfleet serve {serve_cpu:.2f}s, PostgreSQL {pg_cpu:.2f}s (backends that "
-              f"exited are not counted), whole machine {busy:.2f}s of {os.cpu_count() * wall:.2f}s")
-        per_socket = (serve_cpu + pg_cpu) / total
-        print(f"  certfleet + PostgreSQL: {per_socket * 1e6:.1f} us of CPU per socket; with the "
-              f"{os.cpu_count()} cores to themselves about {os.cpu_count() / per_socket:,.0f} "
-              f"sockets/s (an estimate, for a busy machine)")
+    rates = {"new": [], "refresh": []}
+    for round_ in range(1, rounds + 1):
+        bodies = []
+        for host in range((round_ - 1) * reports, round_ * reports):
+            body = json.dumps(report(host, sockets, address_of, port_of), separators=(",", ":"))
+            body = body.encode()
+            bodies.append(gzip.compress(body, 1) if gzipped else body)
+        size = sum(len(b) for b in bodies) / len(bodies)
+        for kind in ("new", "refresh"):
+            before = (cpu_seconds(serve_pid), postgres_cpu_seconds(), busy_seconds())
+            wall, latencies, answers = post_all(url, token, bodies, concurrency, gzipped)
+            serve_cpu, pg_cpu, busy = (
+                after - first for after, first in
+                zip((cpu_seconds(serve_pid), postgres_cpu_seconds(), busy_seconds()), before))
+            bad = [(status, body[:200]) for status, body in answers if status != 202]
+            if bad:
+                sys.exit(f"ingest failed: {bad[:3]}")
+            counted = sum(json.loads(body)["sockets"] for _, body in answers)
+            assert counted == total, (counted, total)
+            latencies.sort()
+            p50 = statistics.median(latencies)
+            p95 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.95))]
+            rates[kind].append(total / wall)
+            per_socket = (serve_cpu + pg_cpu) / total
+            print(f"  round {round_} {kind:7}: {total} sockets ({size / 1e6:.2f} MB reports) in "
+                  f"{wall:.2f}s = {total / wall:,.0f} sockets/s, latency p50 {p50 * 1000:.0f} ms "
+                  f"p95 {p95 * 1000:.0f} ms; CPU certfleet {serve_cpu:.2f}s + PostgreSQL "
+                  f"{pg_cpu:.2f}s = {per_socket * 1e6:.1f} us/socket; machine busy {busy:.2f} "
+                  f"of {os.cpu_count() * wall:.2f} CPU-s")
+    for kind, label in (("new", "new hosts and endpoints"), ("refresh", "same reports again")):
+        print(f"INGEST {label}: median {statistics.median(rates[kind]):,.0f} sockets/s, "
+              f"best {max(rates[kind]):,.0f} sockets/s ({rounds} rounds of {total} sockets)")
 
 
 def post_targets(url, token, ports, base, addrs):
@@ -360,7 +375,9 @@ def compare(certfleet, config, db_url, directory, repeat, concurrency, timeout):
     print(f"PROBE certfleet probe alone: {alone_rate:,.0f} endpoints/s (median of {repeat})")
     print(f"PIPELINE serve --roles prober (leased, probed, recorded): {piped_rate:,.0f} "
           f"endpoints/s (median of {repeat})")
-    print(f"PIPELINE/PROBE ratio: {piped_rate / alone_rate:.0%} (goal >= 70%)")
+    print(f"PIPELINE/PROBE ratio: {piped_rate / alone_rate:.0%} of the medians (goal >= 70%); "
+          f"best runs {total / min(piped):,.0f} vs {total / min(alone):,.0f} endpoints/s = "
+          f"{min(alone) / min(piped):.0%}")
 
 
 COMMANDS = {
