@@ -5,9 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use certfleet_prober::{
-    NetworkPolicy, Prober, ProberConfig, StartTls, StartTlsMode, TrustStore,
-};
+use certfleet_prober::{NetworkPolicy, Prober, ProberConfig, StartTls, StartTlsMode, TrustStore};
 use futures::stream::{self, BoxStream, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -72,7 +70,15 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
         })
         .map(|target| {
             let prober = prober.clone();
-            async move { prober.probe(&target).await }
+            // Spawned, so that handshakes run on every worker thread, not only on the one
+            // that drives this stream.
+            let task = tokio::spawn(async move { prober.probe(&target).await });
+            async move {
+                task.await.unwrap_or_else(|error| {
+                    tracing::error!(%error, "a probe task failed; its target has no result");
+                    Vec::new()
+                })
+            }
         })
         .buffer_unordered(args.concurrency);
 
@@ -80,9 +86,14 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
     let mut writer = ResultWriter::new(stdout.lock(), args.format);
     while let Some(batch) = results.next().await {
         for result in &batch {
-            writer
-                .write(result)
-                .context("cannot write to standard output")?;
+            match writer.write(result) {
+                Ok(()) => {}
+                // The reader went away (`| head`): stop probing, like any Unix filter.
+                Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {
+                    return Ok(ExitCode::SUCCESS)
+                }
+                Err(error) => return Err(error).context("cannot write to standard output"),
+            }
         }
         if let Some(bar) = &progress {
             bar.inc(1);
