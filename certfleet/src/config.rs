@@ -19,6 +19,10 @@ pub struct Config {
     pub osquery: OsqueryConfig,
     pub owners: OwnersConfig,
     pub retention: RetentionConfig,
+    /// The host agent's own section (`certfleet agent` reads it; see docs/agent.md). The
+    /// service accepts it so that one file and one environment can serve both.
+    #[serde(rename = "agent")]
+    pub _agent: Option<toml::Table>,
 }
 
 #[derive(Deserialize)]
@@ -253,8 +257,10 @@ impl Config {
             let Some(key) = name.strip_prefix("CERTFLEET_") else {
                 continue;
             };
+            // CERTFLEET_CONFIG (the --config default) and other single-word names are not
+            // overrides.
             let Some((section, field)) = key.split_once("__") else {
-                bail!("environment variable {name}: expected CERTFLEET_SECTION__KEY");
+                continue;
             };
             let section = section.to_ascii_lowercase();
             let field = field.to_ascii_lowercase();
@@ -312,6 +318,19 @@ mod tests {
     }
 
     #[test]
+    fn agent_section_and_config_path_variable_are_accepted() {
+        let env = vec![
+            (
+                "CERTFLEET_CONFIG".to_owned(),
+                "/etc/certfleet.toml".to_owned(),
+            ),
+            ("CERTFLEET_AGENT__TAGS".to_owned(), "app=x".to_owned()),
+        ];
+        let config = Config::from_parts("[agent]\nserver = \"http://x\"\n", env, "t");
+        assert!(config.is_ok(), "{config:?}");
+    }
+
+    #[test]
     fn environment_overrides_file() {
         let env = vec![
             (
@@ -333,7 +352,7 @@ mod tests {
         assert!(Config::from_parts("[probe]\nallow = [\"10.0.0.0/33\"]\n", no_env(), "t").is_err());
         assert!(Config::from_parts("[probe]\ninterval = \"soon\"\n", no_env(), "t").is_err());
         assert!(Config::from_parts("not toml at all [", no_env(), "t").is_err());
-        let env = vec![("CERTFLEET_NOSECTION".to_owned(), "1".to_owned())];
+        let env = vec![("CERTFLEET_NOSUCH__KEY".to_owned(), "1".to_owned())];
         assert!(Config::from_parts("", env, "t").is_err());
     }
 }
