@@ -23,10 +23,11 @@
 #     its own databases.
 #   BENCH_NICE=-15: after the build, everything the benchmark starts (PostgreSQL, nginx,
 #     certfleet, the clients) runs at this nice level in a session (autogroup) of its own,
-#     so that other work on these 2 cores takes little CPU from it; 0 to turn off.
+#     so that other work on these 2 cores takes little CPU from it; 0 to turn off. The
+#     driver lowers the nice of each PostgreSQL backend's own autogroup too.
 #   REPORTS=40 SOCKETS=10000 INGEST_CLIENTS=4 ROUNDS=3 GZIP=0,
 #   PORTS=1000 ADDRS=5 BASE_PORT=21000 NGINX_WORKERS=2 REPEAT=3 CONCURRENCY=256
-#   TIMEOUT=5s SKIP_INGEST=0 SKIP_PIPELINE=0 SKIP_BUILD=0 KEEP_TMP=0
+#   TIMEOUT=5s BENCH_TIMELINE=0 (1: probes started per 200 ms in each pipeline run) SKIP_INGEST=0 SKIP_PIPELINE=0 SKIP_BUILD=0 KEEP_TMP=0
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -35,7 +36,7 @@ PY="python3 $HERE/ingest_bench.py"
 
 export PG_URL=${PG_URL:-${CERTFLEET_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}}
 PRIVATE_PG=${PRIVATE_PG:-1}
-BENCH_NICE=${BENCH_NICE:--15}
+export BENCH_NICE=${BENCH_NICE:--15}
 REPORTS=${REPORTS:-40}
 SOCKETS=${SOCKETS:-10000}
 INGEST_CLIENTS=${INGEST_CLIENTS:-4}
