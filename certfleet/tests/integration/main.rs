@@ -5,6 +5,7 @@
 
 mod check;
 mod cli;
+mod docs_check;
 mod hostile_servers;
 mod openssl_server;
 mod pki;
@@ -13,6 +14,7 @@ mod plain_servers;
 mod tls_server;
 
 mod hostile;
+mod packages;
 mod probe_chains;
 mod probe_input;
 mod probe_keys;
