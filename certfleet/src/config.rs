@@ -128,6 +128,11 @@ pub struct ProbeConfig {
     pub concurrency: usize,
     /// Endpoints leased per round trip to the database.
     pub batch: u32,
+    /// How long a prober holds the endpoints it leased: a crashed prober's endpoints are
+    /// due again after this. Unset: four probe timeouts, at least 5 minutes. Keep it well
+    /// above the time one leased batch takes to probe and record.
+    #[serde(with = "humantime_serde")]
+    pub lease: Option<Duration>,
 }
 
 impl Default for ProbeConfig {
@@ -141,6 +146,7 @@ impl Default for ProbeConfig {
             ca_files: Vec::new(),
             concurrency: 256,
             batch: 500,
+            lease: None,
         }
     }
 }
@@ -345,6 +351,14 @@ mod tests {
         assert_eq!(config.probe.concurrency, 64);
         assert_eq!(config.probe.interval, Duration::from_secs(7200));
         assert!(!format!("{:?}", config.database).contains("pw"));
+    }
+
+    #[test]
+    fn probe_lease_is_optional_and_read_as_a_duration() {
+        let config = Config::from_parts("", no_env(), "t").expect("ok");
+        assert_eq!(config.probe.lease, None);
+        let config = Config::from_parts("[probe]\nlease = \"10s\"\n", no_env(), "t").expect("ok");
+        assert_eq!(config.probe.lease, Some(Duration::from_secs(10)));
     }
 
     #[test]

@@ -65,7 +65,10 @@ pub async fn start(
             worker_id: worker_id(),
             batch: config.probe.batch.max(1),
             concurrency: config.probe.concurrency.max(1),
-            lease_for: (config.probe.timeout * 4).max(Duration::from_secs(300)),
+            lease_for: config
+                .probe
+                .lease
+                .unwrap_or((config.probe.timeout * 4).max(Duration::from_secs(300))),
             idle_poll: Duration::from_secs(1),
         };
         tasks.spawn(prober_worker::run(

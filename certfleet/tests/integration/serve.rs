@@ -7,8 +7,10 @@
 
 mod database;
 mod e2e;
+mod fleet_servers;
 mod http;
 mod outage;
 pub mod private_pg;
 mod process;
 mod reports;
+mod scale_out;

@@ -120,6 +120,47 @@ impl Service {
         }
     }
 
+    /// Starts `certfleet serve --config CONFIG --roles ROLES` for roles without the API
+    /// (nothing to wait for: the caller watches the database for its work).
+    pub fn start_in_background(config: &Path, roles: &str) -> Service {
+        let dir = config.parent().expect("the config is in a folder");
+        let log_path = dir.join(format!("serve-{roles}.log").replace(',', "-"));
+        let log = File::create(&log_path).expect("create the service log");
+        let config_arg = config.to_str().expect("temporary paths are UTF-8");
+        let child = certfleet(&["serve", "--config", config_arg, "--roles", roles])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start certfleet serve");
+        Service {
+            address: SocketAddr::from(([127, 0, 0, 1], 0)),
+            child,
+            log_path,
+        }
+    }
+
+    /// The service's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Freezes the process (SIGSTOP): it holds what it has, and does nothing more.
+    pub fn freeze(&self) {
+        let status = Command::new("kill")
+            .args(["-STOP", &self.pid().to_string()])
+            .status()
+            .expect("run kill -STOP");
+        assert!(status.success(), "kill -STOP {} failed", self.pid());
+    }
+
+    /// SIGKILL, as a crash would, and waits for the process to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// What the service logged so far (for failure messages).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
