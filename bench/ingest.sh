@@ -20,7 +20,8 @@
 #     as the postgres user), so that no other test's queries share it and its CPU can be
 #     counted; PRIVATE_PG=0 uses PG_URL (default $CERTFLEET_TEST_POSTGRES_URL or
 #     postgres://postgres@127.0.0.1:5432/postgres), where the benchmark creates and drops
-#     its own databases.
+#     its own databases. PG_OPTIONS: extra server options for the private PostgreSQL,
+#     e.g. "-c shared_buffers=1GB -c wal_buffers=64MB -c max_wal_size=4GB".
 #   BENCH_NICE=-15: after the build, everything the benchmark starts (PostgreSQL, nginx,
 #     certfleet, the clients) runs at this nice level in a session (autogroup) of its own,
 #     so that other work on these 2 cores takes little CPU from it; 0 to turn off. The
@@ -36,6 +37,7 @@ PY="python3 $HERE/ingest_bench.py"
 
 export PG_URL=${PG_URL:-${CERTFLEET_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}}
 PRIVATE_PG=${PRIVATE_PG:-1}
+PG_OPTIONS=${PG_OPTIONS:-}
 export BENCH_NICE=${BENCH_NICE:--15}
 REPORTS=${REPORTS:-40}
 SOCKETS=${SOCKETS:-10000}
@@ -109,13 +111,13 @@ if [[ $PRIVATE_PG == 1 ]]; then
   as_postgres "$PGBIN/initdb" -D "$T/pg/data" -U postgres -A trust -E UTF8 >"$T/initdb.log" 2>&1
   PGPORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   as_postgres "$PGBIN/pg_ctl" -D "$T/pg/data" -l "$T/pg/postgres.log" -w -t 60 \
-    -o "-p $PGPORT -k $T/pg -c listen_addresses=127.0.0.1" start >/dev/null
+    -o "-p $PGPORT -k $T/pg -c listen_addresses=127.0.0.1 $PG_OPTIONS" start >/dev/null
   PG_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
   # for the driver's CPU accounting: the postmaster and its children
   export BENCH_PG_PID=$(head -1 "$T/pg/data/postmaster.pid")
 fi
 psql "$PG_URL" -X -q -c 'SELECT 1' >/dev/null || { echo "PostgreSQL at $PG_URL does not answer" >&2; exit 1; }
-echo "cores: $(nproc); load average: $(cut -d' ' -f1-3 /proc/loadavg); nice $(ps -o ni= -p $$ | tr -d ' '); PostgreSQL $(psql "$PG_URL" -X -At -c 'SHOW server_version') ($([[ -n $PGBIN ]] && echo "private, stock settings" || echo "$PG_URL")); $(openssl version)"
+echo "cores: $(nproc); load average: $(cut -d' ' -f1-3 /proc/loadavg); nice $(ps -o ni= -p $$ | tr -d ' '); PostgreSQL $(psql "$PG_URL" -X -At -c 'SHOW server_version') ($([[ -n $PGBIN ]] && echo "private, ${PG_OPTIONS:-stock settings}" || echo "$PG_URL")); $(openssl version)"
 
 # new_database NAME: creates it, sets DB_URL
 new_database() {
