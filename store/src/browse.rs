@@ -80,8 +80,8 @@ impl MtlsState {
 /// Every set field must match. Active endpoints only.
 ///
 /// The order: by endpoint id, or, when `mtls` or `finding` is set (both are facts of the
-/// current observation), by the current observation's id; `after` is a key of the same
-/// kind (see [`EndpointSearch::key_of`]).
+/// current observation) without `address`, `app` or `owner`, by the current
+/// observation's id; `after` is a key of the same kind (see [`EndpointSearch::key_of`]).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EndpointSearch {
     /// Exact address.
@@ -105,9 +105,12 @@ pub struct EndpointSearch {
 }
 
 impl EndpointSearch {
-    /// True when the list is ordered by current observation rather than endpoint id.
+    /// True when the list is ordered by current observation rather than endpoint id:
+    /// when it filters by a fact of the observation and by nothing selective about the
+    /// endpoint (address, app, owner), so that the observation's partial index leads.
     pub fn by_observation(&self) -> bool {
-        self.mtls.is_some() || self.finding.is_some()
+        let selective = self.address.is_some() || self.app.is_some() || self.owner.is_some();
+        (self.mtls.is_some() || self.finding.is_some()) && !selective
     }
 
     /// The cursor key of an endpoint of this list.

@@ -160,10 +160,10 @@ pub fn document() -> Value {
                 "One endpoint and its observations over time",
                 vec![path("id", "endpoint id")], "the endpoint"),
             "/api/v1/mtls/summary": read(
-                "mTLS adoption (required, optional, none) by app or env, and the daily trend; at most 15 s old",
+                "mTLS adoption (required, optional, none) by app or env, and the daily trend; from the cached overview",
                 vec![query("by", "app (default) or env")], "{by, groups, trend}"),
             "/api/v1/overview": read(
-                "Where the fleet stands: counts, days left, mTLS, findings, probe outcomes, queue; at most 15 s old",
+                "Where the fleet stands: counts, days left, mTLS, findings, probe outcomes, queue; cached (15 s, or ten times its compute time)",
                 vec![], "the overview"),
             "/api/v1/notifications": read(
                 "Expiry notifications and their delivery state, newest first",
