@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use certfleet_model::ProbeResult;
+use certfleet_model::{ProbeResult, ProbeStatus};
 use certfleet_prober::{Host, Prober, Target};
 use certfleet_store::{EndpointId, LeasedEndpoint, Store};
 use futures::stream::StreamExt;
@@ -162,7 +162,10 @@ async fn record(store: &dyn Store, chunk: &[(EndpointId, ProbeResult)]) {
     let mut pause = Duration::from_millis(200);
     for attempt in 1..=8 {
         match store.record_probe_results(chunk).await {
-            Ok(_) => return,
+            Ok(_) => {
+                log_round(chunk);
+                return;
+            }
             Err(error) if error.is_unavailable() && attempt < 8 => {
                 tracing::warn!(%error, attempt, "cannot record probe results; retrying");
                 tokio::time::sleep(pause).await;
@@ -174,6 +177,29 @@ async fn record(store: &dyn Store, chunk: &[(EndpointId, ProbeResult)]) {
             }
         }
     }
+}
+
+/// One line per recorded batch, for the operator: how many were probed, how many answered
+/// with TLS, and how many could not be reached at all.
+fn log_round(chunk: &[(EndpointId, ProbeResult)]) {
+    let count = |wanted: &[ProbeStatus]| {
+        chunk
+            .iter()
+            .filter(|(_, result)| wanted.contains(&result.status))
+            .count()
+    };
+    tracing::info!(
+        probed = chunk.len(),
+        ok = count(&[ProbeStatus::Ok]),
+        tls_error = count(&[ProbeStatus::TlsError]),
+        not_tls = count(&[ProbeStatus::NotTls]),
+        unreachable = count(&[
+            ProbeStatus::Refused,
+            ProbeStatus::Timeout,
+            ProbeStatus::Unreachable
+        ]),
+        "probe round recorded"
+    );
 }
 
 /// An mpsc receiver as a stream (ends when every sender is gone).
