@@ -137,6 +137,12 @@ impl PrivatePostgres {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        // The dead postmaster may linger as a zombie that nobody reaps (its parent,
+        // runuser, was killed too), and PostgreSQL refuses to start while the PID in
+        // postmaster.pid still exists. It is dead: remove its lock file.
+        if !victims.is_empty() {
+            let _ = std::fs::remove_file(self.data_dir().join("postmaster.pid"));
+        }
     }
 
     /// Starts the server again on the same folder and port (crash recovery included).
