@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use certfleet_model::ProbeStatus;
-use certfleet_store::{EndpointFilter, EndpointRecord, Store};
+use certfleet_store::{EndpointFilter, EndpointRecord, Inventory, Store};
 use serde_json::json;
 
 use super::database::{open_store, runtime, TestDatabase};
@@ -153,9 +153,15 @@ fn report_leads_to_certificates_and_mtls_state(database: TestDatabase) {
         );
     }
 
-    // The same report twice more (plain JSON this time) leaves the same state.
-    let before = runtime().block_on(store.inventory()).expect("inventory");
-    assert_eq!(before.endpoints, 3, "{before:?}");
+    // The same report twice more (plain JSON this time) leaves the same state, once the
+    // service has probed everything it knows (the store may add endpoints with SNI names
+    // learned from the reports and the certificates).
+    let before = wait_until_settled(&*store, &service, database.kind());
+    let unnamed = all_endpoints(&*store)
+        .into_iter()
+        .filter(|endpoint| endpoint.sni.is_none())
+        .count();
+    assert_eq!(unnamed, 3, "{before:?}");
     for _ in 0..2 {
         let again = Request::post_json(REPORTS, body.clone())
             .bearer(&token)
@@ -188,7 +194,8 @@ fn wait_for_observations(
                     ..EndpointFilter::default()
                 };
                 let found = runtime().block_on(store.endpoints(&filter));
-                found.expect("list endpoints").into_iter().next()
+                let found = found.expect("list endpoints");
+                found.into_iter().find(|endpoint| endpoint.sni.is_none())
             })
             .collect();
         let probed = |record: &Option<EndpointRecord>| {
@@ -206,6 +213,41 @@ fn wait_for_observations(
                 service.log()
             );
         }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Every endpoint of the store (the tests hold a handful).
+fn all_endpoints(store: &dyn Store) -> Vec<EndpointRecord> {
+    let filter = EndpointFilter {
+        limit: 1000,
+        ..EndpointFilter::default()
+    };
+    runtime()
+        .block_on(store.endpoints(&filter))
+        .expect("list endpoints")
+}
+
+/// Polls (every 100 ms, at most [`OBSERVATION_LIMIT`]) until every endpoint has been
+/// probed and nothing changed since the previous look; returns the inventory then.
+fn wait_until_settled(store: &dyn Store, service: &Service, kind: &str) -> Inventory {
+    let started = Instant::now();
+    let mut previous = None;
+    loop {
+        let endpoints = all_endpoints(store);
+        let inventory = runtime().block_on(store.inventory()).expect("inventory");
+        let all_probed = endpoints.iter().all(|e| e.last_probed_at.is_some());
+        if all_probed && previous == Some(inventory) {
+            return inventory;
+        }
+        if started.elapsed() > OBSERVATION_LIMIT {
+            panic!(
+                "{kind}: the store did not settle in {OBSERVATION_LIMIT:?}: {endpoints:#?}\n\
+                 service log:\n{}",
+                service.log()
+            );
+        }
+        previous = Some(inventory);
         std::thread::sleep(Duration::from_millis(100));
     }
 }
