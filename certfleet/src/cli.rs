@@ -16,6 +16,9 @@ pub struct Cli {
     /// More log output on stderr (-v info, -vv debug). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Log lines as text or JSON (log.format; default text).
+    #[arg(long, value_enum, value_name = "FORMAT", global = true)]
+    pub log_format: Option<crate::logging::LogFormat>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -39,6 +42,23 @@ pub enum Command {
     },
     /// Expiry notifications: send what is due now, or --dry-run, --status, --test, --mute.
     Notify(NotifyArgs),
+}
+
+impl Command {
+    /// The --config file of the subcommands that take one.
+    pub fn config_path(&self) -> Option<&std::path::Path> {
+        let config = match self {
+            Command::Serve(args) => &args.config,
+            Command::Migrate(config) => config,
+            Command::Agent(args) => &args.config,
+            Command::Token {
+                command: TokenCommand::Create { config, .. },
+            } => config,
+            Command::Notify(args) => &args.config,
+            Command::Probe(_) | Command::Demo(_) => return None,
+        };
+        config.config.as_deref()
+    }
 }
 
 #[derive(Debug, Args)]

@@ -19,6 +19,7 @@ pub struct Config {
     pub osquery: OsqueryConfig,
     pub owners: OwnersConfig,
     pub retention: RetentionConfig,
+    pub log: LogConfig,
     /// The host agent's own section (`certfleet agent` reads it; see docs/agent.md). The
     /// service accepts it so that one file and one environment can serve both.
     #[serde(rename = "agent")]
@@ -235,6 +236,14 @@ impl Default for RetentionConfig {
     fn default() -> Self {
         RetentionConfig { endpoint_days: 7 }
     }
+}
+
+/// How the service logs (main.rs reads it before the command runs).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json` (one object per line); `--log-format` overrides.
+    pub format: crate::logging::LogFormat,
 }
 
 impl Config {

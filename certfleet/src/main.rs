@@ -3,6 +3,7 @@
 mod cli;
 mod commands;
 mod config;
+mod logging;
 
 use std::process::ExitCode;
 
@@ -10,7 +11,11 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    init_tracing(cli.verbose);
+    let log_format = cli
+        .log_format
+        .or_else(|| configured_log_format(&cli.command))
+        .unwrap_or_default();
+    logging::init(cli.verbose, log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -30,18 +35,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr; `-v` raises the default level, `RUST_LOG` still wins.
-fn init_tracing(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+/// `log.format` from the command's config file and `CERTFLEET_LOG__FORMAT`. A config that
+/// does not load gives the default here; the command itself then reports the error.
+fn configured_log_format(command: &cli::Command) -> Option<logging::LogFormat> {
+    let config = config::Config::load(command.config_path()).ok()?;
+    Some(config.log.format)
 }
