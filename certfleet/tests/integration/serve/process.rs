@@ -30,9 +30,9 @@ pub fn write_config(dir: &Path, database_url: &str) -> PathBuf {
     path
 }
 
-/// `certfleet ARGS...` with the test's own `CERTFLEET_*` variables removed: the service
-/// reads every `CERTFLEET_*` variable as configuration, and refuses
-/// `CERTFLEET_TEST_POSTGRES_URL` (no `SECTION__KEY`), which `scripts/test` exports.
+/// `certfleet ARGS...` with every `CERTFLEET_*` variable of the test's environment
+/// removed: `CERTFLEET_SECTION__KEY` variables override the config, and a developer's
+/// `CERTFLEET_DATABASE__URL` must not point the service under test elsewhere.
 fn certfleet(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_certfleet"));
     command.args(args);
