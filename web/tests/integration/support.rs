@@ -1,5 +1,6 @@
 //! What every test uses: a served router over a seeded store, and an HTTP client.
 
+pub mod certs;
 pub mod fleet;
 pub mod harness;
 pub mod http;

@@ -7,26 +7,15 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use certfleet_model::{
-    AgentInfo, AgentReport, CertificateInfo, Finding, HostInfo, MtlsPolicy, ProbeResult,
-    ProbeStatus, Protocol, SocketInfo, SocketScope, TlsParameters,
+    AgentInfo, AgentReport, Finding, HostInfo, MtlsPolicy, ProbeResult, ProbeStatus, Protocol,
+    SocketInfo, SocketScope, TlsParameters,
 };
 use certfleet_prober::analysis::{findings, Context, ServedCertificate};
+
+use super::certs::{issue, Issued};
 use certfleet_prober::TrustStore;
 use certfleet_store::{AgentName, EndpointId, EndpointSearch, NotificationClaim, Store};
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, SerialNumber,
-};
 use time::{Duration, OffsetDateTime};
-
-/// A certificate made for the tests, with what the prober would report for it.
-pub struct Issued {
-    pub der: Vec<u8>,
-    pub info: CertificateInfo,
-    /// SHA-1 of the DER, lowercase hex.
-    pub sha1: String,
-    key: KeyPair,
-    certificate: rcgen::Certificate,
-}
 
 /// What [`Fleet::seed`] put in the store.
 pub struct Fleet {
@@ -56,50 +45,6 @@ pub struct Fleet {
 
 pub const API_SERIAL: [u8; 7] = [0x0a, 0x1b, 0x2c, 0x3d, 0x4e, 0x5f, 0x60];
 pub const BILLING_OWNER: &str = "billing-team@example.com";
-
-fn issue(
-    common_name: &str,
-    sans: &[&str],
-    serial: &[u8],
-    lifetime: (OffsetDateTime, OffsetDateTime),
-    issuer: Option<&Issued>,
-) -> Issued {
-    let mut params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-        .expect("certificate parameters");
-    let mut name = DistinguishedName::new();
-    name.push(DnType::CommonName, common_name);
-    name.push(DnType::OrganizationName, "Example");
-    params.distinguished_name = name;
-    params.serial_number = Some(SerialNumber::from_slice(serial));
-    params.not_before = lifetime.0;
-    params.not_after = lifetime.1;
-    if issuer.is_none() && sans.is_empty() {
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    }
-    let key = KeyPair::generate().expect("a P-256 key");
-    let certificate = match issuer {
-        Some(issuer) => params
-            .signed_by(&key, &issuer.certificate, &issuer.key)
-            .expect("signed"),
-        None => params.self_signed(&key).expect("self-signed"),
-    };
-    let der = certificate.der().to_vec();
-    let mut info = ServedCertificate::from_der(der.clone()).info;
-    assert!(info.parse_error.is_none(), "the prober parses it");
-    info.pem = Some(certificate.pem());
-    let sha1 = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &der);
-    Issued {
-        der,
-        info,
-        sha1: hex(sha1.as_ref()),
-        key,
-        certificate,
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 fn ip(text: &str) -> IpAddr {
     text.parse().expect("literal address")
