@@ -26,6 +26,7 @@ mod plan;
 mod records;
 mod rows;
 mod schedule;
+mod sni;
 mod sqlite;
 mod token;
 
@@ -98,6 +99,13 @@ pub trait Store: NotificationStore + Send + Sync + std::fmt::Debug {
     /// back-off on failure). Ends the endpoints' leases. Unknown endpoint ids are
     /// ignored. Returns the number of endpoints updated.
     async fn record_probe_results(&self, results: &[(EndpointId, ProbeResult)]) -> Result<u64>;
+
+    /// Names to present: creates an endpoint `(address, port, name)`, due at once, for each
+    /// name the results reveal for their endpoints (the reporting host's name, the DNS
+    /// names of the served leaf; never an IP address or a wildcard; at most eight named
+    /// endpoints per address and port). Called by the prober after recording the same
+    /// results. Returns the endpoints created or refreshed.
+    async fn add_names_to_present(&self, results: &[(EndpointId, ProbeResult)]) -> Result<u64>;
 
     /// One certificate with its PEM, latest chain and where it is served; `NotFound`
     /// when unknown.

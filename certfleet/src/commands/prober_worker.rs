@@ -164,6 +164,11 @@ async fn record(store: &dyn Store, chunk: &[(EndpointId, ProbeResult)]) {
         match store.record_probe_results(chunk).await {
             Ok(_) => {
                 log_round(chunk);
+                // The names these results reveal are due at once; if this fails they are
+                // found again at the endpoints' next probe.
+                if let Err(error) = store.add_names_to_present(chunk).await {
+                    tracing::warn!(%error, "cannot add the names to present");
+                }
                 return;
             }
             Err(error) if error.is_unavailable() && attempt < 8 => {

@@ -14,3 +14,4 @@ pub mod private_pg;
 mod process;
 mod reports;
 mod scale_out;
+mod sni_names;

@@ -7,6 +7,7 @@ mod ingest;
 mod lookup;
 mod notify;
 mod probes;
+mod sni;
 mod summary;
 
 use std::str::FromStr;
@@ -98,6 +99,13 @@ impl Store for PostgresStore {
     async fn record_probe_results(&self, results: &[(EndpointId, ProbeResult)]) -> Result<u64> {
         let schedule = &self.options.schedule;
         probes::record_probe_results(&self.pool, results, schedule, self.now()).await
+    }
+
+    async fn add_names_to_present(&self, results: &[(EndpointId, ProbeResult)]) -> Result<u64> {
+        let mut transaction = self.pool.begin().await?;
+        let added = sni::add_named_endpoints(&mut transaction, results, self.now()).await?;
+        transaction.commit().await?;
+        Ok(added)
     }
 
     async fn certificate(&self, sha256: &str) -> Result<CertificateDetail> {

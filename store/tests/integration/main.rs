@@ -14,4 +14,5 @@ mod lookups;
 mod mtls;
 mod notify;
 mod probes;
+mod sni_names;
 mod tokens;

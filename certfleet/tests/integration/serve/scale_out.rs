@@ -1,14 +1,16 @@
-//! Two `certfleet serve --roles prober` processes on one PostgreSQL share a round of 2,000
-//! endpoints (2,000 loopback TLS ports): every endpoint is probed exactly once, except the
-//! ones the prober that is killed mid-round had leased, which are probed once more after
-//! its leases expire; and the round completes.
+//! Two `certfleet serve --roles prober` processes on one PostgreSQL share a round of 6,000
+//! endpoints: 2,000 loopback TLS ports reported by agents, each probed without SNI, then
+//! under the reporting host's name and under the certificate's DNS name (names to present,
+//! created as results come in). Every endpoint is probed exactly once, except the ones the
+//! prober that is killed mid-round had leased, which are probed once more after its leases
+//! expire; and the round completes.
 //!
 //! Mid-round without timers: the servers answer the first 800 connections, then hold every
 //! later one (accepted, unanswered) until the test opens the gate. While both probers hold
 //! leases, prober A is frozen (SIGSTOP), the endpoints it leased are read from the
 //! database, A is killed (SIGKILL), and the gate opens.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -21,7 +23,10 @@ use super::process::Service;
 use super::reports::{report, Socket};
 use crate::pki::{Pki, Spec};
 
-const ENDPOINTS: usize = 2_000;
+const PORTS: usize = 2_000;
+/// Each port: no SNI, the host's name, the certificate's name.
+const NAMES_PER_PORT: usize = 3;
+const ENDPOINTS: usize = PORTS * NAMES_PER_PORT;
 const PER_HOST: usize = 100;
 /// Connections served before the gate closes (40 % of the round).
 const SERVED_BEFORE_GATE: usize = 800;
@@ -42,12 +47,9 @@ fn two_probers_share_a_round_and_a_killed_one_loses_nothing() {
 
     let pki = Pki::new();
     let leaf = pki.issue("leaf", Spec::leaf("fleet.test", &["fleet.test"]), None);
-    let servers = FleetServers::start(ENDPOINTS, &leaf, SERVED_BEFORE_GATE);
+    let servers = FleetServers::start(PORTS, &leaf, SERVED_BEFORE_GATE);
     ingest(&*store, &servers.ports);
-    assert_eq!(
-        count(&pool, "SELECT count(*) FROM endpoints"),
-        ENDPOINTS as i64
-    );
+    assert_eq!(count(&pool, "SELECT count(*) FROM endpoints"), PORTS as i64);
 
     // A's leases expire 10 s after it leased them; B keeps the default (5 minutes), so
     // only A's endpoints can ever be leased twice.
@@ -78,16 +80,24 @@ fn two_probers_share_a_round_and_a_killed_one_loses_nothing() {
         },
     );
     prober_a.freeze();
-    let held_by_a: HashSet<u16> = ports_leased_by(&pool, &owner_a);
+    let held_by_a: HashMap<u16, usize> = ports_leased_by(&pool, &owner_a);
     let recorded_before_kill = recorded(&pool);
     prober_a.kill();
     servers.open_gate();
     wait_until("every endpoint probed and recorded", &context, || {
-        recorded(&pool) == ENDPOINTS as i64
+        recorded(&pool) == ENDPOINTS as i64 && all(&pool) == ENDPOINTS as i64
     });
     let round = started.elapsed();
 
     assert!(!held_by_a.is_empty(), "prober A held no lease when killed");
+    let names = count(
+        &pool,
+        "SELECT count(*) FROM endpoints WHERE sni IN ('', 'fleet.test') OR sni LIKE 'fleet-%'",
+    );
+    assert_eq!(
+        names, ENDPOINTS as i64,
+        "endpoints other than the expected names"
+    );
     assert!(
         recorded_before_kill > 0 && recorded_before_kill < ENDPOINTS as i64,
         "the kill was not mid-round: {recorded_before_kill} recorded before it"
@@ -96,21 +106,18 @@ fn two_probers_share_a_round_and_a_killed_one_loses_nothing() {
     let mut wrong = Vec::new();
     for (index, port) in servers.ports.iter().enumerate() {
         let connections = servers.connections(index);
-        let allowed = if held_by_a.contains(port) {
-            1..=2
-        } else {
-            1..=1
-        };
+        let held = held_by_a.get(port).copied().unwrap_or(0);
+        let allowed = NAMES_PER_PORT..=NAMES_PER_PORT + held;
         if !allowed.contains(&connections) {
             wrong.push(format!("port {port}: {connections} connections"));
         }
-        twice += usize::from(connections == 2);
+        twice += connections.saturating_sub(NAMES_PER_PORT);
     }
     assert!(
         wrong.is_empty(),
-        "endpoints not probed exactly once ({} of them, A held {}):\n{}",
+        "ports whose endpoints were not probed exactly once ({} of them, A held {}):\n{}",
         wrong.len(),
-        held_by_a.len(),
+        held_by_a.values().sum::<usize>(),
         wrong[..wrong.len().min(20)].join("\n")
     );
     let ok = count(
@@ -134,10 +141,11 @@ fn two_probers_share_a_round_and_a_killed_one_loses_nothing() {
         "endpoints leased or due again within the round"
     );
     eprintln!(
-        "scale-out: {ENDPOINTS} endpoints in {:.1} s with two probers; A killed holding {} \
-         leases ({recorded_before_kill} recorded before), {twice} endpoints probed twice",
+        "scale-out: {ENDPOINTS} endpoints ({PORTS} ports x {NAMES_PER_PORT} names) in {:.1} s \
+         with two probers; A killed holding {} leases ({recorded_before_kill} recorded \
+         before), {twice} probes repeated",
         round.as_secs_f64(),
-        held_by_a.len(),
+        held_by_a.values().sum::<usize>(),
     );
     runtime().block_on(pool.close());
 }
@@ -170,7 +178,7 @@ fn prober_config(database: &TestDatabase, name: &str, lease: &str) -> PathBuf {
 }
 
 /// 32 probes in flight and leases of 100: each prober holds at most a few hundred
-/// endpoints, so both get a share of the 1,200 behind the gate. The probe timeout is long
+/// endpoints, so both get a share of the thousands behind the gate. The probe timeout is long
 /// because the gate holds handshakes for as long as the test needs.
 fn write(dir: &Path, url: &str, lease: &str) -> PathBuf {
     let text = format!(
@@ -192,11 +200,11 @@ fn worker_id(service: &Service) -> String {
 }
 
 fn leased_by(pool: &PgPool, owner: &str) -> usize {
-    ports_leased_by(pool, owner).len()
+    ports_leased_by(pool, owner).values().sum()
 }
 
-/// Ports of the endpoints `owner` has leased and not yet recorded.
-fn ports_leased_by(pool: &PgPool, owner: &str) -> HashSet<u16> {
+/// How many endpoints of each port `owner` has leased and not yet recorded.
+fn ports_leased_by(pool: &PgPool, owner: &str) -> HashMap<u16, usize> {
     let rows: Vec<(i32,)> = runtime()
         .block_on(
             sqlx::query_as("SELECT port FROM endpoints WHERE lease_owner = $1")
@@ -204,9 +212,17 @@ fn ports_leased_by(pool: &PgPool, owner: &str) -> HashSet<u16> {
                 .fetch_all(pool),
         )
         .expect("read the leases");
-    rows.into_iter()
-        .map(|(port,)| u16::try_from(port).expect("a port"))
-        .collect()
+    let mut ports = HashMap::new();
+    for (port,) in rows {
+        *ports
+            .entry(u16::try_from(port).expect("a port"))
+            .or_insert(0) += 1;
+    }
+    ports
+}
+
+fn all(pool: &PgPool) -> i64 {
+    count(pool, "SELECT count(*) FROM endpoints")
 }
 
 fn recorded(pool: &PgPool) -> i64 {

@@ -1,0 +1,60 @@
+//! Named endpoints (PostgreSQL): see [`crate::sni`].
+
+use std::collections::HashMap;
+
+use certfleet_model::ProbeResult;
+use sqlx::{PgConnection, Row};
+use time::OffsetDateTime;
+
+use crate::error::Result;
+use crate::records::EndpointId;
+use crate::sni::{names_to_present, NAMES_PER_ENDPOINT};
+
+/// Creates the `(address, port, name)` endpoints the results reveal, due at `now`, with
+/// the workload fields of the endpoint they came from; an existing one only has its
+/// `last_seen` carried forward (so it retires with the endpoint that names it).
+/// Returns the endpoints created or carried forward.
+pub(super) async fn add_named_endpoints(
+    connection: &mut PgConnection,
+    results: &[(EndpointId, ProbeResult)],
+    now: OffsetDateTime,
+) -> Result<u64> {
+    let ids: Vec<i64> = results.iter().map(|(id, _)| id.0).collect();
+    let hostnames: HashMap<i64, String> = sqlx::query(
+        "SELECT e.id, h.hostname FROM endpoints e JOIN hosts h ON h.id = e.host_id \
+         WHERE e.id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *connection)
+    .await?
+    .iter()
+    .map(|row| Ok((row.try_get("id")?, row.try_get("hostname")?)))
+    .collect::<Result<_, sqlx::Error>>()?;
+    let pairs = names_to_present(results, &hostnames);
+    if pairs.is_empty() {
+        return Ok(0);
+    }
+    let (parents, names): (Vec<i64>, Vec<String>) = pairs.into_iter().unzip();
+    let inserted = sqlx::query(
+        "INSERT INTO endpoints (address, port, sni, host_id, process, container, netns, \
+             app, env, owner, first_seen, last_seen, next_probe_at) \
+         SELECT DISTINCT ON (p.address, p.port, u.name) p.address, p.port, u.name, \
+             p.host_id, p.process, p.container, p.netns, p.app, p.env, p.owner, $3, \
+             p.last_seen, $3 \
+         FROM UNNEST($1::int8[], $2::text[]) AS u(parent, name) \
+         JOIN endpoints p ON p.id = u.parent \
+         WHERE p.retired_at IS NULL AND (SELECT count(*) FROM endpoints s \
+             WHERE s.address = p.address AND s.port = p.port AND s.sni <> '') < $4 \
+         ORDER BY p.address, p.port, u.name, p.last_seen DESC \
+         ON CONFLICT (address, port, sni) DO UPDATE SET last_seen = EXCLUDED.last_seen, \
+             retired_at = NULL \
+         WHERE endpoints.last_seen < EXCLUDED.last_seen",
+    )
+    .bind(&parents)
+    .bind(&names)
+    .bind(now)
+    .bind(NAMES_PER_ENDPOINT as i64)
+    .execute(&mut *connection)
+    .await?;
+    Ok(inserted.rows_affected())
+}

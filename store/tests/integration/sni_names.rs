@@ -1,0 +1,115 @@
+//! Names to present: after recording, the results create an endpoint per name known (the
+//! workload's hostname, the DNS names of the served leaf), due at once; never an IP, never
+//! a wildcard, at most eight per address and port.
+
+use std::collections::BTreeSet;
+
+use certfleet_store::LeasedEndpoint;
+use time::Duration;
+
+use crate::fixtures::*;
+use crate::harness::TestStore;
+
+crate::on_both_backends!(
+    names_of_the_host_and_the_certificate_become_endpoints_due_at_once,
+    named_endpoints_are_bounded_per_address_and_port,
+);
+
+async fn lease_all(t: &TestStore) -> Vec<LeasedEndpoint> {
+    t.store
+        .lease_due_endpoints("w", 100, Duration::minutes(5))
+        .await
+        .expect("lease")
+}
+
+async fn names_of_the_host_and_the_certificate_become_endpoints_due_at_once(t: TestStore) {
+    let report = report("m1", &[], vec![socket("10.0.0.5", 443)], t.clock.now());
+    t.store
+        .ingest_report(&agent(), &report)
+        .await
+        .expect("ingest");
+    let plain = lease_all(&t).await.pop().expect("the endpoint is due");
+    let sans = [
+        "api.example.com",
+        "*.example.com",
+        "10.0.0.5",
+        "API.example.com",
+    ];
+    let leaf = certificate(
+        1,
+        &sans,
+        "CN=api.example.com",
+        t.clock.now() + Duration::days(90),
+    );
+    let result = probe_ok(vec![leaf], no_mtls(), t.clock.now());
+    t.store
+        .record_probe_results(&[(plain.id, result.clone())])
+        .await
+        .expect("record");
+    t.store
+        .add_names_to_present(&[(plain.id, result)])
+        .await
+        .expect("add names");
+
+    let named = lease_all(&t).await;
+    let names: BTreeSet<Option<String>> = named.iter().map(|e| e.sni.clone()).collect();
+    let expected = [
+        Some("api.example.com".to_owned()),
+        Some("host-m1".to_owned()),
+    ];
+    assert_eq!(names, expected.into_iter().collect(), "{named:?}");
+    assert!(named
+        .iter()
+        .all(|e| e.port == 443 && e.address == plain.address));
+
+    // Probing a named endpoint that shows its own name again adds nothing.
+    let api = named
+        .iter()
+        .find(|e| e.sni.as_deref() == Some("api.example.com"));
+    let api = api.expect("leased above");
+    let leaf = certificate(
+        2,
+        &["api.example.com"],
+        "CN=x",
+        t.clock.now() + Duration::days(9),
+    );
+    let mut result = probe_ok(vec![leaf], no_mtls(), t.clock.now());
+    result.sni = Some("api.example.com".into());
+    t.store
+        .record_probe_results(&[(api.id, result.clone())])
+        .await
+        .expect("record");
+    t.store
+        .add_names_to_present(&[(api.id, result)])
+        .await
+        .expect("add names");
+    assert!(lease_all(&t).await.is_empty(), "no new name, nothing due");
+}
+
+async fn named_endpoints_are_bounded_per_address_and_port(t: TestStore) {
+    let report = report("m2", &[], vec![socket("10.0.0.6", 8443)], t.clock.now());
+    t.store
+        .ingest_report(&agent(), &report)
+        .await
+        .expect("ingest");
+    let plain = lease_all(&t).await.pop().expect("the endpoint is due");
+    let sans: Vec<String> = (0..30).map(|n| format!("n{n}.example.com")).collect();
+    let sans: Vec<&str> = sans.iter().map(String::as_str).collect();
+    let leaf = certificate(3, &sans, "CN=many", t.clock.now() + Duration::days(90));
+    let result = probe_ok(vec![leaf], no_mtls(), t.clock.now());
+    t.store
+        .record_probe_results(&[(plain.id, result.clone())])
+        .await
+        .expect("record");
+    t.store
+        .add_names_to_present(&[(plain.id, result)])
+        .await
+        .expect("add names");
+    let named = lease_all(&t).await;
+    assert!(
+        !named.is_empty() && named.len() <= 8,
+        "{} named endpoints",
+        named.len()
+    );
+    assert!(named.iter().all(|e| e.sni.is_some()));
+}
