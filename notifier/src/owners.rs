@@ -1,6 +1,7 @@
 //! Who owns a served certificate: the workload's `owner` tag, then the first matching
 //! ownership rule (by app, env, hostname pattern, CIDR), then the default owner.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::str::FromStr;
 
@@ -87,8 +88,24 @@ impl OwnerRules {
 
     /// The owner of what `candidate`'s endpoint serves.
     pub fn owner_of<'a>(&'a self, candidate: &'a NotificationCandidate) -> Ownership<'a> {
+        self.owner_with(candidate, &mut HashMap::new())
+    }
+
+    /// [`OwnerRules::owner_of`], remembering in `checked` which owner tags are addresses
+    /// (a decision meets the same few thousand tags a hundred thousand times).
+    pub fn owner_with<'a>(
+        &'a self,
+        candidate: &'a NotificationCandidate,
+        checked: &mut HashMap<String, bool>,
+    ) -> Ownership<'a> {
         if let Some(tag) = candidate.owner.as_deref().map(str::trim) {
-            if is_address(tag) {
+            let valid = match checked.get(tag) {
+                Some(valid) => *valid,
+                None => *checked
+                    .entry(tag.to_owned())
+                    .or_insert_with(|| is_address(tag)),
+            };
+            if valid {
                 return Ownership {
                     email: tag,
                     thresholds: None,

@@ -71,11 +71,12 @@ impl Decision {
         let muted: HashSet<String> = mutes.iter().map(|m| m.sha256.clone()).collect();
         let mut thresholds: HashMap<Key, Vec<u32>> = HashMap::new();
         let mut served: HashMap<Key, Served> = HashMap::new();
+        let mut checked = HashMap::new();
         for candidate in candidates {
             if muted.contains(&candidate.sha256) {
                 continue;
             }
-            let owner = settings.owners.owner_of(candidate);
+            let owner = settings.owners.owner_with(candidate, &mut checked);
             let own = owner.thresholds.unwrap_or(&settings.thresholds);
             let mut owners = vec![(owner.email, own)];
             if let Some(copy) = settings.security_copy.as_deref() {

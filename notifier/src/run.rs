@@ -243,39 +243,55 @@ impl Notifier {
             .store
             .resolve_notifications(&stale, Resolution::NotServed)
             .await?;
-        let from = &self.settings.from;
+        // Each digest is sent and recorded in its own task, so that recording one never
+        // holds up the sending of the others.
+        let attempts = &attempts;
         let mut outcomes = futures::stream::iter(digests)
             .map(|digest| async move {
-                let sent = match message(from, &digest) {
-                    Ok(message) => self.mailer.send(message).await,
-                    Err(error) => Err(error),
-                };
-                (digest, sent)
+                let outcome = self.send_and_record(&digest, attempts).await;
+                (digest, outcome)
             })
             .buffer_unordered(self.settings.concurrency.max(1));
-        while let Some((digest, sent)) = outcomes.next().await {
-            match sent {
-                Ok(()) => {
+        while let Some((digest, outcome)) = outcomes.next().await {
+            match outcome? {
+                Ok(recorded) => {
                     report.digests_sent += 1;
-                    report.notifications_sent += self.store.notifications_sent(&digest.ids).await?;
+                    report.notifications_sent += recorded;
                 }
-                Err(error) => {
-                    let reason = error.to_string();
-                    tracing::warn!(owner = %digest.to, error = %reason, "digest not delivered");
-                    let before = digest.ids.iter().filter_map(|id| attempts.get(id)).max();
-                    let attempts = before.copied().unwrap_or(0) + 1;
-                    let retry_at = self.clock.now() + self.settings.retry.delay(attempts);
-                    self.store
-                        .notifications_failed(&digest.ids, &reason, retry_at)
-                        .await?;
-                    report.failures.push(Failure {
-                        owner: digest.to,
-                        error: reason,
-                    });
-                }
+                Err(reason) => report.failures.push(Failure {
+                    owner: digest.to,
+                    error: reason,
+                }),
             }
         }
         Ok(())
+    }
+
+    /// Sends one digest and records the outcome: `Ok(Ok(notifications sent))`, or
+    /// `Ok(Err(reason))` when delivery failed and the retry is scheduled.
+    async fn send_and_record(
+        &self,
+        digest: &Digest,
+        attempts: &HashMap<i64, u32>,
+    ) -> Result<std::result::Result<u64, String>> {
+        let sent = match message(&self.settings.from, digest) {
+            Ok(message) => self.mailer.send(message).await,
+            Err(error) => Err(error),
+        };
+        match sent {
+            Ok(()) => Ok(Ok(self.store.notifications_sent(&digest.ids).await?)),
+            Err(error) => {
+                let reason = error.to_string();
+                tracing::warn!(owner = %digest.to, error = %reason, "digest not delivered");
+                let before = digest.ids.iter().filter_map(|id| attempts.get(id)).max();
+                let attempt = before.copied().unwrap_or(0) + 1;
+                let retry_at = self.clock.now() + self.settings.retry.delay(attempt);
+                self.store
+                    .notifications_failed(&digest.ids, &reason, retry_at)
+                    .await?;
+                Ok(Err(reason))
+            }
+        }
     }
 
     /// One digest per owner; also returns the claimed ids that no longer stand (neither

@@ -104,16 +104,18 @@ pub fn message(from: &str, digest: &Digest) -> Result<Message, DeliveryError> {
         .to
         .parse()
         .map_err(|e| DeliveryError::Message(format!("to {:?}: {e}", digest.to)))?;
+    // Line endings are made CRLF here, in one pass: lettre would otherwise insert each
+    // `\r` in place, which is quadratic in the size of a large digest.
     let parts = MultiPart::alternative()
         .singlepart(
             SinglePart::builder()
                 .header(ContentType::TEXT_PLAIN)
-                .body(digest.text.clone()),
+                .body(crlf(&digest.text)),
         )
         .singlepart(
             SinglePart::builder()
                 .header(ContentType::TEXT_HTML)
-                .body(digest.html.clone()),
+                .body(crlf(&digest.html)),
         );
     Message::builder()
         .from(from)
@@ -122,6 +124,21 @@ pub fn message(from: &str, digest: &Digest) -> Result<Message, DeliveryError> {
         .message_id(None)
         .multipart(parts)
         .map_err(|e| DeliveryError::Message(e.to_string()))
+}
+
+/// `text` with every line ending as CRLF.
+fn crlf(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 32);
+    for line in text.split_inclusive('\n') {
+        match line.strip_suffix('\n') {
+            Some(line) => {
+                out.push_str(line.strip_suffix('\r').unwrap_or(line));
+                out.push_str("\r\n");
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
 }
 
 /// Writes a message under a unique name, whole or not at all (temporary file, then
@@ -151,4 +168,16 @@ async fn write_eml(dir: &Path, bytes: &[u8]) -> Result<(), DeliveryError> {
         .await
         .map_err(failed(&path))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_endings_become_crlf_once() {
+        assert_eq!(crlf("a\nb\r\nc"), "a\r\nb\r\nc");
+        assert_eq!(crlf("\n\n"), "\r\n\r\n");
+        assert_eq!(crlf(""), "");
+    }
 }

@@ -164,20 +164,25 @@ pub(crate) fn sha256_key(text: &str) -> Result<String> {
     Ok(text)
 }
 
-/// Candidates: certificates expiring before `$1` in the current chain of an active
-/// endpoint, leaves and chain certificates that expire before their leaf.
+/// Candidates: certificates expiring before `$1` served by an active endpoint: its
+/// current leaf (the copy on the endpoint, `leaf_not_after`, so that this is one index
+/// range), and CA certificates of its current chain that expire before that leaf (a
+/// partial index keeps those few apart from the many leaves).
 pub(crate) const CANDIDATES: &str = "SELECT c.sha256, c.not_before, c.not_after, \
-        oc.position, e.id AS endpoint_id, e.address, e.port, e.sni, e.app, e.env, e.owner, \
-        h.hostname \
+        0 AS position, e.id AS endpoint_id, e.address, e.port, e.sni, e.app, e.env, \
+        e.owner, h.hostname \
+    FROM endpoints e \
+    JOIN certificates c ON c.sha256 = e.leaf_sha256 \
+    LEFT JOIN hosts h ON h.id = e.host_id \
+    WHERE e.retired_at IS NULL AND e.leaf_not_after <= $1 \
+    UNION ALL \
+    SELECT c.sha256, c.not_before, c.not_after, oc.position, e.id AS endpoint_id, \
+        e.address, e.port, e.sni, e.app, e.env, e.owner, h.hostname \
     FROM certificates c \
-    JOIN observation_chain oc ON oc.sha256 = c.sha256 \
+    JOIN observation_chain oc ON oc.sha256 = c.sha256 AND oc.position > 0 \
     JOIN endpoints e ON e.observation_id = oc.observation_id AND e.retired_at IS NULL \
     LEFT JOIN hosts h ON h.id = e.host_id \
-    WHERE c.not_after <= $1 \
-      AND (oc.position = 0 OR c.not_after < ( \
-          SELECT leaf.not_after FROM observation_chain lc \
-          JOIN certificates leaf ON leaf.sha256 = lc.sha256 \
-          WHERE lc.observation_id = oc.observation_id AND lc.position = 0))";
+    WHERE c.is_ca AND c.not_after <= $1 AND c.not_after < e.leaf_not_after";
 
 /// A row of [`CANDIDATES`].
 pub(crate) fn candidate(row: &impl ReadRow) -> Result<NotificationCandidate> {

@@ -24,12 +24,13 @@ async fn each_owner_gets_one_digest_of_their_own_endpoints(t: TestStore) {
     let untagged = leaf(3, "dev.example.com", now, Duration::days(20));
     let healthy = leaf(4, "fine.example.com", now, Duration::days(200));
     let payments_leaf = leaf(5, "gateway.example.com", now, Duration::days(60));
-    let intermediate = certificate(
+    let mut intermediate = certificate(
         6,
         "Payments Issuing CA",
         now + Duration::days(6),
         Duration::days(1000),
     );
+    intermediate.is_ca = true;
     let alice = Host {
         hostname: "web-1",
         address: "10.0.0.1",

@@ -120,11 +120,32 @@ pub fn read_dir(dir: &Path) -> Vec<Mail> {
                 .is_some_and(|n| n.to_string_lossy().starts_with('.'))
         })
         .collect();
-    paths.sort();
+    paths.sort_by_key(|path| delivery_order(path));
     paths
         .iter()
         .map(|path| Mail::parse(&std::fs::read_to_string(path).expect("message readable")))
         .collect()
+}
+
+/// Maildir names (Python's mailbox) are `<seconds>.M<microseconds>P<pid>Q<count>.<host>`
+/// with unpadded numbers, and `.eml` names `<nanoseconds>-<pid>-<count>.eml`: both sort
+/// by their numbers, not as text.
+fn delivery_order(path: &Path) -> (u128, u128) {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let number = |text: &str| {
+        text.chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+    };
+    let first = number(&name).parse().unwrap_or(0);
+    let count = match name.split_once('Q') {
+        Some((_, rest)) => number(rest),
+        None => name.rsplit('-').next().map(number).unwrap_or_default(),
+    };
+    (first, count.parse().unwrap_or(0))
 }
 
 /// One received message, decoded.

@@ -23,10 +23,17 @@ impl NotificationStore for PostgresStore {
         &self,
         deadline: OffsetDateTime,
     ) -> Result<Vec<NotificationCandidate>> {
+        // JIT compilation costs more than it saves on this plan (a quarter of a second
+        // at a million endpoints), so it is off for this one transaction.
+        let mut transaction = self.pool.begin().await?;
+        sqlx::query("SET LOCAL jit = off")
+            .execute(&mut *transaction)
+            .await?;
         let rows = sqlx::query(records::CANDIDATES)
             .bind(deadline)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *transaction)
             .await?;
+        transaction.commit().await?;
         rows.iter().map(records::candidate).collect()
     }
 
@@ -132,6 +139,13 @@ impl NotificationStore for PostgresStore {
     }
 
     async fn notifications_sent(&self, ids: &[i64]) -> Result<u64> {
+        // Without waiting for the WAL flush: a "sent" mark lost to a server crash means
+        // one digest sent again, the same as a crash between the SMTP server's answer and
+        // this update; waiting would bound delivery by the disk (one flush per digest).
+        let mut transaction = self.pool.begin().await?;
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *transaction)
+            .await?;
         let result = sqlx::query(
             "UPDATE notifications SET sent_at = $2, next_attempt_at = NULL, \
                  lease_owner = NULL, lease_until = NULL \
@@ -139,8 +153,9 @@ impl NotificationStore for PostgresStore {
         )
         .bind(ids)
         .bind(self.now())
-        .execute(&self.pool)
+        .execute(&mut *transaction)
         .await?;
+        transaction.commit().await?;
         Ok(result.rows_affected())
     }
 

@@ -58,8 +58,10 @@ async fn candidates_are_served_leaves_and_intermediates_expiring_before_them(t: 
         "CN=api.example.com",
         now + Duration::days(20),
     );
-    let early = certificate(2, &[], "CN=Issuing CA", now + Duration::days(10));
-    let late = certificate(3, &[], "CN=Root CA", now + Duration::days(25));
+    let mut early = certificate(2, &[], "CN=Issuing CA", now + Duration::days(10));
+    let mut late = certificate(3, &[], "CN=Root CA", now + Duration::days(25));
+    early.is_ca = true;
+    late.is_ca = true;
     let endpoint = serving(&t, vec![leaf.clone(), early.clone(), late.clone()]).await;
 
     let mut found = t
