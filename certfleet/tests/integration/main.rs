@@ -5,6 +5,7 @@
 
 mod check;
 mod cli;
+mod dns_server;
 mod docs_check;
 mod hostile_servers;
 mod openssl_server;
@@ -16,6 +17,7 @@ mod tls_server;
 mod hostile;
 mod packages;
 mod probe_chains;
+mod probe_dns;
 mod probe_input;
 mod probe_keys;
 mod probe_legacy;
