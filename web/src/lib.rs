@@ -6,6 +6,7 @@ mod error;
 mod extract;
 mod handlers;
 mod metrics;
+mod osquery;
 mod overview;
 mod state;
 mod views;
@@ -152,6 +153,7 @@ pub fn router_with(state: AppState, options: WebOptions) -> Router {
             Access::Read => reads = reads.route(route.path, route.handler),
         }
     }
+    open = open.merge(handlers::osquery::router(web.app.ingest.max_body));
     let reads = reads.route_layer(middleware::from_fn_with_state(
         web.clone(),
         auth::require_read_token,

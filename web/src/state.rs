@@ -17,6 +17,8 @@ pub struct AppState {
     pub ingest: IngestLimits,
     /// When set, reads need this bearer token (`server.read_token`).
     pub read_token: Option<String>,
+    /// `osquery.enroll_secret`; `None` or empty: the osquery endpoints answer 404.
+    pub osquery_enroll_secret: Option<String>,
 }
 
 /// Size limits of `POST /api/v1/reports`.

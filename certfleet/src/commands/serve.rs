@@ -102,6 +102,8 @@ pub async fn start(
             store: store.clone(),
             ingest: IngestLimits::default(),
             read_token,
+            osquery_enroll_secret: Some(config.osquery.enroll_secret.clone())
+                .filter(|secret| !secret.is_empty()),
         };
         let window = config.server.metrics_expiry_window;
         let options = certfleet_web::WebOptions {

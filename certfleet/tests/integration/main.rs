@@ -15,6 +15,7 @@ mod plain_servers;
 mod tls_server;
 
 mod hostile;
+mod osquery;
 mod packages;
 mod probe_chains;
 mod probe_dns;

@@ -6,5 +6,6 @@ pub mod health;
 pub mod mtls;
 pub mod notifications;
 pub mod openapi;
+pub mod osquery;
 pub mod params;
 pub mod reports;

@@ -1,0 +1,166 @@
+//! osquery's TLS enroll and logger endpoints (`--enroll_tls_endpoint`,
+//! `--logger_tls_endpoint`). They answer 404 unless `osquery.enroll_secret` is set.
+//!
+//! Enrolling with the shared secret hands out a node key, which is an agent token of the
+//! agent `osquery:<host identifier>`; results of a `listening_ports` query are stored as
+//! that host's agent report. osquery expects `{"node_invalid": true}` with status 200 for
+//! a wrong secret or an unknown node key, and then enrolls again.
+
+use std::io::Read;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap};
+use axum::routing::post;
+use axum::{Json, Router};
+use certfleet_store::AgentName;
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+
+use crate::osquery::{self, EnrollRequest, LogRequest, ParseError, AGENT_PREFIX};
+use crate::state::Web;
+use crate::{ApiError, AppState};
+
+/// The two routes, each with the ingest body limit.
+pub(crate) fn router(max_body: usize) -> Router<Web> {
+    let limit = DefaultBodyLimit::max(max_body);
+    Router::new()
+        .route("/api/v1/osquery/enroll", post(enroll).layer(limit))
+        .route("/api/v1/osquery/log", post(log).layer(limit))
+}
+
+fn node_invalid() -> Json<Value> {
+    Json(json!({"node_invalid": true}))
+}
+
+/// Checks the shared secret and answers a fresh node key.
+pub async fn enroll(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let secret = configured_secret(&state)?;
+    let json = read_body(&state, &headers, body)?;
+    let request: EnrollRequest = osquery::parse_body(&json).map_err(into_api)?;
+    if !same_secret(secret.as_bytes(), request.enroll_secret.as_bytes()) {
+        tracing::info!("osquery enroll with a wrong secret");
+        return Ok(node_invalid());
+    }
+    let host = osquery::sanitize_host_identifier(&request.host_identifier).ok_or_else(|| {
+        ApiError::bad_request(
+            "host_identifier: must not be empty",
+            Some("host_identifier".into()),
+        )
+    })?;
+    let agent = AgentName::new(format!("{AGENT_PREFIX}{host}"))?;
+    let node_key = state.store.create_agent_token(&agent).await?;
+    tracing::info!(%agent, "osquery node enrolled");
+    Ok(Json(json!({"node_key": node_key, "node_invalid": false})))
+}
+
+/// Stores the `listening_ports` results of an enrolled node; status logs are ignored.
+pub async fn log(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    configured_secret(&state)?;
+    let json = read_body(&state, &headers, body)?;
+    let request: LogRequest = osquery::parse_body(&json).map_err(into_api)?;
+    let header_key = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("NodeKey "));
+    let Some(node_key) = request.node_key.as_deref().or(header_key).map(str::trim) else {
+        return Ok(node_invalid());
+    };
+    if node_key.is_empty() || node_key.len() > 256 {
+        return Ok(node_invalid());
+    }
+    let Some(agent) = state.store.authenticate_agent(node_key).await? else {
+        return Ok(node_invalid());
+    };
+    let Some(host) = agent
+        .to_string()
+        .strip_prefix(AGENT_PREFIX)
+        .map(str::to_owned)
+    else {
+        return Ok(node_invalid());
+    };
+    if request.log_type != "result" {
+        return Ok(Json(json!({})));
+    }
+    let rows = osquery::listening_rows(&request.data, state.ingest.report.max_sockets)
+        .map_err(into_api)?;
+    if rows.is_empty() {
+        return Ok(Json(json!({})));
+    }
+    let report = osquery::report(&host, &rows, OffsetDateTime::now_utc());
+    report
+        .validate_with(&state.ingest.report)
+        .map_err(|error| ApiError::bad_request(error.to_string(), Some(error.field)))?;
+    let counts = state.store.ingest_report(&agent, &report).await?;
+    tracing::debug!(%agent, sockets = counts.sockets, "osquery results stored");
+    Ok(Json(json!({})))
+}
+
+fn configured_secret(state: &AppState) -> Result<&str, ApiError> {
+    state
+        .osquery_enroll_secret
+        .as_deref()
+        .filter(|secret| !secret.is_empty())
+        .ok_or(ApiError::NotFound)
+}
+
+/// Compares in time that depends on the lengths only.
+fn same_secret(expected: &[u8], presented: &[u8]) -> bool {
+    expected.len() == presented.len()
+        && expected
+            .iter()
+            .zip(presented)
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0
+}
+
+fn into_api(error: ParseError) -> ApiError {
+    let message = match &error.field {
+        Some(field) => format!("{field}: {}", error.message),
+        None => error.message,
+    };
+    ApiError::bad_request(message, error.field)
+}
+
+/// The JSON bytes of the body, gunzipped when `Content-Encoding: gzip`, within the ingest
+/// limits (a gzip bomb stops at `max_decompressed`).
+fn read_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Vec<u8>, ApiError> {
+    let body = body.map_err(|rejection| match rejection {
+        BytesRejection::FailedToBufferBody(_) => ApiError::TooLarge {
+            limit: state.ingest.max_body,
+        },
+        other => ApiError::bad_request(other.body_text(), None),
+    })?;
+    let limit = state.ingest.max_decompressed;
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .map(|value| value.to_str().unwrap_or("?").trim().to_ascii_lowercase());
+    match encoding.as_deref() {
+        None | Some("identity") | Some("") => Ok(body.to_vec()),
+        Some("gzip") => {
+            let mut decoded = Vec::new();
+            let mut reader = flate2::read::GzDecoder::new(body.as_ref()).take(limit as u64 + 1);
+            reader.read_to_end(&mut decoded).map_err(|error| {
+                ApiError::bad_request(format!("invalid gzip body: {error}"), None)
+            })?;
+            if decoded.len() > limit {
+                return Err(ApiError::TooLarge { limit });
+            }
+            Ok(decoded)
+        }
+        Some(other) => Err(ApiError::UnsupportedEncoding(other.to_owned())),
+    }
+}

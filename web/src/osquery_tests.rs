@@ -1,0 +1,188 @@
+use serde_json::json;
+
+use super::*;
+
+fn columns(address: &str, port: &str) -> Value {
+    json!({"pid":"1","port":port,"protocol":"6","family":"2","address":address,
+           "fd":"3","socket":"123","path":"","net_namespace":"4026531840"})
+}
+
+fn field(error: ParseError) -> String {
+    error.field.unwrap_or_default()
+}
+
+#[test]
+fn event_batch_and_snapshot_give_the_same_rows() {
+    let rows = vec![columns("10.0.0.5", "8443"), columns("0.0.0.0", "9443")];
+    let event: Vec<Value> = rows
+        .iter()
+        .map(|row| json!({"name":"listening_ports","hostIdentifier":"h","action":"added","columns":row}))
+        .collect();
+    let batch = vec![json!({"name":"pack_x_listening_ports","hostIdentifier":"h",
+        "diffResults":{"added":rows,"removed":[columns("10.0.0.9","1")]}})];
+    let snapshot = vec![json!({"name":"listening_ports","hostIdentifier":"h",
+        "action":"snapshot","snapshot":rows})];
+    let expected = listening_rows(&event, 100).expect("event rows");
+    assert_eq!(expected.len(), 2);
+    assert_eq!(listening_rows(&batch, 100), Ok(expected.clone()));
+    assert_eq!(listening_rows(&snapshot, 100), Ok(expected));
+}
+
+#[test]
+fn wildcard_listeners_are_reachable_at_the_namespaces_specific_addresses() {
+    let data = vec![
+        json!({"name":"listening_ports","action":"snapshot","snapshot":[
+        columns("10.0.0.5", "8443"), columns("0.0.0.0", "9443"), columns("127.0.0.1", "5432"),
+        columns("::1", "5433")]}),
+    ];
+    let rows = listening_rows(&data, 100).expect("rows");
+    let report = report("h", &rows, OffsetDateTime::UNIX_EPOCH);
+    assert_eq!(report.validate(), Ok(()));
+    let ten: IpAddr = "10.0.0.5".parse().expect("literal");
+    assert_eq!(report.host.addresses, vec![ten]);
+    let wildcard = report
+        .sockets
+        .iter()
+        .find(|s| s.port == 9443)
+        .expect("9443");
+    assert_eq!(wildcard.reachable, vec![ten]);
+    assert_eq!(wildcard.netns, Some(4_026_531_840));
+    for port in [5432, 5433] {
+        let socket = report
+            .sockets
+            .iter()
+            .find(|s| s.port == port)
+            .expect("loopback");
+        assert_eq!(socket.scope, SocketScope::Loopback);
+    }
+}
+
+#[test]
+fn numbers_may_be_json_numbers_and_other_families_are_skipped() {
+    let data = vec![
+        json!({"name":"listening_ports","action":"snapshot","snapshot":[
+        {"port":443,"protocol":6,"family":10,"address":"::","net_namespace":0},
+        {"port":0,"protocol":0,"family":1,"address":"","path":"/run/x.sock"},
+        {"port":"53","protocol":"17","family":"2","address":"10.0.0.1"}]}),
+    ];
+    let rows = listening_rows(&data, 100).expect("rows");
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].netns, None);
+    assert!(rows[0].tcp && !rows[1].tcp);
+}
+
+#[test]
+fn hostile_values_are_refused_naming_the_field() {
+    let snapshot =
+        |row: Value| vec![json!({"name":"listening_ports","action":"snapshot","snapshot":[row]})];
+    let cases = [
+        (
+            json!({"port":"99999999999999999999999","protocol":"6","family":"2","address":"1.2.3.4"}),
+            "data[0].snapshot[0].port",
+        ),
+        (
+            json!({"port":70000,"protocol":6,"family":2,"address":"1.2.3.4"}),
+            "data[0].snapshot[0].port",
+        ),
+        (
+            json!({"port":-1,"protocol":6,"family":2,"address":"1.2.3.4"}),
+            "data[0].snapshot[0].port",
+        ),
+        (
+            json!({"port":1e300,"protocol":6,"family":2,"address":"1.2.3.4"}),
+            "data[0].snapshot[0].port",
+        ),
+        (
+            json!({"port":"443","protocol":[6],"family":"2","address":"1.2.3.4"}),
+            "data[0].snapshot[0].protocol",
+        ),
+        (
+            json!({"port":"443","protocol":"6","address":"1.2.3.4"}),
+            "data[0].snapshot[0].family",
+        ),
+        (
+            json!({"port":"443","protocol":"6","family":"2"}),
+            "data[0].snapshot[0].address",
+        ),
+        (
+            json!({"port":"443","protocol":"6","family":"2","address":"not-an-ip"}),
+            "data[0].snapshot[0].address",
+        ),
+        (
+            json!({"port":"443","protocol":"6","family":"2","address":7}),
+            "data[0].snapshot[0].address",
+        ),
+        (
+            json!({"port":"443","protocol":"6","family":"2","address":"1.2.3.4","net_namespace":"x"}),
+            "data[0].snapshot[0].net_namespace",
+        ),
+        (json!("a row that is a string"), "data[0].snapshot[0]"),
+    ];
+    for (row, expected) in cases {
+        let error = listening_rows(&snapshot(row.clone()), 100).expect_err("refused");
+        assert_eq!(field(error), expected, "{row}");
+    }
+    let shapes = [
+        (json!(42), "data[0]"),
+        (json!({"name": 3}), "data[0].name"),
+        (
+            json!({"name":"listening_ports","action":"snapshot","snapshot":{}}),
+            "data[0].snapshot",
+        ),
+        (
+            json!({"name":"listening_ports","diffResults":[]}),
+            "data[0].diffResults",
+        ),
+        (
+            json!({"name":"listening_ports","action":"added"}),
+            "data[0].columns",
+        ),
+        (
+            json!({"name":"listening_ports","action":"exploded"}),
+            "data[0].action",
+        ),
+    ];
+    for (entry, expected) in shapes {
+        let error = listening_rows(std::slice::from_ref(&entry), 100).expect_err("refused");
+        assert_eq!(field(error), expected, "{entry}");
+    }
+}
+
+#[test]
+fn other_queries_and_removed_rows_are_ignored_and_rows_are_bounded() {
+    let data = vec![
+        json!({"name":"processes","action":"added","columns":{"pid":"1"}}),
+        json!({"name":"listening_ports","action":"removed","columns":columns("1.2.3.4","1")}),
+    ];
+    assert_eq!(listening_rows(&data, 100), Ok(Vec::new()));
+    let many = vec![json!({"name":"listening_ports","action":"snapshot",
+        "snapshot":vec![columns("1.2.3.4","443"); 3]})];
+    assert_eq!(listening_rows(&many, 2).map_err(field), Err("data".into()));
+}
+
+#[test]
+fn bodies_with_wrong_types_name_the_field() {
+    let error = parse_body::<LogRequest>(br#"{"log_type":"result","data":{}}"#).expect_err("bad");
+    assert_eq!(field(error), "data");
+    let error = parse_body::<EnrollRequest>(br#"{"enroll_secret":1,"host_identifier":"h"}"#)
+        .expect_err("bad");
+    assert_eq!(field(error), "enroll_secret");
+    assert!(parse_body::<LogRequest>(b"{").is_err());
+    assert!(parse_body::<LogRequest>(br#"{"log_type":"status"} trailing"#).is_err());
+}
+
+#[test]
+fn host_identifiers_are_sanitized_and_bounded() {
+    assert_eq!(
+        sanitize_host_identifier(" web-1.example "),
+        Some("web-1.example".into())
+    );
+    assert_eq!(
+        sanitize_host_identifier("a b\n\u{202e}c"),
+        Some("a_b__c".into())
+    );
+    assert_eq!(sanitize_host_identifier("\n\t"), None);
+    assert_eq!(sanitize_host_identifier(""), None);
+    let long = sanitize_host_identifier(&"x".repeat(10_000)).expect("kept");
+    assert_eq!(long.len(), MAX_HOST_IDENTIFIER);
+}
