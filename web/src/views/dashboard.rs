@@ -185,6 +185,11 @@ fn trend(days: &[MtlsDay]) -> Markup {
                 aria-label="share of endpoints requiring mTLS, daily" {
                 rect x="0" y="0" width="600" height="120" fill="#fff" stroke="#d8dce2" {}
                 polyline points=(points.join(" ")) fill="none" stroke="#1b6e3a" stroke-width="2" {}
+                // A single day is a point, not a line.
+                @if points.len() == 1 {
+                    @let (x, y) = points[0].split_once(',').unwrap_or(("0", "0"));
+                    circle cx=(x) cy=(y) r="4" fill="#1b6e3a" {}
+                }
             }
             figcaption { "Share of endpoints requiring mTLS, " (first) " to " (last) }
         }
