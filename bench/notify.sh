@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Expiry notification benchmark: deciding what is due over 1,000,000 certificates in
+# PostgreSQL (goal < 2 s), and digests sent per second to a local SMTP server (goal
+# >= 100/s). Loopback only.
+#
+#   bench/notify.sh [CERTIFICATES] [OWNERS]       defaults: 1000000 7000
+#
+# Needs PostgreSQL at CERTFLEET_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/
+# postgres; scripts/test starts it) and python3 with aiosmtpd (installed when missing). The
+# driver (notifier/examples/notify_bench.rs) creates its own database and drops it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+certificates="${1:-1000000}"
+owners="${2:-7000}"
+postgres="${CERTFLEET_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+
+python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install --quiet aiosmtpd
+cargo build --release --quiet -p certfleet-notifier --example notify_bench
+
+# The Maildir goes on tmpfs: aiosmtpd's Mailbox handler fsyncs every message in its one
+# event loop, so on a disk it measures the disk (~75 messages/s here), not the sender.
+if [ -d /dev/shm ] && [ -w /dev/shm ]; then work="$(mktemp -d -p /dev/shm)"; else work="$(mktemp -d)"; fi
+port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+python3 -m aiosmtpd -n -l "127.0.0.1:$port" -c aiosmtpd.handlers.Mailbox "$work/Maildir" &
+smtpd=$!
+trap 'kill "$smtpd" 2>/dev/null || true; wait "$smtpd" 2>/dev/null || true; rm -rf "$work"' EXIT
+for _ in $(seq 1 100); do
+  python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null && break
+  sleep 0.1
+done
+
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(psql --version | head -1)"
+target/release/examples/notify_bench --postgres "$postgres" --smtp "smtp://127.0.0.1:$port" \
+  --certificates "$certificates" --owners "$owners"
+echo "messages in the Maildir: $(ls "$work/Maildir/new" | wc -l)"
