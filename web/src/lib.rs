@@ -66,6 +66,18 @@ fn table() -> Vec<Route> {
     use Access::*;
     vec![
         route("POST", "/api/v1/reports", Ingest, post(api::reports::post)),
+        route(
+            "POST",
+            "/api/v1/osquery/enroll",
+            Ingest,
+            post(api::osquery::enroll),
+        ),
+        route(
+            "POST",
+            "/api/v1/osquery/log",
+            Ingest,
+            post(api::osquery::log),
+        ),
         route("GET", "/api/v1/openapi.json", Open, get(api::openapi::get)),
         route(
             "GET",
@@ -153,7 +165,6 @@ pub fn router_with(state: AppState, options: WebOptions) -> Router {
             Access::Read => reads = reads.route(route.path, route.handler),
         }
     }
-    open = open.merge(handlers::osquery::router(web.app.ingest.max_body));
     let reads = reads.route_layer(middleware::from_fn_with_state(
         web.clone(),
         auth::require_read_token,

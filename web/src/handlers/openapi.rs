@@ -147,6 +147,27 @@ pub fn document() -> Value {
                     "415": error_response("unsupported Content-Encoding"),
                     "503": error_response("database unavailable; retry after Retry-After")
                 }}},
+            "/api/v1/osquery/enroll": {"post": {
+                "summary": "osquery TLS enroll (--enroll_tls_endpoint): a node key for osquery.enroll_secret",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object"}}}},
+                "responses": {
+                    "200": {"description": "{node_key, node_invalid: false}, or {node_invalid: true} for a wrong secret"},
+                    "400": error_response("malformed request"),
+                    "404": error_response("osquery.enroll_secret is not set"),
+                    "413": error_response("body too large"),
+                    "503": error_response("database unavailable")
+                }}},
+            "/api/v1/osquery/log": {"post": {
+                "summary": "osquery TLS logger (--logger_tls_endpoint): listening_ports results stored as the host's report",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object"}}}},
+                "responses": {
+                    "200": {"description": "{} when stored, or {node_invalid: true} for an unknown node key"},
+                    "400": error_response("malformed results; `field` names the bad part"),
+                    "404": error_response("osquery.enroll_secret is not set"),
+                    "413": error_response("body too large"),
+                    "415": error_response("unsupported Content-Encoding"),
+                    "503": error_response("database unavailable")
+                }}},
             "/api/v1/certificates": read(
                 "Certificates by hostname, serial, fingerprint or issuer (newest expiry first), or in use and expiring within a window (soonest first, with endpoint counts). Give exactly one.",
                 certificate_params(), "{items, next_cursor}"),

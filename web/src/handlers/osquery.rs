@@ -10,25 +10,15 @@ use std::io::Read;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use certfleet_store::AgentName;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use crate::osquery::{self, EnrollRequest, LogRequest, ParseError, AGENT_PREFIX};
-use crate::state::Web;
 use crate::{ApiError, AppState};
-
-/// The two routes, each with the ingest body limit.
-pub(crate) fn router(max_body: usize) -> Router<Web> {
-    let limit = DefaultBodyLimit::max(max_body);
-    Router::new()
-        .route("/api/v1/osquery/enroll", post(enroll).layer(limit))
-        .route("/api/v1/osquery/log", post(log).layer(limit))
-}
 
 fn node_invalid() -> Json<Value> {
     Json(json!({"node_invalid": true}))

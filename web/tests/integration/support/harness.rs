@@ -81,7 +81,7 @@ async fn serve(store: Arc<dyn Store>, setup: Setup) -> TestApp {
         store: store.clone(),
         ingest: IngestLimits::default(),
         read_token: read_token.map(str::to_owned),
-        osquery_enroll_secret: None,
+        osquery_enroll_secret: Some("osquery-secret-for-tests".into()),
     };
     // Every request computes the overview, so what a test seeded is what it sees.
     let options = WebOptions {
