@@ -84,7 +84,21 @@ fn two_probers_share_a_round_and_a_killed_one_loses_nothing() {
     let recorded_before_kill = recorded(&pool);
     prober_a.kill();
     servers.open_gate();
-    wait_until("every endpoint probed and recorded", &context, || {
+    let counts = || {
+        let unfinished = "SELECT count(*) FROM endpoints \
+             WHERE last_probed_at IS NULL OR lease_owner IS NOT NULL";
+        let bad = "SELECT count(*) FROM endpoints WHERE NOT (sni IN ('', 'fleet.test') \
+             OR sni LIKE 'fleet-%')";
+        format!(
+            "{} endpoints, {} recorded, {} unfinished, {} unexpected names\n{}",
+            all(&pool),
+            recorded(&pool),
+            count(&pool, unfinished),
+            count(&pool, bad),
+            context()
+        )
+    };
+    wait_until("every endpoint probed and recorded", &counts, || {
         recorded(&pool) == ENDPOINTS as i64 && all(&pool) == ENDPOINTS as i64
     });
     let round = started.elapsed();
