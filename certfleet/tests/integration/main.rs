@@ -14,6 +14,7 @@ mod pki_openssl;
 mod plain_servers;
 mod tls_server;
 
+mod demo;
 mod hostile;
 mod osquery;
 mod packages;

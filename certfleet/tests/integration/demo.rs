@@ -1,0 +1,139 @@
+//! `certfleet demo` from scratch: the real binary on a free port in an empty folder, and a
+//! real headless Chromium that loads its dashboard and endpoint list and sees the demo
+//! certificates, probed and analysed, without anything else being started.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::openssl_server::free_port;
+
+/// Upper bound for the demo to probe its endpoints (it takes a second or two).
+const DEMO_LIMIT: Duration = Duration::from_secs(90);
+
+struct Demo(Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn demo_dashboard_shows_the_demo_certificates_in_a_real_browser() {
+    let Some(chromium) = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|path| path.exists())
+    else {
+        eprintln!("SKIPPED: chromium is not installed (scripts/test installs it)");
+        return;
+    };
+    let folder = tempfile::tempdir().expect("temporary folder");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_certfleet"))
+        .args(["demo", "--listen", &listen, "--dir"])
+        .arg(folder.path().join("demo"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start certfleet demo");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let demo = Demo(child);
+    // The demo prints the dashboard URL on a line of its own once everything runs.
+    let url = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find(|line| line.starts_with("http://"))
+        .expect("the demo prints its dashboard URL");
+    assert_eq!(url, format!("http://{listen}/"));
+
+    let started = Instant::now();
+    let endpoints = loop {
+        let text = visible(&dump_dom(
+            &chromium,
+            &format!("{url}endpoints"),
+            folder.path(),
+        ));
+        let probed = text.matches("TLSv1.3").count();
+        if probed >= 7 || started.elapsed() > DEMO_LIMIT {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    for subject in [
+        "CN=payments.demo.test",
+        "CN=billing.demo.test",
+        "CN=legacy.demo.test",
+    ] {
+        assert!(
+            endpoints.contains(subject),
+            "{subject} missing from the endpoints page:\n{endpoints}"
+        );
+    }
+    assert!(
+        endpoints.contains("required"),
+        "mTLS required shown: {endpoints}"
+    );
+    assert!(
+        endpoints.contains("optional"),
+        "mTLS optional shown: {endpoints}"
+    );
+    assert!(endpoints.contains("incomplete_chain"), "{endpoints}");
+    assert!(endpoints.contains("self_signed"), "{endpoints}");
+
+    let dashboard = visible(&dump_dom(&chromium, &url, folder.path()));
+    assert!(dashboard.contains("Dashboard"), "{dashboard}");
+    assert!(
+        dashboard.contains("7 endpoints") || dashboard.contains("endpoints"),
+        "{dashboard}"
+    );
+    assert!(dashboard.contains("expire within 7 days"), "{dashboard}");
+    drop(demo);
+}
+
+fn dump_dom(chromium: &Path, url: &str, scratch: &Path) -> String {
+    let profile = tempfile::tempdir_in(scratch).expect("fresh profile directory");
+    let output = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(url)
+        .stderr(Stdio::null())
+        .output()
+        .expect("run chromium");
+    assert!(output.status.success(), "chromium --dump-dom {url} failed");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The text a person reads: the DOM without tags, whitespace collapsed.
+fn visible(dom: &str) -> String {
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in dom.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => {
+                in_tag = false;
+                text.push(' ');
+            }
+            _ if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
