@@ -115,11 +115,27 @@ impl OpensslServerBuilder {
 }
 
 /// A port that was free a moment ago (bind to port 0, read it, release it).
+/// A port for a server that binds it itself (openssl s_server, PostgreSQL, aiosmtpd...).
+///
+/// Taken below Linux's ephemeral range (32768-60999), walking a per-process sequence: a
+/// port handed out here is never one that another test's `bind(0)` listeners or outgoing
+/// connections can grab between this check and the server's own bind, and two calls in
+/// one test run never return the same port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("bind a local port")
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 12_000;
+    const SPAN: u32 = 20_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = (std::process::id() % 97) * 200;
+    for _ in 0..SPAN {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (FIRST + (start + step) % SPAN) as u16;
+        let free_v4 = TcpListener::bind(("127.0.0.1", port)).is_ok();
+        if free_v4 {
+            return port;
+        }
+    }
+    panic!("no free port between {FIRST} and {}", FIRST + SPAN)
 }
 
 fn path_str(path: &Path) -> String {
