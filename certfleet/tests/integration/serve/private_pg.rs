@@ -142,6 +142,10 @@ impl PrivatePostgres {
         // postmaster.pid still exists. It is dead: remove its lock file.
         if !victims.is_empty() {
             let _ = std::fs::remove_file(self.data_dir().join("postmaster.pid"));
+            // The same holds for the Unix socket's lock file in the socket folder.
+            let socket = format!(".s.PGSQL.{}", self.port);
+            let _ = std::fs::remove_file(self.dir.path().join(format!("{socket}.lock")));
+            let _ = std::fs::remove_file(self.dir.path().join(socket));
         }
     }
 
