@@ -6,8 +6,6 @@
 //! that host's agent report. osquery expects `{"node_invalid": true}` with status 200 for
 //! a wrong secret or an unknown node key, and then enrolls again.
 
-use std::io::Read;
-
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
@@ -17,6 +15,7 @@ use certfleet_store::AgentName;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
+use super::reports::read_body;
 use crate::osquery::{self, EnrollRequest, LogRequest, ParseError, AGENT_PREFIX};
 use crate::{ApiError, AppState};
 
@@ -119,38 +118,4 @@ fn into_api(error: ParseError) -> ApiError {
         None => error.message,
     };
     ApiError::bad_request(message, error.field)
-}
-
-/// The JSON bytes of the body, gunzipped when `Content-Encoding: gzip`, within the ingest
-/// limits (a gzip bomb stops at `max_decompressed`).
-fn read_body(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Vec<u8>, ApiError> {
-    let body = body.map_err(|rejection| match rejection {
-        BytesRejection::FailedToBufferBody(_) => ApiError::TooLarge {
-            limit: state.ingest.max_body,
-        },
-        other => ApiError::bad_request(other.body_text(), None),
-    })?;
-    let limit = state.ingest.max_decompressed;
-    let encoding = headers
-        .get(header::CONTENT_ENCODING)
-        .map(|value| value.to_str().unwrap_or("?").trim().to_ascii_lowercase());
-    match encoding.as_deref() {
-        None | Some("identity") | Some("") => Ok(body.to_vec()),
-        Some("gzip") => {
-            let mut decoded = Vec::new();
-            let mut reader = flate2::read::GzDecoder::new(body.as_ref()).take(limit as u64 + 1);
-            reader.read_to_end(&mut decoded).map_err(|error| {
-                ApiError::bad_request(format!("invalid gzip body: {error}"), None)
-            })?;
-            if decoded.len() > limit {
-                return Err(ApiError::TooLarge { limit });
-            }
-            Ok(decoded)
-        }
-        Some(other) => Err(ApiError::UnsupportedEncoding(other.to_owned())),
-    }
 }

@@ -20,13 +20,7 @@ pub async fn post(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<IngestCounts>), ApiError> {
     let agent = authenticate(&state, &headers).await?;
-    let body = body.map_err(|rejection| match rejection {
-        BytesRejection::FailedToBufferBody(_) => ApiError::TooLarge {
-            limit: state.ingest.max_body,
-        },
-        other => ApiError::bad_request(other.body_text(), None),
-    })?;
-    let json = decode_body(&headers, &body, state.ingest.max_decompressed)?;
+    let json = read_body(&state, &headers, body)?;
     let report = parse_report(&json)?;
     report
         .validate_with(&state.ingest.report)
@@ -51,9 +45,21 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<AgentName
         .ok_or(ApiError::Unauthorized)
 }
 
-/// The JSON bytes of the body, decompressed when `Content-Encoding: gzip`, never more than
-/// `limit` bytes.
-fn decode_body(headers: &HeaderMap, body: &Bytes, limit: usize) -> Result<Vec<u8>, ApiError> {
+/// The JSON bytes of an ingest body (agent reports, osquery posts) within the ingest
+/// limits: 413 past `max_body` as sent, gzip decompressed when `Content-Encoding: gzip`,
+/// never more than `max_decompressed` bytes (a gzip bomb stops there).
+pub(crate) fn read_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Vec<u8>, ApiError> {
+    let body = body.map_err(|rejection| match rejection {
+        BytesRejection::FailedToBufferBody(_) => ApiError::TooLarge {
+            limit: state.ingest.max_body,
+        },
+        other => ApiError::bad_request(other.body_text(), None),
+    })?;
+    let limit = state.ingest.max_decompressed;
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .map(|value| value.to_str().unwrap_or("?").trim().to_ascii_lowercase());
