@@ -98,14 +98,22 @@ pub trait Store: NotificationStore + Send + Sync + std::fmt::Debug {
     /// last_seen), and each endpoint's status and next probe time (interval with jitter;
     /// back-off on failure). Ends the endpoints' leases. Unknown endpoint ids are
     /// ignored. Returns the number of endpoints updated.
-    async fn record_probe_results(&self, results: &[(EndpointId, ProbeResult)]) -> Result<u64>;
+    ///
+    /// In the same transaction, the names to present: an endpoint `(address, port, name)`,
+    /// due at once, for each name the results reveal for their endpoints (the reporting
+    /// host's name, the DNS names of the served leaf; never an IP address or a wildcard;
+    /// at most eight named endpoints per address and port).
+    async fn record_probe_results(&self, results: &[(EndpointId, ProbeResult)]) -> Result<u64> {
+        self.record_probe_results_with_names(results, &[]).await
+    }
 
-    /// Names to present: creates an endpoint `(address, port, name)`, due at once, for each
-    /// name the results reveal for their endpoints (the reporting host's name, the DNS
-    /// names of the served leaf; never an IP address or a wildcard; at most eight named
-    /// endpoints per address and port). Called by the prober after recording the same
-    /// results. Returns the endpoints created or refreshed.
-    async fn add_names_to_present(&self, results: &[(EndpointId, ProbeResult)]) -> Result<u64>;
+    /// [`record_probe_results`](Store::record_probe_results), with names the prober learnt
+    /// besides the results (the PTR name of an address, static names) to present too.
+    async fn record_probe_results_with_names(
+        &self,
+        results: &[(EndpointId, ProbeResult)],
+        learnt_names: &[(EndpointId, String)],
+    ) -> Result<u64>;
 
     /// One certificate with its PEM, latest chain and where it is served; `NotFound`
     /// when unknown.

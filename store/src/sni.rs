@@ -4,9 +4,14 @@
 //! becomes an endpoint `(address, port, name)` of its own, due at once and recorded
 //! separately: the hostname of the workload that reported it, and the DNS names in the
 //! certificate it served (a server that picks its certificate by SNI shows another
-//! certificate for another of its names). Names found by a named probe count too, so a
-//! chain of SNI-dependent certificates is followed, but never beyond
+//! certificate for another of its names), and names the prober learnt itself (the PTR name
+//! of the address, static names from the config). Names found by a named probe count too,
+//! so a chain of SNI-dependent certificates is followed, but never beyond
 //! [`NAMES_PER_ENDPOINT`] names per address and port. An IP address is never a name.
+//!
+//! The names are added in the transaction that records the results: a prober killed
+//! between the two would otherwise lose them for good (the endpoint is not due again for a
+//! whole interval).
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -39,11 +44,13 @@ pub fn usable_sni(name: &str) -> Option<String> {
 }
 
 /// The `(endpoint, name)` pairs to create from a batch of probe results: the DNS names of
-/// each captured leaf and the reporting workload's `hostnames` (by endpoint id), without
-/// the name the endpoint was probed with, at most [`NAMES_PER_ENDPOINT`] per endpoint.
+/// each captured leaf, the reporting workload's `hostnames` (by endpoint id) and the
+/// `learnt` names (PTR, static), without the name the endpoint was probed with, at most
+/// [`NAMES_PER_ENDPOINT`] per endpoint.
 pub fn names_to_present(
     results: &[(EndpointId, ProbeResult)],
     hostnames: &HashMap<i64, String>,
+    learnt: &[(EndpointId, String)],
 ) -> Vec<(i64, String)> {
     let mut pairs = Vec::new();
     for (id, result) in results {
@@ -52,9 +59,14 @@ pub fn names_to_present(
             _ => &[],
         };
         let probed_with = result.sni.as_deref().and_then(usable_sni);
+        let learnt_here = learnt
+            .iter()
+            .filter(|(learnt_for, _)| learnt_for == id)
+            .map(|(_, name)| name);
         let names: BTreeSet<String> = hostnames
             .get(&id.0)
             .into_iter()
+            .chain(learnt_here)
             .chain(sans)
             .filter_map(|name| usable_sni(name))
             .filter(|name| Some(name) != probed_with.as_ref())

@@ -164,7 +164,6 @@ async fn record(store: &dyn Store, chunk: &[(EndpointId, ProbeResult)]) {
         match store.record_probe_results(chunk).await {
             Ok(_) => {
                 log_round(chunk);
-                add_names(store, chunk).await;
                 return;
             }
             Err(error) if error.is_unavailable() && attempt < 8 => {
@@ -201,27 +200,6 @@ fn log_round(chunk: &[(EndpointId, ProbeResult)]) {
         ]),
         "probe round recorded"
     );
-}
-
-/// Adds the names these results reveal (due at once). Retried while the database is
-/// unavailable (a deadlock with another prober's recording included); if it still fails,
-/// the names are found again at the endpoints' next probe.
-async fn add_names(store: &dyn Store, chunk: &[(EndpointId, ProbeResult)]) {
-    let mut pause = Duration::from_millis(50);
-    for attempt in 1..=8 {
-        match store.add_names_to_present(chunk).await {
-            Ok(_) => return,
-            Err(error) if error.is_unavailable() && attempt < 8 => {
-                tracing::debug!(%error, attempt, "cannot add the names to present; retrying");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(5));
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot add the names to present");
-                return;
-            }
-        }
-    }
 }
 
 /// An mpsc receiver as a stream (ends when every sender is gone).

@@ -96,16 +96,13 @@ impl Store for PostgresStore {
         probes::lease_due_endpoints(&self.pool, worker, limit, lease_for, self.now()).await
     }
 
-    async fn record_probe_results(&self, results: &[(EndpointId, ProbeResult)]) -> Result<u64> {
+    async fn record_probe_results_with_names(
+        &self,
+        results: &[(EndpointId, ProbeResult)],
+        learnt_names: &[(EndpointId, String)],
+    ) -> Result<u64> {
         let schedule = &self.options.schedule;
-        probes::record_probe_results(&self.pool, results, schedule, self.now()).await
-    }
-
-    async fn add_names_to_present(&self, results: &[(EndpointId, ProbeResult)]) -> Result<u64> {
-        let mut transaction = self.pool.begin().await?;
-        let added = sni::add_named_endpoints(&mut transaction, results, self.now()).await?;
-        transaction.commit().await?;
-        Ok(added)
+        probes::record_probe_results(&self.pool, results, learnt_names, schedule, self.now()).await
     }
 
     async fn certificate(&self, sha256: &str) -> Result<CertificateDetail> {

@@ -46,6 +46,7 @@ pub(super) async fn lease_due_endpoints(
 pub(super) async fn record_probe_results(
     pool: &PgPool,
     results: &[(EndpointId, ProbeResult)],
+    learnt_names: &[(EndpointId, String)],
     schedule: &ProbeSchedule,
     now: OffsetDateTime,
 ) -> Result<u64> {
@@ -101,6 +102,8 @@ pub(super) async fn record_probe_results(
         })
         .collect();
     update_endpoints(&mut transaction, &updates).await?;
+    // In the same transaction: see crate::sni.
+    super::sni::add_named_endpoints(&mut transaction, results, learnt_names, now).await?;
     transaction.commit().await?;
     Ok(updates.len() as u64)
 }

@@ -17,6 +17,7 @@ use crate::sni::{names_to_present, NAMES_PER_ENDPOINT};
 pub(super) async fn add_named_endpoints(
     connection: &mut PgConnection,
     results: &[(EndpointId, ProbeResult)],
+    learnt: &[(EndpointId, String)],
     now: OffsetDateTime,
 ) -> Result<u64> {
     let ids: Vec<i64> = results.iter().map(|(id, _)| id.0).collect();
@@ -30,7 +31,7 @@ pub(super) async fn add_named_endpoints(
     .iter()
     .map(|row| Ok((row.try_get("id")?, row.try_get("hostname")?)))
     .collect::<Result<_, sqlx::Error>>()?;
-    let pairs = names_to_present(results, &hostnames);
+    let pairs = names_to_present(results, &hostnames, learnt);
     if pairs.is_empty() {
         return Ok(0);
     }

@@ -43,6 +43,7 @@ pub(super) async fn lease_due_endpoints(
 pub(super) async fn record_probe_results(
     pool: &SqlitePool,
     results: &[(EndpointId, ProbeResult)],
+    learnt_names: &[(EndpointId, String)],
     schedule: &ProbeSchedule,
     now: OffsetDateTime,
 ) -> Result<u64> {
@@ -99,6 +100,8 @@ pub(super) async fn record_probe_results(
     for chunk in updates.chunks(CHUNK) {
         update_endpoints(&mut transaction, chunk).await?;
     }
+    // In the same transaction: see crate::sni.
+    super::sni::add_named_endpoints(&mut transaction, results, learnt_names, now).await?;
     transaction.commit().await?;
     Ok(updates.len() as u64)
 }

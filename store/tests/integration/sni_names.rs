@@ -1,9 +1,10 @@
-//! Names to present: after recording, the results create an endpoint per name known (the
+//! Names to present: recording results creates an endpoint per name known (the
 //! workload's hostname, the DNS names of the served leaf), due at once; never an IP, never
 //! a wildcard, at most eight per address and port.
 
 use std::collections::BTreeSet;
 
+use certfleet_model::ProbeStatus;
 use certfleet_store::LeasedEndpoint;
 use time::Duration;
 
@@ -13,6 +14,7 @@ use crate::harness::TestStore;
 crate::on_both_backends!(
     names_of_the_host_and_the_certificate_become_endpoints_due_at_once,
     named_endpoints_are_bounded_per_address_and_port,
+    learnt_names_are_presented_too_but_never_an_address,
 );
 
 async fn lease_all(t: &TestStore) -> Vec<LeasedEndpoint> {
@@ -43,13 +45,9 @@ async fn names_of_the_host_and_the_certificate_become_endpoints_due_at_once(t: T
     );
     let result = probe_ok(vec![leaf], no_mtls(), t.clock.now());
     t.store
-        .record_probe_results(&[(plain.id, result.clone())])
+        .record_probe_results(&[(plain.id, result)])
         .await
         .expect("record");
-    t.store
-        .add_names_to_present(&[(plain.id, result)])
-        .await
-        .expect("add names");
 
     let named = lease_all(&t).await;
     let names: BTreeSet<Option<String>> = named.iter().map(|e| e.sni.clone()).collect();
@@ -76,13 +74,9 @@ async fn names_of_the_host_and_the_certificate_become_endpoints_due_at_once(t: T
     let mut result = probe_ok(vec![leaf], no_mtls(), t.clock.now());
     result.sni = Some("api.example.com".into());
     t.store
-        .record_probe_results(&[(api.id, result.clone())])
+        .record_probe_results(&[(api.id, result)])
         .await
         .expect("record");
-    t.store
-        .add_names_to_present(&[(api.id, result)])
-        .await
-        .expect("add names");
     assert!(lease_all(&t).await.is_empty(), "no new name, nothing due");
 }
 
@@ -98,13 +92,9 @@ async fn named_endpoints_are_bounded_per_address_and_port(t: TestStore) {
     let leaf = certificate(3, &sans, "CN=many", t.clock.now() + Duration::days(90));
     let result = probe_ok(vec![leaf], no_mtls(), t.clock.now());
     t.store
-        .record_probe_results(&[(plain.id, result.clone())])
+        .record_probe_results(&[(plain.id, result)])
         .await
         .expect("record");
-    t.store
-        .add_names_to_present(&[(plain.id, result)])
-        .await
-        .expect("add names");
     let named = lease_all(&t).await;
     assert!(
         !named.is_empty() && named.len() <= 8,
@@ -112,4 +102,30 @@ async fn named_endpoints_are_bounded_per_address_and_port(t: TestStore) {
         named.len()
     );
     assert!(named.iter().all(|e| e.sni.is_some()));
+}
+
+async fn learnt_names_are_presented_too_but_never_an_address(t: TestStore) {
+    let report = report("m3", &[], vec![socket("10.0.0.7", 636)], t.clock.now());
+    t.store
+        .ingest_report(&agent(), &report)
+        .await
+        .expect("ingest");
+    let plain = lease_all(&t).await.pop().expect("the endpoint is due");
+    // A failed probe reveals no certificate name; the PTR name learnt for the address and
+    // the host's name still become endpoints, an address given as a name does not.
+    let result = probe_failed(ProbeStatus::Timeout, t.clock.now());
+    let learnt = [
+        (plain.id, "ldap-7.example.net.".to_owned()),
+        (plain.id, "10.0.0.7".to_owned()),
+    ];
+    t.store
+        .record_probe_results_with_names(&[(plain.id, result)], &learnt)
+        .await
+        .expect("record");
+    let names: BTreeSet<Option<String>> = lease_all(&t).await.into_iter().map(|e| e.sni).collect();
+    let expected = [
+        Some("host-m3".to_owned()),
+        Some("ldap-7.example.net".to_owned()),
+    ];
+    assert_eq!(names, expected.into_iter().collect());
 }

@@ -34,11 +34,10 @@ const SERVED_BEFORE_GATE: usize = 800;
 /// things work.
 const STAGE_LIMIT: Duration = Duration::from_secs(180);
 
-// Ignored until a known bug is fixed: under two concurrent probers, `add_names_to_present`
-// sometimes loses a few named endpoints (5,892 of 6,000 in one CI run), so the round never
-// reaches its expected size. Run it with `cargo test -- --ignored scale_out`.
+// This test once found 5,892 of 6,000 endpoints: prober A was frozen between committing a
+// batch of results and adding the names they revealed (then a separate transaction), and
+// those names were lost. Both now commit together.
 #[test]
-#[ignore = "names to present are sometimes lost under concurrent probers (known bug)"]
 fn two_probers_share_a_round_and_a_killed_one_loses_nothing() {
     let database = TestDatabase::postgres();
     let store = open_store(&database.url);
