@@ -1,10 +1,12 @@
 //! `certfleet.toml`, overridable by `CERTFLEET_SECTION__KEY` environment variables.
 //! Unknown keys are an error that names the key.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use certfleet_prober::StartTlsMode;
 use ipnet::IpNet;
 use serde::Deserialize;
 
@@ -134,6 +136,98 @@ pub struct ProbeConfig {
     /// above the time one leased batch takes to probe and record.
     #[serde(with = "humantime_serde")]
     pub lease: Option<Duration>,
+    /// Probes in flight to one address, per prober process: a host with many ports (or
+    /// many names) is never hammered by a round.
+    pub max_per_address: usize,
+    /// New connections per second, per prober process; 0: as fast as `concurrency` allows.
+    pub connections_per_second: u32,
+    /// Name servers (`ip:port`) for static targets' host names and PTR names; empty: the
+    /// system's configuration.
+    pub nameservers: Vec<SocketAddr>,
+    /// Present each address's DNS PTR name as SNI too (loopback addresses only when
+    /// `nameservers` is set: the system's resolver calls them all `localhost`).
+    pub ptr_names: bool,
+    /// How often static targets' host names are resolved again.
+    #[serde(with = "humantime_serde")]
+    pub targets_refresh: Duration,
+    /// Static targets: load balancers, appliances, anything without an agent.
+    pub targets: Vec<StaticTarget>,
+}
+
+/// `[[probe.targets]]`: hosts (names, addresses, CIDR ranges) times ports, probed without
+/// SNI and with each of `names` (a host name is a name too).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticTarget {
+    pub hosts: Vec<TargetHost>,
+    pub ports: Vec<u16>,
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// `auto` (by the port, the default), `none`, or a protocol (`smtp`, `postgres`, ...).
+    #[serde(default)]
+    pub starttls: Option<StartTlsSetting>,
+    #[serde(default)]
+    pub app: Option<String>,
+    #[serde(default)]
+    pub env: Option<String>,
+    #[serde(default)]
+    pub owner: Option<String>,
+}
+
+/// Most addresses one CIDR range of a static target may expand to.
+pub const MAX_RANGE_ADDRESSES: u128 = 65_536;
+
+/// One entry of a static target's `hosts`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum TargetHost {
+    /// Every address of the range (at most [`MAX_RANGE_ADDRESSES`]); a single address is a
+    /// range of one.
+    Range(IpNet),
+    /// Resolved (A and AAAA) at every refresh.
+    Name(String),
+}
+
+impl TryFrom<String> for TargetHost {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        let text = text.trim();
+        if let Ok(address) = text.parse::<std::net::IpAddr>() {
+            return Ok(TargetHost::Range(IpNet::from(address)));
+        }
+        if let Ok(range) = text.parse::<IpNet>() {
+            let bits = u32::from(range.max_prefix_len() - range.prefix_len());
+            if 1u128
+                .checked_shl(bits)
+                .is_none_or(|size| size > MAX_RANGE_ADDRESSES)
+            {
+                return Err(format!(
+                    "range {text} is larger than {MAX_RANGE_ADDRESSES} addresses; split it"
+                ));
+            }
+            return Ok(TargetHost::Range(range.trunc()));
+        }
+        match certfleet_store::usable_sni(text) {
+            Some(name) => Ok(TargetHost::Name(name)),
+            None => Err(format!(
+                "{text:?} is neither an address, a CIDR range nor a host name"
+            )),
+        }
+    }
+}
+
+/// A static target's `starttls`, checked when the config is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct StartTlsSetting(pub StartTlsMode);
+
+impl TryFrom<String> for StartTlsSetting {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse().map(StartTlsSetting)
+    }
 }
 
 impl Default for ProbeConfig {
@@ -148,6 +242,12 @@ impl Default for ProbeConfig {
             concurrency: 256,
             batch: 500,
             lease: None,
+            max_per_address: 16,
+            connections_per_second: 0,
+            nameservers: Vec::new(),
+            ptr_names: true,
+            targets_refresh: Duration::from_secs(3600),
+            targets: Vec::new(),
         }
     }
 }
@@ -290,6 +390,14 @@ impl Config {
         let config: Config = toml::Value::Table(document)
             .try_into()
             .with_context(|| format!("invalid config {origin}"))?;
+        for (index, target) in config.probe.targets.iter().enumerate() {
+            if target.hosts.is_empty() || target.ports.is_empty() || target.ports.contains(&0) {
+                bail!(
+                    "invalid config {origin}: probe.targets[{index}] needs at least one host \
+                     and at least one port (1-65535)"
+                );
+            }
+        }
         Ok(config)
     }
 }
@@ -320,6 +428,41 @@ mod tests {
         let config = Config::from_parts(text, no_env(), "example").expect("example parses");
         assert_eq!(config.notify.thresholds, vec![30, 14, 7, 3, 1]);
         assert_eq!(config.owners.rules.len(), 1);
+    }
+
+    #[test]
+    fn static_targets_are_checked_when_read() {
+        let text = include_str!("../../certfleet.example.toml");
+        let config = Config::from_parts(text, no_env(), "example").expect("example parses");
+        let targets = &config.probe.targets;
+        assert_eq!(targets.len(), 2);
+        assert_eq!(
+            targets[0].hosts,
+            vec![
+                TargetHost::Name("lb.example.internal".into()),
+                TargetHost::Range("10.20.0.0/28".parse().expect("a range")),
+            ]
+        );
+        let smtp = targets[1].starttls.map(|mode| mode.0.to_string());
+        assert_eq!(smtp.as_deref(), Some("smtp"));
+        for (bad, named) in [
+            (
+                "hosts = [\"10.0.0.0/8\"]\nports = [443]",
+                "larger than 65536",
+            ),
+            ("hosts = [\"a b\"]\nports = [443]", "neither an address"),
+            (
+                "hosts = [\"x.test\"]\nports = [443]\nstarttls = \"gopher\"",
+                "gopher",
+            ),
+            ("hosts = [\"x.test\"]\nports = []", "at least one port"),
+            ("hosts = []\nports = [443]", "at least one host"),
+            ("hosts = [\"x.test\"]\nports = [70000]", "70000"),
+        ] {
+            let text = format!("[[probe.targets]]\n{bad}\n");
+            let error = Config::from_parts(&text, no_env(), "test").expect_err(bad);
+            assert!(format!("{error:#}").contains(named), "{bad}: {error:#}");
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::time::Duration;
 pub use analysis::{TrustError, TrustStore};
 pub use policy::NetworkPolicy;
 pub use probe::Prober;
-pub use resolve::ResolveError;
+pub use resolve::{ResolveError, Resolver};
 pub use starttls::{StartTls, StartTlsError};
 pub use target::{Host, Target, TargetError};
 
@@ -51,7 +51,7 @@ pub struct ProberConfig {
 }
 
 /// When to run a STARTTLS dialogue before the handshake.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum StartTlsMode {
     /// By the port: 25/587 SMTP, 143 IMAP, 110 POP3, 21 FTP, 389 LDAP, 5432 PostgreSQL,
     /// 5222 XMPP, 3306 MySQL; implicit TLS everywhere else.
@@ -61,6 +61,29 @@ pub enum StartTlsMode {
     Never,
     /// Always this protocol.
     Always(StartTls),
+}
+
+impl std::str::FromStr for StartTlsMode {
+    type Err = String;
+
+    /// `auto` (by the port), `none`, or a protocol name (`smtp`, `postgres`, ...).
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        match name.to_ascii_lowercase().as_str() {
+            "auto" => Ok(StartTlsMode::ByPort),
+            "none" => Ok(StartTlsMode::Never),
+            protocol => protocol.parse().map(StartTlsMode::Always),
+        }
+    }
+}
+
+impl std::fmt::Display for StartTlsMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartTlsMode::ByPort => f.write_str("auto"),
+            StartTlsMode::Never => f.write_str("none"),
+            StartTlsMode::Always(protocol) => f.write_str(protocol.as_str()),
+        }
+    }
 }
 
 impl StartTlsMode {

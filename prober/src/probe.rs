@@ -16,7 +16,7 @@ use crate::analysis::{self, rfc4514_from_der, ServedCertificate};
 use crate::handshake::{self, Failure, Handshake, Verdict};
 use crate::legacy::{self, LegacyCapture};
 use crate::resolve::Resolver;
-use crate::starttls::{self, StartTlsError};
+use crate::starttls::{self, StartTls, StartTlsError};
 use crate::target::{Host, Target};
 use crate::ProberConfig;
 
@@ -96,6 +96,12 @@ impl Prober {
         result
     }
 
+    /// The plaintext protocol to speak first: the target's own setting, else the prober's.
+    fn starttls(&self, target: &Target, address: SocketAddr) -> Option<StartTls> {
+        let mode = target.starttls.unwrap_or(self.config.starttls);
+        mode.for_port(address.port())
+    }
+
     async fn connect(
         &self,
         address: SocketAddr,
@@ -133,7 +139,7 @@ impl Prober {
             },
             None => ServerName::IpAddress(address.ip().into()),
         };
-        if let Some(protocol) = self.config.starttls.for_port(address.port()) {
+        if let Some(protocol) = self.starttls(target, address) {
             result.starttls = Some(protocol.as_str().to_owned());
             let upgraded =
                 starttls::upgrade(&mut stream, protocol, target.server_name(), deadline).await;
@@ -241,7 +247,7 @@ impl Prober {
     ) -> Option<LegacyCapture> {
         let started = Instant::now();
         let mut stream = self.connect(address, started, deadline).await.ok()?;
-        if let Some(protocol) = self.config.starttls.for_port(address.port()) {
+        if let Some(protocol) = self.starttls(target, address) {
             starttls::upgrade(&mut stream, protocol, target.server_name(), deadline)
                 .await
                 .ok()?;

@@ -4,6 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig, ResolverOpts};
+use hickory_resolver::error::ResolveErrorKind;
 use hickory_resolver::TokioAsyncResolver;
 use tokio::sync::OnceCell;
 
@@ -34,12 +35,7 @@ impl Resolver {
     }
 
     pub async fn lookup(&self, name: &str, timeout: Duration) -> Result<Vec<IpAddr>, ResolveError> {
-        let resolver = self
-            .inner
-            .get_or_init(|| async { self.build() })
-            .await
-            .as_ref()
-            .map_err(|reason| ResolveError::NoResolver(reason.clone()))?;
+        let resolver = self.resolver().await?;
         let lookup = tokio::time::timeout(timeout, resolver.lookup_ip(name))
             .await
             .map_err(|_| ResolveError::Timeout {
@@ -59,6 +55,40 @@ impl Resolver {
             });
         }
         Ok(addresses)
+    }
+
+    /// The PTR names of an address (as given, a trailing dot included); empty when it has
+    /// none.
+    pub async fn reverse(
+        &self,
+        ip: IpAddr,
+        timeout: Duration,
+    ) -> Result<Vec<String>, ResolveError> {
+        let name = ip.to_string();
+        let resolver = self.resolver().await?;
+        match tokio::time::timeout(timeout, resolver.reverse_lookup(ip)).await {
+            Err(_) => Err(ResolveError::Timeout {
+                name,
+                seconds: timeout.as_secs_f64(),
+            }),
+            Ok(Ok(lookup)) => Ok(lookup.iter().map(|ptr| ptr.to_string()).collect()),
+            // NXDOMAIN or no PTR record: an address without a name.
+            Ok(Err(error)) if matches!(error.kind(), ResolveErrorKind::NoRecordsFound { .. }) => {
+                Ok(Vec::new())
+            }
+            Ok(Err(error)) => Err(ResolveError::Lookup {
+                name,
+                reason: error.to_string(),
+            }),
+        }
+    }
+
+    async fn resolver(&self) -> Result<&TokioAsyncResolver, ResolveError> {
+        self.inner
+            .get_or_init(|| async { self.build() })
+            .await
+            .as_ref()
+            .map_err(|reason| ResolveError::NoResolver(reason.clone()))
     }
 
     fn build(&self) -> Result<TokioAsyncResolver, String> {

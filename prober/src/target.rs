@@ -21,6 +21,9 @@ pub struct Target {
     pub sni: Option<String>,
     /// The original spelling, echoed back in the probe result.
     pub raw: String,
+    /// STARTTLS for this target alone (a static target's `starttls`); `None`: the
+    /// prober's setting.
+    pub starttls: Option<crate::StartTlsMode>,
 }
 
 /// Why a target string was rejected.
@@ -121,6 +124,7 @@ impl FromStr for Target {
             port,
             sni,
             raw: raw.to_owned(),
+            starttls: None,
         })
     }
 }

@@ -199,6 +199,9 @@ pub struct QueueDepth {
     pub leased: u64,
     /// At least one failed probe in a row.
     pub failing: u64,
+    /// Probed (results recorded) in the last five minutes, by every prober: the fleet's
+    /// probe rate is this over 300 seconds.
+    pub probed_last_5m: u64,
 }
 
 /// A count by name (a finding, a probe status).

@@ -53,9 +53,10 @@ pub use pg::PostgresStore;
 pub use records::{
     AgentName, CertificateDetail, CertificateRecord, EndpointFilter, EndpointId, EndpointRecord,
     ExpiringCertificate, IngestCounts, Inventory, LeasedEndpoint, MtlsCounts, MtlsDay, MtlsGroup,
-    MtlsGrouping, MtlsSummary, ObservationRecord, ServedAt,
+    MtlsGrouping, MtlsSummary, ObservationRecord, ServedAt, StaticEndpoint,
 };
 pub use schedule::ProbeSchedule;
+pub use sni::{usable_sni, NAMES_PER_ENDPOINT};
 pub use sqlite::SqliteStore;
 
 /// Everything certfleet keeps, behind one API with a PostgreSQL and a SQLite
@@ -153,6 +154,12 @@ pub trait Store: NotificationStore + Send + Sync + std::fmt::Debug {
     /// Writes (or rewrites) today's mTLS adoption snapshot, for both groupings. Returns
     /// the number of group rows written.
     async fn snapshot_mtls_adoption(&self) -> Result<u64>;
+
+    /// Static targets: creates each endpoint (due at once) or marks it seen now, so that it
+    /// lives as long as the config names it. Workload fields and STARTTLS given here win
+    /// over stored ones; an agent's report of the same socket keeps its host. Returns the
+    /// endpoints created or refreshed.
+    async fn upsert_static_endpoints(&self, endpoints: &[StaticEndpoint]) -> Result<u64>;
 
     /// Retires endpoints no report has mentioned for `older_than`; they are no longer
     /// leased nor counted. A later report revives them. Returns how many retired.

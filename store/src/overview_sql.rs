@@ -31,6 +31,7 @@ pub(crate) fn overview_groups(dialect: Dialect, now: OffsetDateTime) -> Query {
     let mut query = Query::default();
     let now_arg = query.arg(Bind::Time(now));
     let overdue = query.arg(Bind::Time(now - Duration::hours(1)));
+    let recent = query.arg(Bind::Time(now - Duration::minutes(5)));
     let [d7, d30, d90] = [7, 30, 90].map(|days| query.arg(Bind::Time(now + Duration::days(days))));
     let sum = |condition: &str, name: &str| {
         format!("SUM(CASE WHEN {condition} THEN 1 ELSE 0 END) AS {name}")
@@ -48,6 +49,7 @@ pub(crate) fn overview_groups(dialect: Dialect, now: OffsetDateTime) -> Query {
         sum(&format!("e.next_probe_at <= {overdue}"), "overdue"),
         sum(&format!("e.lease_until > {now_arg}"), "leased"),
         sum("e.failures > 0", "failing"),
+        sum(&format!("e.last_probed_at >= {recent}"), "probed_recently"),
         sum(&format!("e.leaf_not_after < {now_arg}"), "d_expired"),
         sum(
             &format!("e.leaf_not_after >= {now_arg} AND e.leaf_not_after < {d7}"),
@@ -172,6 +174,7 @@ pub(crate) fn fold_groups<R: ReadRow>(
         queue.overdue += count(row, "overdue")?;
         queue.leased += count(row, "leased")?;
         queue.failing += count(row, "failing")?;
+        queue.probed_last_5m += count(row, "probed_recently")?;
         let days = &mut overview.endpoints_by_days_left;
         days.expired += count(row, "d_expired")?;
         days.within_7_days += count(row, "d_7")?;

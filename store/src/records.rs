@@ -71,11 +71,27 @@ pub struct LeasedEndpoint {
     pub port: u16,
     /// SNI name to send, if any.
     pub sni: Option<String>,
+    /// STARTTLS forced for this endpoint (`smtp`, ..., `none`); `None`: by the port.
+    pub starttls: Option<String>,
     /// Failed probes in a row before this one.
     pub failures: u32,
     /// The lease deadline: after it, another worker may lease the endpoint again.
     #[serde(with = "time::serde::rfc3339")]
     pub lease_until: OffsetDateTime,
+}
+
+/// An endpoint from the config's static targets (no agent reports it): one address, port
+/// and name to present (`None`: no SNI), with the target's workload fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticEndpoint {
+    pub address: IpAddr,
+    pub port: u16,
+    pub sni: Option<String>,
+    /// `smtp`, `postgres`, ..., `none`; `None`: by the port.
+    pub starttls: Option<String>,
+    pub app: Option<String>,
+    pub env: Option<String>,
+    pub owner: Option<String>,
 }
 
 impl LeasedEndpoint {

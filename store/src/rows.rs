@@ -174,6 +174,7 @@ pub(crate) fn leased(row: &impl ReadRow) -> Result<LeasedEndpoint> {
             .map_err(|_| Error::other(format!("stored address {address:?} is not an IP")))?,
         port: port(row.int("port")?)?,
         sni: row.opt_text("sni")?.filter(|sni| !sni.is_empty()),
+        starttls: row.opt_text("starttls")?,
         failures: u32::try_from(row.int("failures")?).unwrap_or(0),
         lease_until: row.time("lease_until")?,
     })

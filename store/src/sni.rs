@@ -13,12 +13,12 @@
 //! between the two would otherwise lose them for good (the endpoint is not due again for a
 //! whole interval).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use certfleet_model::{ProbeResult, ProbeStatus};
 
-use crate::records::EndpointId;
+use crate::records::{EndpointId, StaticEndpoint};
 
 /// Most named endpoints created per (address, port).
 pub const NAMES_PER_ENDPOINT: usize = 8;
@@ -79,6 +79,26 @@ pub fn names_to_present(
         );
     }
     pairs
+}
+
+/// A static endpoint as stored: `sni` as sent (`""` for none; an unusable name drops the
+/// endpoint), at most one row per (address, port, sni), the last one given winning.
+pub(crate) fn static_rows(endpoints: &[StaticEndpoint]) -> Vec<StaticEndpoint> {
+    let mut rows: BTreeMap<(IpAddr, u16, String), StaticEndpoint> = BTreeMap::new();
+    for endpoint in endpoints {
+        let sni = match &endpoint.sni {
+            None => String::new(),
+            Some(name) => match usable_sni(name) {
+                Some(name) => name,
+                None => continue,
+            },
+        };
+        let key = (endpoint.address, endpoint.port, sni.clone());
+        let mut row = endpoint.clone();
+        row.sni = Some(sni);
+        rows.insert(key, row);
+    }
+    rows.into_values().collect()
 }
 
 #[cfg(test)]

@@ -258,6 +258,13 @@ fn fleet(out: &mut String, overview: &FleetOverview) {
         "Active endpoints due (over an hour: overdue), leased, or failing.",
         &queue,
     );
+    let rate = overview.queue.probed_last_5m as f64 / 300.0;
+    gauge(
+        out,
+        "certfleet_probe_rate",
+        "Endpoints probed per second by all probers, over the last five minutes.",
+        &[("", rate)],
+    );
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {

@@ -8,9 +8,12 @@ mod demo_servers;
 mod notify;
 mod output;
 mod probe;
+mod probe_gate;
 mod prober_worker;
+mod ptr_names;
 mod scheduler;
 mod serve;
+mod static_targets;
 mod targets;
 
 use std::process::ExitCode;

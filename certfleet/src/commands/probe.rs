@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use certfleet_prober::{NetworkPolicy, Prober, ProberConfig, StartTls, StartTlsMode, TrustStore};
+use certfleet_prober::{NetworkPolicy, Prober, ProberConfig, StartTlsMode, TrustStore};
 use futures::stream::{self, BoxStream, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -18,9 +18,8 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
         bail!("--concurrency must be at least 1");
     }
     let starttls = match args.starttls.as_deref() {
-        None | Some("auto") => StartTlsMode::ByPort,
-        Some("none") => StartTlsMode::Never,
-        Some(name) => StartTlsMode::Always(name.parse::<StartTls>().map_err(anyhow::Error::msg)?),
+        None => StartTlsMode::ByPort,
+        Some(name) => name.parse::<StartTlsMode>().map_err(anyhow::Error::msg)?,
     };
     let mut trust = TrustStore::mozilla();
     for path in &args.ca_files {

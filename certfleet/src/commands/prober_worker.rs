@@ -12,10 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use certfleet_model::{ProbeResult, ProbeStatus};
-use certfleet_prober::{Host, Prober, Target};
+use certfleet_prober::{Host, Prober, StartTlsMode, Target};
 use certfleet_store::{EndpointId, LeasedEndpoint, Store};
 use futures::stream::StreamExt;
 use tokio::sync::{mpsc, watch};
+
+use super::probe_gate::ProbeGate;
+use super::ptr_names::PtrNames;
 
 /// How the worker runs.
 #[derive(Debug, Clone)]
@@ -27,7 +30,14 @@ pub struct WorkerOptions {
     pub lease_for: Duration,
     /// Pause when nothing is due.
     pub idle_poll: Duration,
+    /// Probes in flight to one address.
+    pub max_per_address: usize,
+    /// New connections per second; 0: unpaced.
+    pub connections_per_second: u32,
 }
+
+/// What one probe task hands the recorder: the result and the PTR names of its address.
+type Finished = (EndpointId, ProbeResult, Vec<String>);
 
 /// Most results written in one transaction.
 const RECORD_BATCH: usize = 256;
@@ -40,9 +50,14 @@ const RECORD_LINGER: Duration = Duration::from_millis(100);
 pub async fn run(
     store: Arc<dyn Store>,
     prober: Arc<Prober>,
+    ptr_names: Option<Arc<PtrNames>>,
     options: WorkerOptions,
     shutdown: watch::Receiver<bool>,
 ) {
+    let gate = Arc::new(ProbeGate::new(
+        options.max_per_address,
+        options.connections_per_second,
+    ));
     // Room for two batches, so the next lease arrives before the probes run dry.
     let (queue, leased) = mpsc::channel::<LeasedEndpoint>(2 * options.batch.max(1) as usize);
     let leaser = tokio::spawn(lease_loop(
@@ -57,8 +72,22 @@ pub async fn run(
     // (its timeouts still running) whenever the loop waits for the recorder.
     let results = tokio_stream_from(leased)
         .map(|endpoint| {
-            let prober = prober.clone();
-            tokio::spawn(async move { (endpoint.id, probe_one(&prober, &endpoint).await) })
+            let (prober, gate, ptr_names) = (prober.clone(), gate.clone(), ptr_names.clone());
+            tokio::spawn(async move {
+                let result = {
+                    let _pass = gate.enter(endpoint.address).await;
+                    probe_one(&prober, &endpoint).await
+                };
+                // The PTR name is a name to present of the endpoint probed without one,
+                // once it is known to serve TLS.
+                let names = match &ptr_names {
+                    Some(ptr) if endpoint.sni.is_none() && result.status == ProbeStatus::Ok => {
+                        ptr.of(endpoint.address).await
+                    }
+                    _ => Vec::new(),
+                };
+                (endpoint.id, result, names)
+            })
         })
         .buffer_unordered(options.concurrency.max(1));
     futures::pin_mut!(results);
@@ -80,10 +109,7 @@ pub async fn run(
 
 /// Writes what has finished, in batches of up to [`RECORD_BATCH`], until every sender is
 /// gone. A batch waits at most [`RECORD_LINGER`] to fill up.
-async fn record_loop(
-    store: Arc<dyn Store>,
-    mut results: mpsc::Receiver<(EndpointId, ProbeResult)>,
-) {
+async fn record_loop(store: Arc<dyn Store>, mut results: mpsc::Receiver<Finished>) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while results.recv_many(&mut batch, RECORD_BATCH).await > 0 {
         let deadline = tokio::time::Instant::now() + RECORD_LINGER;
@@ -95,8 +121,7 @@ async fn record_loop(
                 Ok(_) => {}
             }
         }
-        record(&*store, &batch).await;
-        batch.clear();
+        record(&*store, std::mem::take(&mut batch)).await;
     }
 }
 
@@ -145,11 +170,18 @@ async fn lease_loop(
 }
 
 async fn probe_one(prober: &Prober, endpoint: &LeasedEndpoint) -> ProbeResult {
+    // Checked when the config was read; a value stored by another version falls back to
+    // the port's protocol.
+    let starttls = endpoint
+        .starttls
+        .as_deref()
+        .and_then(|mode| mode.parse::<StartTlsMode>().ok());
     let target = Target {
         host: Host::Ip(endpoint.address),
         port: endpoint.port,
         sni: endpoint.sni.clone(),
         raw: endpoint.target(),
+        starttls,
     };
     prober
         .probe_address(&target, SocketAddr::new(endpoint.address, endpoint.port))
@@ -158,12 +190,21 @@ async fn probe_one(prober: &Prober, endpoint: &LeasedEndpoint) -> ProbeResult {
 
 /// Writes one chunk of results; retries while the database is unavailable, because the
 /// leases keep the endpoints ours for a while.
-async fn record(store: &dyn Store, chunk: &[(EndpointId, ProbeResult)]) {
+async fn record(store: &dyn Store, chunk: Vec<Finished>) {
+    let mut results = Vec::with_capacity(chunk.len());
+    let mut learnt = Vec::new();
+    for (id, result, names) in chunk {
+        results.push((id, result));
+        learnt.extend(names.into_iter().map(|name| (id, name)));
+    }
     let mut pause = Duration::from_millis(200);
     for attempt in 1..=8 {
-        match store.record_probe_results(chunk).await {
+        match store
+            .record_probe_results_with_names(&results, &learnt)
+            .await
+        {
             Ok(_) => {
-                log_round(chunk);
+                log_round(&results);
                 return;
             }
             Err(error) if error.is_unavailable() && attempt < 8 => {
@@ -172,7 +213,7 @@ async fn record(store: &dyn Store, chunk: &[(EndpointId, ProbeResult)]) {
                 pause = (pause * 2).min(Duration::from_secs(10));
             }
             Err(error) => {
-                tracing::error!(%error, results = chunk.len(), "probe results dropped; the endpoints will be leased again");
+                tracing::error!(%error, results = results.len(), "probe results dropped; the endpoints will be leased again");
                 return;
             }
         }

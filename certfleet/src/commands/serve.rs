@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use certfleet_prober::{NetworkPolicy, Prober, ProberConfig, TrustStore};
+use certfleet_prober::{NetworkPolicy, Prober, ProberConfig, Resolver, TrustStore};
 use certfleet_web::{AppState, IngestLimits};
 use tokio::sync::watch;
 
 use super::admin::open_store;
-use super::{notify, prober_worker, scheduler};
+use super::ptr_names::PtrNames;
+use super::{notify, prober_worker, scheduler, static_targets};
 use crate::cli::{Role, ServeArgs};
 use crate::config::Config;
 
@@ -70,11 +71,27 @@ pub async fn start(
                 .lease
                 .unwrap_or((config.probe.timeout * 4).max(Duration::from_secs(300))),
             idle_poll: Duration::from_secs(1),
+            max_per_address: config.probe.max_per_address.max(1),
+            connections_per_second: config.probe.connections_per_second,
         };
+        let ptr_names = config.probe.ptr_names.then(|| {
+            let explicit = !config.probe.nameservers.is_empty();
+            Arc::new(PtrNames::new(resolver(config), explicit))
+        });
         tasks.spawn(prober_worker::run(
             store.clone(),
             prober,
+            ptr_names,
             options,
+            shutdown.clone(),
+        ));
+    }
+    if roles.contains(&Role::Scheduler) && !config.probe.targets.is_empty() {
+        tasks.spawn(static_targets::run(
+            store.clone(),
+            config.probe.targets.clone(),
+            resolver(config),
+            config.probe.targets_refresh,
             shutdown.clone(),
         ));
     }
@@ -149,8 +166,17 @@ fn prober_config(config: &Config) -> anyhow::Result<ProberConfig> {
         policy: NetworkPolicy::new(config.probe.allow.clone(), config.probe.deny.clone()),
         trust,
         include_pem: true,
+        nameservers: nameservers(config),
         ..ProberConfig::default()
     })
+}
+
+fn nameservers(config: &Config) -> Option<Vec<std::net::SocketAddr>> {
+    Some(config.probe.nameservers.clone()).filter(|servers| !servers.is_empty())
+}
+
+fn resolver(config: &Config) -> Resolver {
+    Resolver::new(nameservers(config))
 }
 
 fn worker_id() -> String {

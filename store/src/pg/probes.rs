@@ -32,7 +32,7 @@ pub(super) async fn lease_due_endpoints(
              FOR UPDATE SKIP LOCKED) \
          UPDATE endpoints e SET lease_owner = $3, lease_until = $4, next_probe_at = $4 \
          FROM due WHERE e.id = due.id \
-         RETURNING e.id, e.address, e.port, e.sni, e.failures, e.lease_until",
+         RETURNING e.id, e.address, e.port, e.sni, e.starttls, e.failures, e.lease_until",
     )
     .bind(now)
     .bind(limit(count))

@@ -38,10 +38,10 @@ pub(super) async fn add_named_endpoints(
     let (parents, names): (Vec<i64>, Vec<String>) = pairs.into_iter().unzip();
     let inserted = sqlx::query(
         "INSERT INTO endpoints (address, port, sni, host_id, process, container, netns, \
-             app, env, owner, first_seen, last_seen, next_probe_at) \
+             app, env, owner, starttls, first_seen, last_seen, next_probe_at) \
          SELECT DISTINCT ON (p.address, p.port, u.name) p.address, p.port, u.name, \
-             p.host_id, p.process, p.container, p.netns, p.app, p.env, p.owner, $3, \
-             p.last_seen, $3 \
+             p.host_id, p.process, p.container, p.netns, p.app, p.env, p.owner, p.starttls, \
+             $3, p.last_seen, $3 \
          FROM UNNEST($1::int8[], $2::text[]) AS u(parent, name) \
          JOIN endpoints p ON p.id = u.parent \
          WHERE p.retired_at IS NULL AND (SELECT count(*) FROM endpoints s \

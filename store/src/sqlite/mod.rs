@@ -11,6 +11,7 @@ mod lookup;
 mod notify;
 mod probes;
 mod sni;
+mod static_endpoints;
 mod summary;
 
 use std::str::FromStr;
@@ -135,6 +136,10 @@ impl Store for SqliteStore {
     ) -> Result<u64> {
         let schedule = &self.options.schedule;
         probes::record_probe_results(&self.pool, results, learnt_names, schedule, self.now()).await
+    }
+
+    async fn upsert_static_endpoints(&self, endpoints: &[StaticEndpoint]) -> Result<u64> {
+        static_endpoints::upsert(&self.pool, endpoints, self.now()).await
     }
 
     async fn certificate(&self, sha256: &str) -> Result<CertificateDetail> {

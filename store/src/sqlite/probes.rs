@@ -28,7 +28,7 @@ pub(super) async fn lease_due_endpoints(
          WHERE id IN (SELECT id FROM endpoints \
              WHERE retired_at IS NULL AND next_probe_at <= $1 \
              ORDER BY next_probe_at LIMIT $2) \
-         RETURNING id, address, port, sni, failures, lease_until",
+         RETURNING id, address, port, sni, starttls, failures, lease_until",
     )
     .bind(seconds(now))
     .bind(i64::from(limit))

@@ -83,7 +83,8 @@ fn probing(o: &FleetOverview) -> Markup {
     html! {
         p {
             "Queue: " (o.queue.due) " due, " (o.queue.overdue) " overdue by more than an hour, "
-            (o.queue.leased) " being probed, " (o.queue.failing) " failing. "
+            (o.queue.leased) " being probed, " (o.queue.failing) " failing; "
+            (format!("{:.1}", o.queue.probed_last_5m as f64 / 300.0)) " probes/s over the last 5 minutes. "
             a href="/notifications/failed" id="failed-notifications" { (o.failed_notifications) " failed notification(s)" } "."
         }
         p { "Last probe: "

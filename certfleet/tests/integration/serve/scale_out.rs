@@ -201,7 +201,7 @@ fn write(dir: &Path, url: &str, lease: &str) -> PathBuf {
     let text = format!(
         "[database]\nurl = {url:?}\nmax_connections = 4\n\n\
          [probe]\nallow = [\"127.0.0.0/8\"]\ntimeout = \"60s\"\nconcurrency = 32\n\
-         batch = 100\nlease = {lease:?}\n"
+         batch = 100\nlease = {lease:?}\nmax_per_address = 64\n"
     );
     let path = dir.join("certfleet.toml");
     std::fs::write(&path, text).expect("write the prober config");

@@ -1,0 +1,89 @@
+//! Static targets (`[[probe.targets]]`): endpoints no agent reports, such as load
+//! balancers and appliances. Every `probe.targets_refresh`, host names are resolved (A and
+//! AAAA, through `probe.nameservers` when set) and CIDR ranges expanded, and each address
+//! and port is upserted without SNI and under each of the target's names (a host name is
+//! one); the prober takes them from there like any reported endpoint. Endpoints a target no
+//! longer yields retire like unreported ones.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use certfleet_prober::Resolver;
+use certfleet_store::{StaticEndpoint, Store, NAMES_PER_ENDPOINT};
+use tokio::sync::watch;
+
+use crate::config::{StaticTarget, TargetHost};
+
+/// Deadline of one host name's resolution.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub async fn run(
+    store: Arc<dyn Store>,
+    targets: Vec<StaticTarget>,
+    resolver: Resolver,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let endpoints = expand(&targets, &resolver).await;
+        match store.upsert_static_endpoints(&endpoints).await {
+            Ok(touched) => tracing::info!(
+                targets = targets.len(),
+                endpoints = endpoints.len(),
+                touched,
+                "static targets refreshed"
+            ),
+            Err(error) => tracing::warn!(%error, "cannot store the static targets"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every.max(Duration::from_secs(10))) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Every (address, port, name) the targets stand for. A name that does not resolve is
+/// logged and skipped (its endpoints live on until they retire).
+pub async fn expand(targets: &[StaticTarget], resolver: &Resolver) -> Vec<StaticEndpoint> {
+    let mut endpoints = Vec::new();
+    for target in targets {
+        for host in &target.hosts {
+            let (addresses, host_name) = match host {
+                // Bounded when the config was read; IPv4 network and broadcast
+                // addresses are left out, as in every scanner.
+                TargetHost::Range(range) => (range.hosts().collect::<Vec<IpAddr>>(), None),
+                TargetHost::Name(name) => match resolver.lookup(name, RESOLVE_TIMEOUT).await {
+                    Ok(addresses) => (addresses, Some(name.as_str())),
+                    Err(error) => {
+                        tracing::warn!(%error, "a static target's host name did not resolve");
+                        continue;
+                    }
+                },
+            };
+            let names: BTreeSet<&str> = host_name
+                .into_iter()
+                .chain(target.names.iter().map(String::as_str))
+                .take(NAMES_PER_ENDPOINT)
+                .collect();
+            let presented = std::iter::once(None).chain(names.iter().map(|name| Some(*name)));
+            for sni in presented {
+                for address in &addresses {
+                    for port in &target.ports {
+                        endpoints.push(StaticEndpoint {
+                            address: *address,
+                            port: *port,
+                            sni: sni.map(str::to_owned),
+                            starttls: target.starttls.map(|mode| mode.0.to_string()),
+                            app: target.app.clone(),
+                            env: target.env.clone(),
+                            owner: target.owner.clone(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    endpoints
+}
