@@ -144,8 +144,8 @@ pub struct ProbeConfig {
     /// Name servers (`ip:port`) for static targets' host names and PTR names; empty: the
     /// system's configuration.
     pub nameservers: Vec<SocketAddr>,
-    /// Present each address's DNS PTR name as SNI too (loopback addresses only when
-    /// `nameservers` is set: the system's resolver calls them all `localhost`).
+    /// Present each address's DNS PTR name as SNI too (not for loopback addresses, which
+    /// are all `localhost`).
     pub ptr_names: bool,
     /// How often static targets' host names are resolved again.
     #[serde(with = "humantime_serde")]

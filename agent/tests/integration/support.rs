@@ -210,11 +210,4 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Optio
     }
 }
 
-/// The first bytes of a random value, as hex: unique names for parallel tests.
-pub fn random_hex(bytes: usize) -> String {
-    let mut buffer = vec![0u8; bytes];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut file| file.read_exact(&mut buffer))
-        .expect("read /dev/urandom");
-    buffer.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use certfleet_testkit::netns::random_hex;

@@ -18,17 +18,13 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct PtrNames {
     resolver: Resolver,
-    /// Loopback addresses are looked up only with explicit name servers: the system's
-    /// resolver calls them all `localhost`.
-    include_loopback: bool,
     cache: Mutex<HashMap<IpAddr, (Instant, Vec<String>)>>,
 }
 
 impl PtrNames {
-    pub fn new(resolver: Resolver, include_loopback: bool) -> PtrNames {
+    pub fn new(resolver: Resolver) -> PtrNames {
         PtrNames {
             resolver,
-            include_loopback,
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -36,7 +32,8 @@ impl PtrNames {
     /// The PTR names of `address` (none on failure: logged at debug, tried again in an
     /// hour).
     pub async fn of(&self, address: IpAddr) -> Vec<String> {
-        if address.is_loopback() && !self.include_loopback {
+        // hickory answers every loopback PTR query itself with `localhost` (RFC 6761).
+        if address.is_loopback() {
             return Vec::new();
         }
         if let Some((at, names)) = self.lock().get(&address) {

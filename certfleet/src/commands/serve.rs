@@ -74,10 +74,10 @@ pub async fn start(
             max_per_address: config.probe.max_per_address.max(1),
             connections_per_second: config.probe.connections_per_second,
         };
-        let ptr_names = config.probe.ptr_names.then(|| {
-            let explicit = !config.probe.nameservers.is_empty();
-            Arc::new(PtrNames::new(resolver(config), explicit))
-        });
+        let ptr_names = config
+            .probe
+            .ptr_names
+            .then(|| Arc::new(PtrNames::new(resolver(config))));
         tasks.spawn(prober_worker::run(
             store.clone(),
             prober,

@@ -15,3 +15,4 @@ mod process;
 mod reports;
 mod scale_out;
 mod sni_names;
+mod static_targets;

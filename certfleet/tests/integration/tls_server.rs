@@ -58,6 +58,7 @@ pub struct TlsServerBuilder {
     client_ca: Vec<CertificateDer<'static>>,
     alpn: Vec<Vec<u8>>,
     ipv6: bool,
+    bind: Option<SocketAddr>,
 }
 
 /// A running server; stops accepting when dropped.
@@ -88,6 +89,7 @@ impl TlsServer {
             client_ca: Vec::new(),
             alpn: Vec::new(),
             ipv6: false,
+            bind: None,
         }
     }
 
@@ -157,13 +159,19 @@ impl TlsServerBuilder {
         self
     }
 
+    /// Listen on this loopback address and port (port 0: any free one).
+    pub fn at(mut self, address: SocketAddr) -> Self {
+        self.bind = Some(address);
+        self
+    }
+
     /// Binds and starts serving; fails only when the address cannot be bound.
     pub fn start(self) -> std::io::Result<TlsServer> {
         let ip = match self.ipv6 {
             true => IpAddr::V6(Ipv6Addr::LOCALHOST),
             false => IpAddr::V4(Ipv4Addr::LOCALHOST),
         };
-        let listener = StdListener::bind(SocketAddr::new(ip, 0))?;
+        let listener = StdListener::bind(self.bind.unwrap_or(SocketAddr::new(ip, 0)))?;
         listener.set_nonblocking(true)?;
         let port = listener.local_addr()?.port();
         let acceptor = TlsAcceptor::from(Arc::new(self.config()));
