@@ -12,7 +12,9 @@
 #    through the API, then, REPEAT times and alternately, `certfleet probe -f targets`
 #    alone and `certfleet serve --roles prober` (timed until every endpoint is recorded in
 #    the database) run against them. Every leaf is checked. Prints endpoints/s for both and
-#    the ratio. Goal: pipeline >= 70% of probe alone.
+#    the ratio. Goal: pipeline >= 70% of probe alone. With PROBERS="1 2" (the default), the
+#    same endpoints are also probed by two `serve --roles prober` processes sharing the
+#    database (issue 5), and the probes each run recorded are counted (none twice).
 #
 # Usage: bench/ingest.sh   (as root: installs nginx if missing; needs PostgreSQL's binaries)
 # Knobs (environment):
@@ -28,6 +30,8 @@
 #     driver lowers the nice of each PostgreSQL backend's own autogroup too.
 #   REPORTS=40 SOCKETS=10000 INGEST_CLIENTS=4 ROUNDS=3 GZIP=0,
 #   PORTS=1000 ADDRS=5 BASE_PORT=21000 NGINX_WORKERS=2 REPEAT=3 CONCURRENCY=256
+#   PROBERS="1 2" (prober processes in each pipeline comparison; 1 is always run)
+#   MAX_PER_ADDRESS=256 (probe.max_per_address: the endpoints sit on ADDRS addresses only)
 #   TIMEOUT=5s BENCH_TIMELINE=0 (1: probes started per 200 ms in each pipeline run) SKIP_INGEST=0 SKIP_PIPELINE=0 SKIP_BUILD=0 KEEP_TMP=0
 set -euo pipefail
 
@@ -50,6 +54,8 @@ BASE_PORT=${BASE_PORT:-21000}
 NGINX_WORKERS=${NGINX_WORKERS:-2}
 REPEAT=${REPEAT:-3}
 CONCURRENCY=${CONCURRENCY:-256}
+PROBERS=${PROBERS:-"1 2"}
+MAX_PER_ADDRESS=${MAX_PER_ADDRESS:-256}
 TIMEOUT=${TIMEOUT:-5s}
 SKIP_INGEST=${SKIP_INGEST:-0}
 SKIP_PIPELINE=${SKIP_PIPELINE:-0}
@@ -138,6 +144,7 @@ listen = "127.0.0.1:0"
 allow = ["127.0.0.0/8"]
 timeout = "$TIMEOUT"
 concurrency = $CONCURRENCY
+max_per_address = $MAX_PER_ADDRESS
 [notify]
 outbox_dir = "$T/outbox"
 EOF
@@ -212,7 +219,7 @@ if [[ $SKIP_PIPELINE != 1 ]]; then
   kill "$API_PID"; wait "$API_PID" 2>/dev/null || true
 
   say "alternately: certfleet probe -f targets.txt --concurrency $CONCURRENCY, and serve --roles prober (probe.concurrency = $CONCURRENCY) [$REPEAT runs each]"
-  $PY compare "$CF" "$T/probe.toml" "$DB_URL" "$T" "$REPEAT" "$CONCURRENCY" "$TIMEOUT" | tee "$T/compare.txt"
+  $PY compare "$CF" "$T/probe.toml" "$DB_URL" "$T" "$REPEAT" "$CONCURRENCY" "$TIMEOUT" "$PROBERS" | tee "$T/compare.txt"
 fi
 
 say "summary ($(nproc) cores; load average now $(cut -d' ' -f1-3 /proc/loadavg))"

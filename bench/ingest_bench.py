@@ -25,6 +25,7 @@ import collections
 import gzip
 import http.client
 import json
+import re
 import os
 import signal
 import socket
@@ -384,28 +385,39 @@ def probe_alone(certfleet, directory, expected, concurrency, timeout):
     return wall, right, f"{cpu:.2f}s", busy_seconds() - busy
 
 
-def pipeline(certfleet, config, psql, directory, expected, total):
+def pipeline(certfleet, config, psql, directory, expected, total, probers=1):
     psql.rows("UPDATE endpoints SET next_probe_at = now(), lease_owner = NULL, "
               "lease_until = NULL, last_probed_at = NULL, last_status = NULL, failures = 0")
-    log = open(os.path.join(directory, "prober.log"), "a")
+    log_path = os.path.join(directory, f"prober-{probers}-{time.time():.0f}.log")
+    log = open(log_path, "w")
     busy, pg_cpu = busy_seconds(), postgres_cpu_seconds()
     start, started_at = time.monotonic(), time.time()
-    server = subprocess.Popen([certfleet, "serve", "--config", config, "--roles", "prober"],
-                              stdout=log, stderr=log, env=child_env())
+    servers = [subprocess.Popen([certfleet, "serve", "--config", config, "--roles", "prober"],
+                                stdout=log, stderr=log, env=child_env())
+               for _ in range(probers)]
     deadline = start + 600
     while True:
         done = int(psql.rows("SELECT count(*) FROM endpoints WHERE last_probed_at IS NOT NULL")[0][0])
         if done >= total:
             break
-        if server.poll() is not None or time.monotonic() > deadline:
-            sys.exit(f"the prober stopped or stalled at {done}/{total}; see {directory}/prober.log")
+        if any(s.poll() is not None for s in servers) or time.monotonic() > deadline:
+            sys.exit(f"a prober stopped or stalled at {done}/{total}; see {directory}/prober.log")
         time.sleep(0.05)
     wall = time.monotonic() - start
-    cpu = cpu_seconds(server.pid)
+    cpu = sum(cpu_seconds(server.pid) for server in servers)
     busy = busy_seconds() - busy
     pg_cpu = postgres_cpu_seconds() - pg_cpu
-    server.send_signal(signal.SIGTERM)
-    server.wait(timeout=60)
+    for server in servers:
+        server.send_signal(signal.SIGTERM)
+    for server in servers:
+        server.wait(timeout=60)
+    # Probes made, from the probers' "probe round recorded probed=N" lines: equal to the
+    # number of endpoints when none was probed twice.
+    log.close()
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", open(log_path).read())
+    probes = sum(int(n) for n in re.findall(r"probe round recorded probed=(\d+)", plain))
+    print(f"    {probers} prober process(es): {probes} probes recorded for {total} endpoints"
+          f"{'' if probes == total else ' (some probed twice)' if probes > total else ''}")
     rows = psql.rows("SELECT e.port, e.last_status, o.leaf_sha256, e.last_error FROM endpoints e "
                      "LEFT JOIN observations o ON o.id = e.observation_id")
     right = sum(status == "ok" and sha == expected[port] for port, status, sha, _ in rows)
@@ -427,19 +439,25 @@ def pipeline(certfleet, config, psql, directory, expected, total):
     return wall, right, f"{cpu:.2f}s (PostgreSQL {pg_cpu:.2f}s)", busy
 
 
-def compare(certfleet, config, db_url, directory, repeat, concurrency, timeout):
+def compare(certfleet, config, db_url, directory, repeat, concurrency, timeout, probers="1"):
     expected = json.load(open(os.path.join(directory, "expected.json")))
     total = sum(1 for _ in open(os.path.join(directory, "targets.txt")))
     psql = Psql(db_url)
     keep_postgres_niced()
     alone, piped = [], []
+    more = {int(n): [] for n in probers.split() if int(n) > 1}
     for run in range(1, int(repeat) + 1):
-        for label, measure, walls in (
+        contenders = [
             ("certfleet probe alone   ",
              lambda: probe_alone(certfleet, directory, expected, concurrency, timeout), alone),
             ("serve --roles prober    ",
              lambda: pipeline(certfleet, config, psql, directory, expected, total), piped),
-        ):
+        ] + [
+            (f"{n} x serve --roles prober",
+             lambda n=n: pipeline(certfleet, config, psql, directory, expected, total, n), walls)
+            for n, walls in more.items()
+        ]
+        for label, measure, walls in contenders:
             processes = cpu_by_process()
             wall, right, cpu, busy = measure()
             by_command = cpu_by_command(processes)
@@ -459,6 +477,11 @@ def compare(certfleet, config, db_url, directory, repeat, concurrency, timeout):
     print(f"PIPELINE/PROBE ratio: {piped_rate / alone_rate:.0%} of the medians (goal >= 70%); "
           f"best runs {total / min(piped):,.0f} vs {total / min(alone):,.0f} endpoints/s = "
           f"{min(alone) / min(piped):.0%}")
+    for n, walls in more.items():
+        rate = total / statistics.median(walls)
+        print(f"SCALE-OUT {n} prober processes on one PostgreSQL: {rate:,.0f} endpoints/s "
+              f"(median of {repeat}) = {rate / piped_rate:.2f}x one prober, "
+              f"{rate / alone_rate:.0%} of certfleet probe alone")
 
 
 COMMANDS = {

@@ -12,14 +12,14 @@ use crate::pki::{Pki, Spec};
 use crate::serve::private_pg::PrivatePostgres;
 
 /// aiosmtpd on a free port; killed when dropped.
-struct SmtpServer {
+pub(crate) struct SmtpServer {
     child: Child,
-    port: u16,
+    pub port: u16,
 }
 
 impl SmtpServer {
     /// `None` (with a message) when aiosmtpd is not installed; scripts/test installs it.
-    fn start(tls: Option<(&str, &str)>) -> Option<SmtpServer> {
+    pub fn start(tls: Option<(&str, &str)>) -> Option<SmtpServer> {
         let port = free_port();
         let mut command = Command::new("python3");
         command.args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")]);

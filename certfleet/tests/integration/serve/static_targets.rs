@@ -6,7 +6,9 @@
 //! `localhost`) serves another certificate for that name. No agent reports anything: the
 //! scheduler expands the targets, the prober probes each address without SNI, under the
 //! host name, under the configured extra name, under the PTR name and under the
-//! certificates' names, and every certificate is found under its name.
+//! certificates' names, and every certificate is found under its name. One more target is
+//! an SMTP server (aiosmtpd) on a port that is not SMTP's, with `starttls = "smtp"`: its
+//! certificate is captured through the upgrade, under its name too.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -22,6 +24,7 @@ use certfleet_testkit::netns::Netns;
 use crate::dns_server::Dnsmasq;
 use crate::openssl_server::free_port;
 use crate::pki::{Cert, Pki, Spec};
+use crate::starttls::SmtpServer;
 use crate::tls_server::TlsServer;
 
 /// Bound on every name being probed (a few seconds when things work).
@@ -105,6 +108,10 @@ fn static_targets_and_ptr_names_find_every_certificate_under_its_name() {
         address
     });
 
+    let mail = leaf("mail.static.test");
+    let tls = (path(&mail.cert_path), path(&mail.key_path));
+    let smtp = SmtpServer::start(Some(tls)).expect("aiosmtpd (scripts/test installs it)");
+
     let database = TestDatabase::sqlite();
     let config = database.dir().join("certfleet.toml");
     let text = format!(
@@ -114,7 +121,9 @@ fn static_targets_and_ptr_names_find_every_certificate_under_its_name() {
          [[probe.targets]]\nhosts = [\"lb.static.test\"]\nports = [{port}]\n\
          names = [\"www.static.test\"]\napp = \"edge\"\n\n\
          [[probe.targets]]\nhosts = [\"127.0.0.4/31\"{netns_host}]\nports = [{ptr_port}]\n\n\
+         [[probe.targets]]\nhosts = [\"127.0.0.1\"]\nports = [{smtp_port}]\nstarttls = \"smtp\"\n\n\
          [notify]\noutbox_dir = {outbox:?}\n",
+        smtp_port = smtp.port,
         url = database.url,
         dns = dns.address(),
         outbox = database.dir().join("outbox").display().to_string(),
@@ -137,6 +146,8 @@ fn static_targets_and_ptr_names_find_every_certificate_under_its_name() {
             expected.push(((loopback(member), port, *name), leaf));
         }
     }
+    expected.push(((loopback(1), smtp.port, None), &mail));
+    expected.push(((loopback(1), smtp.port, Some("mail.static.test")), &mail));
     expected.push(((loopback(4), ptr_port, None), &default));
     expected.push((
         (loopback(4), ptr_port, Some("default.static.test")),
