@@ -137,7 +137,9 @@ pub fn netns_or_skip(test: &str) -> Option<Netns> {
     match Netns::create() {
         Ok(netns) => Some(netns),
         Err(reason) => {
-            eprintln!("SKIPPED {test}: cannot create a network namespace: {reason}");
+            crate::skip(&format!(
+                "{test}: cannot create a network namespace: {reason}"
+            ));
             None
         }
     }

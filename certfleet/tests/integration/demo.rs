@@ -28,7 +28,7 @@ fn demo_dashboard_shows_the_demo_certificates_in_a_real_browser() {
         .map(PathBuf::from)
         .find(|path| path.exists())
     else {
-        eprintln!("SKIPPED: chromium is not installed (scripts/test installs it)");
+        certfleet_testkit::skip("chromium is not installed (scripts/test installs it)");
         return;
     };
     let folder = tempfile::tempdir().expect("temporary folder");

@@ -14,7 +14,7 @@ fn a_name_resolved_by_the_given_dns_server_is_probed_and_sent_as_sni() {
     let dns = match Dnsmasq::start(&records) {
         Ok(dns) => dns,
         Err(why) => {
-            eprintln!("skipped: {why} (scripts/test installs dnsmasq)");
+            certfleet_testkit::skip(&format!("{why} (scripts/test installs dnsmasq)"));
             return;
         }
     };

@@ -23,7 +23,7 @@ fn tls_1_0_only_server_is_legacy_and_its_chain_is_captured() {
     let server = match started {
         Ok(server) => server,
         Err(err) => {
-            eprintln!("skipped: this OpenSSL cannot serve TLS 1.0: {err}");
+            certfleet_testkit::skip(&format!("this OpenSSL cannot serve TLS 1.0: {err}"));
             return;
         }
     };

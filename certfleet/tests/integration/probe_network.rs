@@ -130,7 +130,7 @@ fn ipv6_loopback_target_is_probed() {
     {
         Ok(server) => server,
         Err(err) => {
-            eprintln!("skipped: cannot listen on [::1] on this machine: {err}");
+            certfleet_testkit::skip(&format!("cannot listen on [::1] on this machine: {err}"));
             return;
         }
     };

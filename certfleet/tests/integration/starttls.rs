@@ -37,8 +37,8 @@ impl SmtpServer {
             if server.child.try_wait().ok().flatten().is_some()
                 || started.elapsed() > Duration::from_secs(20)
             {
-                eprintln!(
-                    "aiosmtpd did not start (is it installed? pip install aiosmtpd); skipping"
+                certfleet_testkit::skip(
+                    "aiosmtpd did not start (is it installed? pip install aiosmtpd)",
                 );
                 return None;
             }
@@ -107,7 +107,7 @@ fn postgres_sslrequest_certificate_is_captured() {
     let with_tls = match PrivatePostgres::start_with_tls(&bundle, &chain.leaf.key_path) {
         Ok(pg) => pg,
         Err(reason) => {
-            eprintln!("no private PostgreSQL here ({reason}); skipping");
+            certfleet_testkit::skip(&format!("no private PostgreSQL here ({reason})"));
             return;
         }
     };

@@ -18,7 +18,9 @@ const BROWSER_LIMIT: Duration = Duration::from_secs(120);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_finds_a_certificate_from_the_dashboard() {
     let Some(chromium) = chromium() else {
-        eprintln!("SKIPPED: chromium is not installed (scripts/test installs Debian's chromium)");
+        certfleet_testkit::skip(
+            "chromium is not installed (scripts/test installs Debian's chromium)",
+        );
         return;
     };
     let setup = crate::support::harness::Setup { read_token: false };

@@ -38,7 +38,7 @@ fn killing_postgres_during_ingest_loses_no_accepted_report() {
     let mut postgres = match PrivatePostgres::start() {
         Ok(postgres) => postgres,
         Err(why) => {
-            eprintln!("skipped: cannot run a private PostgreSQL here: {why}");
+            certfleet_testkit::skip(&format!("cannot run a private PostgreSQL here: {why}"));
             return;
         }
     };
