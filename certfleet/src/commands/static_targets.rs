@@ -19,6 +19,11 @@ use crate::config::{StaticTarget, TargetHost};
 /// Deadline of one host name's resolution.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Most endpoints all static targets together may stand for (ranges x ports x names);
+/// beyond it the rest is left out, with a warning: a typo such as a /16 times fifty ports
+/// must not fill the database.
+const MAX_STATIC_ENDPOINTS: usize = 1_000_000;
+
 pub async fn run(
     store: Arc<dyn Store>,
     targets: Vec<StaticTarget>,
@@ -70,6 +75,13 @@ pub async fn expand(targets: &[StaticTarget], resolver: &Resolver) -> Vec<Static
             let presented = std::iter::once(None).chain(names.iter().map(|name| Some(*name)));
             for sni in presented {
                 for address in &addresses {
+                    if endpoints.len() + target.ports.len() > MAX_STATIC_ENDPOINTS {
+                        tracing::warn!(
+                            limit = MAX_STATIC_ENDPOINTS,
+                            "static targets stand for too many endpoints; the rest is left out"
+                        );
+                        return endpoints;
+                    }
                     for port in &target.ports {
                         endpoints.push(StaticEndpoint {
                             address: *address,
