@@ -364,7 +364,7 @@ def probe_alone(certfleet, directory, expected, concurrency, timeout):
     before, busy = os.times(), busy_seconds()
     start = time.monotonic()
     with open(out_path, "w") as out:
-        subprocess.run([certfleet, "probe", "-f", os.path.join(directory, "targets.txt"),
+        subprocess.run([certfleet, "probe", "-f", os.path.join(directory, "round.txt"),
                         "--format", "json", "--concurrency", concurrency, "--timeout", timeout],
                        stdout=out, stderr=subprocess.DEVNULL, env=child_env(), check=True)
     wall = time.monotonic() - start
@@ -374,7 +374,7 @@ def probe_alone(certfleet, directory, expected, concurrency, timeout):
     wrong = collections.Counter()
     for line in open(out_path):
         result = json.loads(line)
-        port = result["target"].rsplit(":", 1)[1]
+        port = result["target"].split("@")[0].rsplit(":", 1)[1]
         chain = result.get("chain") or [{}]
         ok = result["status"] == "ok" and chain[0].get("sha256") == expected[port]
         right += ok
@@ -392,8 +392,9 @@ def pipeline(certfleet, config, psql, directory, expected, total, probers=1):
     log = open(log_path, "w")
     busy, pg_cpu = busy_seconds(), postgres_cpu_seconds()
     start, started_at = time.monotonic(), time.time()
+    env = dict(child_env(), RUST_LOG="certfleet=info")
     servers = [subprocess.Popen([certfleet, "serve", "--config", config, "--roles", "prober"],
-                                stdout=log, stderr=log, env=child_env())
+                                stdout=log, stderr=log, env=env)
                for _ in range(probers)]
     deadline = start + 600
     while True:
@@ -439,11 +440,43 @@ def pipeline(certfleet, config, psql, directory, expected, total, probers=1):
     return wall, right, f"{cpu:.2f}s (PostgreSQL {pg_cpu:.2f}s)", busy
 
 
+def settle(certfleet, config, psql, directory):
+    """One untimed round with one prober, until every endpoint is probed and no new one
+    appears for a second: the names to present (host name, certificate name) exist before
+    any timed run, so that every run probes the same endpoints. Writes them to round.txt
+    (address:port@name) for `certfleet probe`; returns how many there are."""
+    psql.rows("UPDATE endpoints SET next_probe_at = now(), lease_owner = NULL, "
+              "lease_until = NULL, last_probed_at = NULL")
+    log = open(os.path.join(directory, "settle.log"), "w")
+    server = subprocess.Popen([certfleet, "serve", "--config", config, "--roles", "prober"],
+                              stdout=log, stderr=log, env=child_env())
+    deadline, stable_since, last = time.monotonic() + 600, time.monotonic(), -1
+    while True:
+        total, left = (int(x) for x in psql.rows(
+            "SELECT count(*), count(*) FILTER (WHERE last_probed_at IS NULL) FROM endpoints")[0])
+        if total != last or left:
+            stable_since, last = time.monotonic(), total
+        elif time.monotonic() - stable_since > 1.0:
+            break
+        if server.poll() is not None or time.monotonic() > deadline:
+            sys.exit(f"the settling round stalled; see {directory}/settle.log")
+        time.sleep(0.1)
+    server.send_signal(signal.SIGTERM)
+    server.wait(timeout=60)
+    rows = psql.rows("SELECT address, port, sni FROM endpoints ORDER BY id")
+    with open(os.path.join(directory, "round.txt"), "w") as f:
+        for address, port, sni in rows:
+            f.write(f"{address}:{port}{'@' + sni if sni else ''}\n")
+    named = sum(1 for _, _, sni in rows if sni)
+    print(f"  settled: {len(rows)} endpoints ({named} of them named), the set every run probes")
+    return len(rows)
+
+
 def compare(certfleet, config, db_url, directory, repeat, concurrency, timeout, probers="1"):
     expected = json.load(open(os.path.join(directory, "expected.json")))
-    total = sum(1 for _ in open(os.path.join(directory, "targets.txt")))
     psql = Psql(db_url)
     keep_postgres_niced()
+    total = settle(certfleet, config, psql, directory)
     alone, piped = [], []
     more = {int(n): [] for n in probers.split() if int(n) > 1}
     for run in range(1, int(repeat) + 1):
@@ -461,8 +494,7 @@ def compare(certfleet, config, db_url, directory, repeat, concurrency, timeout, 
             processes = cpu_by_process()
             wall, right, cpu, busy = measure()
             by_command = cpu_by_command(processes)
-            note = " (first sight: certificates and observations inserted)" if (
-                run == 1 and walls is piped) else ""
+            note = ""
             print(f"  run {run} {label}: {total} endpoints in {wall:.2f}s = {total / wall:,.0f}/s, "
                   f"{right} right, certfleet CPU {cpu}, machine busy {busy:.2f} CPU-s{note}")
             print(f"    CPU by command: {by_command}")
