@@ -9,6 +9,7 @@ mod database;
 mod e2e;
 mod fleet_servers;
 mod http;
+mod load;
 mod outage;
 pub mod private_pg;
 mod process;
