@@ -10,6 +10,7 @@ mod database;
 mod e2e;
 mod fleet_servers;
 mod http;
+mod injection;
 mod load;
 mod outage;
 pub mod private_pg;
