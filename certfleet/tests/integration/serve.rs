@@ -14,6 +14,7 @@ mod injection;
 mod load;
 mod outage;
 pub mod private_pg;
+mod probe_outage;
 mod process;
 mod reports;
 mod scale_out;
