@@ -82,6 +82,10 @@ async fn restarting_postgres_mid_run_sends_every_digest_exactly_once() {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     let sent_before_kill = mailbox.messages().len();
+    assert!(
+        sent_before_kill < OWNERS && !run.is_finished(),
+        "the run ended before PostgreSQL was killed ({sent_before_kill} sent)"
+    );
     let mut postgres = tokio::task::spawn_blocking(move || {
         postgres.kill();
         postgres
