@@ -82,13 +82,37 @@ impl Spool {
         Ok(entries)
     }
 
-    /// Adds a report, then drops the oldest until the bounds hold. Returns how many were
-    /// dropped. A report larger than the byte bound alone is refused.
+    /// Adds a report, then drops the oldest until the bounds hold; on a full disk the
+    /// oldest are dropped to make room. Returns how many were dropped. A report larger than
+    /// the byte bound alone is refused.
     pub fn push(&self, gzip: &[u8]) -> Result<usize, Error> {
         if gzip.len() as u64 > self.max_bytes {
             let source = std::io::Error::other("report larger than spool_max_bytes");
             return Err(self.error(&self.dir, source));
         }
+        // A full disk is one more bound: the oldest reports make room for the newest, as
+        // they do for `spool_max_reports` and `spool_max_bytes`.
+        let mut dropped = 0;
+        let path = loop {
+            match self.write(gzip) {
+                Ok(path) => break path,
+                Err((path, source)) if is_disk_full(&source) => {
+                    let entries = self.entries()?;
+                    let Some(oldest) = entries.first() else {
+                        return Err(self.error(&path, source));
+                    };
+                    self.remove(oldest)?;
+                    dropped += 1;
+                }
+                Err((path, source)) => return Err(self.error(&path, source)),
+            }
+        };
+        Ok(dropped + self.enforce_bounds(&path)?)
+    }
+
+    /// Writes a report under a temporary name and renames it; its spool name, or the name
+    /// it was to have and why it could not be written (nothing is left behind).
+    fn write(&self, gzip: &[u8]) -> Result<PathBuf, (PathBuf, std::io::Error)> {
         let micros = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_micros())
@@ -107,11 +131,13 @@ impl Spool {
                 file.sync_all()
             })
             .and_then(|()| fs::rename(&temporary, &path));
-        if let Err(source) = written {
-            let _ = fs::remove_file(&temporary);
-            return Err(self.error(&path, source));
+        match written {
+            Ok(()) => Ok(path),
+            Err(source) => {
+                let _ = fs::remove_file(&temporary);
+                Err((path, source))
+            }
         }
-        self.enforce_bounds(&path)
     }
 
     /// Removes a delivered (or refused) report.
@@ -154,6 +180,14 @@ impl Spool {
             source,
         }
     }
+}
+
+/// ENOSPC or EDQUOT: the file system (or the user's quota) has no room left.
+fn is_disk_full(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
 }
 
 #[cfg(test)]

@@ -279,7 +279,7 @@ impl Notifier {
             Err(error) => Err(error),
         };
         match sent {
-            Ok(()) => Ok(Ok(self.store.notifications_sent(&digest.ids).await?)),
+            Ok(()) => Ok(Ok(self.record_sent(&digest.ids).await?)),
             Err(error) => {
                 let reason = error.to_string();
                 tracing::warn!(owner = %digest.to, error = %reason, "digest not delivered");
@@ -290,6 +290,26 @@ impl Notifier {
                     .notifications_failed(&digest.ids, &reason, retry_at)
                     .await?;
                 Ok(Err(reason))
+            }
+        }
+    }
+
+    /// Records a delivered digest. The message is already out: while the database is
+    /// unavailable, this keeps trying (for half the lease this run holds on it), because a
+    /// digest whose delivery is not recorded is sent again once the lease expires.
+    async fn record_sent(&self, ids: &[i64]) -> Result<u64> {
+        let patience = std::time::Duration::try_from(self.settings.lease_for / 2)
+            .unwrap_or(std::time::Duration::ZERO);
+        let started = std::time::Instant::now();
+        let mut wait = std::time::Duration::from_millis(50);
+        loop {
+            match self.store.notifications_sent(ids).await {
+                Err(error) if error.is_unavailable() && started.elapsed() + wait < patience => {
+                    tracing::warn!(%error, "cannot record a delivered digest; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_secs(2));
+                }
+                recorded => return Ok(recorded?),
             }
         }
     }

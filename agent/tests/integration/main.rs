@@ -6,4 +6,5 @@ mod fake_proc;
 mod namespaces;
 mod netns;
 mod service;
+mod spool_full;
 mod support;

@@ -5,14 +5,19 @@
 //! Nothing waits a fixed time: the tests read the service's "listening" line, and poll
 //! the store (every 100 ms, up to a bound) for what the service writes on its own.
 
+mod allowed_networks;
 mod database;
 mod e2e;
 mod fleet_servers;
 mod http;
+mod injection;
+mod load;
 mod outage;
 pub mod private_pg;
+mod probe_outage;
 mod process;
 mod reports;
 mod scale_out;
+mod secrets;
 mod sni_names;
 mod static_targets;

@@ -7,8 +7,20 @@ mod harness;
 mod smtpd;
 
 mod concurrency;
+mod db_restart;
 mod digests;
 mod files;
 mod outage;
 mod rotation;
 mod thresholds;
+
+/// A private PostgreSQL server, shared with certfleet's serve tests.
+#[path = "../../../certfleet/tests/integration/serve/private_pg.rs"]
+#[allow(dead_code)]
+mod private_pg;
+
+/// `private_pg.rs` takes its port from `crate::openssl_server::free_port` (certfleet's
+/// tests keep it there); here it is the SMTP tests' free port.
+mod openssl_server {
+    pub use crate::smtpd::free_port;
+}

@@ -139,13 +139,10 @@ impl NotificationStore for PostgresStore {
     }
 
     async fn notifications_sent(&self, ids: &[i64]) -> Result<u64> {
-        // Without waiting for the WAL flush: a "sent" mark lost to a server crash means
-        // one digest sent again, the same as a crash between the SMTP server's answer and
-        // this update; waiting would bound delivery by the disk (one flush per digest).
+        // A durable commit: with `synchronous_commit = off` a PostgreSQL crash lost the
+        // "sent" marks of the last WAL-writer window, and those digests went out twice
+        // (notifier/tests/integration/db_restart.rs). Concurrent senders share flushes.
         let mut transaction = self.pool.begin().await?;
-        sqlx::query("SET LOCAL synchronous_commit = off")
-            .execute(&mut *transaction)
-            .await?;
         let result = sqlx::query(
             "UPDATE notifications SET sent_at = $2, next_attempt_at = NULL, \
                  lease_owner = NULL, lease_until = NULL \

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use super::reports::read_body;
+use crate::auth::same_secret;
 use crate::osquery::{self, EnrollRequest, LogRequest, ParseError, AGENT_PREFIX};
 use crate::{ApiError, AppState};
 
@@ -100,16 +101,6 @@ fn configured_secret(state: &AppState) -> Result<&str, ApiError> {
         .as_deref()
         .filter(|secret| !secret.is_empty())
         .ok_or(ApiError::NotFound)
-}
-
-/// Compares in time that depends on the lengths only.
-fn same_secret(expected: &[u8], presented: &[u8]) -> bool {
-    expected.len() == presented.len()
-        && expected
-            .iter()
-            .zip(presented)
-            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
-            == 0
 }
 
 fn into_api(error: ParseError) -> ApiError {

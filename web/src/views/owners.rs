@@ -26,7 +26,7 @@ pub async fn show(
     ApiQuery(query): ApiQuery<OwnerQuery>,
 ) -> Result<Html<String>, ApiError> {
     let owner = owner.trim().to_owned();
-    if owner.is_empty() || owner.len() > 320 {
+    if owner.is_empty() || owner.len() > 320 || owner.contains('\0') {
         return Err(ApiError::bad_request(
             "owner must be an email address",
             Some("owner".into()),

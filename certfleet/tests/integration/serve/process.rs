@@ -2,7 +2,7 @@
 //! file, and `certfleet token create`.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -33,7 +33,7 @@ pub fn write_config(dir: &Path, database_url: &str) -> PathBuf {
 /// `certfleet ARGS...` with every `CERTFLEET_*` variable of the test's environment
 /// removed: `CERTFLEET_SECTION__KEY` variables override the config, and a developer's
 /// `CERTFLEET_DATABASE__URL` must not point the service under test elsewhere.
-fn certfleet(args: &[&str]) -> Command {
+pub fn certfleet(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_certfleet"));
     command.args(args);
     for (name, _) in std::env::vars() {
@@ -78,6 +78,12 @@ impl Service {
     /// Starts `certfleet serve --config CONFIG --roles ROLES --listen 127.0.0.1:0`, with
     /// its log in `CONFIG`'s folder, and returns once it prints where it listens.
     pub fn start(config: &Path, roles: &str) -> Service {
+        Self::start_with_env(config, roles, &[])
+    }
+
+    /// Like [`start`](Self::start), with extra environment variables (e.g. `RUST_LOG`).
+    /// Everything the service prints on stdout is kept too ([`stdout`](Self::stdout)).
+    pub fn start_with_env(config: &Path, roles: &str, env: &[(&str, &str)]) -> Service {
         let dir = config.parent().expect("the config is in a folder");
         let log_path = dir.join(format!("serve-{roles}.log").replace(',', "-"));
         let log = File::create(&log_path).expect("create the service log");
@@ -85,16 +91,20 @@ impl Service {
         let mut child = certfleet(&["serve", "--config", config_arg, "--roles", roles])
             .args(["--listen", "127.0.0.1:0"])
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
             .expect("start certfleet serve");
         let stdout = child.stdout.take().expect("stdout is piped");
+        let stdout_path = log_path.with_extension("stdout");
+        let mut copy = File::create(&stdout_path).expect("create the service's stdout file");
         let (lines, listening) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                let _ = writeln!(copy, "{line}");
                 if let Some(address) = line.strip_prefix("certfleet: listening on http://") {
                     let _ = lines.send(address.trim().to_owned());
                 }
@@ -164,6 +174,12 @@ impl Service {
     /// What the service logged so far (for failure messages).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// What the service printed on stdout so far (services started with
+    /// [`start`](Self::start) only).
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.log_path.with_extension("stdout")).unwrap_or_default()
     }
 
     /// `http://ADDRESS` (for messages).
