@@ -144,6 +144,10 @@ pub struct ProbeConfig {
     /// Name servers (`ip:port`) for static targets' host names and PTR names; empty: the
     /// system's configuration.
     pub nameservers: Vec<SocketAddr>,
+    /// Probe each endpoint again under every name its results reveal (the workload's host
+    /// name, the certificate's DNS names, the PTR name); off, only the endpoints reported
+    /// or configured are probed.
+    pub present_names: bool,
     /// Present each address's DNS PTR name as SNI too (not for loopback addresses, which
     /// are all `localhost`).
     pub ptr_names: bool,
@@ -245,6 +249,7 @@ impl Default for ProbeConfig {
             max_per_address: 16,
             connections_per_second: 0,
             nameservers: Vec::new(),
+            present_names: true,
             ptr_names: true,
             targets_refresh: Duration::from_secs(3600),
             targets: Vec::new(),

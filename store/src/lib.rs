@@ -217,6 +217,10 @@ pub struct StoreOptions {
     pub schedule: ProbeSchedule,
     /// Where "now" comes from.
     pub clock: Arc<dyn Clock>,
+    /// Whether recording probe results creates the endpoints for the names they reveal
+    /// (see [`Store::record_probe_results`]); off, only the endpoints reported or
+    /// configured are probed.
+    pub present_names: bool,
 }
 
 impl Default for StoreOptions {
@@ -226,6 +230,7 @@ impl Default for StoreOptions {
             acquire_timeout: std::time::Duration::from_secs(5),
             schedule: ProbeSchedule::default(),
             clock: Arc::new(SystemClock),
+            present_names: true,
         }
     }
 }

@@ -103,7 +103,8 @@ impl Store for PostgresStore {
         learnt_names: &[(EndpointId, String)],
     ) -> Result<u64> {
         let schedule = &self.options.schedule;
-        probes::record_probe_results(&self.pool, results, learnt_names, schedule, self.now()).await
+        let learnt = self.options.present_names.then_some(learnt_names);
+        probes::record_probe_results(&self.pool, results, learnt, schedule, self.now()).await
     }
 
     async fn upsert_static_endpoints(&self, endpoints: &[StaticEndpoint]) -> Result<u64> {

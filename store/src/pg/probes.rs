@@ -46,7 +46,8 @@ pub(super) async fn lease_due_endpoints(
 pub(super) async fn record_probe_results(
     pool: &PgPool,
     results: &[(EndpointId, ProbeResult)],
-    learnt_names: &[(EndpointId, String)],
+    // `None`: names to present are off (StoreOptions::present_names).
+    learnt_names: Option<&[(EndpointId, String)]>,
     schedule: &ProbeSchedule,
     now: OffsetDateTime,
 ) -> Result<u64> {
@@ -103,7 +104,9 @@ pub(super) async fn record_probe_results(
         .collect();
     update_endpoints(&mut transaction, &updates).await?;
     // In the same transaction: see crate::sni.
-    super::sni::add_named_endpoints(&mut transaction, results, learnt_names, now).await?;
+    if let Some(learnt_names) = learnt_names {
+        super::sni::add_named_endpoints(&mut transaction, results, learnt_names, now).await?;
+    }
     transaction.commit().await?;
     Ok(updates.len() as u64)
 }

@@ -43,7 +43,8 @@ pub(super) async fn lease_due_endpoints(
 pub(super) async fn record_probe_results(
     pool: &SqlitePool,
     results: &[(EndpointId, ProbeResult)],
-    learnt_names: &[(EndpointId, String)],
+    // `None`: names to present are off (StoreOptions::present_names).
+    learnt_names: Option<&[(EndpointId, String)]>,
     schedule: &ProbeSchedule,
     now: OffsetDateTime,
 ) -> Result<u64> {
@@ -101,7 +102,9 @@ pub(super) async fn record_probe_results(
         update_endpoints(&mut transaction, chunk).await?;
     }
     // In the same transaction: see crate::sni.
-    super::sni::add_named_endpoints(&mut transaction, results, learnt_names, now).await?;
+    if let Some(learnt_names) = learnt_names {
+        super::sni::add_named_endpoints(&mut transaction, results, learnt_names, now).await?;
+    }
     transaction.commit().await?;
     Ok(updates.len() as u64)
 }
