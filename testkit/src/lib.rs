@@ -14,3 +14,22 @@ pub fn skip(why: &str) {
     }
     eprintln!("SKIPPED: {why}");
 }
+
+/// Polls `done` every 20 ms until it holds; fails after `limit`, saying what it waited for
+/// and what `context` tells (logs, counts) at that moment.
+pub fn wait_until(
+    what: &str,
+    limit: std::time::Duration,
+    context: &dyn Fn() -> String,
+    mut done: impl FnMut() -> bool,
+) {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}\n{}",
+            context()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

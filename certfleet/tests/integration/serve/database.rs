@@ -121,3 +121,11 @@ pub fn random_hex() -> String {
         .expect("read /dev/urandom");
     hex::encode(bytes)
 }
+
+/// The one number a `SELECT count(*) ...` answers.
+pub fn count(pool: &sqlx::PgPool, sql: &str) -> i64 {
+    let (count,): (i64,) = runtime()
+        .block_on(sqlx::query_as(sql).fetch_one(pool))
+        .unwrap_or_else(|error| panic!("{sql}: {error}"));
+    count
+}

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 
-use super::database::{runtime, TestDatabase};
+use super::database::{count, runtime, TestDatabase};
 use super::fleet_servers::FleetServers;
 use super::http::Request;
 use super::process::{create_token, Service};
@@ -340,13 +340,6 @@ fn env_count(name: &str, default: usize) -> usize {
             .unwrap_or_else(|_| panic!("{name}={value:?}: not a number")),
         Err(_) => default,
     }
-}
-
-fn count(pool: &PgPool, sql: &str) -> i64 {
-    let (count,): (i64,) = runtime()
-        .block_on(sqlx::query_as(sql).fetch_one(pool))
-        .unwrap_or_else(|error| panic!("{sql}: {error}"));
-    count
 }
 
 /// The last `lines` lines of a log.

@@ -5,7 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use certfleet_store::EndpointFilter;
 
@@ -224,14 +224,6 @@ fn missing_reports(store: &dyn certfleet_store::Store, hosts: &[usize]) -> Vec<S
     missing
 }
 
-/// Polls `done` every 10 ms, up to [`STAGE_LIMIT`].
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < STAGE_LIMIT,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+fn wait_until(what: &str, done: impl FnMut() -> bool) {
+    certfleet_testkit::wait_until(what, STAGE_LIMIT, &String::new, done);
 }

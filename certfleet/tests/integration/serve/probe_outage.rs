@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use certfleet_store::AgentName;
 use sqlx::PgPool;
 
-use super::database::{open_store, runtime};
+use super::database::{count, open_store, runtime};
 use super::fleet_servers::FleetServers;
 use super::private_pg::PrivatePostgres;
 use super::process::Service;
@@ -154,20 +154,6 @@ fn restarting_postgres_mid_round_loses_no_probe_and_records_none_twice() {
     runtime().block_on(pool.close());
 }
 
-fn count(pool: &PgPool, sql: &str) -> i64 {
-    let (count,): (i64,) = runtime()
-        .block_on(sqlx::query_as(sql).fetch_one(pool))
-        .unwrap_or_else(|error| panic!("{sql}: {error}"));
-    count
-}
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < STAGE_LIMIT,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn wait_until(what: &str, done: impl FnMut() -> bool) {
+    certfleet_testkit::wait_until(what, STAGE_LIMIT, &String::new, done);
 }

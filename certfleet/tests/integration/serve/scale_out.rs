@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use certfleet_store::{AgentName, Store};
 use sqlx::PgPool;
 
-use super::database::{open_store, runtime, TestDatabase};
+use super::database::{count, open_store, runtime, TestDatabase};
 use super::fleet_servers::FleetServers;
 use super::process::Service;
 use super::reports::{report, Socket};
@@ -249,21 +249,6 @@ fn recorded(pool: &PgPool) -> i64 {
     )
 }
 
-fn count(pool: &PgPool, sql: &str) -> i64 {
-    let (count,): (i64,) = runtime()
-        .block_on(sqlx::query_as(sql).fetch_one(pool))
-        .unwrap_or_else(|error| panic!("{sql}: {error}"));
-    count
-}
-
-fn wait_until(what: &str, context: &dyn Fn() -> String, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < STAGE_LIMIT,
-            "timed out waiting for {what}\n{}",
-            context()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_until(what: &str, context: &dyn Fn() -> String, done: impl FnMut() -> bool) {
+    certfleet_testkit::wait_until(what, STAGE_LIMIT, context, done);
 }
