@@ -11,6 +11,8 @@ use std::time::Duration;
 /// What the server does after reading the client's first flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hostility {
+    /// Accepts, reads the ClientHello, and never answers (a tarpit).
+    Tarpit,
     /// A plausible record header, then one byte a second forever.
     Trickle,
     /// A TLS 1.2 ServerHello, then a Certificate message announcing 16 MiB, streamed.
@@ -80,6 +82,7 @@ fn serve(mut stream: TcpStream, hostility: Hostility, stop: &AtomicBool) {
     }
     // Writes fail once the prober has given up and closed; that ends the connection.
     let _ = match hostility {
+        Hostility::Tarpit => tarpit(stop),
         Hostility::Trickle => trickle(&mut stream, stop),
         Hostility::HugeCertificate => huge_certificate(&mut stream, stop),
         Hostility::GarbageRecords => garbage(&mut stream, stop),
@@ -88,6 +91,13 @@ fn serve(mut stream: TcpStream, hostility: Hostility, stop: &AtomicBool) {
         Hostility::Reset => Ok(()),
         Hostility::Alert(code) => stream.write_all(&[21, 3, 3, 0, 2, 2, code]),
     };
+}
+
+fn tarpit(stop: &AtomicBool) -> std::io::Result<()> {
+    while !stop.load(Ordering::SeqCst) {
+        thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
 }
 
 fn trickle(stream: &mut TcpStream, stop: &AtomicBool) -> std::io::Result<()> {
