@@ -36,26 +36,44 @@ pub(super) async fn add_named_endpoints(
         return Ok(0);
     }
     let (parents, names): (Vec<i64>, Vec<String>) = pairs.into_iter().unzip();
-    let inserted = sqlx::query(
-        "INSERT INTO endpoints (address, port, sni, host_id, process, container, netns, \
-             app, env, owner, starttls, first_seen, last_seen, next_probe_at) \
-         SELECT DISTINCT ON (p.address, p.port, u.name) p.address, p.port, u.name, \
-             p.host_id, p.process, p.container, p.netns, p.app, p.env, p.owner, p.starttls, \
-             $3, p.last_seen, $3 \
-         FROM UNNEST($1::int8[], $2::text[]) AS u(parent, name) \
-         JOIN endpoints p ON p.id = u.parent \
-         WHERE p.retired_at IS NULL AND (SELECT count(*) FROM endpoints s \
-             WHERE s.address = p.address AND s.port = p.port AND s.sni <> '') < $4 \
-         ORDER BY p.address, p.port, u.name, p.last_seen DESC \
-         ON CONFLICT (address, port, sni) DO UPDATE SET last_seen = EXCLUDED.last_seen, \
-             retired_at = NULL \
-         WHERE endpoints.last_seen < EXCLUDED.last_seen",
+    // Existing named endpoints are only updated when their `last_seen` must move (and so
+    // only then locked): an upsert (ON CONFLICT DO UPDATE) locks every row it meets, and
+    // two probers recording at once each hold the rows the other wants to name, which
+    // deadlocked them (the losing transaction retried after a pause) in the scale-out
+    // benchmark.
+    let touched: i64 = sqlx::query_scalar(
+        "WITH wanted AS ( \
+             SELECT DISTINCT ON (p.address, p.port, u.name) p.address, p.port, \
+                 u.name AS sni, p.host_id, p.process, p.container, p.netns, p.app, p.env, \
+                 p.owner, p.starttls, p.last_seen \
+             FROM UNNEST($1::int8[], $2::text[]) AS u(parent, name) \
+             JOIN endpoints p ON p.id = u.parent \
+             WHERE p.retired_at IS NULL \
+             ORDER BY p.address, p.port, u.name, p.last_seen DESC), \
+         carried AS ( \
+             UPDATE endpoints e SET last_seen = w.last_seen, retired_at = NULL \
+             FROM wanted w \
+             WHERE e.address = w.address AND e.port = w.port AND e.sni = w.sni \
+                 AND (e.last_seen < w.last_seen OR e.retired_at IS NOT NULL) \
+             RETURNING 1), \
+         inserted AS ( \
+             INSERT INTO endpoints (address, port, sni, host_id, process, container, \
+                 netns, app, env, owner, starttls, first_seen, last_seen, next_probe_at) \
+             SELECT w.address, w.port, w.sni, w.host_id, w.process, w.container, w.netns, \
+                 w.app, w.env, w.owner, w.starttls, $3, w.last_seen, $3 \
+             FROM wanted w \
+             WHERE (SELECT count(*) FROM endpoints s \
+                 WHERE s.address = w.address AND s.port = w.port AND s.sni <> '') < $4 \
+             ORDER BY w.address, w.port, w.sni \
+             ON CONFLICT (address, port, sni) DO NOTHING \
+             RETURNING 1) \
+         SELECT (SELECT count(*) FROM carried) + (SELECT count(*) FROM inserted)",
     )
     .bind(&parents)
     .bind(&names)
     .bind(now)
     .bind(NAMES_PER_ENDPOINT as i64)
-    .execute(&mut *connection)
+    .fetch_one(&mut *connection)
     .await?;
-    Ok(inserted.rows_affected())
+    Ok(u64::try_from(touched).unwrap_or(0))
 }

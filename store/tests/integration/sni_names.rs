@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use certfleet_model::ProbeStatus;
-use certfleet_store::LeasedEndpoint;
+use certfleet_store::{EndpointId, LeasedEndpoint};
 use time::Duration;
 
 use crate::fixtures::*;
@@ -15,6 +15,7 @@ crate::on_both_backends!(
     names_of_the_host_and_the_certificate_become_endpoints_due_at_once,
     named_endpoints_are_bounded_per_address_and_port,
     learnt_names_are_presented_too_but_never_an_address,
+    named_endpoints_live_as_long_as_the_endpoint_that_names_them,
 );
 
 async fn lease_all(t: &TestStore) -> Vec<LeasedEndpoint> {
@@ -128,4 +129,49 @@ async fn learnt_names_are_presented_too_but_never_an_address(t: TestStore) {
         Some("ldap-7.example.net".to_owned()),
     ];
     assert_eq!(names, expected.into_iter().collect());
+}
+
+async fn named_endpoints_live_as_long_as_the_endpoint_that_names_them(t: TestStore) {
+    let reported = |at| report("m4", &[], vec![socket("10.0.0.8", 443)], at);
+    t.store
+        .ingest_report(&agent(), &reported(t.clock.now()))
+        .await
+        .expect("ingest");
+    let plain = lease_all(&t).await.pop().expect("the endpoint is due");
+    record_refused(&t, plain.id).await;
+    // Five days on, the host reports the socket again and its endpoint is probed again:
+    // the named endpoint's last_seen is carried forward, so that three days later a
+    // retirement after seven days keeps it, as it keeps the endpoint naming it.
+    t.clock.advance(Duration::days(5));
+    t.store
+        .ingest_report(&agent(), &reported(t.clock.now()))
+        .await
+        .expect("ingest again");
+    record_refused(&t, plain.id).await;
+    t.clock.advance(Duration::days(3));
+    let retired = t
+        .store
+        .retire_endpoints(Duration::days(7))
+        .await
+        .expect("retire");
+    assert_eq!(
+        retired, 0,
+        "the named endpoint lives on with the endpoint naming it"
+    );
+    // Without reports for eight more days, both retire.
+    t.clock.advance(Duration::days(8));
+    let retired = t
+        .store
+        .retire_endpoints(Duration::days(7))
+        .await
+        .expect("retire");
+    assert_eq!(retired, 2);
+}
+
+async fn record_refused(t: &TestStore, id: EndpointId) {
+    let result = probe_failed(ProbeStatus::Refused, t.clock.now());
+    t.store
+        .record_probe_results(&[(id, result)])
+        .await
+        .expect("record");
 }
