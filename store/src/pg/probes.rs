@@ -114,24 +114,38 @@ pub(super) async fn record_probe_results(
 async fn upsert_certificates(connection: &mut PgConnection, rows: &[CertificateRow]) -> Result<()> {
     let column = |f: fn(&CertificateRow) -> &str| rows.iter().map(f).collect::<Vec<_>>();
     let times = |f: fn(&CertificateRow) -> OffsetDateTime| rows.iter().map(f).collect::<Vec<_>>();
+    // Insert new certificates; move an existing one's times only when they change by more
+    // than a minute (or fill a missing PEM or SHA-1). A plain upsert locks every row it
+    // meets until commit, and the rows every prober meets are the same few: the shared
+    // intermediates and wildcard leaves. Probers recording at once then queued behind
+    // each other's transactions.
     sqlx::query(
-        "INSERT INTO certificates (sha256, serial, subject, issuer, not_before, not_after, \
-             sans, key_type, key_bits, key_curve, signature_algorithm, is_ca, self_signed, \
-             pem, first_seen, last_seen, sha1) \
-         SELECT u.sha256, u.serial, u.subject, u.issuer, u.not_before, u.not_after, \
-             u.sans::jsonb, u.key_type, u.key_bits, u.key_curve, u.signature_algorithm, \
-             u.is_ca, u.self_signed, u.pem, u.seen_at, u.seen_at, u.sha1 \
-         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], \
-             $6::timestamptz[], $7::text[], $8::text[], $9::int4[], $10::text[], $11::text[], \
-             $12::bool[], $13::bool[], $14::text[], $15::timestamptz[], $16::text[]) \
+        "WITH u AS ( \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
+                 $5::timestamptz[], $6::timestamptz[], $7::text[], $8::text[], $9::int4[], \
+                 $10::text[], $11::text[], $12::bool[], $13::bool[], $14::text[], \
+                 $15::timestamptz[], $16::text[]) \
              AS u(sha256, serial, subject, issuer, not_before, not_after, sans, key_type, \
                  key_bits, key_curve, signature_algorithm, is_ca, self_signed, pem, seen_at, \
-                 sha1) \
-         ON CONFLICT (sha256) DO UPDATE SET \
-             first_seen = LEAST(certificates.first_seen, EXCLUDED.first_seen), \
-             last_seen = GREATEST(certificates.last_seen, EXCLUDED.last_seen), \
-             pem = COALESCE(certificates.pem, EXCLUDED.pem), \
-             sha1 = COALESCE(certificates.sha1, EXCLUDED.sha1)",
+                 sha1)), \
+         inserted AS ( \
+             INSERT INTO certificates (sha256, serial, subject, issuer, not_before, \
+                 not_after, sans, key_type, key_bits, key_curve, signature_algorithm, is_ca, \
+                 self_signed, pem, first_seen, last_seen, sha1) \
+             SELECT u.sha256, u.serial, u.subject, u.issuer, u.not_before, u.not_after, \
+                 u.sans::jsonb, u.key_type, u.key_bits, u.key_curve, u.signature_algorithm, \
+                 u.is_ca, u.self_signed, u.pem, u.seen_at, u.seen_at, u.sha1 \
+             FROM u ORDER BY u.sha256 \
+             ON CONFLICT (sha256) DO NOTHING) \
+         UPDATE certificates c SET \
+             first_seen = LEAST(c.first_seen, u.seen_at), \
+             last_seen = GREATEST(c.last_seen, u.seen_at), \
+             pem = COALESCE(c.pem, u.pem), \
+             sha1 = COALESCE(c.sha1, u.sha1) \
+         FROM u \
+         WHERE c.sha256 = u.sha256 AND (u.seen_at > c.last_seen + interval '1 minute' \
+             OR u.seen_at < c.first_seen OR (c.pem IS NULL AND u.pem IS NOT NULL) \
+             OR (c.sha1 IS NULL AND u.sha1 IS NOT NULL))",
     )
     .bind(column(|r| &r.sha256))
     .bind(column(|r| &r.serial))
