@@ -358,7 +358,8 @@ def starttls():
         return b"7" + len(payload).to_bytes(3, "little") + b"\x00" + payload
     seeds["mysql-ssl.bin"] = mysql(0xFFFF)
     seeds["mysql-no-ssl.bin"] = mysql(0xF7FF)
-    seeds["mysql-error.bin"] = b"7" + bytes([0x17, 0, 0, 0]) + b"\xff\x6a\x04Host is blocked"
+    error = b"\xff\x6a\x04#HY000Host is blocked"
+    seeds["mysql-error.bin"] = b"7" + len(error).to_bytes(3, "little") + b"\x00" + error
     seeds["mysql-truncated.bin"] = b"7" + bytes([0x08, 0, 0, 0]) + b"\x0a5.7\x00\x01\x02\x03"
     for file_name, data in seeds.items():
         write("starttls", file_name, data)
