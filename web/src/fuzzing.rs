@@ -223,6 +223,30 @@ mod tests {
         assert!(accepted >= 5, "only {accepted} seed readings accepted");
     }
 
+    /// Found by the fuzzer: a window past the range of `time::Duration` panicked while
+    /// being built, before the 3650-day check could refuse it.
+    #[test]
+    fn huge_windows_are_refused_not_panics() {
+        for raw in [
+            "106751991167301d",
+            "9223372036854775807h",
+            "-45678901234567890",
+            "1e3d",
+        ] {
+            assert!(
+                params::parse_window(raw, "expiring_within").is_err(),
+                "{raw}"
+            );
+        }
+        let ok = params::parse_window("3650d", "expiring_within").expect("the largest window");
+        assert_eq!(ok, time::Duration::days(3650));
+        assert!(params::parse_window("87601h", "expiring_within").is_err());
+        assert_eq!(
+            params::parse_window("90m", "expiring_within").expect("minutes"),
+            time::Duration::minutes(90)
+        );
+    }
+
     #[test]
     fn query_bytes_are_encoded_into_a_valid_uri() {
         let all: Vec<u8> = (0..=255).collect();
