@@ -255,6 +255,37 @@ mod tests {
         assert!(agreed >= 8, "only {agreed} seed dialogues reached TLS");
     }
 
+    /// Found by the fuzzer: a leaf whose notBefore is after its notAfter made the trust
+    /// check panic (`clamp` with min > max) instead of calling the chain untrusted.
+    #[test]
+    fn inverted_validity_is_untrusted_not_a_panic() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../fuzz/corpus/certificate/crash-validity-inverted.der");
+        let bytes = std::fs::read(path).expect("the crash seed is committed");
+        // The fuzzer's input is the certificate and one stray byte (a second "certificate").
+        let leaf = ServedCertificate::from_der(split_der(&bytes)[0].to_vec());
+        assert!(
+            leaf.info.not_before > leaf.info.not_after,
+            "{:?}",
+            leaf.info
+        );
+        let context = Context {
+            sni: None,
+            legacy_protocol: false,
+            now: time::macros::datetime!(2026-11-27 12:00 UTC),
+            trust: &TrustStore::mozilla(),
+        };
+        let found = analysis::findings(std::slice::from_ref(&leaf), &context);
+        assert!(
+            found.contains(&certfleet_model::Finding::Untrusted),
+            "{found:?}"
+        );
+        assert!(
+            found.contains(&certfleet_model::Finding::Expired),
+            "{found:?}"
+        );
+    }
+
     #[test]
     fn split_der_keeps_what_does_not_split() {
         let two = [0x30, 0x01, 0x00, 0x30, 0x00];
