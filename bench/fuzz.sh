@@ -83,6 +83,9 @@ for target in "${targets[@]}"; do
   stat() { grep -a "^stat::$1:" "$log" | tail -1 | awk '{print $2}'; }
   line=$(grep -a -E '^#[0-9]+.*cov: ' "$log" | tail -1 || true)
   field() { echo "$line" | grep -o -E "$1: [^ ]+" | head -1 | cut -d' ' -f2; }
+  # libFuzzer's own "Done N runs in S second(s)"; the wall time when it stopped on a crash.
+  done_seconds=$(grep -a -o -E '^Done [0-9]+ runs in [0-9]+ second' "$log" | tail -1 | awk '{print $5}')
+  seconds="${done_seconds:-$seconds}"
   execs=$(stat number_of_executed_units)
   rate=$(stat average_exec_per_sec)
   new=$(stat new_units_added)
