@@ -8,8 +8,7 @@
 use std::io;
 
 use tls_parser::{parse_tls_message_handshake, TlsMessage, TlsMessageHandshake};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{timeout_at, Instant};
 
 /// Largest handshake message accepted (a Certificate message with a long chain).
@@ -54,9 +53,10 @@ pub enum LegacyError {
 const RECORD_HANDSHAKE: u8 = 22;
 const RECORD_ALERT: u8 = 21;
 
-/// Sends the legacy ClientHello on `stream` and reads the server's clear-text flight.
-pub async fn capture(
-    stream: &mut TcpStream,
+/// Sends the legacy ClientHello on `stream` and reads the server's clear-text flight. The
+/// stream is the probe's `TcpStream`; the fuzz target gives it in-memory bytes.
+pub async fn capture<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
     server_name: Option<&str>,
     deadline: Instant,
 ) -> Result<LegacyCapture, LegacyError> {

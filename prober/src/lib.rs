@@ -7,6 +7,8 @@
 
 pub mod analysis;
 pub mod danger;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handshake;
 mod legacy;
 mod policy;

@@ -8,8 +8,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{timeout_at, Instant};
 
 /// A protocol that upgrades to TLS in-band.
@@ -111,8 +110,8 @@ impl FromStr for StartTls {
 
 /// Runs the plaintext dialogue of `protocol` on `stream`. `server_name` is used where the
 /// protocol names the server (XMPP's `to`).
-pub async fn upgrade(
-    stream: &mut TcpStream,
+pub async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
     protocol: StartTls,
     server_name: Option<&str>,
     deadline: Instant,
@@ -160,13 +159,13 @@ pub async fn upgrade(
     }
 }
 
-struct Dialogue<'a> {
-    stream: &'a mut TcpStream,
+struct Dialogue<'a, S> {
+    stream: &'a mut S,
     protocol: StartTls,
     deadline: Instant,
 }
 
-impl Dialogue<'_> {
+impl<S: AsyncRead + AsyncWrite + Unpin> Dialogue<'_, S> {
     async fn send(&mut self, bytes: &[u8]) -> Result<(), StartTlsError> {
         match timeout_at(self.deadline, self.stream.write_all(bytes)).await {
             Err(_) => Err(StartTlsError::Timeout {
@@ -293,7 +292,9 @@ fn printable(text: &str) -> String {
 }
 
 /// MySQL: read the server's handshake packet, check CLIENT_SSL, send an SSLRequest.
-async fn mysql(talk: &mut Dialogue<'_>) -> Result<(), StartTlsError> {
+async fn mysql<S: AsyncRead + AsyncWrite + Unpin>(
+    talk: &mut Dialogue<'_, S>,
+) -> Result<(), StartTlsError> {
     const CLIENT_SSL: u32 = 0x0800;
     const CLIENT_PROTOCOL_41: u32 = 0x0200;
     let header = talk.read_exact_bytes(4).await?;
@@ -330,7 +331,9 @@ async fn mysql(talk: &mut Dialogue<'_>) -> Result<(), StartTlsError> {
 
 /// LDAP: an ExtendedRequest for StartTLS (OID 1.3.6.1.4.1.1466.20037); success is
 /// resultCode 0 in the ExtendedResponse.
-async fn ldap(talk: &mut Dialogue<'_>) -> Result<(), StartTlsError> {
+async fn ldap<S: AsyncRead + AsyncWrite + Unpin>(
+    talk: &mut Dialogue<'_, S>,
+) -> Result<(), StartTlsError> {
     const OID: &[u8] = b"1.3.6.1.4.1.1466.20037";
     let mut request = vec![0x30, 0x1d, 0x02, 0x01, 0x01, 0x77, 0x18, 0x80, 0x16];
     request.extend_from_slice(OID);
@@ -372,7 +375,10 @@ async fn ldap(talk: &mut Dialogue<'_>) -> Result<(), StartTlsError> {
 }
 
 /// XMPP: open a stream, look for `<starttls` in the features, ask, expect `<proceed`.
-async fn xmpp(talk: &mut Dialogue<'_>, domain: &str) -> Result<(), StartTlsError> {
+async fn xmpp<S: AsyncRead + AsyncWrite + Unpin>(
+    talk: &mut Dialogue<'_, S>,
+    domain: &str,
+) -> Result<(), StartTlsError> {
     let open = format!(
         "<?xml version='1.0'?><stream:stream to='{domain}' xmlns='jabber:client' \
          xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"
@@ -394,7 +400,10 @@ async fn xmpp(talk: &mut Dialogue<'_>, domain: &str) -> Result<(), StartTlsError
     }
 }
 
-async fn read_until(talk: &mut Dialogue<'_>, markers: &[&str]) -> Result<String, StartTlsError> {
+async fn read_until<S: AsyncRead + AsyncWrite + Unpin>(
+    talk: &mut Dialogue<'_, S>,
+    markers: &[&str],
+) -> Result<String, StartTlsError> {
     let mut text = Vec::new();
     loop {
         text.push(talk.read_exact_bytes(1).await?[0]);

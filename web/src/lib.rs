@@ -4,6 +4,8 @@
 mod auth;
 mod error;
 mod extract;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handlers;
 mod metrics;
 mod osquery;

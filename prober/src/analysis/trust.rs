@@ -124,7 +124,13 @@ impl TrustStore {
             .iter()
             .map(|cert| CertificateDer::from(cert.der.as_slice()))
             .collect();
-        let at = now.clamp(leaf.info.not_before, leaf.info.not_after);
+        let (from, until) = (leaf.info.not_before, leaf.info.not_after);
+        if from > until {
+            // Valid at no moment (notBefore after notAfter): no path can be verified, and
+            // `clamp` would panic on the inverted range.
+            return false;
+        }
+        let at = now.clamp(from, until);
         let seconds = u64::try_from(at.unix_timestamp()).unwrap_or(0);
         let time = UnixTime::since_unix_epoch(Duration::from_secs(seconds));
         end_entity

@@ -83,16 +83,21 @@ pub fn parse_window(raw: &str, field: &str) -> Result<time::Duration, ApiError> 
         _ => (raw, 'd'),
     };
     let value: i64 = number.parse().map_err(|_| error())?;
-    let duration = match unit {
-        'd' => time::Duration::days(value),
-        'h' => time::Duration::hours(value),
-        'm' => time::Duration::minutes(value),
+    let per_day = match unit {
+        'd' => 1,
+        'h' => 24,
+        'm' => 24 * 60,
         _ => return Err(error()),
     };
-    if value < 0 || duration > time::Duration::days(3650) {
+    // Checked before the Duration is built: `Duration::days` panics on overflow.
+    if !(0..=3650 * per_day).contains(&value) {
         return Err(error());
     }
-    Ok(duration)
+    Ok(match unit {
+        'd' => time::Duration::days(value),
+        'h' => time::Duration::hours(value),
+        _ => time::Duration::minutes(value),
+    })
 }
 
 pub fn parse_mtls(raw: &str) -> Result<MtlsState, ApiError> {

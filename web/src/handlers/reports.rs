@@ -81,7 +81,7 @@ pub(crate) fn read_body(
 }
 
 /// Parses the report; a type error names the field's path (`sockets[2].port`).
-fn parse_report(json: &[u8]) -> Result<AgentReport, ApiError> {
+pub(crate) fn parse_report(json: &[u8]) -> Result<AgentReport, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(json);
     let report: AgentReport =
         serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {

@@ -1,0 +1,9 @@
+//! Fuzz target `certificate`: the body is `certfleet_prober::fuzzing::certificate`, which the crate's
+//! unit tests also run on every file of `fuzz/corpus/certificate/`.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = certfleet_prober::fuzzing::certificate(data);
+});
