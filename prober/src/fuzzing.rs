@@ -193,32 +193,9 @@ impl AsyncWrite for Scripted<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
 
-    /// Every file of `fuzz/corpus/<target>/`, with its name; at least `minimum` of them.
-    fn corpus(target: &str, minimum: usize) -> Vec<(String, Vec<u8>)> {
-        let folder = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../fuzz/corpus")
-            .join(target);
-        let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&folder)
-            .unwrap_or_else(|error| panic!("{}: {error}", folder.display()))
-            .map(|entry| {
-                let path = entry.expect("directory entry").path();
-                let bytes = std::fs::read(&path).expect("corpus file reads");
-                (path.display().to_string(), bytes)
-            })
-            .collect();
-        files.sort();
-        assert!(
-            files.len() >= minimum,
-            "{}: {} files, expected at least {minimum}",
-            folder.display(),
-            files.len()
-        );
-        files
-    }
+    use certfleet_testkit::fuzz_corpus as corpus;
 
     #[test]
     fn certificate_corpus_is_analysed_without_panics() {
@@ -259,7 +236,7 @@ mod tests {
     /// check panic (`clamp` with min > max) instead of calling the chain untrusted.
     #[test]
     fn inverted_validity_is_untrusted_not_a_panic() {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("../fuzz/corpus/certificate/crash-validity-inverted.der");
         let bytes = std::fs::read(path).expect("the crash seed is committed");
         // The fuzzer's input is the certificate and one stray byte (a second "certificate").

@@ -33,3 +33,28 @@ pub fn wait_until(
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// Every file of the fuzz seed corpus `fuzz/corpus/<target>/`, as (path, bytes) in name
+/// order; fails unless there are at least `minimum`, so a test feeding them through the
+/// fuzz target's function can never pass on an empty or missing corpus.
+pub fn fuzz_corpus(target: &str, minimum: usize) -> Vec<(String, Vec<u8>)> {
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target);
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&folder)
+        .unwrap_or_else(|error| panic!("{}: {error}", folder.display()))
+        .map(|entry| {
+            let path = entry.expect("directory entry").path();
+            let bytes = std::fs::read(&path).expect("corpus file reads");
+            (path.display().to_string(), bytes)
+        })
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= minimum,
+        "{}: {} files, expected at least {minimum}",
+        folder.display(),
+        files.len()
+    );
+    files
+}

@@ -149,32 +149,9 @@ fn encode_query(data: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
 
-    /// Every file of `fuzz/corpus/<target>/`, with its name; at least `minimum` of them.
-    fn corpus(target: &str, minimum: usize) -> Vec<(String, Vec<u8>)> {
-        let folder = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../fuzz/corpus")
-            .join(target);
-        let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&folder)
-            .unwrap_or_else(|error| panic!("{}: {error}", folder.display()))
-            .map(|entry| {
-                let path = entry.expect("directory entry").path();
-                let bytes = std::fs::read(&path).expect("corpus file reads");
-                (path.display().to_string(), bytes)
-            })
-            .collect();
-        files.sort();
-        assert!(
-            files.len() >= minimum,
-            "{}: {} files, expected at least {minimum}",
-            folder.display(),
-            files.len()
-        );
-        files
-    }
+    use certfleet_testkit::fuzz_corpus as corpus;
 
     #[test]
     fn agent_report_corpus_is_read_without_panics() {
