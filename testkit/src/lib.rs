@@ -1,7 +1,8 @@
 //! Test support shared by the integration tests of several crates (never a dependency of
-//! anything shipped). Network namespaces are what both the agent's and the service's tests
-//! need to use addresses other than loopback without sending traffic off the machine.
+//! anything shipped): network namespaces (addresses other than loopback without traffic
+//! off the machine), headless Chromium, skips, waits, the fuzz seed corpus.
 
+pub mod browser;
 pub mod netns;
 
 /// Says why the calling test (or part of it) cannot run on this machine. Under

@@ -3,9 +3,10 @@
 //! certificates, probed and analysed, without anything else being started.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use certfleet_testkit::browser::{chromium, dump_dom, visible};
 
 use crate::openssl_server::free_port;
 
@@ -23,11 +24,7 @@ impl Drop for Demo {
 
 #[test]
 fn demo_dashboard_shows_the_demo_certificates_in_a_real_browser() {
-    let Some(chromium) = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|path| path.exists())
-    else {
+    let Some(chromium) = chromium() else {
         certfleet_testkit::skip("chromium is not installed (scripts/test installs it)");
         return;
     };
@@ -95,45 +92,4 @@ fn demo_dashboard_shows_the_demo_certificates_in_a_real_browser() {
     );
     assert!(dashboard.contains("expire within 7 days"), "{dashboard}");
     drop(demo);
-}
-
-fn dump_dom(chromium: &Path, url: &str, scratch: &Path) -> String {
-    let profile = tempfile::tempdir_in(scratch).expect("fresh profile directory");
-    let output = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg("--dump-dom")
-        .arg(url)
-        .stderr(Stdio::null())
-        .output()
-        .expect("run chromium");
-    assert!(output.status.success(), "chromium --dump-dom {url} failed");
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// The text a person reads: the DOM without tags, whitespace collapsed.
-fn visible(dom: &str) -> String {
-    let mut text = String::new();
-    let mut in_tag = false;
-    for c in dom.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' => {
-                in_tag = false;
-                text.push(' ');
-            }
-            _ if !in_tag => text.push(c),
-            _ => {}
-        }
-    }
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

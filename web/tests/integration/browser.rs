@@ -9,6 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use certfleet_testkit::browser::{chromium, visible, HEADLESS};
+
 use crate::support::http::encode;
 use crate::support::TestApp;
 
@@ -27,16 +29,6 @@ async fn a_person_finds_a_certificate_from_the_dashboard() {
     crate::support::harness::on_sqlite(setup, move |app| browse(app, chromium)).await;
 }
 
-fn chromium() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("CHROMIUM") {
-        return Some(PathBuf::from(path));
-    }
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|path| path.exists())
-}
-
 fn artifacts() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -52,18 +44,8 @@ async fn run(chromium: &Path, url: &str, action: &str) -> String {
     let profile = tempfile::tempdir().expect("fresh profile directory");
     let mut command = tokio::process::Command::new(chromium);
     command
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-            "--window-size=1280,1400",
-        ])
+        .args(HEADLESS)
+        .args(["--hide-scrollbars", "--window-size=1280,1400"])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(action)
         .arg(url)
@@ -92,29 +74,6 @@ async fn look(chromium: &Path, app: &TestApp, path: &str, name: &str) -> String 
         file.display()
     );
     run(chromium, &url, "--dump-dom").await
-}
-
-/// The text of a DOM, without tags (what a person reads).
-fn visible(dom: &str) -> String {
-    let mut text = String::new();
-    let mut in_tag = false;
-    for c in dom.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' => {
-                in_tag = false;
-                text.push(' ');
-            }
-            _ if !in_tag => text.push(c),
-            _ => {}
-        }
-    }
-    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    text.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&amp;", "&")
 }
 
 async fn browse(app: TestApp, chromium: PathBuf) {

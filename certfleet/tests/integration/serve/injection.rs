@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+use certfleet_testkit::browser::dump_dom;
 use serde_json::{json, Value};
 
 use super::database::{open_store, runtime, TestDatabase};
@@ -319,34 +320,10 @@ fn browser_doms(
     paths: &[String],
     scratch: &std::path::Path,
 ) -> Option<Vec<String>> {
-    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .iter()
-        .map(std::path::Path::new)
-        .find(|path| path.exists())?;
+    let chromium = certfleet_testkit::browser::chromium()?;
     let doms = paths
         .iter()
-        .map(|path| {
-            let profile = tempfile::tempdir_in(scratch).expect("fresh profile directory");
-            let output = std::process::Command::new(chromium)
-                .args([
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--no-first-run",
-                ])
-                .args([
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                ])
-                .arg(format!("--user-data-dir={}", profile.path().display()))
-                .arg("--dump-dom")
-                .arg(format!("http://{address}{path}"))
-                .stderr(std::process::Stdio::null())
-                .output()
-                .expect("run chromium");
-            assert!(output.status.success(), "chromium --dump-dom {path} failed");
-            String::from_utf8_lossy(&output.stdout).into_owned()
-        })
+        .map(|path| dump_dom(&chromium, &format!("http://{address}{path}"), scratch))
         .collect();
     Some(doms)
 }
