@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod netns;
+pub mod postgres;
 
 /// Says why the calling test (or part of it) cannot run on this machine. Under
 /// `CERTFLEET_TEST_STRICT=1`, which `scripts/test` sets when it runs as root after
@@ -58,4 +59,13 @@ pub fn fuzz_corpus(target: &str, minimum: usize) -> Vec<(String, Vec<u8>)> {
         files.len()
     );
     files
+}
+
+/// `bytes` random bytes as lowercase hex (names that never collide between test runs).
+pub fn random_hex(bytes: usize) -> String {
+    let mut buffer = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut file| std::io::Read::read_exact(&mut file, &mut buffer))
+        .expect("read /dev/urandom");
+    buffer.iter().map(|b| format!("{b:02x}")).collect()
 }

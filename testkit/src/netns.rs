@@ -11,6 +11,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
+use crate::random_hex;
+
 /// A network namespace `cf-test-<random>` linked to the host by a veth pair.
 pub struct Netns {
     pub name: String,
@@ -143,13 +145,4 @@ pub fn netns_or_skip(test: &str) -> Option<Netns> {
             None
         }
     }
-}
-
-/// `bytes` random bytes as lowercase hex (names that never collide between test runs).
-pub fn random_hex(bytes: usize) -> String {
-    let mut buffer = vec![0u8; bytes];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut file| std::io::Read::read_exact(&mut file, &mut buffer))
-        .expect("read /dev/urandom");
-    buffer.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -210,4 +210,4 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Optio
     }
 }
 
-pub use certfleet_testkit::netns::random_hex;
+pub use certfleet_testkit::random_hex;

@@ -1,13 +1,11 @@
 //! Fresh stores for each test, on both backends, and the macro that runs a test on both.
 
 use std::future::Future;
-use std::str::FromStr;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use certfleet_store::{ManualClock, PostgresStore, SqliteStore, Store, StoreOptions};
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection, Executor, PgPool, SqlitePool};
+use certfleet_testkit::postgres::ScratchDatabase;
+use sqlx::{Executor, PgPool, SqlitePool};
 use time::macros::datetime;
 
 /// One test's store, its clock, and a way to run raw SQL on it.
@@ -86,22 +84,8 @@ where
     F: FnOnce(TestStore) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let admin_url = std::env::var("CERTFLEET_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let admin = PgConnectOptions::from_str(&admin_url).expect("CERTFLEET_TEST_POSTGRES_URL");
-    let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos() % 1_000_000_000;
-    let name = format!(
-        "certfleet_test_{}_{}_{nanos}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    let mut connection = admin.connect().await.expect("PostgreSQL answers");
-    connection
-        .execute(format!("CREATE DATABASE {name}").as_str())
-        .await
-        .expect("test database created");
-    let url = admin.clone().database(&name).to_url_lossy().to_string();
+    let database = ScratchDatabase::create("certfleet_test").await;
+    let url = database.url.clone();
     let clock = clock();
     let store = PostgresStore::connect(&url, options(&clock))
         .await
@@ -115,10 +99,7 @@ where
     }))
     .await;
     pool.close().await;
-    let _ = connection
-        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-        .await;
-    let _ = connection.close().await;
+    database.drop_now().await;
     if let Err(error) = outcome {
         std::panic::resume_unwind(error.into_panic());
     }

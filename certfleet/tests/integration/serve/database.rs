@@ -113,13 +113,9 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-/// 16 hex digits from the OS's random source, for unique database names.
+/// 16 hex digits from the OS's random source, for unique database names and secrets.
 pub fn random_hex() -> String {
-    let mut bytes = [0u8; 8];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut file| std::io::Read::read_exact(&mut file, &mut bytes))
-        .expect("read /dev/urandom");
-    hex::encode(bytes)
+    certfleet_testkit::random_hex(8)
 }
 
 /// The one number a `SELECT count(*) ...` answers.

@@ -3,16 +3,13 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::str::FromStr;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use certfleet_store::{AgentName, PostgresStore, SqliteStore, Store, StoreOptions};
+use certfleet_testkit::postgres::ScratchDatabase;
 use certfleet_web::{AppState, IngestLimits, WebOptions};
 use serde_json::Value;
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection, Executor};
 
 use super::fleet::Fleet;
 use super::http::{self, Response};
@@ -130,22 +127,8 @@ where
     F: FnOnce(TestApp) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let admin_url = std::env::var("CERTFLEET_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let admin = PgConnectOptions::from_str(&admin_url).expect("CERTFLEET_TEST_POSTGRES_URL");
-    let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos() % 1_000_000_000;
-    let name = format!(
-        "certfleet_web_test_{}_{}_{nanos}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    let mut connection = admin.connect().await.expect("PostgreSQL answers");
-    connection
-        .execute(format!("CREATE DATABASE {name}").as_str())
-        .await
-        .expect("test database created");
-    let url = admin.clone().database(&name).to_url_lossy().to_string();
+    let database = ScratchDatabase::create("certfleet_web_test").await;
+    let url = database.url.clone();
     let store = PostgresStore::connect(&url, fixed_fleet())
         .await
         .expect("PostgreSQL opens");
@@ -154,10 +137,7 @@ where
     let app = serve(Arc::new(store), setup).await;
     let outcome = tokio::spawn(test(app)).await;
     pool.close().await;
-    let _ = connection
-        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-        .await;
-    let _ = connection.close().await;
+    database.drop_now().await;
     if let Err(error) = outcome {
         std::panic::resume_unwind(error.into_panic());
     }
