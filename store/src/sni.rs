@@ -52,6 +52,11 @@ pub fn names_to_present(
     hostnames: &HashMap<i64, String>,
     learnt: &[(EndpointId, String)],
 ) -> Vec<(i64, String)> {
+    // Looked up once per result: a batch holds hundreds of results and of learnt names.
+    let mut learnt_by_endpoint: HashMap<&EndpointId, Vec<&String>> = HashMap::new();
+    for (id, name) in learnt {
+        learnt_by_endpoint.entry(id).or_default().push(name);
+    }
     let mut pairs = Vec::new();
     for (id, result) in results {
         let sans = match (&result.status, result.chain.first()) {
@@ -59,10 +64,7 @@ pub fn names_to_present(
             _ => &[],
         };
         let probed_with = result.sni.as_deref().and_then(usable_sni);
-        let learnt_here = learnt
-            .iter()
-            .filter(|(learnt_for, _)| learnt_for == id)
-            .map(|(_, name)| name);
+        let learnt_here = learnt_by_endpoint.get(id).into_iter().flatten().copied();
         let names: BTreeSet<String> = hostnames
             .get(&id.0)
             .into_iter()
