@@ -5,6 +5,7 @@
 
 mod probe;
 mod report;
+pub mod text;
 
 pub use probe::{
     CertificateInfo, Finding, KeyInfo, MtlsPolicy, ProbeResult, ProbeStatus, TlsParameters,

@@ -17,6 +17,7 @@ mod browse;
 mod browse_sql;
 mod clock;
 mod error;
+mod isolate;
 mod names;
 mod notify;
 mod notify_records;

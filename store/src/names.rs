@@ -44,6 +44,10 @@ pub fn hostname_candidates(hostname: &str) -> Result<Vec<String>> {
     Ok(candidates)
 }
 
+/// Longest name kept in the hostname index (a DNS name has at most 253 bytes; escapes and
+/// e-mail or URI SANs may be longer).
+const MAX_INDEXED_NAME: usize = 512;
+
 /// The names a certificate answers to, for the names table: its SANs and its subject CN,
 /// lower-cased, deduplicated.
 pub fn certificate_names(sans: &[String], subject: &str) -> Vec<String> {
@@ -51,7 +55,9 @@ pub fn certificate_names(sans: &[String], subject: &str) -> Vec<String> {
         .iter()
         .map(|san| san.trim().trim_end_matches('.').to_ascii_lowercase())
         .chain(common_name(subject).map(|cn| cn.to_ascii_lowercase()))
-        .filter(|name| !name.is_empty())
+        // A name longer than any DNS name is kept in the certificate's SANs but not
+        // indexed: a hostile 10 KiB SAN would not fit a PostgreSQL index row.
+        .filter(|name| !name.is_empty() && name.len() <= MAX_INDEXED_NAME)
         .collect();
     names.sort();
     names.dedup();

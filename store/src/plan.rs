@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use certfleet_model::text::escape_controls;
 use certfleet_model::{AgentReport, CertificateInfo, ProbeResult, ProbeStatus};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -226,8 +227,8 @@ pub(crate) fn plan_probes(results: &[(EndpointId, ProbeResult)]) -> Result<Probe
         for (position, info) in result.chain.iter().enumerate() {
             let field = || format!("results[{index}].chain[{position}].sha256");
             let row = certificate_row(info, result.probed_at, field)?;
-            for name in certificate_names(&info.sans, &info.subject) {
-                names.push((name, row.sha256.clone()));
+            for name in certificate_names(&info.sans, &row.subject) {
+                names.push((clean(&name), row.sha256.clone()));
             }
             merge_certificate(&mut certificates, row);
         }
@@ -241,7 +242,7 @@ pub(crate) fn plan_probes(results: &[(EndpointId, ProbeResult)]) -> Result<Probe
         let outcome = Outcome {
             endpoint_id: *endpoint_id,
             status: result.status,
-            error: result.error.clone(),
+            error: clean_opt(&result.error),
             probed_at: result.probed_at,
             fingerprint,
             keep_previous,
@@ -274,15 +275,15 @@ fn certificate_row(
     Ok(CertificateRow {
         sha256,
         serial: normalize_serial(&info.serial).unwrap_or_default(),
-        subject: info.subject.clone(),
-        issuer: info.issuer.clone(),
+        subject: clean(&info.subject),
+        issuer: clean(&info.issuer),
         not_before: info.not_before,
         not_after: info.not_after,
-        sans: serde_json::to_string(&info.sans)?,
-        key_type: info.key.kind.clone(),
+        sans: serde_json::to_string(&info.sans.iter().map(|san| clean(san)).collect::<Vec<_>>())?,
+        key_type: clean(&info.key.kind),
         key_bits: i32::try_from(info.key.bits).unwrap_or(i32::MAX),
-        key_curve: info.key.curve.clone(),
-        signature_algorithm: info.signature_algorithm.clone(),
+        key_curve: clean_opt(&info.key.curve),
+        signature_algorithm: clean(&info.signature_algorithm),
         is_ca: info.is_ca,
         self_signed: info.self_signed,
         pem: info.pem.clone(),
@@ -355,16 +356,33 @@ fn observation_row(endpoint_id: i64, result: &ProbeResult) -> Result<Option<Obse
         fingerprint,
         status: result.status.as_str(),
         leaf_sha256: chain.first().cloned(),
-        tls_version: tls.map(|t| t.version.clone()),
-        cipher: tls.and_then(|t| t.cipher.clone()),
-        alpn: tls.and_then(|t| t.alpn.clone()),
-        tls_group: tls.and_then(|t| t.group.clone()),
+        tls_version: tls.map(|t| clean(&t.version)),
+        cipher: tls.and_then(|t| clean_opt(&t.cipher)),
+        alpn: tls.and_then(|t| clean_opt(&t.alpn)),
+        tls_group: tls.and_then(|t| clean_opt(&t.group)),
         legacy: tls.is_some_and(|t| t.legacy),
         mtls_requested: mtls.requested,
         mtls_required: mtls.required,
-        ca_names: serde_json::to_string(&mtls.ca_names)?,
+        ca_names: serde_json::to_string(
+            &mtls
+                .ca_names
+                .iter()
+                .map(|name| clean(name))
+                .collect::<Vec<_>>(),
+        )?,
         findings: serde_json::to_string(&findings)?,
         seen_at: result.probed_at,
         chain,
     }))
+}
+
+/// Text from a probe result as stored: control characters escaped
+/// ([`certfleet_model::text`]). The prober already escapes what it reads; this holds for
+/// results from anywhere (a NUL would abort a PostgreSQL batch, a newline forge mail lines).
+fn clean(text: &str) -> String {
+    escape_controls(text).into_owned()
+}
+
+fn clean_opt(text: &Option<String>) -> Option<String> {
+    text.as_deref().map(clean)
 }

@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 
+use certfleet_model::text::escape_name;
 use certfleet_model::{CertificateInfo, KeyInfo};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -65,13 +66,15 @@ fn describe(cert: &X509Certificate<'_>, sha256: String) -> (CertificateInfo, Par
         has_san = true;
         for name in &extension.value.general_names {
             match name {
+                // SANs are kept with control characters escaped (certfleet_model::text):
+                // a NUL or a newline in a name is data, never a record-breaking byte.
                 GeneralName::DNSName(dns) => {
-                    sans.push(dns.to_string());
+                    sans.push(escape_name(dns));
                     dns_names.push(dns.to_ascii_lowercase());
                 }
                 GeneralName::IPAddress(bytes) => sans.push(ip_text(bytes)),
-                GeneralName::RFC822Name(mail) => sans.push(mail.to_string()),
-                GeneralName::URI(uri) => sans.push(uri.to_string()),
+                GeneralName::RFC822Name(mail) => sans.push(escape_name(mail)),
+                GeneralName::URI(uri) => sans.push(escape_name(uri)),
                 _ => {}
             }
         }

@@ -81,8 +81,10 @@ fn escape(value: &str) -> String {
         let special = matches!(ch, '"' | '+' | ',' | ';' | '<' | '>' | '\\')
             || (index == 0 && (ch == '#' || ch == ' '))
             || (index == last && ch == ' ');
-        if ch == '\0' {
-            out.push_str("\\00");
+        if certfleet_model::text::is_escaped_control(ch) {
+            // One rule for every string from a certificate (certfleet_model::text): NUL
+            // reads `\00`, a newline `\0a`, as RFC 4514's hexpair escape.
+            certfleet_model::text::push_escaped(&mut out, ch);
         } else {
             if special {
                 out.push('\\');
@@ -134,6 +136,7 @@ mod tests {
         assert_eq!(escape("Acme, Inc."), "Acme\\, Inc.");
         assert_eq!(escape("#tag "), "\\#tag\\ ");
         assert_eq!(escape("a+b=c"), "a\\+b=c");
+        assert_eq!(escape("a\0b\nc"), "a\\00b\\0ac");
     }
 
     #[test]

@@ -102,9 +102,7 @@ impl Store for PostgresStore {
         results: &[(EndpointId, ProbeResult)],
         learnt_names: &[(EndpointId, String)],
     ) -> Result<u64> {
-        let schedule = &self.options.schedule;
-        let learnt = self.options.present_names.then_some(learnt_names);
-        probes::record_probe_results(&self.pool, results, learnt, schedule, self.now()).await
+        crate::isolate::record_isolating(self, results, learnt_names).await
     }
 
     async fn upsert_static_endpoints(&self, endpoints: &[StaticEndpoint]) -> Result<u64> {
@@ -242,4 +240,17 @@ impl ReadRow for PgRow {
 /// A `LIMIT` argument.
 fn limit(limit: u32) -> i64 {
     i64::from(limit)
+}
+
+#[async_trait]
+impl crate::isolate::RecordBatch for PostgresStore {
+    async fn record_batch(
+        &self,
+        results: &[(EndpointId, ProbeResult)],
+        learnt_names: &[(EndpointId, String)],
+    ) -> Result<u64> {
+        let schedule = &self.options.schedule;
+        let learnt = self.options.present_names.then_some(learnt_names);
+        probes::record_probe_results(&self.pool, results, learnt, schedule, self.now()).await
+    }
 }

@@ -134,9 +134,7 @@ impl Store for SqliteStore {
         results: &[(EndpointId, ProbeResult)],
         learnt_names: &[(EndpointId, String)],
     ) -> Result<u64> {
-        let schedule = &self.options.schedule;
-        let learnt = self.options.present_names.then_some(learnt_names);
-        probes::record_probe_results(&self.pool, results, learnt, schedule, self.now()).await
+        crate::isolate::record_isolating(self, results, learnt_names).await
     }
 
     async fn upsert_static_endpoints(&self, endpoints: &[StaticEndpoint]) -> Result<u64> {
@@ -284,5 +282,18 @@ impl ReadRow for SqliteRow {
             return Ok(None);
         };
         Ok(Some(serde_json::from_str(&text)?))
+    }
+}
+
+#[async_trait]
+impl crate::isolate::RecordBatch for SqliteStore {
+    async fn record_batch(
+        &self,
+        results: &[(EndpointId, ProbeResult)],
+        learnt_names: &[(EndpointId, String)],
+    ) -> Result<u64> {
+        let schedule = &self.options.schedule;
+        let learnt = self.options.present_names.then_some(learnt_names);
+        probes::record_probe_results(&self.pool, results, learnt, schedule, self.now()).await
     }
 }

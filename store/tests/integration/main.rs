@@ -8,6 +8,7 @@
 mod fixtures;
 mod harness;
 
+mod hostile_results;
 mod ingest;
 mod leasing;
 mod lookups;
