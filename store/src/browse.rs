@@ -130,6 +130,21 @@ pub struct EndpointDetail {
     pub endpoint: EndpointRecord,
     /// Its observations, latest first (at most 50).
     pub history: Vec<ObservationRecord>,
+    /// Other hosts that reported the same address and port while the endpoint's host
+    /// still did: kept, not applied (see `StoreOptions::claim_window`).
+    pub conflicts: Vec<EndpointClaim>,
+}
+
+/// A conflicting claim on an endpoint by another host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EndpointClaim {
+    pub hostname: String,
+    pub machine_id: String,
+    pub agent: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub first_seen: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_seen: OffsetDateTime,
 }
 
 /// Another certificate that an endpoint served before or after this one.
@@ -248,6 +263,9 @@ pub struct FleetOverview {
     pub queue: QueueDepth,
     /// Pending notifications with at least one failed delivery attempt.
     pub failed_notifications: u64,
+    /// Claims on endpoints by a host other than their live one (hostile or misconfigured
+    /// agents), kept and not applied.
+    pub endpoint_conflicts: u64,
 }
 
 impl FleetOverview {

@@ -39,8 +39,8 @@ use time::Duration;
 
 pub use browse::{
     normalize_fingerprint, serial_candidates, CertificateHistory, CertificateLookup,
-    CertificateSearch, EndpointDetail, EndpointSearch, ExpiryBuckets, FleetOverview, MtlsState,
-    NamedCount, NotificationFilter, QueueDepth, Succession, FINDINGS,
+    CertificateSearch, EndpointClaim, EndpointDetail, EndpointSearch, ExpiryBuckets, FleetOverview,
+    MtlsState, NamedCount, NotificationFilter, QueueDepth, Succession, FINDINGS,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
@@ -52,9 +52,10 @@ pub use notify_records::{
 };
 pub use pg::PostgresStore;
 pub use records::{
-    AgentName, CertificateDetail, CertificateRecord, EndpointFilter, EndpointId, EndpointRecord,
-    ExpiringCertificate, IngestCounts, Inventory, LeasedEndpoint, MtlsCounts, MtlsDay, MtlsGroup,
-    MtlsGrouping, MtlsSummary, ObservationRecord, ServedAt, StaticEndpoint,
+    AgentName, CertificateDetail, CertificateRecord, Credential, EndpointFilter, EndpointId,
+    EndpointRecord, ExpiringCertificate, IngestCounts, Inventory, LeasedEndpoint, MtlsCounts,
+    MtlsDay, MtlsGroup, MtlsGrouping, MtlsSummary, ObservationRecord, ServedAt, StaticEndpoint,
+    TokenRecord,
 };
 pub use schedule::ProbeSchedule;
 pub use sni::{usable_sni, NAMES_PER_ENDPOINT};
@@ -73,11 +74,31 @@ pub trait Store: NotificationStore + Send + Sync + std::fmt::Debug {
 
     /// Issues a new token for an agent and returns it; only its SHA-256 is stored, so
     /// this is the only time it can be read.
-    async fn create_agent_token(&self, agent: &AgentName) -> Result<String>;
+    async fn create_agent_token(&self, agent: &AgentName) -> Result<String> {
+        self.create_token(agent, None).await
+    }
 
-    /// The agent a presented token was issued to, or `None` for an unknown, revoked or
+    /// Issues a new token for an agent, bound to one host when `host_key` is given (its
+    /// reports must then name that host: its machine id, or `hostname:<name>`).
+    async fn create_token(&self, agent: &AgentName, host_key: Option<&str>) -> Result<String>;
+
+    /// Who a presented token was issued to, or `None` for an unknown, revoked or
     /// malformed token. Hashes are compared in constant time.
-    async fn authenticate_agent(&self, token: &str) -> Result<Option<AgentName>>;
+    async fn authenticate(&self, token: &str) -> Result<Option<Credential>>;
+
+    /// The agent a presented token was issued to (see [`Store::authenticate`]).
+    async fn authenticate_agent(&self, token: &str) -> Result<Option<AgentName>> {
+        Ok(self
+            .authenticate(token)
+            .await?
+            .map(|credential| credential.agent))
+    }
+
+    /// Every token issued, oldest first (never the tokens themselves).
+    async fn tokens(&self) -> Result<Vec<TokenRecord>>;
+
+    /// Revokes every token of an agent; they are refused from now on. Returns how many.
+    async fn revoke_tokens(&self, agent: &AgentName) -> Result<u64>;
 
     /// Stores a report in one transaction: the host, and one endpoint per distinct
     /// (address, port) a prober can reach. A report that fails validation (the error
@@ -222,6 +243,10 @@ pub struct StoreOptions {
     /// (see [`Store::record_probe_results`]); off, only the endpoints reported or
     /// configured are probed.
     pub present_names: bool,
+    /// How long an endpoint stays its reporting host's: another host's report of the same
+    /// address and port within this time after the last sighting is kept as a conflict
+    /// (see [`EndpointDetail::conflicts`]), not applied. Two agent report intervals.
+    pub claim_window: Duration,
 }
 
 impl Default for StoreOptions {
@@ -232,6 +257,7 @@ impl Default for StoreOptions {
             schedule: ProbeSchedule::default(),
             clock: Arc::new(SystemClock),
             present_names: true,
+            claim_window: Duration::hours(2),
         }
     }
 }

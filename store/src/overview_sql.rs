@@ -117,7 +117,8 @@ pub(crate) const OVERVIEW_COUNTS: &str = "SELECT \
     (SELECT COUNT(*) FROM hosts) AS hosts, \
     (SELECT COUNT(*) FROM certificates) AS certificates, \
     (SELECT COUNT(*) FROM notifications \
-        WHERE sent_at IS NULL AND resolved_at IS NULL AND attempts > 0) AS failed_notifications";
+        WHERE sent_at IS NULL AND resolved_at IS NULL AND attempts > 0) AS failed_notifications, \
+    (SELECT COUNT(*) FROM endpoint_claims) AS endpoint_conflicts";
 
 /// The row of [`overview_leaves`].
 pub(crate) fn leaf_buckets(row: &impl ReadRow) -> Result<ExpiryBuckets> {
@@ -157,6 +158,7 @@ pub(crate) fn fold_groups<R: ReadRow>(
         probe_status: Vec::new(),
         queue: QueueDepth::default(),
         failed_notifications: count(counts, "failed_notifications")?,
+        endpoint_conflicts: count(counts, "endpoint_conflicts")?,
     };
     for row in rows {
         let mtls = MtlsCounts {

@@ -14,6 +14,10 @@ use crate::names::{certificate_names, normalize_serial};
 use crate::records::{AgentName, EndpointId, IngestCounts};
 use crate::schedule::ProbeSchedule;
 
+/// How far ahead of the server's clock an agent's `collected_at` may be (the web layer
+/// refuses more; the store caps it, whoever calls it).
+pub const MAX_CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
+
 /// A validated report, as rows.
 pub(crate) struct ReportPlan {
     pub host: HostRow,
@@ -72,7 +76,9 @@ pub(crate) fn plan_report(
         app: tag("app"),
         env: tag("env"),
         owner: tag("owner"),
-        collected_at: report.collected_at,
+        // A report from the future would make every honest later report look older
+        // than the stored one (which then changes nothing): capped at now + skew.
+        collected_at: report.collected_at.min(now + MAX_CLOCK_SKEW),
         seen_at: report.collected_at.min(now),
     };
     let mut endpoints: BTreeMap<(IpAddr, u16), EndpointRow> = BTreeMap::new();
@@ -98,6 +104,7 @@ pub(crate) fn plan_report(
         sockets: report.sockets.len() as u64,
         endpoints: endpoints.len() as u64,
         skipped,
+        conflicts: 0,
     };
     Ok(ReportPlan {
         host,

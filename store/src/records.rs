@@ -43,6 +43,25 @@ impl fmt::Display for AgentName {
     }
 }
 
+/// Who presented a token: the agent it was issued to and, for a token bound to one host,
+/// that host's key (its machine id, or `hostname:<name>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub agent: AgentName,
+    pub host_key: Option<String>,
+}
+
+/// A token as `certfleet token list` shows it (never the token itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenRecord {
+    pub agent: String,
+    pub host_key: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
 /// The store's identifier of an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
@@ -58,6 +77,9 @@ pub struct IngestCounts {
     /// Sockets that give nothing to probe from the centre (loopback, UDP, wildcard
     /// without reachable addresses).
     pub skipped: u64,
+    /// Endpoints another live host reported within the claim window: kept as conflicts,
+    /// not taken over.
+    pub conflicts: u64,
 }
 
 /// An endpoint handed to one prober worker until `lease_until`.

@@ -8,8 +8,8 @@ use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 use crate::records::{
-    AgentName, CertificateRecord, EndpointId, EndpointRecord, ExpiringCertificate, Inventory,
-    LeasedEndpoint, MtlsCounts, MtlsGroup, MtlsGrouping, ObservationRecord, ServedAt,
+    AgentName, CertificateRecord, Credential, EndpointId, EndpointRecord, ExpiringCertificate,
+    Inventory, LeasedEndpoint, MtlsCounts, MtlsGroup, MtlsGrouping, ObservationRecord, ServedAt,
 };
 
 /// Column access in one backend's types (times, JSON and integer widths differ).
@@ -313,11 +313,14 @@ pub(crate) fn inventory(row: &impl ReadRow) -> Result<Inventory> {
 /// The agent of the first stored token row (`agent`, `token_sha256`) a token matches.
 pub(crate) fn matching_agent(
     token: &str,
-    candidates: &[(String, Vec<u8>)],
-) -> Result<Option<AgentName>> {
-    for (agent, sha256) in candidates {
+    candidates: &[(String, Vec<u8>, Option<String>)],
+) -> Result<Option<Credential>> {
+    for (agent, sha256, host_key) in candidates {
         if crate::token::matches(token, sha256) {
-            return AgentName::new(agent.clone()).map(Some);
+            return Ok(Some(Credential {
+                agent: AgentName::new(agent.clone())?,
+                host_key: host_key.clone(),
+            }));
         }
     }
     Ok(None)

@@ -188,6 +188,12 @@ fn fleet(out: &mut String, overview: &FleetOverview) {
         "Pending notifications with a failed delivery attempt.",
         &plain(overview.failed_notifications),
     );
+    gauge(
+        out,
+        "certfleet_endpoint_conflicts",
+        "Claims on an endpoint by a host other than its live one, kept and not applied.",
+        &plain(overview.endpoint_conflicts),
+    );
     let buckets = |b: &ExpiryBuckets, with_later: bool| {
         let mut values = vec![
             ("days_left=\"expired\"".to_owned(), b.expired),

@@ -77,11 +77,19 @@ pub(super) async fn endpoint(pool: &PgPool, id: EndpointId) -> Result<EndpointDe
         .bind(id.0)
         .fetch_all(pool)
         .await?;
+    let conflicts = sqlx::query(browse_sql::ENDPOINT_CLAIMS)
+        .bind(id.0)
+        .fetch_all(pool)
+        .await?;
     Ok(EndpointDetail {
         endpoint: rows::endpoint(&row)?,
         history: history
             .iter()
             .filter_map(|row| rows::observation(row).transpose())
+            .collect::<Result<_>>()?,
+        conflicts: conflicts
+            .iter()
+            .map(browse_sql::claim)
             .collect::<Result<_>>()?,
     })
 }

@@ -2,7 +2,7 @@
 
 use certfleet_model::AgentReport;
 use sqlx::PgPool;
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 
 use super::CHUNK;
 use crate::error::Result;
@@ -13,16 +13,32 @@ pub(super) async fn ingest_report(
     pool: &PgPool,
     agent: &AgentName,
     report: &AgentReport,
+    claim_window: Duration,
     now: OffsetDateTime,
 ) -> Result<IngestCounts> {
     let plan = plan_report(agent, report, now)?;
     let mut transaction = pool.begin().await?;
     let host_id = upsert_host(&mut transaction, &plan.host).await?;
+    let claimed_before = plan.host.seen_at - claim_window;
+    let mut counts = plan.counts;
     for chunk in plan.endpoints.chunks(CHUNK) {
-        upsert_endpoints(&mut transaction, host_id, &plan.host, chunk, now).await?;
+        let written = upsert_endpoints(
+            &mut transaction,
+            host_id,
+            &plan.host,
+            chunk,
+            claimed_before,
+            now,
+        )
+        .await?;
+        if written < chunk.len() as u64 {
+            // Some were replays or another live host's: keep the latter as conflicts.
+            counts.conflicts += record_claims(&mut transaction, host_id, &plan.host, chunk).await?;
+        }
     }
+    settle_claims(&mut transaction, host_id).await?;
     transaction.commit().await?;
-    Ok(plan.counts)
+    Ok(counts)
 }
 
 /// Inserts or refreshes the host; an older report than the one stored changes nothing.
@@ -69,14 +85,15 @@ async fn upsert_endpoints(
     host_id: i64,
     host: &HostRow,
     endpoints: &[EndpointRow],
+    claimed_before: OffsetDateTime,
     now: OffsetDateTime,
-) -> Result<()> {
+) -> Result<u64> {
     let addresses: Vec<&str> = endpoints.iter().map(|e| e.address.as_str()).collect();
     let ports: Vec<i32> = endpoints.iter().map(|e| e.port).collect();
     let processes: Vec<Option<&str>> = endpoints.iter().map(|e| e.process.as_deref()).collect();
     let containers: Vec<Option<&str>> = endpoints.iter().map(|e| e.container.as_deref()).collect();
     let netns: Vec<Option<i64>> = endpoints.iter().map(|e| e.netns).collect();
-    sqlx::query(
+    let done = sqlx::query(
         "INSERT INTO endpoints (address, port, sni, host_id, process, container, netns, app, \
              env, owner, first_seen, last_seen, next_probe_at) \
          SELECT u.address, u.port, '', $1, u.process, u.container, u.netns, $2, $3, $4, \
@@ -90,12 +107,14 @@ async fn upsert_endpoints(
              retired_at = CASE WHEN EXCLUDED.last_seen > endpoints.last_seen THEN NULL \
                  ELSE endpoints.retired_at END, \
              last_seen = EXCLUDED.last_seen \
-         WHERE endpoints.last_seen < EXCLUDED.last_seen \
+         WHERE (endpoints.last_seen < EXCLUDED.last_seen \
              OR (endpoints.last_seen = EXCLUDED.last_seen \
                  AND (endpoints.host_id, endpoints.process, endpoints.container, \
                      endpoints.netns, endpoints.app, endpoints.env, endpoints.owner) \
                  IS DISTINCT FROM (EXCLUDED.host_id, EXCLUDED.process, EXCLUDED.container, \
-                     EXCLUDED.netns, EXCLUDED.app, EXCLUDED.env, EXCLUDED.owner))",
+                     EXCLUDED.netns, EXCLUDED.app, EXCLUDED.env, EXCLUDED.owner))) \
+             AND (endpoints.host_id IS NULL OR endpoints.host_id = EXCLUDED.host_id \
+                 OR endpoints.retired_at IS NOT NULL OR endpoints.last_seen < $12)",
     )
     .bind(host_id)
     .bind(&host.app)
@@ -108,6 +127,46 @@ async fn upsert_endpoints(
     .bind(&processes)
     .bind(&containers)
     .bind(&netns)
+    .bind(claimed_before)
+    .execute(&mut *connection)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Records this host's claims on the endpoints of `endpoints` that another host holds.
+/// Returns how many.
+async fn record_claims(
+    connection: &mut sqlx::PgConnection,
+    host_id: i64,
+    host: &HostRow,
+    endpoints: &[EndpointRow],
+) -> Result<u64> {
+    let addresses: Vec<&str> = endpoints.iter().map(|e| e.address.as_str()).collect();
+    let ports: Vec<i32> = endpoints.iter().map(|e| e.port).collect();
+    let done = sqlx::query(
+        "INSERT INTO endpoint_claims (endpoint_id, host_id, first_seen, last_seen) \
+         SELECT e.id, $1, $2, $2 FROM UNNEST($3::text[], $4::int4[]) AS u(address, port) \
+         JOIN endpoints e ON e.address = u.address AND e.port = u.port AND e.sni = '' \
+         WHERE e.host_id <> $1 \
+         ON CONFLICT (endpoint_id, host_id) DO UPDATE SET \
+             last_seen = GREATEST(endpoint_claims.last_seen, EXCLUDED.last_seen)",
+    )
+    .bind(host_id)
+    .bind(host.seen_at)
+    .bind(&addresses)
+    .bind(&ports)
+    .execute(&mut *connection)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Drops this host's claims on endpoints that are now its own.
+async fn settle_claims(connection: &mut sqlx::PgConnection, host_id: i64) -> Result<()> {
+    sqlx::query(
+        "DELETE FROM endpoint_claims c USING endpoints e \
+         WHERE c.host_id = $1 AND e.id = c.endpoint_id AND e.host_id = $1",
+    )
+    .bind(host_id)
     .execute(&mut *connection)
     .await?;
     Ok(())

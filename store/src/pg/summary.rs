@@ -8,39 +8,76 @@ use crate::records::*;
 use crate::rows;
 use crate::token;
 
-pub(super) async fn create_agent_token(
+pub(super) async fn create_token(
     pool: &PgPool,
     agent: &AgentName,
+    host_key: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<String> {
     let new = token::generate()?;
     sqlx::query(
-        "INSERT INTO agent_tokens (agent, lookup, token_sha256, created_at) \
-         VALUES ($1, $2, $3, $4)",
+        "INSERT INTO agent_tokens (agent, lookup, token_sha256, created_at, host_key) \
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(agent.as_str())
     .bind(&new.lookup)
     .bind(&new.sha256)
     .bind(now)
+    .bind(host_key)
     .execute(pool)
     .await?;
     Ok(new.token)
 }
 
-pub(super) async fn authenticate_agent(
-    pool: &PgPool,
-    presented: &str,
-) -> Result<Option<AgentName>> {
+pub(super) async fn authenticate(pool: &PgPool, presented: &str) -> Result<Option<Credential>> {
     let Some(lookup) = token::lookup_of(presented) else {
         return Ok(None);
     };
-    let candidates: Vec<(String, Vec<u8>)> = sqlx::query_as(
-        "SELECT agent, token_sha256 FROM agent_tokens WHERE lookup = $1 AND revoked_at IS NULL",
+    let candidates: Vec<(String, Vec<u8>, Option<String>)> = sqlx::query_as(
+        "SELECT agent, token_sha256, host_key FROM agent_tokens \
+         WHERE lookup = $1 AND revoked_at IS NULL",
     )
     .bind(lookup)
     .fetch_all(pool)
     .await?;
     rows::matching_agent(presented, &candidates)
+}
+
+pub(super) async fn tokens(pool: &PgPool) -> Result<Vec<TokenRecord>> {
+    let rows: Vec<(
+        String,
+        Option<String>,
+        OffsetDateTime,
+        Option<OffsetDateTime>,
+    )> = sqlx::query_as(
+        "SELECT agent, host_key, created_at, revoked_at FROM agent_tokens ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(agent, host_key, created_at, revoked_at)| TokenRecord {
+            agent,
+            host_key,
+            created_at,
+            revoked_at,
+        })
+        .collect())
+}
+
+pub(super) async fn revoke_tokens(
+    pool: &PgPool,
+    agent: &AgentName,
+    now: OffsetDateTime,
+) -> Result<u64> {
+    let done = sqlx::query(
+        "UPDATE agent_tokens SET revoked_at = $2 WHERE agent = $1 AND revoked_at IS NULL",
+    )
+    .bind(agent.as_str())
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 pub(super) async fn mtls_summary(pool: &PgPool, by: MtlsGrouping) -> Result<MtlsSummary> {

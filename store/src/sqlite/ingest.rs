@@ -2,7 +2,7 @@
 
 use certfleet_model::AgentReport;
 use sqlx::{SqliteConnection, SqlitePool};
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 
 use super::{seconds, write, CHUNK};
 use crate::error::Result;
@@ -13,16 +13,32 @@ pub(super) async fn ingest_report(
     pool: &SqlitePool,
     agent: &AgentName,
     report: &AgentReport,
+    claim_window: Duration,
     now: OffsetDateTime,
 ) -> Result<IngestCounts> {
     let plan = plan_report(agent, report, now)?;
     let mut transaction = write(pool).await?;
     let host_id = upsert_host(&mut transaction, &plan.host).await?;
+    let claimed_before = plan.host.seen_at - claim_window;
+    let mut counts = plan.counts;
     for chunk in plan.endpoints.chunks(CHUNK) {
-        upsert_endpoints(&mut transaction, host_id, &plan.host, chunk, now).await?;
+        let written = upsert_endpoints(
+            &mut transaction,
+            host_id,
+            &plan.host,
+            chunk,
+            claimed_before,
+            now,
+        )
+        .await?;
+        if written < chunk.len() as u64 {
+            // Some were replays or another live host's: keep the latter as conflicts.
+            counts.conflicts += record_claims(&mut transaction, host_id, &plan.host, chunk).await?;
+        }
     }
+    settle_claims(&mut transaction, host_id).await?;
     transaction.commit().await?;
-    Ok(plan.counts)
+    Ok(counts)
 }
 
 /// Inserts or refreshes the host; an older report than the one stored changes nothing.
@@ -65,13 +81,14 @@ async fn upsert_endpoints(
     host_id: i64,
     host: &HostRow,
     endpoints: &[EndpointRow],
+    claimed_before: OffsetDateTime,
     now: OffsetDateTime,
-) -> Result<()> {
+) -> Result<u64> {
     let rows: Vec<_> = endpoints
         .iter()
         .map(|e| (&e.address, e.port, &e.process, &e.container, e.netns))
         .collect();
-    sqlx::query(
+    let done = sqlx::query(
         "INSERT INTO endpoints (address, port, sni, host_id, process, container, netns, app, \
              env, owner, first_seen, last_seen, next_probe_at) \
          SELECT j.value ->> 0, j.value ->> 1, '', $1, j.value ->> 2, j.value ->> 3, \
@@ -84,7 +101,7 @@ async fn upsert_endpoints(
              retired_at = CASE WHEN excluded.last_seen > endpoints.last_seen THEN NULL \
                  ELSE endpoints.retired_at END, \
              last_seen = excluded.last_seen \
-         WHERE endpoints.last_seen < excluded.last_seen \
+         WHERE (endpoints.last_seen < excluded.last_seen \
              OR (endpoints.last_seen = excluded.last_seen \
                  AND (endpoints.host_id IS NOT excluded.host_id \
                      OR endpoints.process IS NOT excluded.process \
@@ -92,7 +109,9 @@ async fn upsert_endpoints(
                      OR endpoints.netns IS NOT excluded.netns \
                      OR endpoints.app IS NOT excluded.app \
                      OR endpoints.env IS NOT excluded.env \
-                     OR endpoints.owner IS NOT excluded.owner))",
+                     OR endpoints.owner IS NOT excluded.owner))) \
+             AND (endpoints.host_id IS NULL OR endpoints.host_id = excluded.host_id \
+                 OR endpoints.retired_at IS NOT NULL OR endpoints.last_seen < $8)",
     )
     .bind(host_id)
     .bind(&host.app)
@@ -101,6 +120,46 @@ async fn upsert_endpoints(
     .bind(seconds(host.seen_at))
     .bind(seconds(now))
     .bind(serde_json::to_string(&rows)?)
+    .bind(seconds(claimed_before))
+    .execute(&mut *connection)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Records this host's claims on the endpoints of `endpoints` that another host holds.
+/// Returns how many.
+async fn record_claims(
+    connection: &mut SqliteConnection,
+    host_id: i64,
+    host: &HostRow,
+    endpoints: &[EndpointRow],
+) -> Result<u64> {
+    let rows: Vec<_> = endpoints.iter().map(|e| (&e.address, e.port)).collect();
+    let done = sqlx::query(
+        "INSERT INTO endpoint_claims (endpoint_id, host_id, first_seen, last_seen) \
+         SELECT e.id, $1, $2, $2 FROM json_each($3) AS j \
+         JOIN endpoints e ON e.address = j.value ->> 0 AND e.port = j.value ->> 1 \
+             AND e.sni = '' \
+         WHERE e.host_id <> $1 \
+         ON CONFLICT (endpoint_id, host_id) DO UPDATE SET \
+             last_seen = max(endpoint_claims.last_seen, excluded.last_seen)",
+    )
+    .bind(host_id)
+    .bind(seconds(host.seen_at))
+    .bind(serde_json::to_string(&rows)?)
+    .execute(&mut *connection)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Drops this host's claims on endpoints that are now its own.
+async fn settle_claims(connection: &mut SqliteConnection, host_id: i64) -> Result<()> {
+    sqlx::query(
+        "DELETE FROM endpoint_claims WHERE host_id = $1 AND EXISTS \
+             (SELECT 1 FROM endpoints e WHERE e.id = endpoint_claims.endpoint_id \
+                 AND e.host_id = $1)",
+    )
+    .bind(host_id)
     .execute(&mut *connection)
     .await?;
     Ok(())

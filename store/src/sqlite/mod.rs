@@ -94,6 +94,12 @@ fn seconds(time: OffsetDateTime) -> i64 {
     time.unix_timestamp()
 }
 
+/// A stored time back: out of range is bad data, reported, never zeroed.
+fn time_of(seconds: i64) -> Result<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp(seconds)
+        .map_err(|_| Error::other(format!("time {seconds} out of range")))
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<()> {
@@ -108,16 +114,25 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn create_agent_token(&self, agent: &AgentName) -> Result<String> {
-        summary::create_agent_token(&self.pool, agent, self.now()).await
+    async fn create_token(&self, agent: &AgentName, host_key: Option<&str>) -> Result<String> {
+        summary::create_token(&self.pool, agent, host_key, self.now()).await
     }
 
-    async fn authenticate_agent(&self, token: &str) -> Result<Option<AgentName>> {
-        summary::authenticate_agent(&self.pool, token).await
+    async fn authenticate(&self, token: &str) -> Result<Option<Credential>> {
+        summary::authenticate(&self.pool, token).await
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>> {
+        summary::tokens(&self.pool).await
+    }
+
+    async fn revoke_tokens(&self, agent: &AgentName) -> Result<u64> {
+        summary::revoke_tokens(&self.pool, agent, self.now()).await
     }
 
     async fn ingest_report(&self, agent: &AgentName, report: &AgentReport) -> Result<IngestCounts> {
-        ingest::ingest_report(&self.pool, agent, report, self.now()).await
+        let window = self.options.claim_window;
+        ingest::ingest_report(&self.pool, agent, report, window, self.now()).await
     }
 
     async fn lease_due_endpoints(

@@ -10,41 +10,76 @@ use crate::records::*;
 use crate::rows::{self, ReadRow};
 use crate::token;
 
-pub(super) async fn create_agent_token(
+pub(super) async fn create_token(
     pool: &SqlitePool,
     agent: &AgentName,
+    host_key: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<String> {
     let new = token::generate()?;
     let mut transaction = write(pool).await?;
     sqlx::query(
-        "INSERT INTO agent_tokens (agent, lookup, token_sha256, created_at) \
-         VALUES ($1, $2, $3, $4)",
+        "INSERT INTO agent_tokens (agent, lookup, token_sha256, created_at, host_key) \
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(agent.as_str())
     .bind(&new.lookup)
     .bind(&new.sha256)
     .bind(seconds(now))
+    .bind(host_key)
     .execute(&mut *transaction)
     .await?;
     transaction.commit().await?;
     Ok(new.token)
 }
 
-pub(super) async fn authenticate_agent(
-    pool: &SqlitePool,
-    presented: &str,
-) -> Result<Option<AgentName>> {
+pub(super) async fn authenticate(pool: &SqlitePool, presented: &str) -> Result<Option<Credential>> {
     let Some(lookup) = token::lookup_of(presented) else {
         return Ok(None);
     };
-    let candidates: Vec<(String, Vec<u8>)> = sqlx::query_as(
-        "SELECT agent, token_sha256 FROM agent_tokens WHERE lookup = $1 AND revoked_at IS NULL",
+    let candidates: Vec<(String, Vec<u8>, Option<String>)> = sqlx::query_as(
+        "SELECT agent, token_sha256, host_key FROM agent_tokens \
+         WHERE lookup = $1 AND revoked_at IS NULL",
     )
     .bind(lookup)
     .fetch_all(pool)
     .await?;
     rows::matching_agent(presented, &candidates)
+}
+
+pub(super) async fn tokens(pool: &SqlitePool) -> Result<Vec<TokenRecord>> {
+    let rows: Vec<(String, Option<String>, i64, Option<i64>)> = sqlx::query_as(
+        "SELECT agent, host_key, created_at, revoked_at FROM agent_tokens ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|(agent, host_key, created_at, revoked_at)| {
+            Ok(TokenRecord {
+                agent,
+                host_key,
+                created_at: super::time_of(created_at)?,
+                revoked_at: revoked_at.map(super::time_of).transpose()?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn revoke_tokens(
+    pool: &SqlitePool,
+    agent: &AgentName,
+    now: OffsetDateTime,
+) -> Result<u64> {
+    let mut transaction = write(pool).await?;
+    let done = sqlx::query(
+        "UPDATE agent_tokens SET revoked_at = $2 WHERE agent = $1 AND revoked_at IS NULL",
+    )
+    .bind(agent.as_str())
+    .bind(seconds(now))
+    .execute(&mut *transaction)
+    .await?;
+    transaction.commit().await?;
+    Ok(done.rows_affected())
 }
 
 pub(super) async fn mtls_summary(pool: &SqlitePool, by: MtlsGrouping) -> Result<MtlsSummary> {
