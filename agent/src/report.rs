@@ -50,6 +50,7 @@ impl Collected {
         let host = HostInfo {
             hostname: hostname(config, &proc),
             machine_id: machine_id(&config.machine_id_file),
+            namespace_addresses: collection.namespace_addresses(),
             addresses: std::mem::take(&mut collection.host_addresses),
             tags: config.tags.clone(),
         };

@@ -43,6 +43,22 @@ pub struct Collection {
 }
 
 impl Collection {
+    /// The usable addresses of the other network namespaces (containers), without the
+    /// host's own, sorted: the addresses the host's container sockets may be reached at.
+    pub fn namespace_addresses(&self) -> Vec<IpAddr> {
+        let mut addresses: Vec<IpAddr> = self
+            .namespaces
+            .iter()
+            .filter_map(|ns| ns.addresses.as_ref())
+            .flatten()
+            .filter(|address| !self.host_addresses.contains(address))
+            .copied()
+            .collect();
+        addresses.sort();
+        addresses.dedup();
+        addresses
+    }
+
     /// Sockets in the pass.
     pub fn len(&self) -> usize {
         self.entries.len()

@@ -52,7 +52,10 @@ impl Command {
             Command::Migrate(config) => config,
             Command::Agent(args) => &args.config,
             Command::Token {
-                command: TokenCommand::Create { config, .. },
+                command:
+                    TokenCommand::Create { config, .. }
+                    | TokenCommand::List { config }
+                    | TokenCommand::Revoke { config, .. },
             } => config,
             Command::Notify(args) => &args.config,
             Command::Probe(_) | Command::Demo(_) => return None,
@@ -132,6 +135,23 @@ pub enum TokenCommand {
         config: ConfigArgs,
         /// The agent's name, e.g. the fleet or host group it serves.
         #[arg(long)]
+        agent: String,
+        /// Bind the token to one host: its reports must carry this machine id (or
+        /// `hostname:NAME` for hosts without one); any other host gets 403.
+        #[arg(long, value_name = "MACHINE_ID")]
+        host: Option<String>,
+    },
+    /// List the tokens issued (agent, bound host, created, revoked); never the tokens.
+    List {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Revoke every token of an agent (an osquery node is `osquery:<host identifier>`);
+    /// they get 401 from the next request on.
+    Revoke {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The agent name the tokens were issued to.
         agent: String,
     },
 }

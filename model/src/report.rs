@@ -5,7 +5,7 @@
 //! strings, port zero. Its error names the bad field the way the API answers it
 //! (`sockets[3].port`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -48,6 +48,11 @@ pub struct HostInfo {
     /// Workload tags; `app`, `env` and `owner` are the ones certfleet reads.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// The addresses of the host's other network namespaces (containers). With
+    /// `addresses`, the only addresses its sockets may claim (see
+    /// [`AgentReport::check_addresses`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespace_addresses: Vec<IpAddr>,
 }
 
 /// A listening socket.
@@ -106,6 +111,8 @@ pub struct ReportLimits {
     pub max_tags: usize,
     /// Bytes of any one string (hostname, tag key or value, process, container, ...).
     pub max_string: usize,
+    /// Distinct (address, port) endpoints one report may stand for.
+    pub max_endpoints: usize,
 }
 
 impl Default for ReportLimits {
@@ -115,6 +122,7 @@ impl Default for ReportLimits {
             max_addresses: 256,
             max_tags: 64,
             max_string: 512,
+            max_endpoints: 20_000,
         }
     }
 }
@@ -153,6 +161,12 @@ impl AgentReport {
             self.host.addresses.len(),
             limits.max_addresses,
         )?;
+        check.count(
+            "host.namespace_addresses",
+            self.host.namespace_addresses.len(),
+            // One or two per container: bounded like the sockets.
+            limits.max_sockets,
+        )?;
         check.count("host.tags", self.host.tags.len(), limits.max_tags)?;
         for (key, value) in &self.host.tags {
             check.required(&format!("host.tags.{key}"), key)?;
@@ -171,6 +185,56 @@ impl AgentReport {
             }
             if let Some(container) = &socket.container {
                 check.string(&field("container"), container)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The key the store knows the host by: its machine id, or `hostname:<name>` when it
+    /// has none. A token bound to a host accepts only reports with this key.
+    pub fn host_key(&self) -> String {
+        match self.host.machine_id.trim() {
+            "" => format!("hostname:{}", self.host.hostname),
+            machine_id => machine_id.to_owned(),
+        }
+    }
+
+    /// An agent speaks only for its own host: every address a socket is bound to or
+    /// reachable at must be one of the host's (`host.addresses` or
+    /// `host.namespace_addresses`), and the report stands for at most
+    /// `limits.max_endpoints` endpoints. The first foreign address is named.
+    pub fn check_addresses(&self, limits: &ReportLimits) -> Result<(), ReportError> {
+        let own: HashSet<IpAddr> = self
+            .host
+            .addresses
+            .iter()
+            .chain(&self.host.namespace_addresses)
+            .copied()
+            .collect();
+        let foreign = "not an address of this host (host.addresses, host.namespace_addresses)";
+        let mut endpoints = HashSet::new();
+        for (index, socket) in self.sockets.iter().enumerate() {
+            if socket.scope != SocketScope::Host {
+                continue;
+            }
+            let bound = socket.address;
+            if !bound.is_unspecified() && !bound.is_loopback() && !own.contains(&bound) {
+                return Err(bad(format!("sockets[{index}].address"), foreign));
+            }
+            for (position, address) in socket.reachable.iter().enumerate() {
+                if !own.contains(address) {
+                    return Err(bad(
+                        format!("sockets[{index}].reachable[{position}]"),
+                        foreign,
+                    ));
+                }
+            }
+            for address in socket.probe_addresses() {
+                endpoints.insert((address, socket.port));
+            }
+            if endpoints.len() > limits.max_endpoints {
+                let message = format!("more than {} endpoints", limits.max_endpoints);
+                return Err(bad("sockets".to_owned(), message));
             }
         }
         Ok(())
@@ -298,6 +362,42 @@ mod tests {
             report.validate().map_err(|e| e.field),
             Err("host.hostname".into())
         );
+    }
+
+    #[test]
+    fn sockets_may_claim_only_the_hosts_own_addresses() {
+        let mut report = example();
+        assert_eq!(report.check_addresses(&ReportLimits::default()), Ok(()));
+        report.sockets[0].reachable = vec!["10.9.9.9".parse().expect("literal")];
+        let error = report
+            .check_addresses(&ReportLimits::default())
+            .expect_err("a foreign address is refused");
+        assert_eq!(error.field, "sockets[0].reachable[0]");
+        report.host.namespace_addresses = vec!["10.9.9.9".parse().expect("literal")];
+        assert_eq!(report.check_addresses(&ReportLimits::default()), Ok(()));
+        report.sockets[0].address = "10.8.8.8".parse().expect("literal");
+        let error = report
+            .check_addresses(&ReportLimits::default())
+            .expect_err("a foreign bound address is refused");
+        assert_eq!(error.field, "sockets[0].address");
+    }
+
+    #[test]
+    fn a_report_stands_for_a_bounded_number_of_endpoints() {
+        let mut report = example();
+        let socket = report.sockets[0].clone();
+        report.sockets = (1..=3)
+            .map(|port| SocketInfo {
+                port,
+                ..socket.clone()
+            })
+            .collect();
+        let limits = ReportLimits {
+            max_endpoints: 2,
+            ..ReportLimits::default()
+        };
+        let error = report.check_addresses(&limits).expect_err("bounded");
+        assert_eq!(error.field, "sockets");
     }
 
     #[test]

@@ -51,6 +51,7 @@ pub use notify_records::{
     Resolution,
 };
 pub use pg::PostgresStore;
+pub use plan::MAX_CLOCK_SKEW;
 pub use records::{
     AgentName, CertificateDetail, CertificateRecord, Credential, EndpointFilter, EndpointId,
     EndpointRecord, ExpiringCertificate, IngestCounts, Inventory, LeasedEndpoint, MtlsCounts,

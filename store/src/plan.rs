@@ -60,10 +60,7 @@ pub(crate) fn plan_report(
     now: OffsetDateTime,
 ) -> Result<ReportPlan> {
     report.validate()?;
-    let host_key = match report.host.machine_id.trim() {
-        "" => format!("hostname:{}", report.host.hostname),
-        machine_id => machine_id.to_owned(),
-    };
+    let host_key = report.host_key();
     let tag = |key: &str| report.tag(key).map(str::to_owned);
     let host = HostRow {
         key: host_key,

@@ -16,6 +16,13 @@ pub enum ApiError {
     /// No or a wrong bearer token.
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    /// A valid credential asking for what it may not do (a host-bound token reporting
+    /// another host); `field` names the part of the request that was refused.
+    #[error("{message}")]
+    Forbidden {
+        message: String,
+        field: Option<String>,
+    },
     #[error("not found")]
     NotFound,
     /// The body is larger than allowed (before or after decompression).
@@ -50,6 +57,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -83,7 +91,9 @@ impl IntoResponse for ApiError {
             tracing::error!(%detail, "internal error");
         }
         let field = match &self {
-            ApiError::BadRequest { field, .. } => field.as_deref(),
+            ApiError::BadRequest { field, .. } | ApiError::Forbidden { field, .. } => {
+                field.as_deref()
+            }
             _ => None,
         };
         let body = ErrorBody {

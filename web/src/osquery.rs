@@ -273,6 +273,7 @@ pub fn report(hostname: &str, rows: &[PortRow], collected_at: OffsetDateTime) ->
             machine_id: String::new(),
             addresses: specific(host_netns),
             tags: Default::default(),
+            namespace_addresses: Vec::new(),
         },
         sockets,
     }

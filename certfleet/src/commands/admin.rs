@@ -1,4 +1,4 @@
-//! `certfleet migrate` and `certfleet token create`.
+//! `certfleet migrate` and `certfleet token create|list|revoke`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -16,16 +16,68 @@ pub async fn migrate(args: ConfigArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn create_token(args: ConfigArgs, agent: &str) -> anyhow::Result<ExitCode> {
+pub async fn create_token(
+    args: ConfigArgs,
+    agent: &str,
+    host: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     let config = Config::load(args.config.as_deref())?;
     let store = open_store(&config).await?;
     let agent = AgentName::new(agent).context("invalid --agent")?;
+    let host = host.map(str::trim).filter(|host| !host.is_empty());
+    if host.is_some_and(|host| host.len() > 512 || host.chars().any(char::is_control)) {
+        anyhow::bail!("invalid --host: at most 512 printable bytes");
+    }
     let token = store
-        .create_agent_token(&agent)
+        .create_token(&agent, host)
         .await
         .context("cannot create the token")?;
-    eprintln!("token for agent {agent} (shown once; only its hash is stored):");
+    match host {
+        Some(host) => eprintln!(
+            "token for agent {agent}, bound to host {host} (shown once; only its hash is stored):"
+        ),
+        None => eprintln!("token for agent {agent} (shown once; only its hash is stored):"),
+    }
     println!("{token}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `certfleet token list`: one line per token, never the token itself.
+pub async fn list_tokens(args: ConfigArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(args.config.as_deref())?;
+    let store = open_store(&config).await?;
+    let tokens = store.tokens().await.context("cannot list the tokens")?;
+    println!("{:<40} {:<36} {:<22} revoked", "agent", "host", "created");
+    for token in tokens {
+        let when = |time: time::OffsetDateTime| {
+            time.format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        };
+        println!(
+            "{:<40} {:<36} {:<22} {}",
+            token.agent,
+            token.host_key.as_deref().unwrap_or("(any)"),
+            when(token.created_at),
+            token.revoked_at.map(when).unwrap_or_else(|| "-".into()),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `certfleet token revoke NAME`: every token of the agent, at once.
+pub async fn revoke_tokens(args: ConfigArgs, agent: &str) -> anyhow::Result<ExitCode> {
+    let config = Config::load(args.config.as_deref())?;
+    let store = open_store(&config).await?;
+    let agent = AgentName::new(agent).context("invalid agent name")?;
+    let revoked = store
+        .revoke_tokens(&agent)
+        .await
+        .context("cannot revoke the tokens")?;
+    if revoked == 0 {
+        eprintln!("no active token of agent {agent}");
+        return Ok(ExitCode::from(1));
+    }
+    println!("revoked {revoked} token(s) of agent {agent}");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -204,6 +204,7 @@ fn report(workload: &Workload) -> AgentReport {
             machine_id: format!("demo-{}", workload.hostname),
             addresses: vec![workload.address.ip()],
             tags,
+            namespace_addresses: Vec::new(),
         },
         sockets: vec![SocketInfo {
             address: workload.address.ip(),

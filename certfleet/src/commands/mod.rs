@@ -27,9 +27,15 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args).await,
         Command::Migrate(args) => admin::migrate(args).await,
         Command::Agent(args) => agent::run(args).await,
-        Command::Token {
-            command: TokenCommand::Create { config, agent },
-        } => admin::create_token(config, &agent).await,
+        Command::Token { command } => match command {
+            TokenCommand::Create {
+                config,
+                agent,
+                host,
+            } => admin::create_token(config, &agent, host.as_deref()).await,
+            TokenCommand::List { config } => admin::list_tokens(config).await,
+            TokenCommand::Revoke { config, agent } => admin::revoke_tokens(config, &agent).await,
+        },
         Command::Notify(args) => notify::run(args).await,
     }
 }

@@ -2,35 +2,53 @@
 
 use std::io::Read;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use certfleet_model::AgentReport;
-use certfleet_store::{AgentName, IngestCounts};
+use certfleet_store::{Credential, IngestCounts, MAX_CLOCK_SKEW};
+use time::OffsetDateTime;
 
 use crate::{ApiError, AppState};
 
-/// Authenticates the agent, decodes (gzip or plain) and validates the report, stores it in
-/// one transaction, and answers `202` with the counts.
+/// Authenticates the agent before anything is read of the body, then reads it within the
+/// limits, decodes (gzip or plain) and validates the report, checks that the agent speaks
+/// only for its own host, stores it in one transaction, and answers `202` with the counts.
 pub async fn post(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<(StatusCode, Json<IngestCounts>), ApiError> {
-    let agent = authenticate(&state, &headers).await?;
-    let json = read_body(&state, &headers, body)?;
+    let credential = authenticate(&state, &headers).await?;
+    let body = axum::body::to_bytes(body, state.ingest.max_body)
+        .await
+        .map_err(|_| ApiError::TooLarge {
+            limit: state.ingest.max_body,
+        });
+    let json = decode_body(&state, &headers, body?)?;
     let report = parse_report(&json)?;
     report
         .validate_with(&state.ingest.report)
         .map_err(|error| ApiError::bad_request(error.to_string(), Some(error.field)))?;
-    let counts = state.store.ingest_report(&agent, &report).await?;
-    tracing::debug!(agent = %agent, sockets = counts.sockets, "report stored");
+    check_host(&credential, &report)?;
+    check_clock(&report)?;
+    report
+        .check_addresses(&state.ingest.report)
+        .map_err(|error| ApiError::bad_request(error.to_string(), Some(error.field)))?;
+    let counts = state
+        .store
+        .ingest_report(&credential.agent, &report)
+        .await?;
+    tracing::debug!(agent = %credential.agent, sockets = counts.sockets, conflicts = counts.conflicts, "report stored");
+    if counts.conflicts > 0 {
+        tracing::warn!(agent = %credential.agent, host = %report.host_key(), conflicts = counts.conflicts, "report claims endpoints another live host reports; kept as conflicts");
+    }
     Ok((StatusCode::ACCEPTED, Json(counts)))
 }
 
-async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<AgentName, ApiError> {
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Credential, ApiError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
@@ -40,9 +58,34 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<AgentName
         .ok_or(ApiError::Unauthorized)?;
     state
         .store
-        .authenticate_agent(token)
+        .authenticate(token)
         .await?
         .ok_or(ApiError::Unauthorized)
+}
+
+/// A token bound to one host reports only that host.
+fn check_host(credential: &Credential, report: &AgentReport) -> Result<(), ApiError> {
+    match &credential.host_key {
+        Some(bound) if *bound != report.host_key() => Err(ApiError::Forbidden {
+            message: "host.machine_id: this token is bound to another host".into(),
+            field: Some("host.machine_id".into()),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A report from the future is refused: stored, it would make every honest later report
+/// of the host look older, and so change nothing.
+fn check_clock(report: &AgentReport) -> Result<(), ApiError> {
+    let latest = OffsetDateTime::now_utc() + MAX_CLOCK_SKEW;
+    if report.collected_at > latest {
+        let minutes = MAX_CLOCK_SKEW.whole_minutes();
+        return Err(ApiError::bad_request(
+            format!("collected_at: more than {minutes} minutes ahead of the server's clock"),
+            Some("collected_at".into()),
+        ));
+    }
+    Ok(())
 }
 
 /// The JSON bytes of an ingest body (agent reports, osquery posts) within the ingest
@@ -59,6 +102,12 @@ pub(crate) fn read_body(
         },
         other => ApiError::bad_request(other.body_text(), None),
     })?;
+    decode_body(state, headers, body)
+}
+
+/// The JSON bytes of a body already read: gzip decompressed when `Content-Encoding:
+/// gzip`, never more than `max_decompressed` bytes.
+fn decode_body(state: &AppState, headers: &HeaderMap, body: Bytes) -> Result<Vec<u8>, ApiError> {
     let limit = state.ingest.max_decompressed;
     let encoding = headers
         .get(header::CONTENT_ENCODING)

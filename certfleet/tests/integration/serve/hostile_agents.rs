@@ -1,0 +1,312 @@
+//! Hostile agents and hostile servers against a real `certfleet serve` (issue 13), on
+//! SQLite and PostgreSQL: a certificate with a NUL and a CR LF in its SANs beside good
+//! endpoints, a second host claiming a live endpoint, a report from the future, a token
+//! bound to another host, foreign `reachable` addresses, and revoked tokens.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::database::TestDatabase;
+use super::http::{Request, Response};
+use super::process::{certfleet, create_token, write_config, Service};
+use super::reports::{report, Socket};
+use crate::pki::{Pki, Spec};
+use crate::tls_server::TlsServer;
+
+const REPORTS: &str = "/api/v1/reports";
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// Bound on waiting for the service's own prober and scheduler (each looks every second).
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn post(service: &Service, token: &str, report: &Value) -> Response {
+    let body = serde_json::to_vec(report).expect("JSON");
+    Request::post_json(REPORTS, body)
+        .bearer(token)
+        .send(service.address)
+        .unwrap_or_else(|error| panic!("POST {REPORTS}: {error}\n{}", service.log()))
+}
+
+fn get(service: &Service, path: &str) -> Value {
+    let answer = Request::get(path)
+        .send(service.address)
+        .unwrap_or_else(|error| panic!("GET {path}: {error}"));
+    assert_eq!(answer.status, 200, "GET {path}: {}", answer.describe());
+    answer.json()
+}
+
+/// The unnamed endpoints at 127.0.0.1:`port`.
+fn endpoint(service: &Service, port: u16) -> Option<Value> {
+    let page = get(
+        service,
+        &format!("/api/v1/endpoints?address=127.0.0.1&port={port}"),
+    );
+    page["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|item| item["sni"].is_null()).cloned())
+}
+
+/// Appends `lines` to the `[notify]` section, the last one `write_config` writes.
+fn with_notify(config: &Path, lines: &str) {
+    let mut text = std::fs::read_to_string(config).expect("read the config");
+    text.push_str(lines);
+    std::fs::write(config, text).expect("write the config");
+}
+
+// --- 1. A hostile certificate beside good endpoints ------------------------------------
+
+#[test]
+fn a_nul_san_certificate_beside_good_endpoints_costs_nothing_on_sqlite() {
+    hostile_certificate_beside_good_endpoints(TestDatabase::sqlite());
+}
+
+#[test]
+fn a_nul_san_certificate_beside_good_endpoints_costs_nothing_on_postgres() {
+    hostile_certificate_beside_good_endpoints(TestDatabase::postgres());
+}
+
+fn hostile_certificate_beside_good_endpoints(database: TestDatabase) {
+    let kind = database.kind();
+    let pki = Pki::new();
+    let hostile_sans = ["a\0b.test", "forged.test\r\nBcc: victim@example.com"];
+    let hostile = pki.issue(
+        "hostile",
+        Spec::leaf("hostile.test", &hostile_sans)
+            .valid(time::Duration::days(-100), time::Duration::days(10)),
+        None,
+    );
+    let hostile_server = TlsServer::serving(&[&hostile], &hostile)
+        .start()
+        .expect("start the hostile TLS server");
+    let good: Vec<TlsServer> = (0..7)
+        .map(|index| {
+            let name = format!("good{index}.test");
+            let leaf = pki.issue(&name, Spec::leaf(&name, &[name.as_str()]), None);
+            TlsServer::serving(&[&leaf], &leaf)
+                .start()
+                .expect("start a good TLS server")
+        })
+        .collect();
+    let config = write_config(database.dir(), &database.url);
+    with_notify(&config, "interval = \"1s\"\n");
+    let service = Service::start(&config, "api,prober,scheduler");
+    let token = create_token(&config, "hostile-cert-agent");
+    let mut sockets: Vec<Socket> = good
+        .iter()
+        .map(|server| Socket {
+            address: LOOPBACK,
+            port: server.port,
+            process: "good",
+        })
+        .collect();
+    sockets.push(Socket {
+        address: LOOPBACK,
+        port: hostile_server.port,
+        process: "hostile",
+    });
+    let answer = post(&service, &token, &report("mixed-host", &sockets));
+    assert_eq!(answer.status, 202, "{kind}: {}", answer.describe());
+
+    // Every one of the eight is recorded, the hostile one with its SANs escaped.
+    let mut ports: Vec<u16> = good.iter().map(|server| server.port).collect();
+    ports.push(hostile_server.port);
+    certfleet_testkit::wait_until(
+        &format!("{kind}: all eight endpoints probed ok"),
+        LIMIT,
+        &|| service.log(),
+        || {
+            ports
+                .iter()
+                .all(|port| endpoint(&service, *port).is_some_and(|e| e["last_status"] == "ok"))
+        },
+    );
+    let detail = get(
+        &service,
+        &format!("/api/v1/certificates/{}", hostile.sha256),
+    );
+    let sans = detail["sans"].clone();
+    assert_eq!(
+        sans,
+        json!(["a\\00b.test", "forged.test\\0d\\0aBcc: victim@example.com"]),
+        "{kind}: {detail}"
+    );
+
+    // The digest about the hostile certificate (10 days left) names it on one line: the
+    // CR LF in its SAN forges no header and no line.
+    let outbox = database.dir().join("outbox");
+    let mut mails = Vec::new();
+    certfleet_testkit::wait_until(
+        &format!("{kind}: a digest about the hostile certificate"),
+        LIMIT,
+        &|| service.log(),
+        || {
+            mails = eml_files(&outbox);
+            mails.iter().any(|mail| mail.contains("hostile.test"))
+        },
+    );
+    for mail in &mails {
+        assert!(
+            !mail.lines().any(|line| line.starts_with("Bcc:")),
+            "{kind}: a SAN forged a header:\n{mail}"
+        );
+        for line in mail.lines() {
+            assert!(
+                !line.trim_start().starts_with("Bcc: victim"),
+                "{kind}: a SAN forged a line:\n{mail}"
+            );
+        }
+    }
+}
+
+fn eml_files(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "eml"))
+        .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
+        .collect()
+}
+
+// --- 2-6. Agents that speak for others ---------------------------------------------------
+
+#[test]
+fn agents_speak_only_for_their_own_host_on_sqlite() {
+    agents_speak_only_for_their_own_host(TestDatabase::sqlite());
+}
+
+#[test]
+fn agents_speak_only_for_their_own_host_on_postgres() {
+    agents_speak_only_for_their_own_host(TestDatabase::postgres());
+}
+
+fn agents_speak_only_for_their_own_host(database: TestDatabase) {
+    let kind = database.kind();
+    let config = write_config(database.dir(), &database.url);
+    // The api role alone: nothing probes, the endpoints are only as reported.
+    let service = Service::start(&config, "api");
+    let config_arg = config.to_str().expect("UTF-8 path");
+    let token_a = bound_token(config_arg, "host-a", "machine-host-a");
+    let token_b = bound_token(config_arg, "host-b", "machine-host-b");
+    let socket = [Socket {
+        address: LOOPBACK,
+        port: 44301,
+        process: "java",
+    }];
+    let mut report_a = report("host-a", &socket);
+    report_a["host"]["tags"]["owner"] = json!("owner-a@example.com");
+    let answer = post(&service, &token_a, &report_a);
+    assert_eq!(answer.status, 202, "{kind}: {}", answer.describe());
+
+    // A token bound to host A cannot report host B: 403, naming the field.
+    let answer = post(&service, &token_a, &report("host-b", &socket));
+    assert_eq!(answer.status, 403, "{kind}: {}", answer.describe());
+    assert_eq!(answer.json()["field"], "host.machine_id");
+
+    // Host B claims A's live endpoint: kept as a conflict, A keeps it.
+    let mut report_b = report("host-b", &socket);
+    report_b["host"]["tags"]["owner"] = json!("attacker@example.com");
+    let answer = post(&service, &token_b, &report_b);
+    assert_eq!(answer.status, 202, "{kind}: {}", answer.describe());
+    assert_eq!(
+        answer.json()["conflicts"],
+        1,
+        "{kind}: {}",
+        answer.describe()
+    );
+    let claimed = endpoint(&service, 44301).expect("the endpoint");
+    assert_eq!(claimed["owner"], "owner-a@example.com", "{kind}: {claimed}");
+    assert_eq!(claimed["hostname"], "host-a", "{kind}: {claimed}");
+    let id = claimed["id"].as_i64().expect("an id");
+    let detail = get(&service, &format!("/api/v1/endpoints/{id}"));
+    assert_eq!(
+        detail["conflicts"][0]["hostname"], "host-b",
+        "{kind}: {detail}"
+    );
+    let metrics = Request::get("/metrics")
+        .send(service.address)
+        .expect("GET /metrics")
+        .body;
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics.contains("certfleet_endpoint_conflicts 1"),
+        "{kind}: no conflict gauge:\n{metrics}"
+    );
+
+    // Foreign reachable addresses: 400 naming the field.
+    let mut foreign = report("host-a", &socket);
+    foreign["sockets"][0]["reachable"] = json!(["10.200.0.9"]);
+    let answer = post(&service, &token_a, &foreign);
+    assert_eq!(answer.status, 400, "{kind}: {}", answer.describe());
+    assert_eq!(answer.json()["field"], "sockets[0].reachable[0]");
+
+    // A report from the future is refused, and the host's honest reports still count.
+    let mut future = report("host-a", &socket);
+    future["collected_at"] = json!("9999-12-31T00:00:00Z");
+    future["host"]["tags"]["owner"] = json!("frozen@example.com");
+    let answer = post(&service, &token_a, &future);
+    assert_eq!(answer.status, 400, "{kind}: {}", answer.describe());
+    assert_eq!(answer.json()["field"], "collected_at");
+    let mut honest = report("host-a", &socket);
+    honest["collected_at"] = json!(later(2));
+    honest["host"]["tags"]["owner"] = json!("new-owner@example.com");
+    let answer = post(&service, &token_a, &honest);
+    assert_eq!(answer.status, 202, "{kind}: {}", answer.describe());
+    let now_owned = endpoint(&service, 44301).expect("the endpoint");
+    assert_eq!(
+        now_owned["owner"], "new-owner@example.com",
+        "{kind}: {now_owned}"
+    );
+
+    // Revoked: 401 from the next request on; listed as revoked.
+    let revoke = certfleet(&["token", "revoke", "--config", config_arg, "host-a"])
+        .output()
+        .expect("run certfleet token revoke");
+    assert!(revoke.status.success(), "{kind}: {revoke:?}");
+    let answer = post(&service, &token_a, &report("host-a", &socket));
+    assert_eq!(answer.status, 401, "{kind}: {}", answer.describe());
+    let list = certfleet(&["token", "list", "--config", config_arg])
+        .output()
+        .expect("run certfleet token list");
+    let listed = String::from_utf8_lossy(&list.stdout);
+    let line_a = listed
+        .lines()
+        .find(|line| line.starts_with("host-a "))
+        .unwrap_or_else(|| panic!("{kind}: host-a not listed:\n{listed}"));
+    assert!(
+        line_a.contains("machine-host-a") && !line_a.trim_end().ends_with('-'),
+        "{kind}: host-a is bound and revoked: {line_a}"
+    );
+    assert!(
+        !listed.contains("cfa_"),
+        "{kind}: a token was printed:\n{listed}"
+    );
+}
+
+/// `certfleet token create --agent NAME --host MACHINE_ID`.
+fn bound_token(config: &str, agent: &str, host: &str) -> String {
+    let output = certfleet(&[
+        "token", "create", "--config", config, "--agent", agent, "--host", host,
+    ])
+    .output()
+    .expect("run certfleet token create");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .last()
+        .expect("a token line")
+        .trim()
+        .to_owned()
+}
+
+/// Now plus `seconds`, as RFC 3339 (a report collected a moment after the previous one).
+fn later(seconds: i64) -> String {
+    (OffsetDateTime::now_utc() + time::Duration::seconds(seconds))
+        .format(&Rfc3339)
+        .expect("formats")
+}
