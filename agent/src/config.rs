@@ -37,6 +37,13 @@ pub struct AgentConfig {
     pub token: String,
     /// A file holding the token (read when `token` is empty).
     pub token_file: Option<PathBuf>,
+    /// The fleet's shared enroll secret (`server.agent_enroll_secret`): without a token,
+    /// the agent exchanges it once for its own credential, bound to this host.
+    pub enroll_secret: String,
+    /// A file holding the enroll secret (read when `enroll_secret` is empty).
+    pub enroll_secret_file: Option<PathBuf>,
+    /// Where the enrolled credential is kept (mode 0600).
+    pub credential_file: PathBuf,
     /// Time between two collections.
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
@@ -79,6 +86,9 @@ impl Default for AgentConfig {
             server: String::new(),
             token: String::new(),
             token_file: None,
+            enroll_secret: String::new(),
+            enroll_secret_file: None,
+            credential_file: PathBuf::from("/var/lib/certfleet-agent/credential"),
             interval: Duration::from_secs(3600),
             splay: Duration::from_secs(300),
             timeout: Duration::from_secs(30),
@@ -105,6 +115,15 @@ impl std::fmt::Debug for AgentConfig {
             .field("server", &self.server)
             .field("token", &token)
             .field("token_file", &self.token_file)
+            .field(
+                "enroll_secret",
+                &if self.enroll_secret.is_empty() {
+                    ""
+                } else {
+                    "***"
+                },
+            )
+            .field("credential_file", &self.credential_file)
             .field("interval", &self.interval)
             .field("spool_dir", &self.spool_dir)
             .field("proc_root", &self.proc_root)
@@ -199,6 +218,21 @@ impl AgentConfig {
             return Err(Error::config("agent.retry_attempts", "must be at least 1"));
         }
         Ok(())
+    }
+
+    /// The enroll secret: `enroll_secret`, or the first line of `enroll_secret_file`.
+    pub fn resolved_enroll_secret(&self) -> Result<String, Error> {
+        if !self.enroll_secret.trim().is_empty() {
+            return Ok(self.enroll_secret.trim().to_owned());
+        }
+        let Some(path) = &self.enroll_secret_file else {
+            return Ok(String::new());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ReadFile {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(text.lines().next().unwrap_or_default().trim().to_owned())
     }
 
     /// The token: `token`, or the first line of `token_file`.

@@ -12,6 +12,7 @@
 mod collect;
 mod config;
 mod deliver;
+mod enroll;
 mod error;
 mod http;
 mod report;
@@ -26,7 +27,7 @@ pub use config::{parse_tags, AgentConfig, ENV_PREFIX};
 pub use deliver::{Outcome, RetryPolicy, Sender, REPORTS_PATH};
 pub use error::Error;
 pub use http::{Client, Response, ServerUrl};
-pub use report::{Collected, VERSION};
+pub use report::{Collected, Identity, VERSION};
 pub use run::{collect_once, run, Mode};
 pub use sockets::{place, Collection};
 pub use spool::{Entry, Spool};

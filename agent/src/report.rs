@@ -120,6 +120,23 @@ fn agent_info() -> AgentInfo {
 }
 
 /// The configured host name, or the kernel's, made safe to report.
+/// Who this host is, as its reports and its enrollment name it.
+pub struct Identity {
+    pub machine_id: String,
+    pub hostname: String,
+}
+
+impl Collected {
+    /// The host's machine id and name, as a report carries them.
+    pub fn identity(config: &AgentConfig) -> Identity {
+        let proc = ProcFs::new(&config.proc_root);
+        Identity {
+            machine_id: machine_id(&config.machine_id_file),
+            hostname: hostname(config, &proc),
+        }
+    }
+}
+
 fn hostname(config: &AgentConfig, proc: &ProcFs) -> String {
     let configured = text::process_name(config.hostname.as_bytes());
     configured

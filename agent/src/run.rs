@@ -34,7 +34,7 @@ pub async fn run(config: AgentConfig, mode: Mode) -> Result<bool, Error> {
             .map_err(Error::Print)?;
         return Ok(true);
     }
-    let sender = sender(&config)?;
+    let sender = sender(&config).await?;
     if mode == Mode::Once {
         return cycle(&config, &sender).await;
     }
@@ -57,21 +57,34 @@ pub async fn run(config: AgentConfig, mode: Mode) -> Result<bool, Error> {
 }
 
 /// The delivery side, from the configuration.
-fn sender(config: &AgentConfig) -> Result<Sender, Error> {
+async fn sender(config: &AgentConfig) -> Result<Sender, Error> {
     if config.server.trim().is_empty() {
         let message = "no server to send to (set it, or use --print)";
         return Err(Error::config("agent.server", message));
     }
-    let token = config.resolved_token()?;
+    let client = Client::new(&config.server, config.ca_file.as_deref(), config.timeout)?;
+    let mut token = config.resolved_token()?;
     if token.is_empty() {
-        let message = "no token (token, token_file or CERTFLEET_AGENT__TOKEN)";
-        return Err(Error::config("agent.token", message));
+        let secret = config.resolved_enroll_secret()?;
+        if secret.is_empty() {
+            let message = "no token (token, token_file or CERTFLEET_AGENT__TOKEN) and no \
+                           enroll_secret to get one";
+            return Err(Error::config("agent.token", message));
+        }
+        let identity = Collected::identity(config);
+        token = crate::enroll::credential(
+            &client,
+            &secret,
+            &config.credential_file,
+            &identity.machine_id,
+            &identity.hostname,
+        )
+        .await?;
     }
     if !token.bytes().all(|b| b.is_ascii_graphic()) {
         let message = "must be printable ASCII without spaces";
         return Err(Error::config("agent.token", message));
     }
-    let client = Client::new(&config.server, config.ca_file.as_deref(), config.timeout)?;
     let spool = if config.spool_dir.as_os_str().is_empty() {
         None
     } else {

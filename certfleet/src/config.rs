@@ -76,6 +76,8 @@ pub struct ServerConfig {
     pub listen: String,
     /// When set, reads (web and API) need this bearer token.
     pub read_token: String,
+    /// When set, agents may enroll with it for a credential bound to their host.
+    pub agent_enroll_secret: String,
     /// Used in links inside emails.
     pub base_url: String,
     /// `/metrics` has one expiry series per leaf in use that expires within this window.
@@ -88,6 +90,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: "127.0.0.1:8080".into(),
             read_token: String::new(),
+            agent_enroll_secret: String::new(),
             base_url: "http://127.0.0.1:8080".into(),
             metrics_expiry_window: Duration::from_secs(14 * 24 * 3600),
         }
@@ -101,6 +104,14 @@ impl std::fmt::Debug for ServerConfig {
             .field(
                 "read_token",
                 &if self.read_token.is_empty() {
+                    ""
+                } else {
+                    "***"
+                },
+            )
+            .field(
+                "agent_enroll_secret",
+                &if self.agent_enroll_secret.is_empty() {
                     ""
                 } else {
                     "***"

@@ -15,3 +15,10 @@ CREATE TABLE endpoint_claims (
     last_seen   INTEGER NOT NULL,
     PRIMARY KEY (endpoint_id, host_id)
 );
+
+-- Tokens by agent (revocation), and at most one active enrolled credential per host: an
+-- enrolled agent is named `enrolled:<host key>`; a second enrollment of the same host is
+-- refused until an operator revokes the first (`certfleet token revoke enrolled:<key>`).
+CREATE INDEX agent_tokens_agent ON agent_tokens (agent);
+CREATE UNIQUE INDEX agent_tokens_enrolled ON agent_tokens (agent)
+    WHERE revoked_at IS NULL AND agent LIKE 'enrolled:%';

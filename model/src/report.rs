@@ -222,7 +222,8 @@ impl AgentReport {
                 return Err(bad(format!("sockets[{index}].address"), foreign));
             }
             for (position, address) in socket.reachable.iter().enumerate() {
-                if !own.contains(address) {
+                // A wildcard is no destination (never an endpoint), so claims nothing.
+                if !address.is_unspecified() && !own.contains(address) {
                     return Err(bad(
                         format!("sockets[{index}].reachable[{position}]"),
                         foreign,

@@ -95,6 +95,11 @@ pub trait Store: NotificationStore + Send + Sync + std::fmt::Debug {
             .map(|credential| credential.agent))
     }
 
+    /// Enrollment: a new token for `agent` (`enrolled:<host key>`), bound to `host_key`,
+    /// unless that agent already holds an active one (`None`: an operator revokes it
+    /// first). Two enrollments at once give one token.
+    async fn enroll(&self, agent: &AgentName, host_key: &str) -> Result<Option<String>>;
+
     /// Every token issued, oldest first (never the tokens themselves).
     async fn tokens(&self) -> Result<Vec<TokenRecord>>;
 

@@ -25,6 +25,9 @@ pub enum ApiError {
     },
     #[error("not found")]
     NotFound,
+    /// The request conflicts with what is stored (a host enrolling twice).
+    #[error("{0}")]
+    Conflict(String),
     /// The body is larger than allowed (before or after decompression).
     #[error("request body exceeds {limit} bytes")]
     TooLarge { limit: usize },
@@ -59,6 +62,7 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

@@ -70,6 +70,12 @@ fn table() -> Vec<Route> {
         route("POST", "/api/v1/reports", Ingest, post(api::reports::post)),
         route(
             "POST",
+            "/api/v1/agents/enroll",
+            Ingest,
+            post(api::enroll::post),
+        ),
+        route(
+            "POST",
             "/api/v1/osquery/enroll",
             Ingest,
             post(api::osquery::enroll),

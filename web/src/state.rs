@@ -19,6 +19,8 @@ pub struct AppState {
     pub read_token: Option<String>,
     /// `osquery.enroll_secret`; `None` or empty: the osquery endpoints answer 404.
     pub osquery_enroll_secret: Option<String>,
+    /// `server.agent_enroll_secret`; `None` or empty: agent enrollment answers 404.
+    pub agent_enroll_secret: Option<String>,
 }
 
 /// Size limits of `POST /api/v1/reports`.

@@ -121,6 +121,8 @@ pub async fn start(
             read_token,
             osquery_enroll_secret: Some(config.osquery.enroll_secret.clone())
                 .filter(|secret| !secret.is_empty()),
+            agent_enroll_secret: Some(config.server.agent_enroll_secret.clone())
+                .filter(|secret| !secret.is_empty()),
         };
         let window = config.server.metrics_expiry_window;
         let options = certfleet_web::WebOptions {

@@ -150,7 +150,9 @@ fn agent_report() -> Value {
         .format(&Rfc3339)
         .expect("RFC 3339");
     json!({"agent": {"version": "0.1.0"}, "collected_at": now,
-           "host": {"hostname": HOST, "addresses": ["10.0.0.5"]}, "sockets": sockets})
+           "host": {"hostname": HOST, "addresses": ["10.0.0.5"],
+                    "namespace_addresses": ["172.17.0.2"]},
+           "sockets": sockets})
 }
 
 /// The service's endpoints as (address, port, sni, hostname, process, container).

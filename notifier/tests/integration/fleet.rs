@@ -80,6 +80,7 @@ impl Host<'_> {
             host: HostInfo {
                 hostname: self.hostname.into(),
                 machine_id: format!("machine-{}", self.hostname),
+                namespace_addresses: Vec::new(),
                 addresses: vec![address],
                 tags: self
                     .tags

@@ -84,6 +84,10 @@ impl Store for PostgresStore {
         summary::authenticate(&self.pool, token).await
     }
 
+    async fn enroll(&self, agent: &AgentName, host_key: &str) -> Result<Option<String>> {
+        summary::enroll(&self.pool, agent, host_key, self.now()).await
+    }
+
     async fn tokens(&self) -> Result<Vec<TokenRecord>> {
         summary::tokens(&self.pool).await
     }

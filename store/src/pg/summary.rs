@@ -80,6 +80,30 @@ pub(super) async fn revoke_tokens(
     Ok(done.rows_affected())
 }
 
+/// One active enrolled credential per host: a second enrollment inserts nothing.
+const ENROLL: &str =
+    "INSERT INTO agent_tokens (agent, lookup, token_sha256, created_at, host_key) \
+     VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (agent) WHERE revoked_at IS NULL AND agent LIKE 'enrolled:%' DO NOTHING";
+
+pub(super) async fn enroll(
+    pool: &PgPool,
+    agent: &AgentName,
+    host_key: &str,
+    now: OffsetDateTime,
+) -> Result<Option<String>> {
+    let new = token::generate()?;
+    let done = sqlx::query(ENROLL)
+        .bind(agent.as_str())
+        .bind(&new.lookup)
+        .bind(&new.sha256)
+        .bind(now)
+        .bind(host_key)
+        .execute(pool)
+        .await?;
+    Ok((done.rows_affected() == 1).then_some(new.token))
+}
+
 pub(super) async fn mtls_summary(pool: &PgPool, by: MtlsGrouping) -> Result<MtlsSummary> {
     let mut groups = sqlx::query(&rows::mtls_groups_query(by))
         .fetch_all(pool)

@@ -53,6 +53,7 @@ pub fn report(
         host: HostInfo {
             hostname: format!("host-{machine_id}"),
             machine_id: machine_id.into(),
+            namespace_addresses: Vec::new(),
             addresses: vec![ip("10.0.0.5")],
             tags,
         },

@@ -4,7 +4,12 @@ use certfleet_store::{AgentName, StoreOptions};
 
 use crate::harness::TestStore;
 
-crate::on_both_backends!(token_authenticates_its_agent_and_nothing_else, ping_answers);
+crate::on_both_backends!(
+    token_authenticates_its_agent_and_nothing_else,
+    ping_answers,
+    bound_tokens_list_and_revoke,
+    a_host_enrolls_once_until_revoked,
+);
 
 async fn token_authenticates_its_agent_and_nothing_else(t: TestStore) {
     let alpha = AgentName::new("alpha").expect("name");
@@ -33,6 +38,58 @@ async fn token_authenticates_its_agent_and_nothing_else(t: TestStore) {
     assert_eq!(who("not-a-token".into()).await, None);
     assert_eq!(who(String::new()).await, None);
     assert!(AgentName::new("").is_err());
+}
+
+async fn bound_tokens_list_and_revoke(t: TestStore) {
+    let agent = AgentName::new("fleet-eu1").expect("name");
+    let token = t
+        .store
+        .create_token(&agent, Some("machine-1"))
+        .await
+        .expect("token");
+    let credential = t
+        .store
+        .authenticate(&token)
+        .await
+        .expect("authenticates")
+        .expect("known");
+    assert_eq!(credential.host_key.as_deref(), Some("machine-1"));
+    let listed = t.store.tokens().await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].agent, "fleet-eu1");
+    assert_eq!(listed[0].revoked_at, None);
+
+    assert_eq!(t.store.revoke_tokens(&agent).await.expect("revoke"), 1);
+    assert_eq!(t.store.authenticate(&token).await.expect("asks"), None);
+    assert!(t.store.tokens().await.expect("list")[0]
+        .revoked_at
+        .is_some());
+    assert_eq!(t.store.revoke_tokens(&agent).await.expect("revoke"), 0);
+}
+
+async fn a_host_enrolls_once_until_revoked(t: TestStore) {
+    let agent = AgentName::new("enrolled:machine-1").expect("name");
+    let first = t.store.enroll(&agent, "machine-1").await.expect("enrolls");
+    let first = first.expect("the first enrollment gets a token");
+    let again = t.store.enroll(&agent, "machine-1").await.expect("asks");
+    assert_eq!(again, None, "a second enrollment of a host gets nothing");
+    let other = AgentName::new("enrolled:machine-2").expect("name");
+    assert!(t
+        .store
+        .enroll(&other, "machine-2")
+        .await
+        .expect("asks")
+        .is_some());
+
+    t.store.revoke_tokens(&agent).await.expect("revoke");
+    assert_eq!(t.store.authenticate(&first).await.expect("asks"), None);
+    let renewed = t.store.enroll(&agent, "machine-1").await.expect("asks");
+    let renewed = renewed.expect("after revocation the host enrolls again");
+    let credential = t.store.authenticate(&renewed).await.expect("asks");
+    assert_eq!(
+        credential.and_then(|c| c.host_key),
+        Some("machine-1".to_owned())
+    );
 }
 
 async fn ping_answers(t: TestStore) {

@@ -2,6 +2,7 @@
 
 pub mod certificates;
 pub mod endpoints;
+pub mod enroll;
 pub mod health;
 pub mod mtls;
 pub mod notifications;

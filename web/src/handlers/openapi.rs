@@ -147,6 +147,18 @@ pub fn document() -> Value {
                     "415": error_response("unsupported Content-Encoding"),
                     "503": error_response("database unavailable; retry after Retry-After")
                 }}},
+            "/api/v1/agents/enroll": {"post": {
+                "summary": "A host exchanges server.agent_enroll_secret (bearer) for its own credential, bound to its machine id, once",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["hostname"], "properties": {"machine_id": {"type": "string"}, "hostname": {"type": "string"}}}}}},
+                "responses": {
+                    "201": {"description": "{token, agent, host}: the token is shown once"},
+                    "400": error_response("malformed body; `field` names the bad field"),
+                    "401": error_response("missing or wrong enroll secret"),
+                    "404": error_response("server.agent_enroll_secret is not set"),
+                    "409": error_response("the host already holds an enrolled credential"),
+                    "413": error_response("body too large")
+                }
+            }},
             "/api/v1/osquery/enroll": {"post": {
                 "summary": "osquery TLS enroll (--enroll_tls_endpoint): a node key for osquery.enroll_secret",
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object"}}}},

@@ -107,7 +107,11 @@ pub(crate) fn read_body(
 
 /// The JSON bytes of a body already read: gzip decompressed when `Content-Encoding:
 /// gzip`, never more than `max_decompressed` bytes.
-fn decode_body(state: &AppState, headers: &HeaderMap, body: Bytes) -> Result<Vec<u8>, ApiError> {
+pub(crate) fn decode_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Vec<u8>, ApiError> {
     let limit = state.ingest.max_decompressed;
     let encoding = headers
         .get(header::CONTENT_ENCODING)

@@ -73,10 +73,14 @@ fn reports_cannot_aim_the_prober_at_link_local_multicast_or_outside_probe_allow(
     // Unspecified addresses are no destination at all: never an endpoint.
     sockets.push(socket("0.0.0.0", 9443, &["0.0.0.0"]));
     sockets.push(socket("::", 9444, &["::"]));
+    // A hostile agent lists every address it aims at as its own, so that the report
+    // passes ingest and only the prober's own rules stand between them and a probe.
+    let mut own: Vec<&str> = refused.iter().map(|(address, _)| *address).collect();
+    own.push("127.0.0.1");
     let report = json!({
         "agent": {"version": "0.1.0"}, "collected_at": "2026-11-27T10:00:00Z",
         "host": {"hostname": "network-host", "machine_id": "m-network",
-                 "addresses": ["127.0.0.1"], "tags": {"app": "network"}},
+                 "addresses": own, "tags": {"app": "network"}},
         "sockets": sockets,
     });
     let answer = Request::post_json(

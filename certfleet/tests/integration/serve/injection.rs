@@ -129,7 +129,7 @@ fn hostile_strings_are_stored_verbatim_and_shown_escaped(database: TestDatabase)
     let inventory = runtime().block_on(store.inventory()).expect("inventory");
     assert_eq!(inventory.hosts, 1, "{kind}: {inventory:?}");
     let plain = json!({"agent": {"version": "0.1.0"}, "collected_at": "2026-11-27T10:00:00Z",
-        "host": {"hostname": "plain-host", "addresses": []},
+        "host": {"hostname": "plain-host", "addresses": ["10.1.1.1"]},
         "sockets": [{"address": "0.0.0.0", "port": 8443, "protocol": "tcp",
                      "reachable": ["10.1.1.1"], "scope": "host"}]});
     assert_eq!(

@@ -16,11 +16,19 @@ pub struct Socket {
 }
 
 /// A report from host `hostname`: every socket bound to the wildcard address and
-/// reachable at its own address.
+/// reachable at its own address, which the host lists among its addresses.
 pub fn report(hostname: &str, sockets: &[Socket]) -> Value {
     let collected_at = OffsetDateTime::now_utc()
         .format(&Rfc3339)
         .expect("now formats as RFC 3339");
+    // The host's own addresses: every address its sockets are reachable at.
+    let mut own: Vec<String> = vec!["127.0.0.1".into()];
+    for socket in sockets {
+        let address = socket.address.to_string();
+        if !own.contains(&address) {
+            own.push(address);
+        }
+    }
     let sockets: Vec<Value> = sockets
         .iter()
         .map(|socket| {
@@ -36,7 +44,7 @@ pub fn report(hostname: &str, sockets: &[Socket]) -> Value {
         "collected_at": collected_at,
         "host": {
             "hostname": hostname, "machine_id": format!("machine-{hostname}"),
-            "addresses": ["127.0.0.1"],
+            "addresses": own,
             "tags": {"app": "e2e", "env": "test", "owner": "e2e-team@example.com"}
         },
         "sockets": sockets,

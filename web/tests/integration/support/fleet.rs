@@ -59,6 +59,7 @@ fn report(hostname: &str, tags: &[(&str, &str)], sockets: &[(&str, u16)]) -> Age
         host: HostInfo {
             hostname: hostname.into(),
             machine_id: format!("machine-{hostname}"),
+            namespace_addresses: Vec::new(),
             addresses: sockets.iter().map(|(address, _)| ip(address)).collect(),
             tags: tags
                 .iter()

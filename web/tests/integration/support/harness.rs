@@ -79,6 +79,7 @@ async fn serve(store: Arc<dyn Store>, setup: Setup) -> TestApp {
         ingest: IngestLimits::default(),
         read_token: read_token.map(str::to_owned),
         osquery_enroll_secret: Some("osquery-secret-for-tests".into()),
+        agent_enroll_secret: Some("agent-enroll-secret-for-tests".into()),
     };
     // Every request computes the overview, so what a test seeded is what it sees.
     let options = WebOptions {
