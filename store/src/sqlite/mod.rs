@@ -28,6 +28,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::browse::*;
 use crate::error::{Error, Result};
+use crate::fence::Fence;
 use crate::notify_records::NotificationRecord;
 use crate::records::*;
 use crate::rows::ReadRow;
@@ -136,7 +137,32 @@ impl Store for SqliteStore {
     ) -> Result<u64> {
         let schedule = &self.options.schedule;
         let learnt = self.options.present_names.then_some(learnt_names);
-        probes::record_probe_results(&self.pool, results, learnt, schedule, self.now()).await
+        let recorded =
+            probes::record_probe_results(&self.pool, results, None, learnt, schedule, self.now())
+                .await?;
+        Ok(recorded.recorded)
+    }
+
+    async fn record_leased_probe_results(
+        &self,
+        worker: &str,
+        results: &[(Lease, ProbeResult)],
+        learnt_names: &[(EndpointId, String)],
+    ) -> Result<Recorded> {
+        let schedule = &self.options.schedule;
+        let learnt = self.options.present_names.then_some(learnt_names);
+        let (fence, results) = Fence::new(worker, results);
+        let now = self.now();
+        probes::record_probe_results(&self.pool, &results, Some(&fence), learnt, schedule, now)
+            .await
+    }
+
+    async fn release_leases(
+        &self,
+        worker: &str,
+        leases: &[(Lease, OffsetDateTime)],
+    ) -> Result<u64> {
+        probes::release_leases(&self.pool, worker, leases).await
     }
 
     async fn upsert_static_endpoints(&self, endpoints: &[StaticEndpoint]) -> Result<u64> {

@@ -8,6 +8,7 @@
 mod fixtures;
 mod harness;
 
+mod fencing;
 mod ingest;
 mod leasing;
 mod lookups;
