@@ -123,7 +123,12 @@ pub async fn run(
                     let handed_back: Vec<(Lease, OffsetDateTime)> = batch
                         .into_iter()
                         .filter_map(|endpoint| lines.push(endpoint).err())
-                        .map(|(endpoint, wait)| (endpoint.lease(), due_in(wait)))
+                        .map(|(endpoint, wait)| {
+                            // An estimate from past probes at the address: never trusted
+                            // beyond half a lease (a slow spell must not park endpoints
+                            // for long).
+                            (endpoint.lease(), due_in(wait.min(options.lease_for / 2)))
+                        })
                         .collect();
                     hand_back(&store, &options.worker_id, handed_back, "its address is busy");
                 }
