@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use certfleet_model::{ProbeResult, ProbeStatus};
 
 use crate::error::Result;
-use crate::records::EndpointId;
+use crate::fence::Fence;
+use crate::records::{EndpointId, Recorded};
 
 type Results = [(EndpointId, ProbeResult)];
 type Names = [(EndpointId, String)];
@@ -16,19 +17,25 @@ type Names = [(EndpointId, String)];
 /// A backend's write of one batch of probe results in one transaction.
 #[async_trait]
 pub(crate) trait RecordBatch: Sync {
-    async fn record_batch(&self, results: &Results, learnt: &Names) -> Result<u64>;
+    async fn record_batch(
+        &self,
+        results: &Results,
+        fence: Option<&Fence<'_>>,
+        learnt: &Names,
+    ) -> Result<Recorded>;
 }
 
 /// Records `results` (and the learnt names of their endpoints) with `store`, one
-/// transaction per batch, splitting on non-retryable errors as described above. An
+/// transaction per batch, under `fence` when the results were probed under leases, splitting on non-retryable errors as described above. An
 /// unavailable database stops at once with its error: the caller retries the whole batch,
 /// and recording again what was already recorded changes nothing.
 pub(crate) async fn record_isolating(
     store: &impl RecordBatch,
     results: &Results,
+    fence: Option<&Fence<'_>>,
     learnt: &Names,
-) -> Result<u64> {
-    let mut recorded = 0;
+) -> Result<Recorded> {
+    let mut recorded = Recorded::default();
     // Ranges still to write, the first half last so that it is written first.
     let mut pending = vec![(0, results.len())];
     while let Some((start, end)) = pending.pop() {
@@ -41,9 +48,9 @@ pub(crate) async fn record_isolating(
         } else {
             names_of(part, learnt)
         };
-        let error = match store.record_batch(part, &names).await {
-            Ok(count) => {
-                recorded += count;
+        let error = match store.record_batch(part, fence, &names).await {
+            Ok(done) => {
+                add(&mut recorded, done);
                 continue;
             }
             Err(error) if error.is_unavailable() => return Err(error),
@@ -58,8 +65,11 @@ pub(crate) async fn record_isolating(
         let (endpoint, result) = &part[0];
         tracing::warn!(endpoint = endpoint.0, target = %result.target, %error, "probe result could not be stored; recorded as an error");
         let replacement = unrecordable(result, &error.to_string());
-        match store.record_batch(&[(*endpoint, replacement)], &[]).await {
-            Ok(count) => recorded += count,
+        match store
+            .record_batch(&[(*endpoint, replacement)], fence, &[])
+            .await
+        {
+            Ok(done) => add(&mut recorded, done),
             Err(error) if error.is_unavailable() => return Err(error),
             Err(error) => {
                 tracing::error!(endpoint = endpoint.0, %error, "not even the error of a probe result could be stored; its lease will expire");
@@ -67,6 +77,11 @@ pub(crate) async fn record_isolating(
         }
     }
     Ok(recorded)
+}
+
+fn add(total: &mut Recorded, part: Recorded) {
+    total.recorded += part.recorded;
+    total.stale.extend(part.stale);
 }
 
 /// The learnt names of the endpoints in `part`.

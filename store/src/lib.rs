@@ -17,6 +17,7 @@ mod browse;
 mod browse_sql;
 mod clock;
 mod error;
+mod fence;
 mod isolate;
 mod names;
 mod notify;
@@ -35,7 +36,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use certfleet_model::{AgentReport, ProbeResult};
-use time::Duration;
+use time::{Duration, OffsetDateTime};
 
 pub use browse::{
     normalize_fingerprint, serial_candidates, CertificateHistory, CertificateLookup,
@@ -54,9 +55,9 @@ pub use pg::PostgresStore;
 pub use plan::MAX_CLOCK_SKEW;
 pub use records::{
     AgentName, CertificateDetail, CertificateRecord, Credential, EndpointFilter, EndpointId,
-    EndpointRecord, ExpiringCertificate, IngestCounts, Inventory, LeasedEndpoint, MtlsCounts,
-    MtlsDay, MtlsGroup, MtlsGrouping, MtlsSummary, ObservationRecord, ServedAt, StaticEndpoint,
-    TokenRecord,
+    EndpointRecord, ExpiringCertificate, IngestCounts, Inventory, Lease, LeasedEndpoint,
+    MtlsCounts, MtlsDay, MtlsGroup, MtlsGrouping, MtlsSummary, ObservationRecord, Recorded,
+    ServedAt, StaticEndpoint, TokenRecord,
 };
 pub use schedule::ProbeSchedule;
 pub use sni::{usable_sni, NAMES_PER_ENDPOINT};
@@ -143,6 +144,26 @@ pub trait Store: NotificationStore + Send + Sync + std::fmt::Debug {
         results: &[(EndpointId, ProbeResult)],
         learnt_names: &[(EndpointId, String)],
     ) -> Result<u64>;
+
+    /// [`record_probe_results_with_names`](Store::record_probe_results_with_names) for
+    /// what `worker` probed under its leases: a result is written only while its lease is
+    /// still the endpoint's lease (same owner, same deadline, whether or not the deadline
+    /// has passed). A result whose lease was ended (recorded, released, retired) or taken
+    /// over by a later lease is stale: nothing of it is written (certificate, observation,
+    /// names) and its endpoint is listed in [`Recorded::stale`]; the other results of the
+    /// batch are recorded as usual. Learnt names of stale endpoints are dropped too.
+    async fn record_leased_probe_results(
+        &self,
+        worker: &str,
+        results: &[(Lease, ProbeResult)],
+        learnt_names: &[(EndpointId, String)],
+    ) -> Result<Recorded>;
+
+    /// Hands leased endpoints back unprobed: each lease that is still `worker`'s (same
+    /// deadline) ends, and its endpoint is due again at the time given, with no failure
+    /// counted. Returns how many leases were ended.
+    async fn release_leases(&self, worker: &str, leases: &[(Lease, OffsetDateTime)])
+        -> Result<u64>;
 
     /// One certificate with its PEM, latest chain and where it is served; `NotFound`
     /// when unknown.

@@ -116,7 +116,35 @@ pub struct StaticEndpoint {
     pub owner: Option<String>,
 }
 
+/// One lease of an endpoint. Its deadline tells it from any later lease of the same
+/// endpoint (by the same worker too), so results and releases name the lease they belong
+/// to, not just the endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Lease {
+    pub endpoint: EndpointId,
+    pub until: OffsetDateTime,
+}
+
+/// What [`Store::record_leased_probe_results`](crate::Store::record_leased_probe_results)
+/// did with a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Recorded {
+    /// Endpoints updated.
+    pub recorded: u64,
+    /// Endpoints whose result was stale (its lease had ended or been taken over): nothing
+    /// of it was written.
+    pub stale: Vec<EndpointId>,
+}
+
 impl LeasedEndpoint {
+    /// The lease this endpoint was handed out under.
+    pub fn lease(&self) -> Lease {
+        Lease {
+            endpoint: self.id,
+            until: self.lease_until,
+        }
+    }
+
     /// The probe target: `host:port`, `[v6]:port`, with `@sni` when an SNI name is set.
     pub fn target(&self) -> String {
         let address = match self.address {

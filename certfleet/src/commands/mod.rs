@@ -8,7 +8,7 @@ mod demo_servers;
 mod notify;
 mod output;
 mod probe;
-mod probe_gate;
+mod probe_lines;
 mod prober_worker;
 mod ptr_names;
 mod scheduler;

@@ -1,23 +1,29 @@
 //! The prober role: lease due endpoints, probe them, record the results in batches.
 //!
 //! Three stages joined by bounded queues, so probing never waits for the database and the
-//! database never sees one statement per probe: a leaser keeps the queue of leased
-//! endpoints topped up, `concurrency` probes run at once (each its own task, so that its
-//! deadlines keep running while the database is slow), and a recorder writes the finished
-//! results in batches (up to [`RECORD_BATCH`] per transaction, waiting at most
-//! [`RECORD_LINGER`] for one to fill).
+//! database never sees one statement per probe: a leaser leases a batch whenever the
+//! endpoints waiting in memory leave room for one; a dispatcher queues them by address
+//! ([`ProbeLines`]) and starts at most `concurrency` probes, each its own task (so that its
+//! deadlines keep running while the database is slow), never more than `max_per_address`
+//! to one address; and a recorder writes the finished results in batches (up to
+//! [`RECORD_BATCH`] per transaction, waiting at most [`RECORD_LINGER`] for one to fill),
+//! only while their leases hold (a prober that wakes up after its lease ran out does not
+//! overwrite a newer result).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use certfleet_model::{ProbeResult, ProbeStatus};
 use certfleet_prober::{Host, Prober, StartTlsMode, Target};
-use certfleet_store::{EndpointId, LeasedEndpoint, Store};
-use futures::stream::StreamExt;
+use certfleet_store::{Lease, LeasedEndpoint, Store};
+use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
 
-use super::probe_gate::ProbeGate;
+use super::probe_lines::{Pace, ProbeLines};
 use super::ptr_names::PtrNames;
 
 /// How the worker runs.
@@ -36,8 +42,9 @@ pub struct WorkerOptions {
     pub connections_per_second: u32,
 }
 
-/// What one probe task hands the recorder: the result and the PTR names of its address.
-type Finished = (EndpointId, ProbeResult, Vec<String>);
+/// What one probe task hands the recorder: the lease, the result and the PTR names of its
+/// address.
+type Finished = (Lease, ProbeResult, Vec<String>);
 
 /// Most results written in one transaction.
 const RECORD_BATCH: usize = 256;
@@ -46,7 +53,13 @@ const RECORD_BATCH: usize = 256;
 /// database much less than many small ones, and no result waits longer than this.
 const RECORD_LINGER: Duration = Duration::from_millis(100);
 
-/// Runs until `shutdown` turns true; in-flight probes are finished and recorded.
+/// Endpoints waiting at one address, in units of `max_per_address`: two rounds of probes.
+/// With the probe itself, a kept endpoint is done within three probe timeouts of its
+/// lease, well inside the default lease (four probe timeouts, at least five minutes).
+const ROUNDS_WAITING: usize = 2;
+
+/// Runs until `shutdown` turns true; in-flight probes are finished and recorded, waiting
+/// ones are handed back.
 pub async fn run(
     store: Arc<dyn Store>,
     prober: Arc<Prober>,
@@ -54,30 +67,41 @@ pub async fn run(
     options: WorkerOptions,
     shutdown: watch::Receiver<bool>,
 ) {
-    let gate = Arc::new(ProbeGate::new(
-        options.max_per_address,
-        options.connections_per_second,
-    ));
-    // Room for two batches, so the next lease arrives before the probes run dry.
-    let (queue, leased) = mpsc::channel::<LeasedEndpoint>(2 * options.batch.max(1) as usize);
+    let concurrency = options.concurrency.max(1);
+    // Endpoints waiting in memory: two batches, and at least two per slot, so that
+    // leasing stops only when the lines in memory can fill every slot twice over.
+    let room = (2 * options.batch.max(1) as usize).max(2 * concurrency);
+    let waiting = Arc::new(AtomicUsize::new(0));
+    let (queue, mut leased) = mpsc::channel::<Vec<LeasedEndpoint>>(1);
     let leaser = tokio::spawn(lease_loop(
         store.clone(),
         options.clone(),
+        room,
+        waiting.clone(),
         queue,
         shutdown.clone(),
     ));
     let (finished, to_record) = mpsc::channel(4 * RECORD_BATCH);
-    let recorder = tokio::spawn(record_loop(store, to_record));
-    // Each probe runs as its own task: a probe polled only by this loop would stand still
-    // (its timeouts still running) whenever the loop waits for the recorder.
-    let results = tokio_stream_from(leased)
-        .map(|endpoint| {
-            let (prober, gate, ptr_names) = (prober.clone(), gate.clone(), ptr_names.clone());
-            tokio::spawn(async move {
-                let result = {
-                    let _pass = gate.enter(endpoint.address).await;
-                    probe_one(&prober, &endpoint).await
-                };
+    let recorder = tokio::spawn(record_loop(
+        store.clone(),
+        options.worker_id.clone(),
+        to_record,
+    ));
+    let pace = Arc::new(Pace::new(options.connections_per_second));
+    let max_waiting = ROUNDS_WAITING * options.max_per_address.max(1);
+    let mut lines = ProbeLines::new(options.max_per_address, max_waiting);
+    let mut running: JoinSet<(IpAddr, Instant, Finished)> = JoinSet::new();
+    let mut leasing = true;
+    loop {
+        while running.len() < concurrency {
+            let Some(endpoint) = lines.next() else {
+                break;
+            };
+            let (prober, pace, ptr_names) = (prober.clone(), pace.clone(), ptr_names.clone());
+            running.spawn(async move {
+                pace.wait().await;
+                let started = Instant::now();
+                let result = probe_one(&prober, &endpoint).await;
                 // The PTR name is a name to present of the endpoint probed without one,
                 // once it is known to serve TLS.
                 let names = match &ptr_names {
@@ -86,20 +110,52 @@ pub async fn run(
                     }
                     _ => Vec::new(),
                 };
-                (endpoint.id, result, names)
-            })
-        })
-        .buffer_unordered(options.concurrency.max(1));
-    futures::pin_mut!(results);
-    while let Some(joined) = results.next().await {
-        match joined {
-            Ok(result) => {
-                if finished.send(result).await.is_err() {
-                    break;
+                (endpoint.address, started, (endpoint.lease(), result, names))
+            });
+        }
+        waiting.store(lines.waiting(), Ordering::Relaxed);
+        if !leasing && running.is_empty() {
+            break;
+        }
+        tokio::select! {
+            batch = leased.recv(), if leasing => match batch {
+                Some(batch) => {
+                    let handed_back: Vec<(Lease, OffsetDateTime)> = batch
+                        .into_iter()
+                        .filter_map(|endpoint| lines.push(endpoint).err())
+                        .map(|(endpoint, wait)| {
+                            // An estimate from past probes at the address: never trusted
+                            // beyond half a lease (a slow spell must not park endpoints
+                            // for long).
+                            (endpoint.lease(), due_in(wait.min(options.lease_for / 2)))
+                        })
+                        .collect();
+                    hand_back(&store, &options.worker_id, handed_back, "its address is busy");
                 }
-            }
-            // The endpoint's lease expires and it is probed again.
-            Err(error) => tracing::error!(%error, "a probe task failed"),
+                None => {
+                    // Shutting down: what has not started goes back, due now.
+                    leasing = false;
+                    let now = OffsetDateTime::now_utc();
+                    let left = lines
+                        .take_waiting()
+                        .iter()
+                        .map(|endpoint| (endpoint.lease(), now))
+                        .collect();
+                    hand_back(&store, &options.worker_id, left, "shutting down");
+                }
+            },
+            Some(joined) = running.join_next() => match joined {
+                Ok((address, started, result)) => {
+                    lines.done(address, started);
+                    if finished.send(result).await.is_err() {
+                        break;
+                    }
+                }
+                // Never expected (a probe does not panic); the endpoint's lease expires
+                // and it is probed again. Its address keeps one slot less until the
+                // lines empty.
+                Err(error) => tracing::error!(%error, "a probe task failed"),
+            },
         }
     }
     drop(finished);
@@ -107,9 +163,37 @@ pub async fn run(
     let _ = leaser.await;
 }
 
+fn due_in(wait: Duration) -> OffsetDateTime {
+    let wait = time::Duration::try_from(wait).unwrap_or(time::Duration::hours(1));
+    OffsetDateTime::now_utc() + wait.min(time::Duration::hours(1))
+}
+
+/// Ends leases of endpoints that were not probed, so that they are due again at the given
+/// times (in the background: the dispatcher never waits for the database). If that fails
+/// the leases simply expire.
+fn hand_back(
+    store: &Arc<dyn Store>,
+    worker: &str,
+    leases: Vec<(Lease, OffsetDateTime)>,
+    why: &'static str,
+) {
+    if leases.is_empty() {
+        return;
+    }
+    let (store, worker) = (store.clone(), worker.to_owned());
+    tokio::spawn(async move {
+        match store.release_leases(&worker, &leases).await {
+            Ok(released) => tracing::debug!(released, why, "leases handed back"),
+            Err(error) => {
+                tracing::warn!(%error, leases = leases.len(), why, "cannot hand leases back; they will expire")
+            }
+        }
+    });
+}
+
 /// Writes what has finished, in batches of up to [`RECORD_BATCH`], until every sender is
 /// gone. A batch waits at most [`RECORD_LINGER`] to fill up.
-async fn record_loop(store: Arc<dyn Store>, mut results: mpsc::Receiver<Finished>) {
+async fn record_loop(store: Arc<dyn Store>, worker: String, mut results: mpsc::Receiver<Finished>) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while results.recv_many(&mut batch, RECORD_BATCH).await > 0 {
         let deadline = tokio::time::Instant::now() + RECORD_LINGER;
@@ -121,23 +205,25 @@ async fn record_loop(store: Arc<dyn Store>, mut results: mpsc::Receiver<Finished
                 Ok(_) => {}
             }
         }
-        record(&*store, std::mem::take(&mut batch)).await;
+        record(&*store, &worker, std::mem::take(&mut batch)).await;
     }
 }
 
 async fn lease_loop(
     store: Arc<dyn Store>,
     options: WorkerOptions,
-    queue: mpsc::Sender<LeasedEndpoint>,
+    room: usize,
+    waiting: Arc<AtomicUsize>,
+    queue: mpsc::Sender<Vec<LeasedEndpoint>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let lease_for =
         time::Duration::try_from(options.lease_for).unwrap_or(time::Duration::minutes(10));
     let mut pause = options.idle_poll;
     while !*shutdown.borrow() {
-        // Lease only when the queue has room for a whole batch, so leases are not spent
-        // waiting in memory.
-        if queue.capacity() < options.batch as usize {
+        // Lease only when the endpoints waiting in memory leave room for a whole batch,
+        // so leases are not spent waiting there.
+        if waiting.load(Ordering::Relaxed) + options.batch as usize > room {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(20)) => continue,
                 _ = shutdown.changed() => break,
@@ -149,10 +235,8 @@ async fn lease_loop(
         {
             Ok(endpoints) if !endpoints.is_empty() => {
                 pause = options.idle_poll;
-                for endpoint in endpoints {
-                    if queue.send(endpoint).await.is_err() {
-                        return;
-                    }
+                if queue.send(endpoints).await.is_err() {
+                    return;
                 }
                 continue;
             }
@@ -189,22 +273,31 @@ async fn probe_one(prober: &Prober, endpoint: &LeasedEndpoint) -> ProbeResult {
 }
 
 /// Writes one chunk of results; retries while the database is unavailable, because the
-/// leases keep the endpoints ours for a while.
-async fn record(store: &dyn Store, chunk: Vec<Finished>) {
+/// leases keep the endpoints ours for a while. A result whose lease has ended or passed
+/// to another prober meanwhile is stale: the store drops it, and it is logged and counted.
+async fn record(store: &dyn Store, worker: &str, chunk: Vec<Finished>) {
     let mut results = Vec::with_capacity(chunk.len());
     let mut learnt = Vec::new();
-    for (id, result, names) in chunk {
-        results.push((id, result));
-        learnt.extend(names.into_iter().map(|name| (id, name)));
+    for (lease, result, names) in chunk {
+        learnt.extend(names.into_iter().map(|name| (lease.endpoint, name)));
+        results.push((lease, result));
     }
     let mut pause = Duration::from_millis(200);
     for attempt in 1..=8 {
         match store
-            .record_probe_results_with_names(&results, &learnt)
+            .record_leased_probe_results(worker, &results, &learnt)
             .await
         {
-            Ok(_) => {
-                log_round(&results);
+            Ok(recorded) => {
+                if !recorded.stale.is_empty() {
+                    let endpoints: Vec<i64> = recorded.stale.iter().map(|id| id.0).collect();
+                    tracing::warn!(
+                        stale = recorded.stale.len(),
+                        ?endpoints,
+                        "stale probe results dropped: their leases ended or passed to another prober"
+                    );
+                }
+                log_round(&results, recorded.stale.len());
                 return;
             }
             Err(error) if error.is_unavailable() && attempt < 8 => {
@@ -221,8 +314,8 @@ async fn record(store: &dyn Store, chunk: Vec<Finished>) {
 }
 
 /// One line per recorded batch, for the operator: how many were probed, how many answered
-/// with TLS, and how many could not be reached at all.
-fn log_round(chunk: &[(EndpointId, ProbeResult)]) {
+/// with TLS, how many could not be reached at all, and how many were stale (not written).
+fn log_round(chunk: &[(Lease, ProbeResult)], stale: usize) {
     let count = |wanted: &[ProbeStatus]| {
         chunk
             .iter()
@@ -239,15 +332,7 @@ fn log_round(chunk: &[(EndpointId, ProbeResult)]) {
             ProbeStatus::Timeout,
             ProbeStatus::Unreachable
         ]),
+        stale,
         "probe round recorded"
     );
-}
-
-/// An mpsc receiver as a stream (ends when every sender is gone).
-fn tokio_stream_from<T: Send + 'static>(
-    receiver: mpsc::Receiver<T>,
-) -> impl futures::Stream<Item = T> {
-    futures::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|item| (item, receiver))
-    })
 }

@@ -150,3 +150,48 @@ fn ipv6_loopback_target_is_probed() {
     assert_chain(&result, &[&chain.leaf, &chain.intermediate]);
     assert_findings(&result, &[]);
 }
+
+/// IPv6 forms that carry an IPv4 address (NAT64, IPv4-compatible, IPv4-mapped) are judged
+/// as that address, and cloud metadata addresses are refused even when the allow list
+/// covers everything: each is `denied`, never connected to.
+#[test]
+fn embedded_ipv4_and_cloud_metadata_addresses_are_denied_even_when_everything_is_allowed() {
+    let witness = Witness::new();
+    let target = witness.target();
+    let witness_port = target.rsplit(':').next().expect("host:port");
+    // 127.0.0.1 in IPv6 forms; `::/0` alone does not allow it.
+    let loopback = [
+        format!("[::ffff:127.0.0.1]:{witness_port}"),
+        format!("[64:ff9b::7f00:1]:{witness_port}"),
+        format!("[::127.0.0.1]:{witness_port}"),
+    ];
+    for target in &loopback {
+        let run = probe_json(&[target, "--allow", "::/0", "--timeout", "2s"]);
+        let result = run.result(target);
+        assert_failed(&result, target, "denied", &run);
+        let error = result["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("127.0.0.1"),
+            "judged as 127.0.0.1: {result:#}"
+        );
+    }
+    assert!(!witness.was_connected(), "a denied target was connected to");
+
+    let targets = [
+        "[64:ff9b::a9fe:a9fe]:80",
+        "[::a9fe:a9fe]:80",
+        "[::ffff:169.254.169.254]:80",
+        "169.254.169.254:80",
+        "[fd00:ec2::254]:80",
+        "[fd00:c1::a9fe:a9fe]:80",
+        "100.100.100.200:80",
+        "[64:ff9b::6464:64c8]:80",
+    ];
+    let mut args = targets.to_vec();
+    args.extend(["--allow", "::/0", "--allow", "0.0.0.0/0", "--timeout", "2s"]);
+    let run = probe_json(&args);
+    for target in targets {
+        let result = run.result(target);
+        assert_failed(&result, target, "denied", &run);
+    }
+}

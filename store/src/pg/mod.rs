@@ -23,6 +23,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::browse::*;
 use crate::error::{Error, Result};
+use crate::fence::Fence;
 use crate::notify_records::NotificationRecord;
 use crate::records::*;
 use crate::rows::ReadRow;
@@ -115,7 +116,26 @@ impl Store for PostgresStore {
         results: &[(EndpointId, ProbeResult)],
         learnt_names: &[(EndpointId, String)],
     ) -> Result<u64> {
-        crate::isolate::record_isolating(self, results, learnt_names).await
+        let recorded = crate::isolate::record_isolating(self, results, None, learnt_names).await?;
+        Ok(recorded.recorded)
+    }
+
+    async fn record_leased_probe_results(
+        &self,
+        worker: &str,
+        results: &[(Lease, ProbeResult)],
+        learnt_names: &[(EndpointId, String)],
+    ) -> Result<Recorded> {
+        let (fence, results) = Fence::new(worker, results);
+        crate::isolate::record_isolating(self, &results, Some(&fence), learnt_names).await
+    }
+
+    async fn release_leases(
+        &self,
+        worker: &str,
+        leases: &[(Lease, OffsetDateTime)],
+    ) -> Result<u64> {
+        probes::release_leases(&self.pool, worker, leases).await
     }
 
     async fn upsert_static_endpoints(&self, endpoints: &[StaticEndpoint]) -> Result<u64> {
@@ -260,10 +280,11 @@ impl crate::isolate::RecordBatch for PostgresStore {
     async fn record_batch(
         &self,
         results: &[(EndpointId, ProbeResult)],
+        fence: Option<&Fence<'_>>,
         learnt_names: &[(EndpointId, String)],
-    ) -> Result<u64> {
+    ) -> Result<Recorded> {
         let schedule = &self.options.schedule;
         let learnt = self.options.present_names.then_some(learnt_names);
-        probes::record_probe_results(&self.pool, results, learnt, schedule, self.now()).await
+        probes::record_probe_results(&self.pool, results, fence, learnt, schedule, self.now()).await
     }
 }

@@ -8,9 +8,11 @@ use time::{Duration, OffsetDateTime};
 
 use super::{limit, CHUNK};
 use crate::error::Result;
+use crate::fence::{admitted_results, CurrentLease, Fence};
 use crate::plan::{plan_probes, CertificateRow, EndpointUpdate, ObservationRow};
-use crate::records::{EndpointId, LeasedEndpoint};
+use crate::records::{EndpointId, Lease, LeasedEndpoint, Recorded};
 use crate::rows::leased;
+use crate::rows::ReadRow;
 use crate::schedule::ProbeSchedule;
 
 /// One statement: lock due rows other transactions have not locked, and push their
@@ -46,25 +48,49 @@ pub(super) async fn lease_due_endpoints(
 pub(super) async fn record_probe_results(
     pool: &PgPool,
     results: &[(EndpointId, ProbeResult)],
+    // `Some`: only results whose lease still holds (Store::record_leased_probe_results).
+    fence: Option<&Fence<'_>>,
     // `None`: names to present are off (StoreOptions::present_names).
     learnt_names: Option<&[(EndpointId, String)]>,
     schedule: &ProbeSchedule,
     now: OffsetDateTime,
-) -> Result<u64> {
-    let batch = plan_probes(results)?;
-    if batch.outcomes.is_empty() {
-        return Ok(0);
+) -> Result<Recorded> {
+    // Checked before any SQL: a malformed result is refused with its batch.
+    plan_probes(results)?;
+    let mut ids: Vec<i64> = results.iter().map(|(id, _)| id.0).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() {
+        return Ok(Recorded::default());
     }
     let mut transaction = pool.begin().await?;
-    let ids: Vec<i64> = batch.outcomes.iter().map(|o| o.endpoint_id).collect();
-    let failures: HashMap<i64, i32> =
-        sqlx::query("SELECT id, failures FROM endpoints WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-            .bind(&ids)
-            .fetch_all(&mut *transaction)
-            .await?
-            .iter()
-            .map(|row| Ok((row.try_get("id")?, row.try_get("failures")?)))
-            .collect::<Result<_, sqlx::Error>>()?;
+    let rows = sqlx::query(
+        "SELECT id, failures, lease_owner, lease_until FROM endpoints \
+         WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *transaction)
+    .await?;
+    let rows = rows
+        .iter()
+        .map(|row| {
+            Ok(CurrentLease {
+                id: row.int("id")?,
+                failures: i32::try_from(row.int("failures")?).unwrap_or(i32::MAX),
+                owner: row.opt_text("lease_owner")?,
+                until: row.opt_time("lease_until")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let admitted = Fence::admit(fence, &ids, rows);
+    let results = admitted_results(results, &admitted);
+    let stale = admitted.stale;
+    let failures = admitted.failures;
+    let batch = plan_probes(&results)?;
+    if batch.outcomes.is_empty() {
+        transaction.commit().await?;
+        return Ok(Recorded { recorded: 0, stale });
+    }
     for chunk in batch.certificates.chunks(CHUNK) {
         upsert_certificates(&mut transaction, chunk).await?;
     }
@@ -105,10 +131,18 @@ pub(super) async fn record_probe_results(
     update_endpoints(&mut transaction, &updates).await?;
     // In the same transaction: see crate::sni.
     if let Some(learnt_names) = learnt_names {
-        super::sni::add_named_endpoints(&mut transaction, results, learnt_names, now).await?;
+        let learnt_names: Vec<(EndpointId, String)> = learnt_names
+            .iter()
+            .filter(|(id, _)| failures.contains_key(&id.0))
+            .cloned()
+            .collect();
+        super::sni::add_named_endpoints(&mut transaction, &results, &learnt_names, now).await?;
     }
     transaction.commit().await?;
-    Ok(updates.len() as u64)
+    Ok(Recorded {
+        recorded: updates.len() as u64,
+        stale,
+    })
 }
 
 async fn upsert_certificates(connection: &mut PgConnection, rows: &[CertificateRow]) -> Result<()> {
@@ -287,6 +321,31 @@ async fn update_endpoints(connection: &mut PgConnection, updates: &[EndpointUpda
     .execute(connection)
     .await?;
     Ok(())
+}
+
+/// Ends the leases that are still `worker`'s; their endpoints are due at the time given.
+pub(super) async fn release_leases(
+    pool: &PgPool,
+    worker: &str,
+    leases: &[(Lease, OffsetDateTime)],
+) -> Result<u64> {
+    let mut released = 0;
+    for chunk in leases.chunks(CHUNK) {
+        let result = sqlx::query(
+            "UPDATE endpoints e SET lease_owner = NULL, lease_until = NULL, \
+                 next_probe_at = u.due \
+             FROM UNNEST($2::int8[], $3::timestamptz[], $4::timestamptz[]) AS u(id, until, due) \
+             WHERE e.id = u.id AND e.lease_owner = $1 AND e.lease_until = u.until",
+        )
+        .bind(worker)
+        .bind(chunk.iter().map(|(l, _)| l.endpoint.0).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|(l, _)| l.until).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|(_, due)| *due).collect::<Vec<_>>())
+        .execute(pool)
+        .await?;
+        released += result.rows_affected();
+    }
+    Ok(released)
 }
 
 pub(super) async fn retire_endpoints(

@@ -8,9 +8,11 @@ use time::{Duration, OffsetDateTime};
 
 use super::{seconds, write, CHUNK};
 use crate::error::Result;
+use crate::fence::{admitted_results, CurrentLease, Fence};
 use crate::plan::{plan_probes, CertificateRow, EndpointUpdate, ObservationRow};
-use crate::records::{EndpointId, LeasedEndpoint};
+use crate::records::{EndpointId, Lease, LeasedEndpoint, Recorded};
 use crate::rows::leased;
+use crate::rows::ReadRow;
 use crate::schedule::ProbeSchedule;
 
 /// One statement under the write lock: pick due endpoints and push their next probe time
@@ -43,26 +45,49 @@ pub(super) async fn lease_due_endpoints(
 pub(super) async fn record_probe_results(
     pool: &SqlitePool,
     results: &[(EndpointId, ProbeResult)],
+    // `Some`: only results whose lease still holds (Store::record_leased_probe_results).
+    fence: Option<&Fence<'_>>,
     // `None`: names to present are off (StoreOptions::present_names).
     learnt_names: Option<&[(EndpointId, String)]>,
     schedule: &ProbeSchedule,
     now: OffsetDateTime,
-) -> Result<u64> {
-    let batch = plan_probes(results)?;
-    if batch.outcomes.is_empty() {
-        return Ok(0);
+) -> Result<Recorded> {
+    // Checked before any SQL: a malformed result is refused with its batch.
+    plan_probes(results)?;
+    let mut ids: Vec<i64> = results.iter().map(|(id, _)| id.0).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() {
+        return Ok(Recorded::default());
     }
     let mut transaction = write(pool).await?;
-    let ids: Vec<i64> = batch.outcomes.iter().map(|o| o.endpoint_id).collect();
-    let failures: HashMap<i64, i32> = sqlx::query(
-        "SELECT id, failures FROM endpoints WHERE id IN (SELECT value FROM json_each($1))",
+    let rows = sqlx::query(
+        "SELECT id, failures, lease_owner, lease_until FROM endpoints \
+         WHERE id IN (SELECT value FROM json_each($1))",
     )
     .bind(serde_json::to_string(&ids)?)
     .fetch_all(&mut *transaction)
-    .await?
-    .iter()
-    .map(|row| Ok((row.try_get("id")?, row.try_get("failures")?)))
-    .collect::<Result<_, sqlx::Error>>()?;
+    .await?;
+    let rows = rows
+        .iter()
+        .map(|row| {
+            Ok(CurrentLease {
+                id: row.int("id")?,
+                failures: i32::try_from(row.int("failures")?).unwrap_or(i32::MAX),
+                owner: row.opt_text("lease_owner")?,
+                until: row.opt_time("lease_until")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let admitted = Fence::admit(fence, &ids, rows);
+    let results = admitted_results(results, &admitted);
+    let stale = admitted.stale;
+    let failures = admitted.failures;
+    let batch = plan_probes(&results)?;
+    if batch.outcomes.is_empty() {
+        transaction.commit().await?;
+        return Ok(Recorded { recorded: 0, stale });
+    }
     for chunk in batch.certificates.chunks(CHUNK) {
         upsert_certificates(&mut transaction, chunk).await?;
     }
@@ -103,10 +128,51 @@ pub(super) async fn record_probe_results(
     }
     // In the same transaction: see crate::sni.
     if let Some(learnt_names) = learnt_names {
-        super::sni::add_named_endpoints(&mut transaction, results, learnt_names, now).await?;
+        let learnt_names: Vec<(EndpointId, String)> = learnt_names
+            .iter()
+            .filter(|(id, _)| failures.contains_key(&id.0))
+            .cloned()
+            .collect();
+        super::sni::add_named_endpoints(&mut transaction, &results, &learnt_names, now).await?;
     }
     transaction.commit().await?;
-    Ok(updates.len() as u64)
+    Ok(Recorded {
+        recorded: updates.len() as u64,
+        stale,
+    })
+}
+
+/// Ends the leases that are still `worker`'s; their endpoints are due at the time given.
+pub(super) async fn release_leases(
+    pool: &SqlitePool,
+    worker: &str,
+    leases: &[(Lease, OffsetDateTime)],
+) -> Result<u64> {
+    let mut released = 0;
+    let mut transaction = write(pool).await?;
+    for chunk in leases.chunks(CHUNK) {
+        let json: Vec<_> = chunk
+            .iter()
+            .map(|(lease, due)| {
+                serde_json::json!([lease.endpoint.0, seconds(lease.until), seconds(*due)])
+            })
+            .collect();
+        let result = sqlx::query(
+            "UPDATE endpoints SET lease_owner = NULL, lease_until = NULL, \
+                 next_probe_at = u.due \
+             FROM (SELECT j.value ->> 0 AS id, j.value ->> 1 AS until, j.value ->> 2 AS due \
+                   FROM json_each($2) AS j) AS u \
+             WHERE endpoints.id = u.id AND endpoints.lease_owner = $1 \
+                 AND endpoints.lease_until = u.until",
+        )
+        .bind(worker)
+        .bind(serde_json::to_string(&json)?)
+        .execute(&mut *transaction)
+        .await?;
+        released += result.rows_affected();
+    }
+    transaction.commit().await?;
+    Ok(released)
 }
 
 async fn upsert_certificates(

@@ -8,6 +8,7 @@
 mod fixtures;
 mod harness;
 
+mod fencing;
 mod hostile_results;
 mod ingest;
 mod leasing;

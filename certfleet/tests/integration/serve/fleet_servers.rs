@@ -97,7 +97,7 @@ impl Drop for FleetServers {
     }
 }
 
-fn server_config(leaf: &Cert) -> ServerConfig {
+pub fn server_config(leaf: &Cert) -> ServerConfig {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let key = PrivateKeyDer::from_pem_file(&leaf.key_path).expect("a PEM private key");
     ServerConfig::builder_with_provider(provider)

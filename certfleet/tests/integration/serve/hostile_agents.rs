@@ -310,3 +310,100 @@ fn later(seconds: i64) -> String {
         .format(&Rfc3339)
         .expect("formats")
 }
+
+// --- Enrollment: one credential per host, bound to it -----------------------------------
+
+#[test]
+fn an_agent_enrolls_once_and_speaks_only_for_its_host() {
+    let database = TestDatabase::sqlite();
+    let config = write_config(database.dir(), &database.url);
+    let text = std::fs::read_to_string(&config).expect("read the config");
+    let text = text.replace(
+        "[server]\n",
+        "[server]\nagent_enroll_secret = \"fleet-enroll-secret-0123\"\n",
+    );
+    std::fs::write(&config, text).expect("write the config");
+    let service = Service::start(&config, "api");
+    let state = database.dir().join("agent-state");
+    std::fs::create_dir_all(&state).expect("state folder");
+    let machine_id = state.join("machine-id");
+    std::fs::write(&machine_id, "0123456789abcdef0123456789abcdef\n").expect("machine id");
+    let credential = state.join("credential");
+    let agent = |secret: &str| {
+        certfleet(&["agent", "--once"])
+            .env("CERTFLEET_AGENT__SERVER", service.url())
+            .env("CERTFLEET_AGENT__ENROLL_SECRET", secret)
+            .env("CERTFLEET_AGENT__CREDENTIAL_FILE", &credential)
+            .env("CERTFLEET_AGENT__MACHINE_ID_FILE", &machine_id)
+            .env("CERTFLEET_AGENT__HOSTNAME", "enrolled-host")
+            .env("CERTFLEET_AGENT__SPOOL_DIR", "")
+            .env("CERTFLEET_AGENT__SPLAY", "0s")
+            .output()
+            .expect("run certfleet agent --once")
+    };
+
+    // A wrong secret enrolls nothing.
+    let refused = agent("not-the-secret");
+    assert!(!refused.status.success(), "{refused:?}");
+    assert!(!credential.exists());
+
+    // The first run enrolls and reports; the credential is the agent's alone.
+    let first = agent("fleet-enroll-secret-0123");
+    assert!(first.status.success(), "{first:?}\n{}", service.log());
+    let token = std::fs::read_to_string(&credential).expect("the credential is kept");
+    let token = token.trim().to_owned();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&credential)
+        .expect("stat")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "credential file mode {mode:o}");
+    // The second run uses the kept credential (a second enrollment would get 409).
+    let second = agent("fleet-enroll-secret-0123");
+    assert!(second.status.success(), "{second:?}\n{}", service.log());
+    assert_eq!(
+        std::fs::read_to_string(&credential).expect("kept").trim(),
+        token
+    );
+
+    // The same host enrolling again (its credential lost) is refused while one is active.
+    std::fs::remove_file(&credential).expect("lose the credential");
+    let again = agent("fleet-enroll-secret-0123");
+    assert!(!again.status.success(), "a second enrollment: {again:?}");
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("409"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    // The enrolled credential reports its own host only.
+    let socket = [Socket {
+        address: LOOPBACK,
+        port: 44302,
+        process: "java",
+    }];
+    let mut other = report("another-host", &socket);
+    other["host"]["machine_id"] = json!("ffffffffffffffffffffffffffffffff");
+    let answer = post(&service, &token, &other);
+    assert_eq!(answer.status, 403, "{}", answer.describe());
+    let mut own = report("enrolled-host", &socket);
+    own["host"]["machine_id"] = json!("0123456789abcdef0123456789abcdef");
+    let answer = post(&service, &token, &own);
+    assert_eq!(answer.status, 202, "{}", answer.describe());
+
+    // Revoked by an operator: 401 at once, and the host may enroll again.
+    let config_arg = config.to_str().expect("UTF-8 path");
+    let revoke = certfleet(&[
+        "token",
+        "revoke",
+        "--config",
+        config_arg,
+        "enrolled:0123456789abcdef0123456789abcdef",
+    ])
+    .output()
+    .expect("run certfleet token revoke");
+    assert!(revoke.status.success(), "{revoke:?}");
+    assert_eq!(post(&service, &token, &own).status, 401);
+    let renewed = agent("fleet-enroll-secret-0123");
+    assert!(renewed.status.success(), "{renewed:?}\n{}", service.log());
+}

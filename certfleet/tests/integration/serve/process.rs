@@ -165,6 +165,15 @@ impl Service {
         assert!(status.success(), "kill -STOP {} failed", self.pid());
     }
 
+    /// Wakes a frozen process (SIGCONT): it goes on from where it stood.
+    pub fn resume(&self) {
+        let status = Command::new("kill")
+            .args(["-CONT", &self.pid().to_string()])
+            .status()
+            .expect("run kill -CONT");
+        assert!(status.success(), "kill -CONT {} failed", self.pid());
+    }
+
     /// SIGKILL, as a crash would, and waits for the process to be gone.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

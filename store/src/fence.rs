@@ -1,0 +1,112 @@
+//! Which probe results may still be written: a result recorded under a lease is written
+//! only while that lease is still the endpoint's lease, so that a prober that wakes up
+//! after its lease ran out (a VM pause, SIGSTOP, a long database outage) cannot overwrite
+//! what another prober recorded since. Both backends lock the batch's endpoint rows, read
+//! their lease, and ask [`Fence::admit`] which results to write.
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+
+use certfleet_model::ProbeResult;
+use time::OffsetDateTime;
+
+use crate::records::{EndpointId, Lease};
+
+/// The leases a batch of results was probed under, all of one worker.
+pub(crate) struct Fence<'a> {
+    worker: &'a str,
+    leases: HashMap<i64, OffsetDateTime>,
+}
+
+/// An endpoint row as the recording transaction found it (locked).
+pub(crate) struct CurrentLease {
+    pub id: i64,
+    pub failures: i32,
+    pub owner: Option<String>,
+    pub until: Option<OffsetDateTime>,
+}
+
+/// What may be written: the failures before this probe of each endpoint to update, and
+/// the endpoints whose results are stale.
+pub(crate) struct Admitted {
+    pub failures: HashMap<i64, i32>,
+    pub stale: Vec<EndpointId>,
+}
+
+impl<'a> Fence<'a> {
+    /// The fence of `worker`'s results, and the results by endpoint.
+    pub fn new(
+        worker: &'a str,
+        results: &[(Lease, ProbeResult)],
+    ) -> (Fence<'a>, Vec<(EndpointId, ProbeResult)>) {
+        let leases = results
+            .iter()
+            .map(|(lease, _)| (lease.endpoint.0, lease.until))
+            .collect();
+        let by_endpoint = results
+            .iter()
+            .map(|(lease, result)| (lease.endpoint, result.clone()))
+            .collect();
+        (Fence { worker, leases }, by_endpoint)
+    }
+
+    /// The endpoint's lease is still the one its result was probed under: same owner and
+    /// same deadline. The deadline may have passed: as long as nobody leased the endpoint
+    /// since, this result is the newest there is. A lease ended by a record, a release or
+    /// a retirement, or taken over by a later lease (another worker's, or this worker's
+    /// own next lease), is not.
+    fn holds(&self, row: &CurrentLease) -> bool {
+        self.leases.get(&row.id).is_some_and(|until| {
+            row.owner.as_deref() == Some(self.worker) && row.until == Some(*until)
+        })
+    }
+
+    /// Splits the locked rows. Without a fence every known endpoint is written (and
+    /// unknown ids are ignored); with one, only those whose lease holds, the others
+    /// (unknown ids too) are stale.
+    pub fn admit(
+        fence: Option<&Fence<'_>>,
+        requested: &[i64],
+        rows: Vec<CurrentLease>,
+    ) -> Admitted {
+        let mut failures = HashMap::with_capacity(rows.len());
+        let mut stale = Vec::new();
+        for row in &rows {
+            match fence {
+                Some(fence) if !fence.holds(row) => stale.push(EndpointId(row.id)),
+                _ => {
+                    failures.insert(row.id, row.failures);
+                }
+            }
+        }
+        if fence.is_some() {
+            let found: HashSet<i64> = rows.iter().map(|row| row.id).collect();
+            let mut unknown: Vec<i64> = requested
+                .iter()
+                .copied()
+                .filter(|id| !found.contains(id))
+                .collect();
+            unknown.sort_unstable();
+            unknown.dedup();
+            stale.extend(unknown.into_iter().map(EndpointId));
+        }
+        Admitted { failures, stale }
+    }
+}
+
+/// The results of the endpoints that may be written (all of them when none is stale).
+pub(crate) fn admitted_results<'r>(
+    results: &'r [(EndpointId, ProbeResult)],
+    admitted: &Admitted,
+) -> Cow<'r, [(EndpointId, ProbeResult)]> {
+    if admitted.stale.is_empty() {
+        return Cow::Borrowed(results);
+    }
+    Cow::Owned(
+        results
+            .iter()
+            .filter(|(id, _)| admitted.failures.contains_key(&id.0))
+            .cloned()
+            .collect(),
+    )
+}
