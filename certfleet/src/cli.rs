@@ -42,6 +42,28 @@ pub enum Command {
     },
     /// Expiry notifications: send what is due now, or --dry-run, --status, --test, --mute.
     Notify(NotifyArgs),
+    /// Settle the conflicting claims on an endpoint (two hosts reporting one address and
+    /// port; see `conflicts` in GET /api/v1/endpoints/{id}).
+    Settle(SettleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SettleArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The endpoint's id.
+    pub endpoint: i64,
+    /// Give the endpoint to this claiming host (its machine id, or `hostname:NAME`).
+    #[arg(
+        long,
+        value_name = "HOST",
+        conflicts_with = "dismiss",
+        required_unless_present = "dismiss"
+    )]
+    pub to: Option<String>,
+    /// Keep the endpoint's host and drop every claim.
+    #[arg(long)]
+    pub dismiss: bool,
 }
 
 impl Command {
@@ -58,6 +80,7 @@ impl Command {
                     | TokenCommand::Revoke { config, .. },
             } => config,
             Command::Notify(args) => &args.config,
+            Command::Settle(args) => &args.config,
             Command::Probe(_) | Command::Demo(_) => return None,
         };
         config.config.as_deref()

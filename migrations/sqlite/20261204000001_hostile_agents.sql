@@ -22,3 +22,6 @@ CREATE TABLE endpoint_claims (
 CREATE INDEX agent_tokens_agent ON agent_tokens (agent);
 CREATE UNIQUE INDEX agent_tokens_enrolled ON agent_tokens (agent)
     WHERE revoked_at IS NULL AND agent LIKE 'enrolled:%';
+
+-- A host's endpoints, for the per-host bound that every report is checked against.
+CREATE INDEX endpoints_host ON endpoints (host_id) WHERE retired_at IS NULL;

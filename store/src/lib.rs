@@ -101,6 +101,12 @@ pub trait Store: NotificationStore + Send + Sync + std::fmt::Debug {
     /// first). Two enrollments at once give one token.
     async fn enroll(&self, agent: &AgentName, host_key: &str) -> Result<Option<String>>;
 
+    /// Settles the conflicting claims on an endpoint: `Some(host_key)` gives the endpoint
+    /// to that claiming host (its tags become the endpoint's, and it is due at once);
+    /// `None` dismisses every claim. `NotFound` when there is no such claim. Returns the
+    /// claims removed.
+    async fn settle_conflict(&self, endpoint: EndpointId, to: Option<&str>) -> Result<u64>;
+
     /// Every token issued, oldest first (never the tokens themselves).
     async fn tokens(&self) -> Result<Vec<TokenRecord>>;
 
@@ -274,6 +280,8 @@ pub struct StoreOptions {
     /// address and port within this time after the last sighting is kept as a conflict
     /// (see [`EndpointDetail::conflicts`]), not applied. Two agent report intervals.
     pub claim_window: Duration,
+    /// Most active endpoints one host may stand for (its reports are refused beyond).
+    pub max_endpoints_per_host: u64,
 }
 
 impl Default for StoreOptions {
@@ -285,6 +293,7 @@ impl Default for StoreOptions {
             clock: Arc::new(SystemClock),
             present_names: true,
             claim_window: Duration::hours(2),
+            max_endpoints_per_host: 50_000,
         }
     }
 }

@@ -81,6 +81,35 @@ pub async fn revoke_tokens(args: ConfigArgs, agent: &str) -> anyhow::Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
+/// `certfleet settle ENDPOINT --to HOST | --dismiss`.
+pub async fn settle(args: crate::cli::SettleArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(args.config.config.as_deref())?;
+    let store = open_store(&config).await?;
+    let endpoint = certfleet_store::EndpointId(args.endpoint);
+    let to = if args.dismiss {
+        None
+    } else {
+        args.to.as_deref()
+    };
+    match store.settle_conflict(endpoint, to).await {
+        Ok(removed) => {
+            match to {
+                Some(host) => println!(
+                    "endpoint {} given to {host}; {removed} claim(s) settled",
+                    args.endpoint
+                ),
+                None => println!("endpoint {}: {removed} claim(s) dismissed", args.endpoint),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) if error.is_not_found() => {
+            eprintln!("no such claim on endpoint {}", args.endpoint);
+            Ok(ExitCode::from(1))
+        }
+        Err(error) => Err(error).context("cannot settle the conflict"),
+    }
+}
+
 /// Opens the configured database and applies pending migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let interval = time::Duration::try_from(config.probe.interval)

@@ -37,5 +37,6 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             TokenCommand::Revoke { config, agent } => admin::revoke_tokens(config, &agent).await,
         },
         Command::Notify(args) => notify::run(args).await,
+        Command::Settle(args) => admin::settle(args).await,
     }
 }

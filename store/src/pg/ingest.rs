@@ -5,21 +5,30 @@ use sqlx::PgPool;
 use time::{Duration, OffsetDateTime};
 
 use super::CHUNK;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::plan::{plan_report, EndpointRow, HostRow};
-use crate::records::{AgentName, IngestCounts};
+use crate::records::{AgentName, EndpointId, IngestCounts};
+
+/// What one report may do.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Bounds {
+    /// Another host's sighting of an endpoint within this window makes a claim a conflict.
+    pub claim_window: Duration,
+    /// Active endpoints one host may stand for.
+    pub max_endpoints_per_host: u64,
+}
 
 pub(super) async fn ingest_report(
     pool: &PgPool,
     agent: &AgentName,
     report: &AgentReport,
-    claim_window: Duration,
+    bounds: Bounds,
     now: OffsetDateTime,
 ) -> Result<IngestCounts> {
     let plan = plan_report(agent, report, now)?;
     let mut transaction = pool.begin().await?;
     let host_id = upsert_host(&mut transaction, &plan.host).await?;
-    let claimed_before = plan.host.seen_at - claim_window;
+    let claimed_before = plan.host.seen_at - bounds.claim_window;
     let mut counts = plan.counts;
     for chunk in plan.endpoints.chunks(CHUNK) {
         let written = upsert_endpoints(
@@ -37,6 +46,23 @@ pub(super) async fn ingest_report(
         }
     }
     settle_claims(&mut transaction, host_id).await?;
+    if !plan.endpoints.is_empty() {
+        let active: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM endpoints \
+             WHERE host_id = $1 AND retired_at IS NULL AND sni = ''",
+        )
+        .bind(host_id)
+        .fetch_one(&mut *transaction)
+        .await?;
+        if u64::try_from(active).unwrap_or(u64::MAX) > bounds.max_endpoints_per_host {
+            // Dropping the transaction rolls the report back.
+            let max = bounds.max_endpoints_per_host;
+            return Err(Error::invalid(
+                "sockets",
+                format!("the host would stand for more than {max} active endpoints"),
+            ));
+        }
+    }
     transaction.commit().await?;
     Ok(counts)
 }
@@ -170,4 +196,42 @@ async fn settle_claims(connection: &mut sqlx::PgConnection, host_id: i64) -> Res
     .execute(&mut *connection)
     .await?;
     Ok(())
+}
+
+/// An operator's decision on the claims of an endpoint (see `Store::settle_conflict`).
+pub(super) async fn settle_conflict(
+    pool: &PgPool,
+    endpoint: EndpointId,
+    to: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<u64> {
+    let mut transaction = pool.begin().await?;
+    if let Some(host_key) = to {
+        let moved = sqlx::query(
+            "UPDATE endpoints e SET host_id = h.id, \
+                 app = NULLIF(h.tags ->> 'app', ''), env = NULLIF(h.tags ->> 'env', ''), \
+                 owner = NULLIF(h.tags ->> 'owner', ''), \
+                 last_seen = GREATEST(e.last_seen, c.last_seen), next_probe_at = $3 \
+             FROM endpoint_claims c JOIN hosts h ON h.id = c.host_id \
+             WHERE e.id = $1 AND c.endpoint_id = e.id AND h.host_key = $2",
+        )
+        .bind(endpoint.0)
+        .bind(host_key)
+        .bind(now)
+        .execute(&mut *transaction)
+        .await?;
+        if moved.rows_affected() == 0 {
+            return Err(Error::NotFound { what: "claim" });
+        }
+    }
+    let removed = sqlx::query("DELETE FROM endpoint_claims WHERE endpoint_id = $1")
+        .bind(endpoint.0)
+        .execute(&mut *transaction)
+        .await?
+        .rows_affected();
+    if removed == 0 {
+        return Err(Error::NotFound { what: "claim" });
+    }
+    transaction.commit().await?;
+    Ok(removed)
 }

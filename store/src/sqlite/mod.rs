@@ -127,6 +127,10 @@ impl Store for SqliteStore {
         summary::enroll(&self.pool, agent, host_key, self.now()).await
     }
 
+    async fn settle_conflict(&self, endpoint: EndpointId, to: Option<&str>) -> Result<u64> {
+        ingest::settle_conflict(&self.pool, endpoint, to, self.now()).await
+    }
+
     async fn tokens(&self) -> Result<Vec<TokenRecord>> {
         summary::tokens(&self.pool).await
     }
@@ -136,8 +140,11 @@ impl Store for SqliteStore {
     }
 
     async fn ingest_report(&self, agent: &AgentName, report: &AgentReport) -> Result<IngestCounts> {
-        let window = self.options.claim_window;
-        ingest::ingest_report(&self.pool, agent, report, window, self.now()).await
+        let bounds = ingest::Bounds {
+            claim_window: self.options.claim_window,
+            max_endpoints_per_host: self.options.max_endpoints_per_host,
+        };
+        ingest::ingest_report(&self.pool, agent, report, bounds, self.now()).await
     }
 
     async fn lease_due_endpoints(

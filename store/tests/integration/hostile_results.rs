@@ -2,6 +2,7 @@
 //! result in a batch of good ones. The prober escapes what it reads; these results come
 //! as a hostile source would send them, to show that the store holds on its own.
 
+use certfleet_model::AgentReport;
 use certfleet_model::{ProbeResult, ProbeStatus};
 use certfleet_store::{EndpointId, LeasedEndpoint};
 use time::Duration;
@@ -12,6 +13,10 @@ use crate::harness::TestStore;
 crate::on_both_backends!(
     control_characters_are_stored_escaped_never_fatal,
     one_bad_result_costs_no_other_result_of_its_batch,
+    a_live_hosts_endpoint_is_claimed_not_taken_until_it_stops_reporting,
+    a_host_stands_for_a_bounded_number_of_endpoints,
+    a_report_from_the_future_is_capped,
+    an_operator_settles_a_conflict,
 );
 
 /// Ingests `count` endpoints on one address and leases them all.
@@ -127,4 +132,146 @@ async fn one_bad_result_costs_no_other_result_of_its_batch(t: TestStore) {
             assert!(endpoint.observation.is_some());
         }
     }
+}
+
+/// A report of host `machine` with sockets on `ports` of 10.0.0.5.
+fn ports_report(
+    t: &TestStore,
+    machine: &str,
+    owner: &str,
+    ports: std::ops::Range<u16>,
+) -> AgentReport {
+    let sockets = ports.map(|port| socket("10.0.0.5", port)).collect();
+    report(machine, &[("owner", owner)], sockets, t.clock.now())
+}
+
+async fn a_live_hosts_endpoint_is_claimed_not_taken_until_it_stops_reporting(t: TestStore) {
+    let a = ports_report(&t, "host-a", "a@example.com", 443..444);
+    let counts = t.store.ingest_report(&agent(), &a).await.expect("ingests");
+    assert_eq!(counts.conflicts, 0);
+    t.clock.advance(Duration::minutes(10));
+    let b = ports_report(&t, "host-b", "b@example.com", 443..444);
+    let counts = t.store.ingest_report(&agent(), &b).await.expect("ingests");
+    assert_eq!(counts.conflicts, 1, "B's claim is kept as a conflict");
+    let endpoint = all_endpoints(&*t.store).await.remove(0);
+    assert_eq!(endpoint.owner.as_deref(), Some("a@example.com"));
+    let detail = t.store.endpoint(endpoint.id).await.expect("detail");
+    assert_eq!(detail.conflicts.len(), 1);
+    assert_eq!(detail.conflicts[0].hostname, "host-host-b");
+    let overview = t.store.fleet_overview().await.expect("overview");
+    assert_eq!(overview.endpoint_conflicts, 1);
+
+    // A keeps reporting: still A's. Then A stops; after the claim window B takes over.
+    t.clock.advance(Duration::minutes(50));
+    let a = ports_report(&t, "host-a", "a@example.com", 443..444);
+    t.store.ingest_report(&agent(), &a).await.expect("ingests");
+    t.clock.advance(Duration::hours(3));
+    let b = ports_report(&t, "host-b", "b@example.com", 443..444);
+    let counts = t.store.ingest_report(&agent(), &b).await.expect("ingests");
+    assert_eq!(counts.conflicts, 0, "A stopped: no conflict any more");
+    let endpoint = all_endpoints(&*t.store).await.remove(0);
+    assert_eq!(endpoint.owner.as_deref(), Some("b@example.com"));
+    let detail = t.store.endpoint(endpoint.id).await.expect("detail");
+    assert!(
+        detail.conflicts.is_empty(),
+        "settled: {:?}",
+        detail.conflicts
+    );
+}
+
+async fn a_host_stands_for_a_bounded_number_of_endpoints(t: TestStore) {
+    let first = ports_report(&t, "big", "big@example.com", 1..10_001);
+    t.store
+        .ingest_report(&agent(), &first)
+        .await
+        .expect("ingests");
+    t.clock.advance(Duration::minutes(1));
+    let more = ports_report(&t, "big", "big@example.com", 10_001..13_001);
+    let error = t
+        .store
+        .ingest_report(&agent(), &more)
+        .await
+        .expect_err("13,000 endpoints for one host is past the bound");
+    assert!(
+        matches!(&error, certfleet_store::Error::Invalid { field, .. } if field == "sockets"),
+        "{error:?}"
+    );
+    assert_eq!(
+        all_endpoints(&*t.store).await.len(),
+        10_000,
+        "nothing of it stored"
+    );
+    let other = ports_report(&t, "small", "small@example.com", 20_001..23_001);
+    t.store
+        .ingest_report(&agent(), &other)
+        .await
+        .expect("another host is not bound by it");
+}
+
+async fn a_report_from_the_future_is_capped(t: TestStore) {
+    let mut future = ports_report(&t, "m1", "frozen@example.com", 443..444);
+    future.collected_at = time::macros::datetime!(9999-12-31 00:00:00 UTC);
+    t.store
+        .ingest_report(&agent(), &future)
+        .await
+        .expect("ingests, capped");
+    t.clock.advance(Duration::hours(1));
+    let honest = ports_report(&t, "m1", "honest@example.com", 443..444);
+    t.store
+        .ingest_report(&agent(), &honest)
+        .await
+        .expect("ingests");
+    let endpoint = all_endpoints(&*t.store).await.remove(0);
+    assert_eq!(
+        endpoint.owner.as_deref(),
+        Some("honest@example.com"),
+        "a later honest report still counts"
+    );
+}
+
+async fn an_operator_settles_a_conflict(t: TestStore) {
+    let a = ports_report(&t, "host-a", "a@example.com", 443..445);
+    t.store.ingest_report(&agent(), &a).await.expect("ingests");
+    let b = ports_report(&t, "host-b", "b@example.com", 443..445);
+    t.store.ingest_report(&agent(), &b).await.expect("ingests");
+    let endpoints = all_endpoints(&*t.store).await;
+    let (first, second) = (endpoints[0].id, endpoints[1].id);
+
+    let unknown = t.store.settle_conflict(first, Some("host-c")).await;
+    assert!(
+        matches!(unknown, Err(e) if e.is_not_found()),
+        "no claim of host-c"
+    );
+    assert_eq!(
+        t.store
+            .settle_conflict(first, Some("host-b"))
+            .await
+            .expect("settles"),
+        1
+    );
+    assert_eq!(
+        t.store
+            .settle_conflict(second, None)
+            .await
+            .expect("dismissed"),
+        1
+    );
+
+    let endpoints = all_endpoints(&*t.store).await;
+    assert_eq!(
+        endpoints[0].owner.as_deref(),
+        Some("b@example.com"),
+        "given to B"
+    );
+    assert!(
+        endpoints[0].next_probe_at <= t.clock.now(),
+        "due at once for its new host"
+    );
+    assert_eq!(
+        endpoints[1].owner.as_deref(),
+        Some("a@example.com"),
+        "kept by A"
+    );
+    let overview = t.store.fleet_overview().await.expect("overview");
+    assert_eq!(overview.endpoint_conflicts, 0);
 }

@@ -26,6 +26,16 @@ pub async fn show(
             tr { th { "Last probe" } td { (e.last_status.map(|s| s.as_str()).unwrap_or("not probed yet")) @if let Some(error) = &e.last_error { ": " (error) } } }
             tr { th { "Next probe" } td { (day(e.next_probe_at)) " (" (e.failures) " failure(s) in a row)" } }
         }
+        @if !detail.conflicts.is_empty() {
+            h2 { "Conflicting claims" }
+            p { "Other hosts reported this address and port while its host still did. Their claims are kept, not applied, until that host stops reporting it or an operator settles it (" code { "certfleet settle " (e.id.0) " --to HOST | --dismiss" } ")." }
+            table id="conflicts" {
+                tr { th { "host" } th { "machine id" } th { "agent" } th { "first claimed" } th { "last claimed" } }
+                @for c in &detail.conflicts {
+                    tr { td { (c.hostname) } td { (c.machine_id) } td { (c.agent) } td { (day(c.first_seen)) } td { (day(c.last_seen)) } }
+                }
+            }
+        }
         h2 { "Served over time" }
         table id="history" {
             tr { th { "certificate" } th { "left" } th { "TLS" } th { "mTLS" } th { "findings" } th { "first seen" } th { "last seen" } }

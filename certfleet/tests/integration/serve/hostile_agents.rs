@@ -238,6 +238,21 @@ fn agents_speak_only_for_their_own_host(database: TestDatabase) {
         "{kind}: no conflict gauge:\n{metrics}"
     );
 
+    // An operator settles it: dismissed, the claim is gone and A keeps the endpoint.
+    let settle = certfleet(&[
+        "settle",
+        "--config",
+        config_arg,
+        &id.to_string(),
+        "--dismiss",
+    ])
+    .output()
+    .expect("run certfleet settle");
+    assert!(settle.status.success(), "{kind}: {settle:?}");
+    let detail = get(&service, &format!("/api/v1/endpoints/{id}"));
+    assert_eq!(detail["conflicts"], json!([]), "{kind}: {detail}");
+    assert_eq!(detail["owner"], "owner-a@example.com", "{kind}: {detail}");
+
     // Foreign reachable addresses: 400 naming the field.
     let mut foreign = report("host-a", &socket);
     foreign["sockets"][0]["reachable"] = json!(["10.200.0.9"]);
