@@ -228,6 +228,14 @@ fn agents_speak_only_for_their_own_host(database: TestDatabase) {
         detail["conflicts"][0]["hostname"], "host-b",
         "{kind}: {detail}"
     );
+    let page = Request::get(&format!("/endpoints/{id}"))
+        .send(service.address)
+        .expect("GET the endpoint page");
+    let page = String::from_utf8_lossy(&page.body);
+    assert!(
+        page.contains("Conflicting claims") && page.contains("machine-host-b"),
+        "{kind}: the endpoint page shows the claim:\n{page}"
+    );
     let metrics = Request::get("/metrics")
         .send(service.address)
         .expect("GET /metrics")
