@@ -221,6 +221,24 @@ pub struct StoreOptions {
     /// (see [`Store::record_probe_results`]); off, only the endpoints reported or
     /// configured are probed.
     pub present_names: bool,
+    /// How durable a SQLite commit is (PostgreSQL ignores it).
+    pub sqlite_synchronous: SqliteSynchronous,
+}
+
+/// SQLite's `PRAGMA synchronous` for the store's connections (in WAL mode):
+/// `database.sqlite_synchronous`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronous {
+    /// Each commit is flushed to disk (the WAL fsynced) before it returns: what was
+    /// answered (a report's 202, a probe recorded, a notification marked sent) survives
+    /// a power loss or an operating system crash.
+    #[default]
+    Full,
+    /// The WAL is flushed only at checkpoints: commits stay atomic and the database is
+    /// never corrupted, and a crash of the process loses nothing, but a power loss or an
+    /// operating system crash may lose the last commits before it.
+    Normal,
 }
 
 impl Default for StoreOptions {
@@ -231,6 +249,7 @@ impl Default for StoreOptions {
             schedule: ProbeSchedule::default(),
             clock: Arc::new(SystemClock),
             present_names: true,
+            sqlite_synchronous: SqliteSynchronous::default(),
         }
     }
 }
