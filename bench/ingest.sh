@@ -32,6 +32,9 @@
 #   PORTS=1000 ADDRS=5 BASE_PORT=21000 NGINX_WORKERS=2 REPEAT=3 CONCURRENCY=256
 #   PROBERS="1 2" (prober processes in each pipeline comparison; 1 is always run)
 #   MAX_PER_ADDRESS=256 (probe.max_per_address: the endpoints sit on ADDRS addresses only)
+#   DATABASE=postgres (sqlite: the ingest part on a SQLite file in the temporary folder,
+#     no PostgreSQL; the pipeline is skipped), SQLITE_SYNCHRONOUS= (full or normal:
+#     database.sqlite_synchronous; empty: the default)
 #   TIMEOUT=5s BENCH_TIMELINE=0 (1: probes started per 200 ms in each pipeline run) SKIP_INGEST=0 SKIP_PIPELINE=0 SKIP_BUILD=0 KEEP_TMP=0
 set -euo pipefail
 
@@ -59,13 +62,19 @@ MAX_PER_ADDRESS=${MAX_PER_ADDRESS:-256}
 TIMEOUT=${TIMEOUT:-5s}
 SKIP_INGEST=${SKIP_INGEST:-0}
 SKIP_PIPELINE=${SKIP_PIPELINE:-0}
+DATABASE=${DATABASE:-postgres}
+SQLITE_SYNCHRONOUS=${SQLITE_SYNCHRONOUS:-}
+if [[ $DATABASE == sqlite ]]; then
+  PRIVATE_PG=0 SKIP_PIPELINE=1
+  export BENCH_NO_PG=1
+fi
 SKIP_BUILD=${SKIP_BUILD:-0}
 KEEP_TMP=${KEEP_TMP:-0}
 # certfleet reads every CERTFLEET_* variable as configuration: pass none of ours on.
 for name in $(compgen -e | grep '^CERTFLEET_' || true); do unset "$name"; done
 
 say() { printf '\n== %s\n' "$*"; }
-for tool in psql openssl python3; do command -v $tool >/dev/null || { echo "missing $tool" >&2; exit 1; }; done
+for tool in $([[ $DATABASE == sqlite ]] || echo psql) openssl python3; do command -v $tool >/dev/null || { echo "missing $tool" >&2; exit 1; }; done
 if [[ $SKIP_PIPELINE != 1 ]] && ! command -v nginx >/dev/null; then
   echo "installing nginx"
   export DEBIAN_FRONTEND=noninteractive
@@ -122,11 +131,17 @@ if [[ $PRIVATE_PG == 1 ]]; then
   # for the driver's CPU accounting: the postmaster and its children
   export BENCH_PG_PID=$(head -1 "$T/pg/data/postmaster.pid")
 fi
+if [[ $DATABASE == sqlite ]]; then
+  echo "cores: $(nproc); load average: $(cut -d' ' -f1-3 /proc/loadavg); nice $(ps -o ni= -p $$ | tr -d ' '); SQLite in $T ($(df --output=source,fstype "$T" | tail -1 | tr -s ' ')), synchronous ${SQLITE_SYNCHRONOUS:-default}"
+else
 psql "$PG_URL" -X -q -c 'SELECT 1' >/dev/null || { echo "PostgreSQL at $PG_URL does not answer" >&2; exit 1; }
 echo "cores: $(nproc); load average: $(cut -d' ' -f1-3 /proc/loadavg); nice $(ps -o ni= -p $$ | tr -d ' '); PostgreSQL $(psql "$PG_URL" -X -At -c 'SHOW server_version') ($([[ -n $PGBIN ]] && echo "private, ${PG_OPTIONS:-stock settings}" || echo "$PG_URL")); $(openssl version)"
 
+fi
+
 # new_database NAME: creates it, sets DB_URL
 new_database() {
+  if [[ $DATABASE == sqlite ]]; then DB_URL="sqlite://$T/$1.db"; return; fi
   psql "$PG_URL" -X -q -c "CREATE DATABASE $1"
   DATABASES+=("$1")
   DB_URL="${PG_URL%/*}/$1"
@@ -138,6 +153,7 @@ write_config() {
 [database]
 url = "$2"
 max_connections = 10
+$([[ -n $SQLITE_SYNCHRONOUS ]] && echo "sqlite_synchronous = \"$SQLITE_SYNCHRONOUS\"")
 [server]
 listen = "127.0.0.1:0"
 [probe]
@@ -161,14 +177,14 @@ start_api() {
 
 # ---------------------------------------------------------------- 1. ingest
 if [[ $SKIP_INGEST != 1 ]]; then
-  say "ingest: $ROUNDS x $REPORTS reports x $SOCKETS sockets into PostgreSQL, $INGEST_CLIENTS clients"
+  say "ingest: $ROUNDS x $REPORTS reports x $SOCKETS sockets into $DATABASE, $INGEST_CLIENTS clients"
   new_database "certfleet_bench_ingest_$$"
   write_config "$T/ingest.toml" "$DB_URL"
   "$CF" migrate --config "$T/ingest.toml" >/dev/null
   start_api "$T/ingest.toml" ingest
   echo "serve --roles api at $API_URL (pid $API_PID)"
   $PY ingest "$API_URL" "$TOKEN" "$REPORTS" "$SOCKETS" "$INGEST_CLIENTS" "$GZIP" "$API_PID" "$ROUNDS" | tee "$T/ingest.txt"
-  psql "$DB_URL" -X -At -c "SELECT 'store: ' || (SELECT count(*) FROM hosts) || ' hosts, ' || (SELECT count(*) FROM endpoints) || ' endpoints'"
+  [[ $DATABASE == sqlite ]] || psql "$DB_URL" -X -At -c "SELECT 'store: ' || (SELECT count(*) FROM hosts) || ' hosts, ' || (SELECT count(*) FROM endpoints) || ' endpoints'"
   kill "$API_PID"; wait "$API_PID" 2>/dev/null || true
 fi
 

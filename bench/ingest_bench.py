@@ -174,7 +174,10 @@ def post_all(url, token, bodies, concurrency, gzipped):
 
 def postgres_cpu_seconds():
     """CPU of the benchmark's private PostgreSQL (BENCH_PG_PID and its children), or of
-    every `postgres` process on the machine. Backends that exited are not counted."""
+    every `postgres` process on the machine. Backends that exited are not counted. None
+    with BENCH_NO_PG (the SQLite runs: other people's PostgreSQL is not ours)."""
+    if os.environ.get("BENCH_NO_PG"):
+        return 0.0
     postmaster = int(os.environ.get("BENCH_PG_PID") or 0)
     total = cpu_seconds(postmaster) if postmaster else 0.0
     for name in os.listdir("/proc"):

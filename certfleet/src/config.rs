@@ -35,6 +35,9 @@ pub struct DatabaseConfig {
     pub url: String,
     /// Connections in the pool.
     pub max_connections: u32,
+    /// SQLite only: `full` (each commit on disk before it is answered) or `normal`
+    /// (faster; a power loss may lose the last commits).
+    pub sqlite_synchronous: certfleet_store::SqliteSynchronous,
 }
 
 impl Default for DatabaseConfig {
@@ -42,6 +45,7 @@ impl Default for DatabaseConfig {
         DatabaseConfig {
             url: "sqlite://certfleet.db".into(),
             max_connections: 10,
+            sqlite_synchronous: certfleet_store::SqliteSynchronous::Full,
         }
     }
 }
@@ -52,6 +56,7 @@ impl std::fmt::Debug for DatabaseConfig {
         f.debug_struct("DatabaseConfig")
             .field("url", &redact_url(&self.url))
             .field("max_connections", &self.max_connections)
+            .field("sqlite_synchronous", &self.sqlite_synchronous)
             .finish()
     }
 }
@@ -527,6 +532,28 @@ mod tests {
         assert_eq!(config.probe.lease, None);
         let config = Config::from_parts("[probe]\nlease = \"10s\"\n", no_env(), "t").expect("ok");
         assert_eq!(config.probe.lease, Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn sqlite_synchronous_is_full_unless_normal_is_chosen() {
+        use certfleet_store::SqliteSynchronous;
+        let config = Config::from_parts("", no_env(), "t").expect("ok");
+        assert_eq!(config.database.sqlite_synchronous, SqliteSynchronous::Full);
+        let text = "[database]\nsqlite_synchronous = \"normal\"\n";
+        let config = Config::from_parts(text, no_env(), "t").expect("ok");
+        assert_eq!(
+            config.database.sqlite_synchronous,
+            SqliteSynchronous::Normal
+        );
+        let env = vec![(
+            "CERTFLEET_DATABASE__SQLITE_SYNCHRONOUS".to_owned(),
+            "full".to_owned(),
+        )];
+        let config = Config::from_parts(text, env, "t").expect("ok");
+        assert_eq!(config.database.sqlite_synchronous, SqliteSynchronous::Full);
+        let text = "[database]\nsqlite_synchronous = \"off\"\n";
+        let error = Config::from_parts(text, no_env(), "t").expect_err("unknown value");
+        assert!(format!("{error:#}").contains("off"), "{error:#}");
     }
 
     #[test]

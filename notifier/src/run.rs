@@ -2,7 +2,10 @@
 //! then deliver the outbox: one digest per owner, failures recorded with their reason
 //! and retried with back-off.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use certfleet_store::{CertificateRecord, Clock, NotificationClaim, Resolution, Store};
@@ -37,6 +40,9 @@ pub struct RunReport {
     pub notifications_sent: u64,
     /// Digests that failed, with the reason.
     pub failures: Vec<Failure>,
+    /// Digests not sent because this run no longer held their lease when their turn
+    /// came (it was paused past the lease, and another scheduler took them over).
+    pub lease_lost: usize,
     /// When the earliest pending notification may be attempted again.
     #[serde(with = "time::serde::rfc3339::option")]
     pub next_attempt_at: Option<OffsetDateTime>,
@@ -61,6 +67,16 @@ struct Entry {
     threshold: String,
 }
 
+/// What became of one digest.
+enum Outcome {
+    /// Delivered; this many notifications recorded as sent.
+    Sent(u64),
+    /// Not delivered, for this reason; the retry is scheduled.
+    Failed(String),
+    /// Not attempted: its lease is no longer this run's.
+    LeaseLost,
+}
+
 /// Decides and delivers expiry notifications. Any number of notifiers may share one
 /// database: claims and leases keep each notification to one of them.
 #[derive(Debug)]
@@ -70,6 +86,11 @@ pub struct Notifier {
     mailer: Mailer,
     clock: Arc<dyn Clock>,
     worker: String,
+    /// Random, per notifier: with `worker` and `leases`, makes each lease's token unique
+    /// even between processes that share a name (`notifier/1` in every container).
+    nonce: u64,
+    /// Leases taken so far.
+    leases: AtomicU64,
 }
 
 impl Notifier {
@@ -83,10 +104,13 @@ impl Notifier {
             mailer,
             clock,
             worker: format!("notifier/{}", std::process::id()),
+            nonce: RandomState::new().hash_one(std::process::id()),
+            leases: AtomicU64::new(0),
         })
     }
 
-    /// Names this notifier in leases (default `notifier/<pid>`).
+    /// Names this notifier in leases (default `notifier/<pid>`); each lease's token is
+    /// this name, a random part and a count.
     pub fn with_worker(mut self, worker: impl Into<String>) -> Self {
         self.worker = worker.into();
         self
@@ -132,10 +156,11 @@ impl Notifier {
             .resolve_notifications(&stale.muted, Resolution::Muted)
             .await?;
         for _ in 0..MAX_ROUNDS {
+            let lease = self.next_lease();
             let leased = self
                 .store
                 .lease_notifications(
-                    &self.worker,
+                    &lease,
                     self.settings.owners_per_lease,
                     self.settings.lease_for,
                 )
@@ -153,7 +178,8 @@ impl Notifier {
                     threshold: row.threshold,
                 })
                 .collect();
-            self.deliver(&decision, entries, &mut report).await?;
+            self.deliver(&decision, &lease, entries, &mut report)
+                .await?;
         }
         report.next_attempt_at = self.store.notification_status(0).await?.next_attempt_at;
         Ok(report)
@@ -227,10 +253,20 @@ impl Notifier {
         Ok(())
     }
 
-    /// Renders, sends and records one batch of leased notifications.
+    /// A fencing token for one lease: `<worker>/<nonce>.<count>`.
+    fn next_lease(&self) -> String {
+        let count = self.leases.fetch_add(1, Ordering::Relaxed);
+        format!("{}/{:016x}.{count}", self.worker, self.nonce)
+    }
+
+    /// Renders, sends and records one batch of notifications leased under `lease`, and
+    /// renews that lease while it does: the batch may take longer than one lease (a slow
+    /// SMTP server, many digests queued behind the `concurrency` in flight), and a lease
+    /// that ran out while its digest was being sent let another scheduler send it again.
     async fn deliver(
         &self,
         decision: &Decision,
+        lease: &str,
         entries: Vec<Entry>,
         report: &mut RunReport,
     ) -> Result<()> {
@@ -243,53 +279,101 @@ impl Notifier {
             .store
             .resolve_notifications(&stale, Resolution::NotServed)
             .await?;
+        let held: Vec<i64> = digests.iter().flat_map(|d| d.ids.iter().copied()).collect();
         // Each digest is sent and recorded in its own task, so that recording one never
         // holds up the sending of the others.
         let attempts = &attempts;
-        let mut outcomes = futures::stream::iter(digests)
-            .map(|digest| async move {
-                let outcome = self.send_and_record(&digest, attempts).await;
-                (digest, outcome)
-            })
-            .buffer_unordered(self.settings.concurrency.max(1));
-        while let Some((digest, outcome)) = outcomes.next().await {
-            match outcome? {
-                Ok(recorded) => {
-                    report.digests_sent += 1;
-                    report.notifications_sent += recorded;
+        let sending = async {
+            let mut outcomes = futures::stream::iter(digests)
+                .map(|digest| async move {
+                    let outcome = self.send_and_record(&digest, lease, attempts).await;
+                    (digest, outcome)
+                })
+                .buffer_unordered(self.settings.concurrency.max(1));
+            while let Some((digest, outcome)) = outcomes.next().await {
+                match outcome? {
+                    Outcome::Sent(recorded) => {
+                        report.digests_sent += 1;
+                        report.notifications_sent += recorded;
+                    }
+                    Outcome::Failed(reason) => report.failures.push(Failure {
+                        owner: digest.to,
+                        error: reason,
+                    }),
+                    Outcome::LeaseLost => report.lease_lost += 1,
                 }
-                Err(reason) => report.failures.push(Failure {
-                    owner: digest.to,
-                    error: reason,
-                }),
             }
+            Ok(())
+        };
+        tokio::select! {
+            sent = sending => sent,
+            never = self.heartbeat(lease, held) => match never {},
         }
-        Ok(())
     }
 
-    /// Sends one digest and records the outcome: `Ok(Ok(notifications sent))`, or
-    /// `Ok(Err(reason))` when delivery failed and the retry is scheduled.
+    /// Renews `lease` on `ids` every third of the lease time, for as long as it is
+    /// polled; ids sent, failed or taken over drop out. Never returns.
+    async fn heartbeat(&self, lease: &str, mut ids: Vec<i64>) -> std::convert::Infallible {
+        let every = std::time::Duration::try_from(self.settings.lease_for / 3)
+            .unwrap_or(std::time::Duration::ZERO)
+            .max(std::time::Duration::from_millis(10));
+        loop {
+            tokio::time::sleep(every).await;
+            if ids.is_empty() {
+                continue;
+            }
+            match self
+                .store
+                .renew_notification_lease(lease, &ids, self.settings.lease_for)
+                .await
+            {
+                Ok(held) => ids = held,
+                // The next beat tries again; the lease still has two thirds to run.
+                Err(error) => tracing::warn!(%error, "cannot renew the notifications' lease"),
+            }
+        }
+    }
+
+    /// Sends one digest and records the outcome, unless `lease` no longer holds every
+    /// notification in it (checked, and renewed, just before sending).
     async fn send_and_record(
         &self,
         digest: &Digest,
+        lease: &str,
         attempts: &HashMap<i64, u32>,
-    ) -> Result<std::result::Result<u64, String>> {
+    ) -> Result<Outcome> {
+        let held = self
+            .store
+            .renew_notification_lease(lease, &digest.ids, self.settings.lease_for)
+            .await?;
+        if held.len() < digest.ids.len() {
+            // Whoever holds them now sends them (or a later run, for the ones still held
+            // here: their lease runs out).
+            tracing::warn!(owner = %digest.to, "lease lost before sending; digest left to its holder");
+            return Ok(Outcome::LeaseLost);
+        }
         let sent = match message(&self.settings.from, digest) {
             Ok(message) => self.mailer.send(message).await,
             Err(error) => Err(error),
         };
         match sent {
-            Ok(()) => Ok(Ok(self.record_sent(&digest.ids).await?)),
+            Ok(()) => Ok(Outcome::Sent(self.record_sent(&digest.ids).await?)),
             Err(error) => {
                 let reason = error.to_string();
                 tracing::warn!(owner = %digest.to, error = %reason, "digest not delivered");
                 let before = digest.ids.iter().filter_map(|id| attempts.get(id)).max();
                 let attempt = before.copied().unwrap_or(0) + 1;
                 let retry_at = self.clock.now() + self.settings.retry.delay(attempt);
-                self.store
-                    .notifications_failed(&digest.ids, &reason, retry_at)
+                // Only what this lease still holds: a failure recorded on notifications
+                // another scheduler took over would end its lease while it sends them.
+                let held = self
+                    .store
+                    .renew_notification_lease(lease, &digest.ids, self.settings.lease_for)
                     .await?;
-                Ok(Err(reason))
+                self.store
+                    .notifications_failed(&held, &reason, retry_at)
+                    .await?;
+                Ok(Outcome::Failed(reason))
             }
         }
     }

@@ -282,6 +282,24 @@ pub struct StoreOptions {
     pub claim_window: Duration,
     /// Most active endpoints one host may stand for (its reports are refused beyond).
     pub max_endpoints_per_host: u64,
+    /// How durable a SQLite commit is (PostgreSQL ignores it).
+    pub sqlite_synchronous: SqliteSynchronous,
+}
+
+/// SQLite's `PRAGMA synchronous` for the store's connections (in WAL mode):
+/// `database.sqlite_synchronous`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronous {
+    /// Each commit is flushed to disk (the WAL fsynced) before it returns: what was
+    /// answered (a report's 202, a probe recorded, a notification marked sent) survives
+    /// a power loss or an operating system crash.
+    #[default]
+    Full,
+    /// The WAL is flushed only at checkpoints: commits stay atomic and the database is
+    /// never corrupted, and a crash of the process loses nothing, but a power loss or an
+    /// operating system crash may lose the last commits before it.
+    Normal,
 }
 
 impl Default for StoreOptions {
@@ -294,6 +312,7 @@ impl Default for StoreOptions {
             present_names: true,
             claim_window: Duration::hours(2),
             max_endpoints_per_host: 50_000,
+            sqlite_synchronous: SqliteSynchronous::default(),
         }
     }
 }

@@ -43,13 +43,27 @@ pub trait NotificationStore: Send + Sync {
 
     /// Leases the pending notifications that are due for an attempt, all of them for up
     /// to `owners` owners, to `worker` until now + `lease_for`; nobody else leases them
-    /// before that.
+    /// before that. `worker` is the lease's fencing token: make it unique to this lease
+    /// (see [`renew_notification_lease`](Self::renew_notification_lease)).
     async fn lease_notifications(
         &self,
         worker: &str,
         owners: u32,
         lease_for: Duration,
     ) -> Result<Vec<NotificationRecord>>;
+
+    /// Extends the lease `worker` holds on these notifications to now + `lease_for`, and
+    /// returns the ids it still holds: pending and leased to `worker`. A notification that
+    /// was sent, failed or resolved since, or leased to someone else after this lease ran
+    /// out, is neither renewed nor returned. A lease that ran out but was not taken over
+    /// is renewed: nobody else can have sent it. The sender calls this as a heartbeat
+    /// while it sends, and just before each message to check it still holds it.
+    async fn renew_notification_lease(
+        &self,
+        worker: &str,
+        ids: &[i64],
+        lease_for: Duration,
+    ) -> Result<Vec<i64>>;
 
     /// Records notifications as sent (and ends their lease).
     async fn notifications_sent(&self, ids: &[i64]) -> Result<u64>;

@@ -1,7 +1,8 @@
 //! `/metrics` in the Prometheus text format (version 0.0.4).
 //!
 //! Every label has a bounded set of values: requests are counted by route template
-//! (`MatchedPath`, never the raw path), method and status; fleet gauges come from the
+//! (`MatchedPath`, never the raw path; `unmatched` when no route matched), method (the
+//! nine of RFC 9110 and PATCH; any other spelling counts as `other`) and status; fleet gauges come from the
 //! cached overview (fixed finding, status and bucket names); per-certificate expiry series
 //! exist only for leaves in use that expire within a window, and at most a few hundred.
 
@@ -11,7 +12,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
+use axum::http::{header, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use certfleet_store::{ExpiryBuckets, FleetOverview};
@@ -98,7 +99,7 @@ impl RequestMetrics {
 /// Middleware: counts every request under its route template (`unmatched` for 404s).
 pub(crate) async fn track(State(web): State<Web>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -106,10 +107,22 @@ pub(crate) async fn track(State(web): State<Web>, request: Request, next: Next) 
     let response = next.run(request).await;
     let seconds = started.elapsed().as_secs_f64();
     web.requests
-        .observe(&method, &route, response.status().as_u16(), seconds);
+        .observe(method, &route, response.status().as_u16(), seconds);
     let status = response.status().as_u16();
     tracing::debug!(%method, %route, status, seconds, "request");
     response
+}
+
+/// The `method` label: a standard method by its name, anything else `other` (a client
+/// may send any token as a method, and each would be a new series).
+fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|known| *known == method.as_str())
+        .unwrap_or("other")
 }
 
 /// `GET /metrics`.

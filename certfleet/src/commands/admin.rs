@@ -116,6 +116,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         .context("probe.interval is out of range")?;
     let options = StoreOptions {
         max_connections: config.database.max_connections.max(1),
+        sqlite_synchronous: config.database.sqlite_synchronous,
         present_names: config.probe.present_names,
         schedule: ProbeSchedule {
             interval,

@@ -12,6 +12,7 @@ mod digests;
 mod files;
 mod outage;
 mod rotation;
+mod slow_smtp;
 mod thresholds;
 
 /// A private PostgreSQL server, shared with certfleet's serve tests.

@@ -2,6 +2,7 @@
 //! scripts/test) storing every message it accepts in a Maildir, and a reader for that
 //! Maildir.
 
+use std::ffi::OsStr;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -20,11 +21,41 @@ impl Smtpd {
     /// Starts aiosmtpd on `port` of 127.0.0.1, delivering into the Maildir `maildir`, and
     /// waits until it accepts connections.
     pub fn start(port: u16, maildir: &Path) -> Smtpd {
+        let handler = [OsStr::new("aiosmtpd.handlers.Mailbox"), maildir.as_os_str()];
+        Smtpd::spawn(port, &handler, None)
+    }
+
+    /// Like [`Smtpd::start`], but the server waits `delay` after each message's data
+    /// before it stores the message and answers (a slow relay); sessions still run
+    /// concurrently. The handler's module is written beside the Maildir.
+    pub fn start_slow(port: u16, maildir: &Path, delay: Duration) -> Smtpd {
+        let directory = maildir
+            .parent()
+            .expect("the Maildir has a parent directory");
+        std::fs::write(directory.join("slow_mailbox.py"), SLOW_MAILBOX)
+            .expect("handler module written");
+        let seconds = delay.as_secs_f64().to_string();
+        let handler = [
+            OsStr::new("slow_mailbox.SlowMailbox"),
+            maildir.as_os_str(),
+            OsStr::new(&seconds),
+        ];
+        Smtpd::spawn(port, &handler, Some(directory))
+    }
+
+    /// Runs `python3 -m aiosmtpd` on `port` of 127.0.0.1 with `handler` (class, then its
+    /// arguments), importing modules from `python_path` too, and waits until it accepts
+    /// connections.
+    fn spawn(port: u16, handler: &[&OsStr], python_path: Option<&Path>) -> Smtpd {
         let address = SocketAddr::from(([127, 0, 0, 1], port));
-        let child = Command::new("python3")
+        let mut command = Command::new("python3");
+        if let Some(path) = python_path {
+            command.env("PYTHONPATH", path);
+        }
+        let child = command
             .args(["-m", "aiosmtpd", "-n", "-l", &address.to_string()])
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(maildir)
+            .arg("-c")
+            .args(handler)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -57,6 +88,29 @@ impl Drop for Smtpd {
         let _ = self.child.wait();
     }
 }
+
+/// An aiosmtpd handler: aiosmtpd's Maildir handler, after a sleep of `delay` seconds in
+/// each DATA command (asyncio's sleep: other sessions go on meanwhile).
+const SLOW_MAILBOX: &str = r#"
+import asyncio
+from aiosmtpd.handlers import Mailbox
+
+
+class SlowMailbox(Mailbox):
+    def __init__(self, mail_dir, delay):
+        super().__init__(mail_dir)
+        self.delay = delay
+
+    async def handle_DATA(self, server, session, envelope):
+        await asyncio.sleep(self.delay)
+        return await super().handle_DATA(server, session, envelope)
+
+    @classmethod
+    def from_cli(cls, parser, *args):
+        if len(args) != 2:
+            parser.error("SlowMailbox needs a Maildir and a delay in seconds")
+        return cls(args[0], float(args[1]))
+"#;
 
 /// `smtp://127.0.0.1:<port>`.
 pub fn url(port: u16) -> String {
@@ -91,6 +145,12 @@ impl Mailbox {
     /// Starts aiosmtpd on a free port writing here.
     pub fn serve(&self) -> Smtpd {
         Smtpd::start(free_port(), &self.path())
+    }
+
+    /// Starts an aiosmtpd on a free port writing here that takes `delay` over each
+    /// message.
+    pub fn serve_slow(&self, delay: Duration) -> Smtpd {
+        Smtpd::start_slow(free_port(), &self.path(), delay)
     }
 
     /// Every message delivered so far, in file-name (delivery) order.

@@ -138,6 +138,26 @@ impl NotificationStore for PostgresStore {
         rows.iter().map(records::notification).collect()
     }
 
+    async fn renew_notification_lease(
+        &self,
+        worker: &str,
+        ids: &[i64],
+        lease_for: Duration,
+    ) -> Result<Vec<i64>> {
+        let held = sqlx::query_scalar(
+            "UPDATE notifications SET lease_until = $3 \
+             WHERE id = ANY($1) AND lease_owner = $2 \
+                 AND sent_at IS NULL AND resolved_at IS NULL \
+             RETURNING id",
+        )
+        .bind(ids)
+        .bind(worker)
+        .bind(self.now() + lease_for)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(held)
+    }
+
     async fn notifications_sent(&self, ids: &[i64]) -> Result<u64> {
         // A durable commit: with `synchronous_commit = off` a PostgreSQL crash lost the
         // "sent" marks of the last WAL-writer window, and those digests went out twice

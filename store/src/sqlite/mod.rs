@@ -4,6 +4,9 @@
 //! `json_each`, so a batch of any size is one statement per table. Every write runs in
 //! `BEGIN IMMEDIATE`, which takes the write lock up front (waiting up to the busy
 //! timeout) instead of failing when a read transaction would have to upgrade.
+//!
+//! Files run in WAL mode with `synchronous = FULL` unless the options choose `NORMAL`
+//! ([`SqliteSynchronous`](crate::SqliteSynchronous)): a commit is on disk when it returns.
 
 mod browse;
 mod ingest;
@@ -55,9 +58,13 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(options.acquire_timeout);
         if !in_memory {
+            let synchronous = match options.sqlite_synchronous {
+                crate::SqliteSynchronous::Full => SqliteSynchronous::Full,
+                crate::SqliteSynchronous::Normal => SqliteSynchronous::Normal,
+            };
             connect = connect
                 .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal);
+                .synchronous(synchronous);
         }
         let pool_options = if in_memory {
             SqlitePoolOptions::new()

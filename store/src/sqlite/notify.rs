@@ -149,6 +149,27 @@ impl NotificationStore for SqliteStore {
         rows.iter().map(records::notification).collect()
     }
 
+    async fn renew_notification_lease(
+        &self,
+        worker: &str,
+        ids: &[i64],
+        lease_for: Duration,
+    ) -> Result<Vec<i64>> {
+        let mut transaction = write(&self.pool).await?;
+        let held = sqlx::query_scalar(&format!(
+            "UPDATE notifications SET lease_until = $3 \
+             WHERE {IDS} AND lease_owner = $2 AND sent_at IS NULL AND resolved_at IS NULL \
+             RETURNING id"
+        ))
+        .bind(serde_json::to_string(ids)?)
+        .bind(worker)
+        .bind(seconds(self.now() + lease_for))
+        .fetch_all(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        Ok(held)
+    }
+
     async fn notifications_sent(&self, ids: &[i64]) -> Result<u64> {
         let mut transaction = write(&self.pool).await?;
         let result = sqlx::query(&format!(

@@ -5,6 +5,7 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`); each test creates its own database
 //! there and drops it afterwards.
 
+mod durability;
 mod fixtures;
 mod harness;
 

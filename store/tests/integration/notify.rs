@@ -12,6 +12,7 @@ crate::on_both_backends!(
     each_claim_is_taken_once,
     a_leased_notification_is_not_leased_again_until_it_fails_and_its_retry_is_due,
     sent_and_resolved_notifications_are_never_leased,
+    a_lease_is_renewed_only_by_its_holder_while_it_holds_it,
     mutes_are_in_force_until_they_end,
 );
 
@@ -201,6 +202,55 @@ async fn a_leased_notification_is_not_leased_again_until_it_fails_and_its_retry_
     assert_eq!(t.store.notifications_sent(&ids).await.expect("sent"), 1);
     let status = t.store.notification_status(10).await.expect("status");
     assert_eq!((status.pending, status.failing, status.sent), (0, 0, 1));
+}
+
+async fn a_lease_is_renewed_only_by_its_holder_while_it_holds_it(t: TestStore) {
+    let now = t.clock.now();
+    let leaf = certificate(1, &["a.test"], "CN=a.test", now + Duration::days(5));
+    serving(&t, vec![leaf.clone()]).await;
+    let claims = [claim(&leaf.sha256, "a@example.com", "7d")];
+    t.store.claim_notifications(&claims).await.expect("claims");
+    let lease_for = Duration::minutes(5);
+    let leased = t
+        .store
+        .lease_notifications("one.0", 10, lease_for)
+        .await
+        .expect("lease");
+    let ids = [leaf_id(&leased)];
+
+    // Renewed by its holder (nobody else's token renews it), it outlives its first term.
+    let renew = |token: &'static str| {
+        let store = t.store.clone();
+        async move {
+            store
+                .renew_notification_lease(token, &ids, lease_for)
+                .await
+                .expect("renews")
+        }
+    };
+    t.clock.advance(Duration::minutes(4));
+    assert!(renew("two.0").await.is_empty(), "not held by two");
+    assert_eq!(renew("one.0").await, ids);
+    t.clock.advance(Duration::minutes(4));
+    let taken = t.store.lease_notifications("two.0", 10, lease_for).await;
+    assert!(taken.expect("lease").is_empty(), "renewed: still one's");
+
+    // Run out and taken over: the old holder no longer renews it, the new one does.
+    t.clock.advance(Duration::minutes(6));
+    let taken = t.store.lease_notifications("two.0", 10, lease_for).await;
+    assert_eq!(leaf_id(&taken.expect("lease")), ids[0]);
+    assert!(renew("one.0").await.is_empty(), "taken over by two");
+    assert_eq!(renew("two.0").await, ids);
+
+    // Sent: held by nobody.
+    t.store.notifications_sent(&ids).await.expect("sent");
+    assert!(renew("two.0").await.is_empty(), "sent");
+}
+
+/// The id of the one notification leased.
+fn leaf_id(leased: &[certfleet_store::NotificationRecord]) -> i64 {
+    assert_eq!(leased.len(), 1, "{leased:?}");
+    leased[0].id
 }
 
 async fn sent_and_resolved_notifications_are_never_leased(t: TestStore) {

@@ -1,9 +1,13 @@
 //! `/metrics`: Prometheus text with fleet gauges, bounded per-certificate expiry series,
 //! and request metrics labelled by route template.
 
+use crate::support::http::send;
 use crate::support::TestApp;
 
-crate::on_both_backends!(metrics_expose_fleet_gauges_expiry_series_and_route_templates);
+crate::on_both_backends!(
+    metrics_expose_fleet_gauges_expiry_series_and_route_templates,
+    request_labels_never_take_request_data,
+);
 
 fn value(metrics: &str, series: &str) -> Option<f64> {
     metrics
@@ -72,4 +76,62 @@ async fn metrics_expose_fleet_gauges_expiry_series_and_route_templates(app: Test
         "raw paths never become labels"
     );
     assert!(metrics.contains("certfleet_http_request_duration_seconds_bucket{method=\"GET\",route=\"/api/v1/certificates/{sha256}\""));
+}
+
+/// Request series of the request counter.
+fn request_series(metrics: &str) -> Vec<&str> {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with("certfleet_http_requests_total{"))
+        .collect()
+}
+
+async fn request_labels_never_take_request_data(app: TestApp) {
+    app.get("/healthz").await;
+    let before = request_series(&app.get("/metrics").await.text()).len();
+    // Methods no route knows, each spelling its own (a token of any length is a valid
+    // HTTP method), on routes and on paths no route matches.
+    let long = "X".repeat(100);
+    let mut methods: Vec<String> = vec!["BREW".into(), "PROPFIND".into(), long.clone()];
+    methods.extend((0..40).map(|n| format!("M{n}{}", &long[..n])));
+    for (n, method) in methods.iter().enumerate() {
+        for path in ["/healthz", "/api/v1/certificates", &format!("/no/such/{n}")] {
+            let answer = send(app.address, method, path, &[], b"").await;
+            assert!(answer.status >= 400, "{method} {path}: {}", answer.status);
+        }
+    }
+    for n in 0..40 {
+        app.get(&format!("/random/path/{n}?q={n}")).await;
+    }
+
+    let metrics = app.get("/metrics").await.text();
+    let series = request_series(&metrics);
+    println!(
+        "request series: {before} before, {} after {} methods and 160 paths",
+        series.len(),
+        methods.len()
+    );
+    // GET and other methods on a handful of routes and `unmatched`, a few statuses each:
+    // a fixed bound, whatever the requests spelt.
+    assert!(
+        series.len() <= before + 12,
+        "{} series after {} distinct methods and 160 distinct paths:\n{}",
+        series.len(),
+        methods.len(),
+        series.join("\n")
+    );
+    assert!(
+        metrics.contains("certfleet_http_requests_total{method=\"other\",route=\"unmatched\""),
+        "{metrics}"
+    );
+    for needle in [
+        "BREW",
+        "PROPFIND",
+        long.as_str(),
+        "M7",
+        "/no/such",
+        "/random/path",
+    ] {
+        assert!(!metrics.contains(needle), "{needle} became a label value");
+    }
 }
