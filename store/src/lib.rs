@@ -18,6 +18,8 @@ mod browse_sql;
 mod clock;
 mod error;
 mod fence;
+#[doc(hidden)]
+pub mod fuzzing;
 mod isolate;
 mod names;
 mod notify;
