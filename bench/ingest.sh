@@ -70,6 +70,9 @@ if [[ $DATABASE == sqlite ]]; then
 fi
 SKIP_BUILD=${SKIP_BUILD:-0}
 KEEP_TMP=${KEEP_TMP:-0}
+# CERTFLEET_BIN=/path/to/certfleet: measure that binary (e.g. an older commit's release
+# build, for a before/after comparison in one sitting) instead of building this tree.
+BIN=${CERTFLEET_BIN:-}
 # certfleet reads every CERTFLEET_* variable as configuration: pass none of ours on.
 for name in $(compgen -e | grep '^CERTFLEET_' || true); do unset "$name"; done
 
@@ -82,11 +85,14 @@ if [[ $SKIP_PIPELINE != 1 ]] && ! command -v nginx >/dev/null; then
 fi
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-if [[ $SKIP_BUILD != 1 ]]; then
+BIN=${BIN:-${BENCH_BIN_KEPT:-}}
+if [[ -z $BIN && $SKIP_BUILD != 1 ]]; then
   say "cargo build --release -p certfleet"
   (cd "$ROOT" && cargo build --release -p certfleet 2>&1 | tail -2)
 fi
-[[ -x $ROOT/target/release/certfleet ]] || { echo "no $ROOT/target/release/certfleet" >&2; exit 1; }
+BIN=${BIN:-$ROOT/target/release/certfleet}
+[[ -x $BIN ]] || { echo "no $BIN" >&2; exit 1; }
+export BENCH_BIN_KEPT=$BIN
 
 if [[ $BENCH_NICE != 0 ]]; then
   # With autogroup scheduling nice only ranks processes inside one session's autogroup:
@@ -102,7 +108,7 @@ T=$(mktemp -d /tmp/certfleet-ingest-bench.XXXXXX)
 chmod 755 "$T"
 # a private copy: a rebuild in the work tree during the run changes nothing
 CF=$T/certfleet
-cp "$ROOT/target/release/certfleet" "$CF"
+cp "$BIN" "$CF"
 PIDS=()
 DATABASES=()
 PGBIN=

@@ -114,14 +114,19 @@ def wait_ready(ports, base, addrs, seconds):
 
 
 def report(host, sockets, address_of, port_of):
-    """An agent report (the contract) from one host; every socket its own endpoint."""
+    """An agent report (the contract) from one host; every socket its own endpoint. The
+    containers' addresses are listed in namespace_addresses, as the agent sends them: a
+    socket may only claim its host's addresses (an older service ignores the field)."""
+    own = address_of(host, 0)
+    containers = sorted({address_of(host, k) for k in range(sockets)} - {own})
     return {
         "agent": {"version": "0.1.0"},
         "collected_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "host": {
             "hostname": f"bench-host-{host:05d}",
             "machine_id": f"bench-machine-{host:05d}",
-            "addresses": [address_of(host, 0)],
+            "addresses": [own],
+            "namespace_addresses": containers,
             "tags": {"app": f"app-{host % 50}", "env": "prod", "owner": "team@example.com"},
         },
         "sockets": [
