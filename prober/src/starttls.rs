@@ -287,8 +287,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dialogue<'_, S> {
     }
 }
 
+/// A server's reply as kept in an error: at most 200 characters, control characters
+/// escaped by the one rule for server text (`certfleet_model::text`).
 fn printable(text: &str) -> String {
-    text.chars().filter(|c| !c.is_control()).take(200).collect()
+    let head: String = text.chars().take(200).collect();
+    certfleet_model::text::escape_controls(head.trim_end_matches(['\r', '\n'])).into_owned()
 }
 
 /// MySQL: read the server's handshake packet, check CLIENT_SSL, send an SSLRequest.
