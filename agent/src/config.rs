@@ -222,33 +222,28 @@ impl AgentConfig {
 
     /// The enroll secret: `enroll_secret`, or the first line of `enroll_secret_file`.
     pub fn resolved_enroll_secret(&self) -> Result<String, Error> {
-        if !self.enroll_secret.trim().is_empty() {
-            return Ok(self.enroll_secret.trim().to_owned());
-        }
-        let Some(path) = &self.enroll_secret_file else {
-            return Ok(String::new());
-        };
-        let text = std::fs::read_to_string(path).map_err(|source| Error::ReadFile {
-            path: path.clone(),
-            source,
-        })?;
-        Ok(text.lines().next().unwrap_or_default().trim().to_owned())
+        value_or_file(&self.enroll_secret, self.enroll_secret_file.as_deref())
     }
 
     /// The token: `token`, or the first line of `token_file`.
     pub fn resolved_token(&self) -> Result<String, Error> {
-        if !self.token.trim().is_empty() {
-            return Ok(self.token.trim().to_owned());
-        }
-        let Some(path) = &self.token_file else {
-            return Ok(String::new());
-        };
-        let text = std::fs::read_to_string(path).map_err(|source| Error::ReadFile {
-            path: path.clone(),
-            source,
-        })?;
-        Ok(text.lines().next().unwrap_or_default().trim().to_owned())
+        value_or_file(&self.token, self.token_file.as_deref())
     }
+}
+
+/// A secret given in the configuration, or else the first line of the file it names.
+fn value_or_file(value: &str, file: Option<&Path>) -> Result<String, Error> {
+    if !value.trim().is_empty() {
+        return Ok(value.trim().to_owned());
+    }
+    let Some(path) = file else {
+        return Ok(String::new());
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| Error::ReadFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(text.lines().next().unwrap_or_default().trim().to_owned())
 }
 
 /// `app=billing,env=prod,owner=team@example.com` as tags. Values may hold `=`, not `,`.

@@ -86,7 +86,7 @@ impl Store for PostgresStore {
     }
 
     async fn enroll(&self, agent: &AgentName, host_key: &str) -> Result<Option<String>> {
-        summary::enroll(&self.pool, agent, host_key, self.now()).await
+        summary::insert_token(&self.pool, agent, Some(host_key), self.now()).await
     }
 
     async fn settle_conflict(&self, endpoint: EndpointId, to: Option<&str>) -> Result<u64> {

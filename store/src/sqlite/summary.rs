@@ -16,21 +16,14 @@ pub(super) async fn create_token(
     host_key: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<String> {
-    let new = token::generate()?;
-    let mut transaction = write(pool).await?;
-    sqlx::query(
-        "INSERT INTO agent_tokens (agent, lookup, token_sha256, created_at, host_key) \
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(agent.as_str())
-    .bind(&new.lookup)
-    .bind(&new.sha256)
-    .bind(seconds(now))
-    .bind(host_key)
-    .execute(&mut *transaction)
-    .await?;
-    transaction.commit().await?;
-    Ok(new.token)
+    insert_token(pool, agent, host_key, now)
+        .await?
+        .ok_or_else(|| {
+            Error::invalid(
+                "agent",
+                "this host already holds an active enrolled credential",
+            )
+        })
 }
 
 pub(super) async fn authenticate(pool: &SqlitePool, presented: &str) -> Result<Option<Credential>> {
@@ -82,16 +75,18 @@ pub(super) async fn revoke_tokens(
     Ok(done.rows_affected())
 }
 
-/// One active enrolled credential per host: a second enrollment inserts nothing.
+/// Every token insert. One active enrolled credential per host: a second enrollment
+/// inserts nothing (the partial unique index covers `enrolled:` agents only).
 const ENROLL: &str =
     "INSERT INTO agent_tokens (agent, lookup, token_sha256, created_at, host_key) \
      VALUES ($1, $2, $3, $4, $5) \
      ON CONFLICT (agent) WHERE revoked_at IS NULL AND agent LIKE 'enrolled:%' DO NOTHING";
 
-pub(super) async fn enroll(
+/// Inserts a new token; `None` when `agent` is an enrolled host that already holds one.
+pub(super) async fn insert_token(
     pool: &SqlitePool,
     agent: &AgentName,
-    host_key: &str,
+    host_key: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<Option<String>> {
     let new = token::generate()?;
