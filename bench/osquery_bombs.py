@@ -17,8 +17,8 @@ hostile bodies at once to `POST /api/v1/osquery/log`, cycling through:
             (about 30 MiB decompressed of small, valid-looking entries)
   string    gzip of `{"node_key":"aaaa..."}`: one 30 MiB JSON string
 
-each without a key, with a wrong key in the body, with the valid node key in the body,
-and with the valid key in `Authorization: NodeKey`. It prints every status, then the
+each without a key, with a wrong key in the body or in `Authorization: NodeKey`, and
+with the valid node key in the body or in the header. It prints every status, then the
 service's peak RSS (`VmHWM` of /proc/PID/status) before and after, and checks that a good
 log post is still stored.
 """
@@ -124,6 +124,7 @@ def main():
         made = {name: body for name, body in bombs().items()
                 if name in args.bombs.split(",")}
         credentials = [("no key", None, False), ("wrong key", "wrong-key", False),
+                       ("wrong key in header", "wrong-key", True),
                        ("valid key in body", node_key, False),
                        ("valid key in header", node_key, True)]
         cases = list(itertools.product(made.items(), credentials))

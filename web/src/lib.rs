@@ -2,6 +2,7 @@
 //! one file per resource under `handlers/`, HTML pages under `views/`.
 
 mod auth;
+mod body;
 mod error;
 mod extract;
 #[doc(hidden)]
