@@ -6,7 +6,7 @@ A benchmark, not a test (CI never runs it; the end-to-end test with the same bom
 
 Usage:
   bench/osquery_bombs.py [--binary target/debug/certfleet] [--rounds 3] [--concurrency 8]
-                         [--bombs zeros,entries,string]
+                         [--bombs zeros,entries,string,plain]
 
 It starts `certfleet serve --roles api` on a fresh SQLite database in a temporary folder
 with an osquery enroll secret, enrolls one node, then ROUNDS times posts CONCURRENCY
@@ -16,6 +16,7 @@ hostile bodies at once to `POST /api/v1/osquery/log`, cycling through:
   entries   gzip of `{"log_type":"result","data":[{...listening_ports event...}, ...]}`
             (about 30 MiB decompressed of small, valid-looking entries)
   string    gzip of `{"node_key":"aaaa..."}`: one 30 MiB JSON string
+  plain     the entries bomb not compressed, cut under the 8 MiB limit as sent
 
 each without a key, with a wrong key in the body or in `Authorization: NodeKey`, and
 with the valid node key in the body or in the header. It prints every status, then the
@@ -50,15 +51,18 @@ def bombs():
     count = 30 * 1024 * 1024 // (len(entry) + 1)
     entries = b'{"log_type":"result","data":[' + b",".join([entry] * count) + b"]}"
     string = b'{"node_key":"' + b"a" * (30 * 1024 * 1024) + b'"}'
-    return {"zeros": gz(zeros), "entries": gz(entries), "string": gz(string)}
+    plain = entries[:8 * 1024 * 1024 - 4096]
+    plain = plain[:plain.rindex(b"},{") + 1] + b"]}"
+    # name: (JSON text, sent gzip-compressed)
+    return {"zeros": (zeros, True), "entries": (entries, True), "string": (string, True),
+            "plain": (plain, False)}
 
 
-def with_key(body_gz, key):
-    """The bomb with `"node_key": KEY` put first (the body is re-compressed)."""
-    raw = gzip.decompress(body_gz)
+def with_key(raw, key):
+    """The bomb's JSON text with `"node_key": KEY` put first."""
     if raw.startswith(b'{"node_key"'):
-        return body_gz
-    return gz(b'{"node_key":' + json.dumps(key).encode() + b"," + raw[1:])
+        return raw
+    return b'{"node_key":' + json.dumps(key).encode() + b"," + raw[1:]
 
 
 def status(path):
@@ -86,7 +90,7 @@ def main():
     parser.add_argument("--binary", default="target/debug/certfleet")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--bombs", default="zeros,entries,string",
+    parser.add_argument("--bombs", default="zeros,entries,string,plain",
                         help="which bombs, comma-separated")
     args = parser.parse_args()
 
@@ -129,15 +133,19 @@ def main():
                        ("valid key in header", node_key, True)]
         cases = list(itertools.product(made.items(), credentials))
         prepared = []
-        for (name, body_gz), (who, key, in_header) in cases:
-            headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
-            body = body_gz
+        for (name, (raw, compressed)), (who, key, in_header) in cases:
+            headers = {"Content-Type": "application/json"}
             if in_header:
                 headers["Authorization"] = f"NodeKey {key}"
             elif key is not None:
-                body = with_key(body_gz, key)
+                raw = with_key(raw, key)
+            body = raw
+            if compressed:
+                headers["Content-Encoding"] = "gzip"
+                body = gz(raw)
             prepared.append((f"{name}, {who}", body, headers))
-        sizes = ", ".join(f"{name} {len(b) // 1024} KiB" for name, b in made.items())
+        sizes = ", ".join(f"{name} {len(gz(raw) if c else raw) // 1024} KiB"
+                          for name, (raw, c) in made.items())
         print(f"bombs as sent: {sizes}")
 
         jobs = itertools.cycle(prepared)

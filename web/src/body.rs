@@ -1,7 +1,11 @@
-//! Streaming reads of JSON ingest bodies, without I/O of their own: the body as sent is
-//! decompressed (gzip) or read as is, straight into a typed deserializer, never into a
-//! buffer of decompressed bytes. Three bounds hold whatever the bytes are:
+//! Streaming reads of JSON ingest bodies: the body as sent is passed frame by frame
+//! ([`parse_streamed`]) to a parser on the blocking pool, which decompresses it (gzip) or
+//! reads it as is straight into a typed deserializer ([`read_json`]); neither the body as
+//! sent nor the decompressed bytes are ever buffered whole. Four bounds hold whatever the
+//! bytes are:
 //!
+//! - at most `max_body` bytes are taken as sent ([`ReadError::TooLarge`]; a
+//!   `Content-Length` above it is refused before anything is read);
 //! - at most `max_decompressed` bytes are read after decompression (a gzip bomb stops
 //!   there: [`ReadError::TooLarge`]);
 //! - no JSON string is longer than `max_string` bytes (serde_json buffers each string it
@@ -12,9 +16,12 @@
 //! A type error names the field's path (`data[2].columns.port`).
 
 use std::io::{self, BufReader, Read};
+use std::pin::Pin;
 
+use axum::body::{Body, Bytes, HttpBody};
 use axum::http::{header, HeaderMap};
 use serde::de::DeserializeSeed;
+use tokio::sync::mpsc;
 
 use crate::ApiError;
 
@@ -52,8 +59,12 @@ pub struct ReadLimits {
 /// Why a body was not read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReadError {
-    #[error("request body exceeds {limit} bytes once decompressed")]
+    /// Past `max_body` as sent, or past `max_decompressed` once decompressed.
+    #[error("request body exceeds {limit} bytes")]
     TooLarge { limit: usize },
+    /// The client stopped sending, or sent a broken body.
+    #[error("could not read the request body: {0}")]
+    Body(String),
     #[error("a JSON string in the body is longer than {limit} bytes")]
     StringTooLong { limit: usize },
     /// Not gzip, or a corrupt gzip stream.
@@ -67,10 +78,99 @@ pub enum ReadError {
     },
 }
 
+/// The request's `Content-Length` when it is above `max_body`: such a body is refused
+/// before it is read.
+pub fn declared_too_large(headers: &HeaderMap, max_body: usize) -> Result<(), ReadError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    match declared {
+        Some(length) if length > max_body as u64 => Err(ReadError::TooLarge { limit: max_body }),
+        _ => Ok(()),
+    }
+}
+
+/// Frames of the body in flight between the connection and the parser.
+const FRAMES_IN_FLIGHT: usize = 4;
+
+/// Runs `parse` on the blocking pool over `body` as it arrives: at most `max_body` bytes
+/// as sent ([`ReadError::TooLarge`] past it, whatever the parser made of the part it
+/// saw), and no more than a few frames held at once. When the parser stops early (an
+/// error, a bound), the rest of the body is not read.
+pub async fn parse_streamed<T: Send + 'static>(
+    mut body: Body,
+    max_body: usize,
+    parse: impl FnOnce(&mut dyn Read) -> Result<T, ReadError> + Send + 'static,
+) -> Result<T, ReadError> {
+    let (frames, receiver) = mpsc::channel::<Bytes>(FRAMES_IN_FLIGHT);
+    let parser = tokio::task::spawn_blocking(move || {
+        parse(&mut ChannelReader {
+            frames: receiver,
+            current: Bytes::new(),
+        })
+    });
+    let mut sent = 0usize;
+    let mut failure = None;
+    loop {
+        let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+        let data = match frame {
+            None => break,
+            Some(Err(error)) => {
+                failure = Some(ReadError::Body(error.to_string()));
+                break;
+            }
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => data,
+                Err(_trailers) => continue,
+            },
+        };
+        sent = sent.saturating_add(data.len());
+        if sent > max_body {
+            failure = Some(ReadError::TooLarge { limit: max_body });
+            break;
+        }
+        if frames.send(data).await.is_err() {
+            // The parser is done: the rest of the body is not needed.
+            break;
+        }
+    }
+    // The parser sees the end of the body; on a failure its answer is not used.
+    drop(frames);
+    let parsed = parser
+        .await
+        .map_err(|error| ReadError::Body(format!("body parser failed: {error}")))?;
+    match failure {
+        Some(failure) => Err(failure),
+        None => parsed,
+    }
+}
+
+/// The body as the parser reads it: frames from the connection, in order.
+struct ChannelReader {
+    frames: mpsc::Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.frames.blocking_recv() {
+                Some(frame) => self.current = frame,
+                None => return Ok(0),
+            }
+        }
+        let count = buf.len().min(self.current.len());
+        let frame = self.current.split_to(count);
+        buf[..count].copy_from_slice(&frame);
+        Ok(count)
+    }
+}
+
 /// Reads `body` (as sent, with its `encoding`) with `seed`, within `limits`, and checks
 /// that nothing but whitespace follows the JSON value.
-pub fn read_json<'de, S: DeserializeSeed<'de>>(
-    body: &[u8],
+pub fn read_json<'de, R: Read, S: DeserializeSeed<'de>>(
+    body: R,
     encoding: Encoding,
     limits: ReadLimits,
     seed: S,
@@ -240,6 +340,37 @@ mod tests {
         );
     }
 
+    fn parse_value(body: &mut dyn Read) -> Result<Value, ReadError> {
+        read_json(body, Encoding::Identity, LIMITS, PhantomData::<Value>)
+    }
+
+    #[tokio::test]
+    async fn streamed_bodies_are_bounded_as_sent() {
+        let body = Body::from(r#"{"a": [1, 2]}"#);
+        let value = parse_streamed(body, 100, parse_value).await;
+        assert_eq!(value.map(|v| v["a"][1].clone()), Ok(Value::from(2)));
+        // Past max_body, whatever the parser made of the part it saw.
+        let body = Body::from(r#"{"a": [1, 2]}"#);
+        assert_eq!(
+            parse_streamed(body, 5, parse_value).await,
+            Err(ReadError::TooLarge { limit: 5 })
+        );
+        // A parser that stops early answers without the rest of the body.
+        let body = Body::from(format!("[x{}]", " ".repeat(500)));
+        let early = parse_streamed(body, 1000, parse_value).await;
+        assert!(matches!(early, Err(ReadError::Json { .. })), "{early:?}");
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_LENGTH,
+            "101".parse().expect("a header value"),
+        );
+        assert_eq!(
+            declared_too_large(&headers, 100),
+            Err(ReadError::TooLarge { limit: 100 })
+        );
+        assert_eq!(declared_too_large(&headers, 101), Ok(()));
+    }
+
     #[test]
     fn bad_gzip_bad_json_and_trailing_bytes_are_errors() {
         assert!(matches!(
@@ -256,7 +387,7 @@ mod tests {
             Err(ReadError::Json { field: None, .. })
         ));
         let typed = read_json(
-            br#"{"a": "x"}"#,
+            &br#"{"a": "x"}"#[..],
             Encoding::Identity,
             LIMITS,
             PhantomData::<std::collections::BTreeMap<String, u8>>,

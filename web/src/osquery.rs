@@ -11,6 +11,7 @@
 use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::fmt;
+use std::io::Read;
 use std::marker::PhantomData;
 use std::net::IpAddr;
 
@@ -29,7 +30,7 @@ const MAX_HOST_IDENTIFIER: usize = 120;
 
 /// Most result entries (`data[...]`) read from one logger post. osquery sends at most
 /// `--logger_tls_max_lines` (1,024 by default) per post.
-pub const MAX_ENTRIES: usize = 50_000;
+pub const MAX_ENTRIES: usize = 20_000;
 
 /// Longest JSON string read from an osquery body (a key or a value, skipped or not).
 pub const MAX_STRING: usize = 1024 * 1024;
@@ -175,7 +176,7 @@ impl LogLimits {
 
 /// Reads an enroll body (as sent, decompressed with `max_decompressed`).
 pub fn read_enroll(
-    body: &[u8],
+    body: impl Read,
     encoding: Encoding,
     max_decompressed: usize,
 ) -> Result<EnrollRequest, ReadError> {
@@ -190,7 +191,7 @@ pub fn read_enroll(
 /// form, counting entries and rows as they are parsed: past `limits`, parsing stops
 /// with an error naming `data`.
 pub fn read_log(
-    body: &[u8],
+    body: impl Read,
     encoding: Encoding,
     max_decompressed: usize,
     limits: LogLimits,

@@ -277,7 +277,7 @@ fn gzip_bombs_stop_at_the_decompressed_limit() {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     encoder.write_all(zeros.as_bytes()).expect("gzip");
     let gzip = encoder.finish().expect("gzip");
-    let read = |limit| read_log(&gzip, Encoding::Gzip, limit, LogLimits::new(100));
+    let read = |limit| read_log(gzip.as_slice(), Encoding::Gzip, limit, LogLimits::new(100));
     assert_eq!(
         read(64 * 1024).map(|_| ()),
         Err(ReadError::TooLarge { limit: 64 * 1024 })

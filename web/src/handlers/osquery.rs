@@ -12,9 +12,7 @@
 //! store work, and the parse itself streams the (decompressed) body into typed structs
 //! that count what they keep (see `crate::body` and `crate::osquery`).
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap};
 use axum::Json;
 use certfleet_store::AgentName;
@@ -22,7 +20,7 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use crate::auth::same_secret;
-use crate::body::{Encoding, ReadError};
+use crate::body::{self, Encoding, ReadError};
 use crate::osquery::{self, EnrollRequest, LogLimits, LogRequest, ParseError, AGENT_PREFIX};
 use crate::{ApiError, AppState};
 
@@ -40,10 +38,11 @@ pub async fn enroll(
 ) -> Result<Json<Value>, ApiError> {
     let secret = configured_secret(&state)?.to_owned();
     let encoding = Encoding::of(request.headers())?;
-    let body = read_sent_body(&state, request).await?;
     let max_decompressed = state.ingest.max_decompressed;
-    let request: EnrollRequest =
-        parse_off_runtime(move || osquery::read_enroll(&body, encoding, max_decompressed)).await?;
+    let request: EnrollRequest = parse_body(&state, request, move |body| {
+        osquery::read_enroll(body, encoding, max_decompressed)
+    })
+    .await?;
     if !same_secret(secret.as_bytes(), request.enroll_secret.as_bytes()) {
         tracing::info!("osquery enroll with a wrong secret");
         return Ok(node_invalid());
@@ -73,12 +72,12 @@ pub async fn log(State(state): State<AppState>, request: Request) -> Result<Json
         },
         None => None,
     };
-    let body = read_sent_body(&state, request).await?;
     let max_decompressed = state.ingest.max_decompressed;
     let limits = LogLimits::new(state.ingest.report.max_sockets);
-    let request: LogRequest =
-        parse_off_runtime(move || osquery::read_log(&body, encoding, max_decompressed, limits))
-            .await?;
+    let request: LogRequest = parse_body(&state, request, move |body| {
+        osquery::read_log(body, encoding, max_decompressed, limits)
+    })
+    .await?;
     let agent = match header_agent {
         Some(agent) => agent,
         None => {
@@ -132,26 +131,18 @@ async fn authenticate(state: &AppState, key: &str) -> Result<Option<AgentName>, 
     Ok(state.store.authenticate_agent(key).await?)
 }
 
-/// The body as sent: `413` past `ingest.max_body` (the route's `DefaultBodyLimit`).
-async fn read_sent_body(state: &AppState, request: Request) -> Result<Bytes, ApiError> {
-    Bytes::from_request(request, state)
-        .await
-        .map_err(|rejection| match rejection {
-            BytesRejection::FailedToBufferBody(_) => ApiError::TooLarge {
-                limit: state.ingest.max_body,
-            },
-            other => ApiError::bad_request(other.body_text(), None),
-        })
-}
-
-/// Decompression and parsing are CPU work of up to `max_decompressed` bytes: they run on
-/// the blocking pool, not on the threads that serve requests.
-async fn parse_off_runtime<T: Send + 'static>(
-    parse: impl FnOnce() -> Result<T, ReadError> + Send + 'static,
+/// Streams the body (at most `ingest.max_body` bytes as sent) into `parse`, which runs
+/// on the blocking pool: decompression and parsing are CPU work of up to
+/// `ingest.max_decompressed` bytes, kept off the threads that serve requests.
+async fn parse_body<T: Send + 'static>(
+    state: &AppState,
+    request: Request,
+    parse: impl FnOnce(&mut dyn std::io::Read) -> Result<T, ReadError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(parse)
+    let max_body = state.ingest.max_body;
+    body::declared_too_large(request.headers(), max_body).map_err(read_error)?;
+    body::parse_streamed(request.into_body(), max_body, parse)
         .await
-        .map_err(|error| ApiError::Internal(format!("osquery body parser: {error}")))?
         .map_err(read_error)
 }
 
