@@ -309,6 +309,23 @@ pub(crate) fn sha256_cursor(cursor: Option<&str>) -> Result<Option<String>> {
     }
 }
 
+/// The conflicting claims on one endpoint (`$1`), latest first.
+pub(crate) const ENDPOINT_CLAIMS: &str = "SELECT h.hostname, h.machine_id, h.agent, \
+        c.first_seen, c.last_seen \
+    FROM endpoint_claims c JOIN hosts h ON h.id = c.host_id \
+    WHERE c.endpoint_id = $1 ORDER BY c.last_seen DESC LIMIT 50";
+
+/// A claim from [`ENDPOINT_CLAIMS`].
+pub(crate) fn claim(row: &impl ReadRow) -> Result<EndpointClaim> {
+    Ok(EndpointClaim {
+        hostname: row.text("hostname")?,
+        machine_id: row.text("machine_id")?,
+        agent: row.text("agent")?,
+        first_seen: row.time("first_seen")?,
+        last_seen: row.time("last_seen")?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,21 +347,4 @@ mod tests {
             query.sql
         );
     }
-}
-
-/// The conflicting claims on one endpoint (`$1`), latest first.
-pub(crate) const ENDPOINT_CLAIMS: &str = "SELECT h.hostname, h.machine_id, h.agent, \
-        c.first_seen, c.last_seen \
-    FROM endpoint_claims c JOIN hosts h ON h.id = c.host_id \
-    WHERE c.endpoint_id = $1 ORDER BY c.last_seen DESC LIMIT 50";
-
-/// A claim from [`ENDPOINT_CLAIMS`].
-pub(crate) fn claim(row: &impl ReadRow) -> Result<EndpointClaim> {
-    Ok(EndpointClaim {
-        hostname: row.text("hostname")?,
-        machine_id: row.text("machine_id")?,
-        agent: row.text("agent")?,
-        first_seen: row.time("first_seen")?,
-        last_seen: row.time("last_seen")?,
-    })
 }

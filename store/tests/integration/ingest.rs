@@ -43,7 +43,8 @@ async fn report_creates_one_endpoint_per_probeable_address(t: TestStore) {
         IngestCounts {
             sockets: 4,
             endpoints: 3,
-            skipped: 2
+            skipped: 2,
+            conflicts: 0
         }
     );
     let endpoints = all_endpoints(&*t.store).await;
