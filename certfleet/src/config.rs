@@ -88,6 +88,9 @@ pub struct ServerConfig {
     /// `/metrics` has one expiry series per leaf in use that expires within this window.
     #[serde(with = "humantime_serde")]
     pub metrics_expiry_window: Duration,
+    /// Ingest requests (agent reports, osquery enroll and logger posts) handled at once;
+    /// past it, `503` with `Retry-After`. At least 1.
+    pub ingest_concurrency: usize,
 }
 
 impl Default for ServerConfig {
@@ -98,6 +101,7 @@ impl Default for ServerConfig {
             agent_enroll_secret: String::new(),
             base_url: "http://127.0.0.1:8080".into(),
             metrics_expiry_window: Duration::from_secs(14 * 24 * 3600),
+            ingest_concurrency: 16,
         }
     }
 }
@@ -124,6 +128,7 @@ impl std::fmt::Debug for ServerConfig {
             )
             .field("base_url", &self.base_url)
             .field("metrics_expiry_window", &self.metrics_expiry_window)
+            .field("ingest_concurrency", &self.ingest_concurrency)
             .finish()
     }
 }
@@ -411,6 +416,9 @@ impl Config {
         let config: Config = toml::Value::Table(document)
             .try_into()
             .with_context(|| format!("invalid config {origin}"))?;
+        if config.server.ingest_concurrency == 0 {
+            bail!("invalid config {origin}: server.ingest_concurrency must be at least 1");
+        }
         for (index, target) in config.probe.targets.iter().enumerate() {
             if target.hosts.is_empty() || target.ports.is_empty() || target.ports.contains(&0) {
                 bail!(
@@ -484,6 +492,24 @@ mod tests {
             let error = Config::from_parts(&text, no_env(), "test").expect_err(bad);
             assert!(format!("{error:#}").contains(named), "{bad}: {error:#}");
         }
+    }
+
+    #[test]
+    fn ingest_concurrency_is_read_and_at_least_one() {
+        let config = Config::from_parts("", no_env(), "test").expect("defaults");
+        assert_eq!(config.server.ingest_concurrency, 16);
+        let env = vec![(
+            "CERTFLEET_SERVER__INGEST_CONCURRENCY".to_owned(),
+            "3".to_owned(),
+        )];
+        let config = Config::from_parts("", env, "test").expect("override");
+        assert_eq!(config.server.ingest_concurrency, 3);
+        let error = Config::from_parts("[server]\ningest_concurrency = 0\n", no_env(), "test")
+            .expect_err("zero");
+        assert!(
+            format!("{error:#}").contains("server.ingest_concurrency"),
+            "{error:#}"
+        );
     }
 
     #[test]

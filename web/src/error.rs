@@ -33,6 +33,10 @@ pub enum ApiError {
     TooLarge { limit: usize },
     #[error("unsupported content encoding {0:?} (use gzip or none)")]
     UnsupportedEncoding(String),
+    /// Too many ingest requests are in flight (`server.ingest_concurrency`): the client
+    /// should retry later.
+    #[error("too many ingest requests in flight, retry later")]
+    Busy,
     /// The database cannot be reached: the client should retry later.
     #[error("database unavailable, retry later")]
     Unavailable,
@@ -40,6 +44,9 @@ pub enum ApiError {
     #[error("internal error")]
     Internal(String),
 }
+
+/// Seconds a client is asked to wait when ingest is at its concurrency limit.
+const BUSY_RETRY_AFTER: &str = "5";
 
 #[derive(Serialize)]
 struct ErrorBody<'a> {
@@ -65,7 +72,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Busy | ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -106,6 +113,12 @@ impl IntoResponse for ApiError {
         };
         let mut response = (status, axum::Json(body)).into_response();
         match self {
+            ApiError::Busy => {
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_static(BUSY_RETRY_AFTER),
+                );
+            }
             ApiError::Unavailable => {
                 response
                     .headers_mut()

@@ -23,7 +23,7 @@ use crate::handlers::notifications::NotificationQuery;
 use crate::handlers::params;
 use crate::handlers::reports::parse_report;
 pub use crate::osquery::ParseError;
-use crate::osquery::{self, EnrollRequest, LogRequest};
+use crate::osquery::{self, EnrollRequest, LogLimits, LogRequest};
 use crate::ApiError;
 use certfleet_store::CertificateLookup;
 
@@ -48,11 +48,11 @@ pub fn osquery(json: &[u8]) -> Result<Option<AgentReport>, ParseError> {
     if let Ok(enroll) = osquery::parse_body::<EnrollRequest>(json) {
         let _ = osquery::sanitize_host_identifier(&enroll.host_identifier);
     }
-    let request: LogRequest = osquery::parse_body(json)?;
+    let limits = ReportLimits::default();
+    let request: LogRequest = osquery::parse_log(json, LogLimits::new(limits.max_sockets))?;
     if request.log_type != "result" {
         return Ok(None);
     }
-    let limits = ReportLimits::default();
     let rows = osquery::listening_rows(&request.data, limits.max_sockets)?;
     if rows.is_empty() {
         return Ok(None);

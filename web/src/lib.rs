@@ -2,6 +2,7 @@
 //! one file per resource under `handlers/`, HTML pages under `views/`.
 
 mod auth;
+mod body;
 mod error;
 mod extract;
 #[doc(hidden)]
@@ -13,13 +14,16 @@ mod overview;
 mod state;
 mod views;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
-use axum::middleware;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
+use tokio::sync::Semaphore;
 use tower_http::timeout::TimeoutLayer;
 
 pub use error::ApiError;
@@ -144,6 +148,21 @@ fn table() -> Vec<Route> {
     ]
 }
 
+/// Holds one of the ingest slots while the request is handled (its body is read and
+/// parsed inside); with none free, answers `503` with `Retry-After` at once, without
+/// reading the body or waiting.
+async fn ingest_slot(
+    State(slots): State<Arc<Semaphore>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Ok(_slot) = slots.try_acquire() else {
+        tracing::debug!(path = %request.uri().path(), "ingest busy: 503");
+        return ApiError::Busy.into_response();
+    };
+    next.run(request).await
+}
+
 /// Every route as (method, path template, access), in [`table`] order.
 pub fn routes() -> Vec<(&'static str, &'static str, Access)> {
     table()
@@ -159,8 +178,10 @@ pub fn router(state: AppState) -> Router {
 
 /// Every route of the service. Reads (JSON, pages, metrics) need the read token when one
 /// is configured; ingest needs an agent token; health and the OpenAPI document are open.
+/// At most `ingest.max_in_flight` ingest requests are handled at once.
 pub fn router_with(state: AppState, options: WebOptions) -> Router {
     let web = Web::new(state, options);
+    let ingest_slots = Arc::new(Semaphore::new(web.app.ingest.max_in_flight.max(1)));
     let mut open = Router::new();
     let mut reads = Router::new();
     for route in table() {
@@ -168,7 +189,8 @@ pub fn router_with(state: AppState, options: WebOptions) -> Router {
             Access::Open => open = open.route(route.path, route.handler),
             Access::Ingest => {
                 let limit = DefaultBodyLimit::max(web.app.ingest.max_body);
-                open = open.route(route.path, route.handler.layer(limit));
+                let slots = middleware::from_fn_with_state(ingest_slots.clone(), ingest_slot);
+                open = open.route(route.path, route.handler.layer(limit).layer(slots));
             }
             Access::Read => reads = reads.route(route.path, route.handler),
         }

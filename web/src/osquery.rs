@@ -8,19 +8,32 @@
 //! no longer reported retires by age, as with the agent. A bad value is an error that
 //! names its field (`data[2].columns.port`).
 
+use std::cell::Cell;
 use std::collections::BTreeSet;
+use std::fmt;
+use std::io::Read;
+use std::marker::PhantomData;
 use std::net::IpAddr;
 
 use certfleet_model::{AgentInfo, AgentReport, HostInfo, Protocol, SocketInfo, SocketScope};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
-use serde_json::{Map, Value};
 use time::OffsetDateTime;
+
+use crate::body::{self, Encoding, ReadError, ReadLimits};
 
 /// Agent names of enrolled osquery nodes start with this.
 pub const AGENT_PREFIX: &str = "osquery:";
 
 /// Longest host identifier kept in an agent name (the name is at most 128 bytes).
 const MAX_HOST_IDENTIFIER: usize = 120;
+
+/// Most result entries (`data[...]`) read from one logger post. osquery sends at most
+/// `--logger_tls_max_lines` (1,024 by default) per post.
+pub const MAX_ENTRIES: usize = 20_000;
+
+/// Longest JSON string read from an osquery body (a key or a value, skipped or not).
+pub const MAX_STRING: usize = 1024 * 1024;
 
 /// `POST /api/v1/osquery/enroll`.
 #[derive(Debug, Deserialize)]
@@ -30,16 +43,103 @@ pub struct EnrollRequest {
     pub host_identifier: String,
 }
 
-/// `POST /api/v1/osquery/log`.
-#[derive(Debug, Deserialize)]
+/// `POST /api/v1/osquery/log`, as read: only the fields certfleet uses. Other fields
+/// (`hostIdentifier`, `unixTime`, `decorations`, `diffResults.removed`, the columns that
+/// are not read...) are skipped without being kept.
+#[derive(Debug, Default)]
 pub struct LogRequest {
     /// The node key, unless it comes in the `Authorization: NodeKey` header.
-    #[serde(default)]
     pub node_key: Option<String>,
     /// `result` (query results) or `status` (osquery's own log lines).
     pub log_type: String,
-    #[serde(default)]
-    pub data: Vec<Value>,
+    /// The entries that may give rows: those of a `listening_ports` query, and those
+    /// whose name is missing (an error) or came after their rows.
+    pub data: Vec<Entry>,
+}
+
+/// One result entry (`data[index]`), with only what is read of it.
+#[derive(Debug, Default)]
+pub struct Entry {
+    /// Its position in `data` (for error paths).
+    pub index: usize,
+    /// `None`: no name; `Some(true)`: a `listening_ports` query.
+    pub listening: Option<bool>,
+    pub action: Option<Action>,
+    /// Event format: `columns`.
+    pub columns: Option<Row>,
+    /// Batch format: `diffResults` (its `added` rows).
+    pub diff_results: Option<DiffResults>,
+    /// Snapshot format: `snapshot`.
+    pub snapshot: Option<Rows>,
+}
+
+/// An entry's `action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Added,
+    Removed,
+    Snapshot,
+    /// Any other value, or not a string.
+    Other,
+}
+
+/// `diffResults`: an object (with its `added` rows), or something else.
+#[derive(Debug)]
+pub enum DiffResults {
+    Object { added: Option<Rows> },
+    NotObject,
+}
+
+/// A list of rows (`snapshot`, `diffResults.added`).
+#[derive(Debug)]
+pub enum Rows {
+    /// `null`: no rows.
+    Null,
+    /// The rows that may give a socket or an error, each with its index in the list.
+    /// Rows that are well formed and skipped (another family or protocol, port 0) are
+    /// not kept.
+    List(Vec<(usize, Row)>),
+    NotArray,
+}
+
+/// One row of `listening_ports`: the columns read, or not an object.
+#[derive(Debug, Clone, Copy)]
+pub enum Row {
+    Columns(Columns),
+    NotObject,
+}
+
+/// The columns read of a row. osquery sends strings (`"443"`), or numbers with
+/// `--logger_numerics`; both are read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Columns {
+    pub address: Address,
+    pub port: Number,
+    pub protocol: Number,
+    pub family: Number,
+    pub net_namespace: Number,
+}
+
+/// A numeric column.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Number {
+    /// Missing, `null` or an empty string.
+    #[default]
+    Empty,
+    Value(u64),
+    /// Anything else (negative, fractional, too large, not a number).
+    Invalid,
+}
+
+/// The `address` column.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Address {
+    #[default]
+    Missing,
+    Ip(IpAddr),
+    /// A string that is not an IP address.
+    NotIp,
+    NotString,
 }
 
 /// A malformed payload: which field, and what is wrong with it.
@@ -56,21 +156,98 @@ fn bad(field: impl Into<String>, message: impl Into<String>) -> ParseError {
     }
 }
 
-/// Parses a JSON body; a type error names the field's path.
-pub fn parse_body<T: serde::de::DeserializeOwned>(json: &[u8]) -> Result<T, ParseError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(json);
-    let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-        let path = error.path().to_string();
-        ParseError {
-            field: (path != ".").then_some(path),
-            message: format!("invalid body: {}", error.inner()),
+/// The bounds of reading one logger post.
+#[derive(Debug, Clone, Copy)]
+pub struct LogLimits {
+    /// Rows kept while parsing, in all entries together (`ReportLimits::max_sockets`).
+    pub max_rows: usize,
+    /// Entries of `data`.
+    pub max_entries: usize,
+}
+
+impl LogLimits {
+    pub fn new(max_rows: usize) -> Self {
+        LogLimits {
+            max_rows,
+            max_entries: MAX_ENTRIES,
         }
-    })?;
-    deserializer.end().map_err(|error| ParseError {
-        field: None,
-        message: format!("invalid body: {error}"),
-    })?;
-    Ok(value)
+    }
+}
+
+/// Reads an enroll body (as sent, decompressed with `max_decompressed`).
+pub fn read_enroll(
+    body: impl Read,
+    encoding: Encoding,
+    max_decompressed: usize,
+) -> Result<EnrollRequest, ReadError> {
+    let limits = ReadLimits {
+        max_decompressed,
+        max_string: MAX_STRING,
+    };
+    body::read_json(body, encoding, limits, PhantomData::<EnrollRequest>)
+}
+
+/// Reads a logger body (as sent, decompressed with `max_decompressed`) into its typed
+/// form, counting entries and rows as they are parsed: past `limits`, parsing stops
+/// with an error naming `data`.
+pub fn read_log(
+    body: impl Read,
+    encoding: Encoding,
+    max_decompressed: usize,
+    limits: LogLimits,
+) -> Result<LogRequest, ReadError> {
+    let budget = Budget {
+        limits,
+        rows: Cell::new(0),
+        over: Cell::new(None),
+    };
+    let read = ReadLimits {
+        max_decompressed,
+        max_string: MAX_STRING,
+    };
+    let result = body::read_json(body, encoding, read, LogSeed(&budget));
+    match budget.over.get() {
+        Some(what) => Err(ReadError::Json {
+            field: Some("data".into()),
+            message: match what {
+                Over::Entries => format!("more than {} entries", limits.max_entries),
+                Over::Rows => format!("more than {} rows", limits.max_rows),
+            },
+        }),
+        None => result,
+    }
+}
+
+/// Parses an (uncompressed) JSON body; a type error names the field's path.
+pub fn parse_body<T: serde::de::DeserializeOwned>(json: &[u8]) -> Result<T, ParseError> {
+    let limits = ReadLimits {
+        max_decompressed: json.len(),
+        max_string: MAX_STRING,
+    };
+    body::read_json(json, Encoding::Identity, limits, PhantomData::<T>).map_err(into_parse_error)
+}
+
+/// Parses an (uncompressed) logger body within `limits`.
+pub fn parse_log(json: &[u8], limits: LogLimits) -> Result<LogRequest, ParseError> {
+    read_log(json, Encoding::Identity, json.len(), limits).map_err(into_parse_error)
+}
+
+/// A read error as a [`ParseError`] (a field and a message).
+pub fn into_parse_error(error: ReadError) -> ParseError {
+    match error {
+        ReadError::Json { field, message } => ParseError {
+            field,
+            message: if message.starts_with("more than") {
+                message
+            } else {
+                format!("invalid body: {message}")
+            },
+        },
+        other => ParseError {
+            field: None,
+            message: other.to_string(),
+        },
+    }
 }
 
 /// The host name kept for a host identifier: printable ASCII letters, digits and `.-_:`
@@ -106,22 +283,17 @@ pub fn is_listening_ports(name: &str) -> bool {
 /// The added TCP and UDP rows of every `listening_ports` result in `data`, at most `limit`
 /// of them. Rows of other queries, removed rows, and rows of other families (UNIX
 /// sockets) or protocols are skipped.
-pub fn listening_rows(data: &[Value], limit: usize) -> Result<Vec<PortRow>, ParseError> {
+pub fn listening_rows(data: &[Entry], limit: usize) -> Result<Vec<PortRow>, ParseError> {
     let mut rows = Vec::new();
-    for (index, entry) in data.iter().enumerate() {
-        let path = format!("data[{index}]");
-        let Some(entry) = entry.as_object() else {
-            return Err(bad(path, "expected an object"));
-        };
-        let name = match entry.get("name") {
-            Some(Value::String(name)) => name,
-            _ => return Err(bad(format!("{path}.name"), "expected a string")),
-        };
-        if !is_listening_ports(name) {
-            continue;
+    for entry in data {
+        let path = format!("data[{}]", entry.index);
+        match entry.listening {
+            None => return Err(bad(format!("{path}.name"), "expected a string")),
+            Some(false) => continue,
+            Some(true) => {}
         }
-        for (row_path, columns) in added_rows(entry, &path)? {
-            if let Some(row) = port_row(columns, &row_path)? {
+        for (row_path, row) in added_rows(entry, &path)? {
+            if let Some(row) = port_row(row, &row_path)? {
                 if rows.len() >= limit {
                     return Err(bad("data", format!("more than {limit} rows")));
                 }
@@ -133,68 +305,56 @@ pub fn listening_rows(data: &[Value], limit: usize) -> Result<Vec<PortRow>, Pars
 }
 
 /// The added rows of one result entry, each with its field path.
-fn added_rows<'a>(
-    entry: &'a Map<String, Value>,
-    path: &str,
-) -> Result<Vec<(String, &'a Value)>, ParseError> {
-    let list = |key: &str, field: String| match entry_path(entry, key) {
-        Some(Value::Array(rows)) => Ok(rows
+fn added_rows<'a>(entry: &'a Entry, path: &str) -> Result<Vec<(String, &'a Row)>, ParseError> {
+    let list = |rows: Option<&'a Rows>, field: String| match rows {
+        Some(Rows::List(rows)) => Ok(rows
             .iter()
-            .enumerate()
             .map(|(index, row)| (format!("{field}[{index}]"), row))
             .collect()),
-        Some(Value::Null) | None => Ok(Vec::new()),
-        Some(_) => Err(bad(field, "expected an array")),
+        Some(Rows::Null) | None => Ok(Vec::new()),
+        Some(Rows::NotArray) => Err(bad(field, "expected an array")),
     };
-    if let Some(diff) = entry.get("diffResults") {
-        if !diff.is_object() {
-            return Err(bad(format!("{path}.diffResults"), "expected an object"));
+    match &entry.diff_results {
+        Some(DiffResults::NotObject) => {
+            return Err(bad(format!("{path}.diffResults"), "expected an object"))
         }
-        return list("diffResults.added", format!("{path}.diffResults.added"));
+        Some(DiffResults::Object { added }) => {
+            return list(added.as_ref(), format!("{path}.diffResults.added"))
+        }
+        None => {}
     }
-    match entry.get("action").and_then(Value::as_str) {
-        Some("snapshot") => list("snapshot", format!("{path}.snapshot")),
-        Some("added") => match entry.get("columns") {
+    match entry.action {
+        Some(Action::Snapshot) => list(entry.snapshot.as_ref(), format!("{path}.snapshot")),
+        Some(Action::Added) => match &entry.columns {
             Some(columns) => Ok(vec![(format!("{path}.columns"), columns)]),
             None => Err(bad(format!("{path}.columns"), "missing")),
         },
-        Some("removed") => Ok(Vec::new()),
-        _ => Err(bad(
+        Some(Action::Removed) => Ok(Vec::new()),
+        Some(Action::Other) | None => Err(bad(
             format!("{path}.action"),
             "expected added, removed, snapshot, or diffResults",
         )),
     }
 }
 
-fn entry_path<'a>(entry: &'a Map<String, Value>, dotted: &str) -> Option<&'a Value> {
-    let mut parts = dotted.split('.');
-    let mut value = entry.get(parts.next()?)?;
-    for part in parts {
-        value = value.get(part)?;
-    }
-    Some(value)
-}
-
-fn port_row(columns: &Value, path: &str) -> Result<Option<PortRow>, ParseError> {
-    let Some(columns) = columns.as_object() else {
+fn port_row(row: &Row, path: &str) -> Result<Option<PortRow>, ParseError> {
+    let Row::Columns(columns) = row else {
         return Err(bad(path, "expected an object"));
     };
-    let family = required_number(columns, "family", path)?;
-    let protocol = required_number(columns, "protocol", path)?;
-    let port = required_number(columns, "port", path)?;
+    let family = required_number(columns.family, "family", path)?;
+    let protocol = required_number(columns.protocol, "protocol", path)?;
+    let port = required_number(columns.port, "port", path)?;
     if !matches!(family, 2 | 10) || !matches!(protocol, 6 | 17) || port == 0 {
         return Ok(None);
     }
     let port = u16::try_from(port).map_err(|_| bad(format!("{path}.port"), "above 65535"))?;
-    let address = match columns.get("address") {
-        Some(Value::String(text)) => text
-            .trim()
-            .parse::<IpAddr>()
-            .map_err(|_| bad(format!("{path}.address"), "expected an IP address"))?,
-        Some(_) => return Err(bad(format!("{path}.address"), "expected a string")),
-        None => return Err(bad(format!("{path}.address"), "missing")),
+    let address = match columns.address {
+        Address::Ip(address) => address,
+        Address::NotIp => return Err(bad(format!("{path}.address"), "expected an IP address")),
+        Address::NotString => return Err(bad(format!("{path}.address"), "expected a string")),
+        Address::Missing => return Err(bad(format!("{path}.address"), "missing")),
     };
-    let netns = number(columns, "net_namespace", path)?.filter(|inode| *inode != 0);
+    let netns = number(columns.net_namespace, "net_namespace", path)?.filter(|inode| *inode != 0);
     Ok(Some(PortRow {
         address,
         port,
@@ -203,23 +363,493 @@ fn port_row(columns: &Value, path: &str) -> Result<Option<PortRow>, ParseError> 
     }))
 }
 
-fn required_number(
-    columns: &Map<String, Value>,
-    name: &str,
-    path: &str,
-) -> Result<u64, ParseError> {
-    number(columns, name, path)?.ok_or_else(|| bad(format!("{path}.{name}"), "missing"))
+fn required_number(value: Number, name: &str, path: &str) -> Result<u64, ParseError> {
+    number(value, name, path)?.ok_or_else(|| bad(format!("{path}.{name}"), "missing"))
 }
 
-/// A column as an unsigned number: a JSON number or a decimal string; empty is `None`.
-fn number(columns: &Map<String, Value>, name: &str, path: &str) -> Result<Option<u64>, ParseError> {
-    let invalid = || bad(format!("{path}.{name}"), "expected an unsigned integer");
-    match columns.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(number)) => number.as_u64().map(Some).ok_or_else(invalid),
-        Some(Value::String(text)) if text.trim().is_empty() => Ok(None),
-        Some(Value::String(text)) => text.trim().parse().map(Some).map_err(|_| invalid()),
-        Some(_) => Err(invalid()),
+fn number(value: Number, name: &str, path: &str) -> Result<Option<u64>, ParseError> {
+    match value {
+        Number::Empty => Ok(None),
+        Number::Value(number) => Ok(Some(number)),
+        Number::Invalid => Err(bad(
+            format!("{path}.{name}"),
+            "expected an unsigned integer",
+        )),
+    }
+}
+
+impl Columns {
+    /// Whether the row is well formed as far as the filter goes and filtered out (another
+    /// family or protocol, port 0): nothing of it is needed.
+    fn skipped(&self) -> bool {
+        match (self.family, self.protocol, self.port) {
+            (Number::Value(family), Number::Value(protocol), Number::Value(port)) => {
+                !matches!(family, 2 | 10) || !matches!(protocol, 6 | 17) || port == 0
+            }
+            _ => false,
+        }
+    }
+}
+
+// ---- The typed, bounded parse. ----
+
+#[derive(Debug, Clone, Copy)]
+enum Over {
+    Entries,
+    Rows,
+}
+
+/// What one logger post may still add while it is parsed.
+struct Budget {
+    limits: LogLimits,
+    rows: Cell<usize>,
+    over: Cell<Option<Over>>,
+}
+
+impl Budget {
+    fn exceeded<E: de::Error>(&self, what: Over) -> E {
+        self.over.set(Some(what));
+        E::custom(match what {
+            Over::Entries => format!("more than {} entries", self.limits.max_entries),
+            Over::Rows => format!("more than {} rows", self.limits.max_rows),
+        })
+    }
+}
+
+/// The fields read, by name; any other key is `Other` and its value is skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    NodeKey,
+    LogType,
+    Data,
+    Name,
+    Action,
+    Columns,
+    DiffResults,
+    Snapshot,
+    Added,
+    Address,
+    Port,
+    Protocol,
+    Family,
+    NetNamespace,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldVisitor;
+        impl Visitor<'_> for FieldVisitor {
+            type Value = Field;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<Field, E> {
+                Ok(match key {
+                    "node_key" => Field::NodeKey,
+                    "log_type" => Field::LogType,
+                    "data" => Field::Data,
+                    "name" => Field::Name,
+                    "action" => Field::Action,
+                    "columns" => Field::Columns,
+                    "diffResults" => Field::DiffResults,
+                    "snapshot" => Field::Snapshot,
+                    "added" => Field::Added,
+                    "address" => Field::Address,
+                    "port" => Field::Port,
+                    "protocol" => Field::Protocol,
+                    "family" => Field::Family,
+                    "net_namespace" => Field::NetNamespace,
+                    _ => Field::Other,
+                })
+            }
+        }
+        deserializer.deserialize_identifier(FieldVisitor)
+    }
+}
+
+/// Skips whatever remains of a sequence or a map read as "not the expected kind".
+fn drain_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
+    while seq.next_element::<IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+fn drain_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
+    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+/// Visits of a lenient reader: each JSON kind listed gives `$other` (a sequence or a map
+/// is skipped first, without keeping anything). The kinds a visitor reads are written
+/// out beside it.
+macro_rules! otherwise {
+    ($de:lifetime, $other:expr; $($kind:ident)*) => { $(otherwise!(@ $kind $de $other);)* };
+    (@ bool $de:lifetime $other:expr) => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> { Ok($other) }
+    };
+    (@ i64 $de:lifetime $other:expr) => {
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> { Ok($other) }
+    };
+    (@ u64 $de:lifetime $other:expr) => {
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> { Ok($other) }
+    };
+    (@ f64 $de:lifetime $other:expr) => {
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> { Ok($other) }
+    };
+    (@ str $de:lifetime $other:expr) => {
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> { Ok($other) }
+    };
+    (@ unit $de:lifetime $other:expr) => {
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> { Ok($other) }
+    };
+    (@ seq $de:lifetime $other:expr) => {
+        fn visit_seq<A: SeqAccess<$de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            drain_seq(seq)?;
+            Ok($other)
+        }
+    };
+    (@ map $de:lifetime $other:expr) => {
+        fn visit_map<A: MapAccess<$de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            drain_map(map)?;
+            Ok($other)
+        }
+    };
+}
+
+struct LogSeed<'b>(&'b Budget);
+
+impl<'de> DeserializeSeed<'de> for LogSeed<'_> {
+    type Value = LogRequest;
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<LogRequest, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for LogSeed<'_> {
+    type Value = LogRequest;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an osquery log object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LogRequest, A::Error> {
+        let mut request = LogRequest::default();
+        let mut log_type = None;
+        while let Some(key) = map.next_key::<Field>()? {
+            match key {
+                Field::NodeKey => request.node_key = map.next_value()?,
+                Field::LogType => log_type = Some(map.next_value()?),
+                Field::Data => request.data = map.next_value_seed(EntriesSeed(self.0))?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        request.log_type = log_type.ok_or_else(|| de::Error::missing_field("log_type"))?;
+        Ok(request)
+    }
+}
+
+/// `data`: at most `max_entries` entries.
+struct EntriesSeed<'b>(&'b Budget);
+
+impl<'de> DeserializeSeed<'de> for EntriesSeed<'_> {
+    type Value = Vec<Entry>;
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Vec<Entry>, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EntriesSeed<'_> {
+    type Value = Vec<Entry>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of results")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Entry>, A::Error> {
+        let mut entries = Vec::new();
+        for index in 0.. {
+            if index >= self.0.limits.max_entries {
+                if seq.next_element::<IgnoredAny>()?.is_some() {
+                    return Err(self.0.exceeded(Over::Entries));
+                }
+                break;
+            }
+            let Some(entry) = seq.next_element_seed(EntrySeed(self.0, index))? else {
+                break;
+            };
+            // An entry of another query holds nothing more once its name is known.
+            if entry.listening != Some(false) {
+                entries.push(entry);
+            }
+        }
+        Ok(entries)
+    }
+}
+
+/// One entry: an object; its rows count against the post's rows.
+struct EntrySeed<'b>(&'b Budget, usize);
+
+impl<'de> DeserializeSeed<'de> for EntrySeed<'_> {
+    type Value = Entry;
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Entry, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EntrySeed<'_> {
+    type Value = Entry;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object (an osquery result)")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entry, A::Error> {
+        let budget = self.0;
+        let mut entry = Entry {
+            index: self.1,
+            ..Entry::default()
+        };
+        while let Some(key) = map.next_key::<Field>()? {
+            // The rows of another query whose name came first are skipped unread.
+            let other_query = entry.listening == Some(false);
+            match key {
+                Field::Name => entry.listening = Some(map.next_value::<QueryName>()?.0),
+                Field::Action => entry.action = Some(map.next_value()?),
+                Field::Columns if !other_query => {
+                    let row: Row = map.next_value()?;
+                    if !row.skipped() {
+                        budget.take_row::<A::Error>()?;
+                    }
+                    entry.columns = Some(row);
+                }
+                Field::DiffResults if !other_query => {
+                    entry.diff_results = Some(map.next_value_seed(DiffSeed(budget))?);
+                }
+                Field::Snapshot if !other_query => {
+                    entry.snapshot = Some(map.next_value_seed(RowsSeed(budget))?);
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        if entry.listening == Some(false) {
+            // Rows read before the name are of no use.
+            entry.columns = None;
+            entry.diff_results = None;
+            entry.snapshot = None;
+        }
+        Ok(entry)
+    }
+}
+
+impl Budget {
+    /// Counts one kept row; past the bound, parsing stops.
+    fn take_row<E: de::Error>(&self) -> Result<(), E> {
+        let rows = self.rows.get();
+        if rows >= self.limits.max_rows {
+            return Err(self.exceeded(Over::Rows));
+        }
+        self.rows.set(rows + 1);
+        Ok(())
+    }
+}
+
+/// `diffResults`: an object whose `added` rows are read (`removed` is skipped).
+struct DiffSeed<'b>(&'b Budget);
+
+impl<'de> DeserializeSeed<'de> for DiffSeed<'_> {
+    type Value = DiffResults;
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<DiffResults, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DiffSeed<'_> {
+    type Value = DiffResults;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<DiffResults, A::Error> {
+        let mut added = None;
+        while let Some(key) = map.next_key::<Field>()? {
+            match key {
+                Field::Added => added = Some(map.next_value_seed(RowsSeed(self.0))?),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(DiffResults::Object { added })
+    }
+    otherwise!('de, DiffResults::NotObject; bool i64 u64 f64 str unit seq);
+}
+
+/// A list of rows: those not skipped count against the post's rows.
+struct RowsSeed<'b>(&'b Budget);
+
+impl<'de> DeserializeSeed<'de> for RowsSeed<'_> {
+    type Value = Rows;
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Rows, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RowsSeed<'_> {
+    type Value = Rows;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of rows")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Rows, A::Error> {
+        let mut rows = Vec::new();
+        let mut index = 0;
+        while let Some(row) = seq.next_element::<Row>()? {
+            if !row.skipped() {
+                self.0.take_row::<A::Error>()?;
+                rows.push((index, row));
+            }
+            index += 1;
+        }
+        Ok(Rows::List(rows))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Rows, E> {
+        Ok(Rows::Null)
+    }
+    otherwise!('de, Rows::NotArray; bool i64 u64 f64 str map);
+}
+
+impl Row {
+    /// Whether the row is well formed as far as the filter goes and filtered out (another
+    /// family or protocol, port 0): nothing of it is needed.
+    fn skipped(&self) -> bool {
+        match self {
+            Row::Columns(columns) => columns.skipped(),
+            Row::NotObject => false,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Row {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RowVisitor;
+        impl<'de> Visitor<'de> for RowVisitor {
+            type Value = Row;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a row")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Row, A::Error> {
+                let mut columns = Columns::default();
+                while let Some(key) = map.next_key::<Field>()? {
+                    match key {
+                        Field::Address => columns.address = map.next_value()?,
+                        Field::Port => columns.port = map.next_value()?,
+                        Field::Protocol => columns.protocol = map.next_value()?,
+                        Field::Family => columns.family = map.next_value()?,
+                        Field::NetNamespace => columns.net_namespace = map.next_value()?,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(Row::Columns(columns))
+            }
+            otherwise!('de, Row::NotObject; bool i64 u64 f64 str unit seq);
+        }
+        deserializer.deserialize_any(RowVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Number {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NumberVisitor;
+        impl<'de> Visitor<'de> for NumberVisitor {
+            type Value = Number;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an unsigned integer")
+            }
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<Number, E> {
+                Ok(Number::Value(value))
+            }
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<Number, E> {
+                Ok(u64::try_from(value).map_or(Number::Invalid, Number::Value))
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Number, E> {
+                let text = text.trim();
+                Ok(match text.parse() {
+                    _ if text.is_empty() => Number::Empty,
+                    Ok(value) => Number::Value(value),
+                    Err(_) => Number::Invalid,
+                })
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Number, E> {
+                Ok(Number::Empty)
+            }
+            otherwise!('de, Number::Invalid; bool f64 seq map);
+        }
+        deserializer.deserialize_any(NumberVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Address {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct AddressVisitor;
+        impl<'de> Visitor<'de> for AddressVisitor {
+            type Value = Address;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an IP address")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Address, E> {
+                Ok(text.trim().parse().map_or(Address::NotIp, Address::Ip))
+            }
+            otherwise!('de, Address::NotString; bool i64 u64 f64 unit seq map);
+        }
+        deserializer.deserialize_any(AddressVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Action {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ActionVisitor;
+        impl<'de> Visitor<'de> for ActionVisitor {
+            type Value = Action;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an action")
+            }
+            fn visit_str<E: de::Error>(self, action: &str) -> Result<Action, E> {
+                Ok(match action {
+                    "added" => Action::Added,
+                    "removed" => Action::Removed,
+                    "snapshot" => Action::Snapshot,
+                    _ => Action::Other,
+                })
+            }
+            otherwise!('de, Action::Other; bool i64 u64 f64 unit seq map);
+        }
+        deserializer.deserialize_any(ActionVisitor)
+    }
+}
+
+/// `name`: whether it is a `listening_ports` query; it must be a string.
+struct QueryName(bool);
+
+impl<'de> Deserialize<'de> for QueryName {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NameVisitor;
+        impl Visitor<'_> for NameVisitor {
+            type Value = QueryName;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<QueryName, E> {
+                Ok(QueryName(is_listening_ports(name)))
+            }
+        }
+        deserializer.deserialize_str(NameVisitor)
     }
 }
 

@@ -1,4 +1,4 @@
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::*;
 
@@ -9,6 +9,18 @@ fn columns(address: &str, port: &str) -> Value {
 
 fn field(error: ParseError) -> String {
     error.field.unwrap_or_default()
+}
+
+/// A logger body with `data`, as osquery sends it.
+fn body(data: &[Value]) -> Vec<u8> {
+    serde_json::to_vec(&json!({"node_key": "k", "log_type": "result", "data": data}))
+        .expect("JSON serializes")
+}
+
+/// The rows of `data`: parsed into typed entries (at most 100 rows), then read.
+fn listening(data: &[Value], limit: usize) -> Result<Vec<PortRow>, ParseError> {
+    let request = parse_log(&body(data), LogLimits::new(100))?;
+    listening_rows(&request.data, limit)
 }
 
 #[test]
@@ -22,10 +34,10 @@ fn event_batch_and_snapshot_give_the_same_rows() {
         "diffResults":{"added":rows,"removed":[columns("10.0.0.9","1")]}})];
     let snapshot = vec![json!({"name":"listening_ports","hostIdentifier":"h",
         "action":"snapshot","snapshot":rows})];
-    let expected = listening_rows(&event, 100).expect("event rows");
+    let expected = listening(&event, 100).expect("event rows");
     assert_eq!(expected.len(), 2);
-    assert_eq!(listening_rows(&batch, 100), Ok(expected.clone()));
-    assert_eq!(listening_rows(&snapshot, 100), Ok(expected));
+    assert_eq!(listening(&batch, 100), Ok(expected.clone()));
+    assert_eq!(listening(&snapshot, 100), Ok(expected));
 }
 
 #[test]
@@ -35,7 +47,7 @@ fn wildcard_listeners_are_reachable_at_the_namespaces_specific_addresses() {
         columns("10.0.0.5", "8443"), columns("0.0.0.0", "9443"), columns("127.0.0.1", "5432"),
         columns("::1", "5433")]}),
     ];
-    let rows = listening_rows(&data, 100).expect("rows");
+    let rows = listening(&data, 100).expect("rows");
     let report = report("h", &rows, OffsetDateTime::UNIX_EPOCH);
     assert_eq!(report.validate(), Ok(()));
     let ten: IpAddr = "10.0.0.5".parse().expect("literal");
@@ -65,7 +77,7 @@ fn numbers_may_be_json_numbers_and_other_families_are_skipped() {
         {"port":0,"protocol":0,"family":1,"address":"","path":"/run/x.sock"},
         {"port":"53","protocol":"17","family":"2","address":"10.0.0.1"}]}),
     ];
-    let rows = listening_rows(&data, 100).expect("rows");
+    let rows = listening(&data, 100).expect("rows");
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0].netns, None);
     assert!(rows[0].tcp && !rows[1].tcp);
@@ -119,7 +131,7 @@ fn hostile_values_are_refused_naming_the_field() {
         (json!("a row that is a string"), "data[0].snapshot[0]"),
     ];
     for (row, expected) in cases {
-        let error = listening_rows(&snapshot(row.clone()), 100).expect_err("refused");
+        let error = listening(&snapshot(row.clone()), 100).expect_err("refused");
         assert_eq!(field(error), expected, "{row}");
     }
     let shapes = [
@@ -143,7 +155,7 @@ fn hostile_values_are_refused_naming_the_field() {
         ),
     ];
     for (entry, expected) in shapes {
-        let error = listening_rows(std::slice::from_ref(&entry), 100).expect_err("refused");
+        let error = listening(std::slice::from_ref(&entry), 100).expect_err("refused");
         assert_eq!(field(error), expected, "{entry}");
     }
 }
@@ -154,21 +166,27 @@ fn other_queries_and_removed_rows_are_ignored_and_rows_are_bounded() {
         json!({"name":"processes","action":"added","columns":{"pid":"1"}}),
         json!({"name":"listening_ports","action":"removed","columns":columns("1.2.3.4","1")}),
     ];
-    assert_eq!(listening_rows(&data, 100), Ok(Vec::new()));
+    assert_eq!(listening(&data, 100), Ok(Vec::new()));
     let many = vec![json!({"name":"listening_ports","action":"snapshot",
         "snapshot":vec![columns("1.2.3.4","443"); 3]})];
-    assert_eq!(listening_rows(&many, 2).map_err(field), Err("data".into()));
+    assert_eq!(listening(&many, 2).map_err(field), Err("data".into()));
 }
 
 #[test]
 fn bodies_with_wrong_types_name_the_field() {
-    let error = parse_body::<LogRequest>(br#"{"log_type":"result","data":{}}"#).expect_err("bad");
+    let log = |json: &[u8]| parse_log(json, LogLimits::new(100));
+    let error = log(br#"{"log_type":"result","data":{}}"#).expect_err("bad");
     assert_eq!(field(error), "data");
+    let error = log(br#"{"log_type":"result","node_key":5}"#).expect_err("bad");
+    assert_eq!(field(error), "node_key");
+    let error = log(br#"{"data":[]}"#).expect_err("bad");
+    assert_eq!(error.field, None, "{error:?}");
+    assert!(error.message.contains("log_type"), "{error:?}");
     let error = parse_body::<EnrollRequest>(br#"{"enroll_secret":1,"host_identifier":"h"}"#)
         .expect_err("bad");
     assert_eq!(field(error), "enroll_secret");
-    assert!(parse_body::<LogRequest>(b"{").is_err());
-    assert!(parse_body::<LogRequest>(br#"{"log_type":"status"} trailing"#).is_err());
+    assert!(log(b"{").is_err());
+    assert!(log(br#"{"log_type":"status"} trailing"#).is_err());
 }
 
 #[test]
@@ -185,4 +203,97 @@ fn host_identifiers_are_sanitized_and_bounded() {
     assert_eq!(sanitize_host_identifier(""), None);
     let long = sanitize_host_identifier(&"x".repeat(10_000)).expect("kept");
     assert_eq!(long.len(), MAX_HOST_IDENTIFIER);
+}
+
+#[test]
+fn entries_and_rows_are_bounded_while_parsing() {
+    let row = columns("10.0.0.1", "443");
+    let limits = LogLimits {
+        max_rows: 3,
+        max_entries: 5,
+    };
+    let snapshot = |rows: usize| json!({"name":"listening_ports","action":"snapshot","snapshot":vec![row.clone(); rows]});
+    assert!(parse_log(&body(&[snapshot(3)]), limits).is_ok());
+    let error = parse_log(&body(&[snapshot(2), snapshot(2)]), limits).expect_err("4 rows");
+    assert_eq!(
+        (field(error.clone()), error.message.as_str()),
+        ("data".into(), "more than 3 rows")
+    );
+    let event = json!({"name":"listening_ports","action":"added","columns":row});
+    let error = parse_log(&body(&vec![event; 4]), limits).expect_err("4 events");
+    assert_eq!(error.message, "more than 3 rows");
+
+    // Entries count whatever they hold; rows of other queries (name first) and rows
+    // that are skipped anyway (UNIX sockets) are neither kept nor counted.
+    let other = json!({"name":"processes","action":"snapshot","snapshot":vec![row.clone(); 50]});
+    let parsed = parse_log(&body(&vec![other.clone(); 5]), limits).expect("5 entries");
+    assert!(parsed.data.is_empty(), "{:?}", parsed.data);
+    let error = parse_log(&body(&vec![other; 6]), limits).expect_err("6 entries");
+    assert_eq!(
+        (field(error.clone()), error.message.as_str()),
+        ("data".into(), "more than 5 entries")
+    );
+    let unix = json!({"port":"0","protocol":"0","family":"1","address":"","path":"/run/a"});
+    let sockets = json!({"name":"listening_ports","action":"snapshot",
+        "snapshot":[unix.clone(), unix.clone(), unix.clone(), unix, row.clone()]});
+    let parsed = parse_log(&body(std::slice::from_ref(&sockets)), limits).expect("one kept row");
+    assert_eq!(
+        listening_rows(&parsed.data, 10).map(|rows| rows.len()),
+        Ok(1)
+    );
+    // The error paths keep each row's index in the list.
+    let mut bad = sockets;
+    bad["snapshot"][4]["port"] = json!("x");
+    assert_eq!(
+        listening(&[bad], 10).map_err(field),
+        Err("data[0].snapshot[4].port".into())
+    );
+}
+
+#[test]
+fn rows_before_the_name_and_unknown_fields_are_read_alike() {
+    let text = br#"{"data":[
+        {"snapshot":[{"port":"443","protocol":"6","family":"2","address":"10.0.0.1"}],
+         "action":"snapshot","name":"pack_x_listening_ports","decorations":{"a":[1,{"b":2}]}},
+        {"columns":{"port":"x"},"action":"added","name":"processes"},
+        {"columns":{"port":"x"},"name":"processes","action":"added"}],
+        "log_type":"result","extra":[[[]]],"node_key":"k"}"#;
+    let request = parse_log(text, LogLimits::new(100)).expect("parsed");
+    assert_eq!(request.node_key.as_deref(), Some("k"));
+    assert_eq!(request.log_type, "result");
+    assert_eq!(request.data.len(), 1, "other queries are not kept");
+    let rows = listening_rows(&request.data, 10).expect("rows");
+    assert_eq!(rows.len(), 1);
+}
+
+#[test]
+fn gzip_bombs_stop_at_the_decompressed_limit() {
+    use std::io::Write;
+    // A field that is skipped is read to its end, within the limit.
+    let zeros = format!(
+        r#"{{"log_type":"result","data":[],"x":[{}0]}}"#,
+        "0,".repeat(100_000)
+    );
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(zeros.as_bytes()).expect("gzip");
+    let gzip = encoder.finish().expect("gzip");
+    let read = |limit| read_log(gzip.as_slice(), Encoding::Gzip, limit, LogLimits::new(100));
+    assert_eq!(
+        read(64 * 1024).map(|_| ()),
+        Err(ReadError::TooLarge { limit: 64 * 1024 })
+    );
+    assert!(read(1024 * 1024).is_ok());
+    // A list of numbers where results are expected fails at its first number.
+    let zeros = format!(r#"{{"data":[{}0]}}"#, "0,".repeat(100_000));
+    let error = read_log(
+        zeros.as_bytes(),
+        Encoding::Identity,
+        1 << 20,
+        LogLimits::new(100),
+    )
+    .expect_err("numbers");
+    assert!(
+        matches!(&error, ReadError::Json { field: Some(field), .. } if field == "data[0]"),
+        "{error:?}"
+    );
 }

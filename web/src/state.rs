@@ -23,9 +23,12 @@ pub struct AppState {
     pub agent_enroll_secret: Option<String>,
 }
 
-/// Size limits of `POST /api/v1/reports`.
+/// Limits of the ingest routes (`POST /api/v1/reports`, the osquery enroll and logger).
 #[derive(Debug, Clone, Copy)]
 pub struct IngestLimits {
+    /// Ingest requests handled at once, all ingest routes together (`server.ingest_concurrency`);
+    /// past it a request is answered `503` with `Retry-After`, before its body is read.
+    pub max_in_flight: usize,
     /// Bytes of the request body as sent (compressed or not).
     pub max_body: usize,
     /// Bytes of the body after gzip decompression (a gzip bomb stops here).
@@ -37,6 +40,7 @@ pub struct IngestLimits {
 impl Default for IngestLimits {
     fn default() -> Self {
         IngestLimits {
+            max_in_flight: 16,
             max_body: 8 * 1024 * 1024,
             max_decompressed: 32 * 1024 * 1024,
             report: ReportLimits::default(),

@@ -117,7 +117,10 @@ pub async fn start(
         let read_token = Some(config.server.read_token.clone()).filter(|token| !token.is_empty());
         let state = AppState {
             store: store.clone(),
-            ingest: IngestLimits::default(),
+            ingest: IngestLimits {
+                max_in_flight: config.server.ingest_concurrency,
+                ..IngestLimits::default()
+            },
             read_token,
             osquery_enroll_secret: Some(config.osquery.enroll_secret.clone())
                 .filter(|secret| !secret.is_empty()),

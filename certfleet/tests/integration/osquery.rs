@@ -262,3 +262,315 @@ fn wrong_secrets_unknown_node_keys_and_bad_rows_are_refused() {
         "nothing stored from refused posts"
     );
 }
+
+/// The service's peak resident memory (`VmHWM` of /proc/PID/status), in KiB.
+fn peak_rss_kib(service: &Service) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", service.pid()))
+        .expect("read /proc/PID/status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("a VmHWM line")
+}
+
+/// `{"node_key": KEY, ...rest}` from `{...rest}`.
+fn with_node_key(json: &[u8], key: &str) -> Vec<u8> {
+    let mut out = format!("{{\"node_key\":{},", json!(key)).into_bytes();
+    out.extend_from_slice(json.get(1..).expect("a JSON object"));
+    out
+}
+
+/// What a hostile body must be answered with (when its credential is not refused first).
+#[derive(Debug, Clone, Copy)]
+enum Expect {
+    /// 400 naming this field.
+    BadField(&'static str),
+    /// 400 whose message says this.
+    BadMessage(&'static str),
+    /// 200 `{}` with a valid key, `{"node_invalid": true}` without.
+    Accepted,
+}
+
+/// Issue 13: hostile logger bodies, eight at once, without a key, with a wrong key (in the
+/// body or the header) and with the valid node key (in the body or the header). Each gets
+/// a clear answer, the service keeps a bounded memory and stays up, and a good post is
+/// stored afterwards. Before the bodies were parsed into typed, bounded structs, the same
+/// posts took the service past 1 GiB.
+#[test]
+fn hostile_bodies_eight_at_once_keep_memory_bounded() {
+    const LIMIT_KIB: u64 = 200 * 1024;
+    let zeros = {
+        let mut text = b"{\"data\":[".to_vec();
+        text.extend(std::iter::repeat_n(*b"0,", 8 * 1024 * 1024).flatten());
+        text.extend_from_slice(b"0]}");
+        text
+    };
+    let entry = serde_json::to_vec(&json!({"name": "listening_ports", "hostIdentifier": HOST,
+        "action": "added", "columns": {"port": "443", "protocol": "6", "family": "2",
+        "address": "10.1.2.3", "net_namespace": "1"}}))
+    .expect("JSON serializes");
+    let entries = {
+        let mut text = b"{\"log_type\":\"result\",\"data\":[".to_vec();
+        for _ in 0..(30 * 1024 * 1024 / (entry.len() + 1)) {
+            text.extend_from_slice(&entry);
+            text.push(b',');
+        }
+        text.extend_from_slice(&entry);
+        text.extend_from_slice(b"]}");
+        text
+    };
+    let string = {
+        let mut text = b"{\"log_type\":\"result\",\"x\":\"".to_vec();
+        text.extend(std::iter::repeat_n(b'a', 30 * 1024 * 1024));
+        text.extend_from_slice(b"\"}");
+        text
+    };
+    // Not compressed, under the 8 MiB limit as sent: entries of another query with large
+    // fields that are skipped, read to the end.
+    let plain = {
+        let other = serde_json::to_vec(&json!({"name": "processes", "action": "added",
+            "columns": {"pid": "1"}, "decorations": {"x": "a".repeat(360)}}))
+        .expect("JSON serializes");
+        let mut text = b"{\"log_type\":\"result\",\"data\":[".to_vec();
+        for _ in 0..18_000 {
+            text.extend_from_slice(&other);
+            text.push(b',');
+        }
+        text.extend_from_slice(&other);
+        text.extend_from_slice(b"]}");
+        assert!(text.len() < 8 * 1024 * 1024, "{} bytes", text.len());
+        text
+    };
+    // (name, JSON text, gzip, expected)
+    let bombs = [
+        ("zeros", zeros, true, Expect::BadField("data[0]")),
+        ("entries", entries, true, Expect::BadField("data")),
+        ("string", string, true, Expect::BadMessage("longer than")),
+        ("plain", plain, false, Expect::Accepted),
+    ];
+
+    let (_dir, _config, service) = start(true);
+    let node_key = enroll(&service, SECRET)["node_key"]
+        .as_str()
+        .expect("a node key")
+        .to_owned();
+    let before_kib = peak_rss_kib(&service);
+    // (label, request, expected status, expected JSON when not an error)
+    let mut posts: Vec<(String, Request, Expect, bool)> = Vec::new();
+    for (name, text, gzip, expect) in &bombs {
+        // (who, key, in the header, valid)
+        let credentials = [
+            ("no key", None, false, false),
+            ("a wrong key in the body", Some("wrong-key"), false, false),
+            ("a wrong key in the header", Some("wrong-key"), true, false),
+            (
+                "the node key in the body",
+                Some(node_key.as_str()),
+                false,
+                true,
+            ),
+            (
+                "the node key in the header",
+                Some(node_key.as_str()),
+                true,
+                true,
+            ),
+        ];
+        for (who, key, in_header, valid) in credentials {
+            if !gzip && in_header && !valid {
+                // Refused before its 7 MiB body is read: the client may see the
+                // connection reset while still sending, and lose the answer.
+                continue;
+            }
+            let mut bytes = match key {
+                Some(key) if !in_header => with_node_key(text, key),
+                _ => text.clone(),
+            };
+            if *gzip {
+                bytes = gzip_bytes(&bytes);
+            }
+            let mut request = Request::post_json("/api/v1/osquery/log", bytes);
+            if *gzip {
+                request = request.header("Content-Encoding", "gzip");
+            }
+            if let (Some(key), true) = (key, in_header) {
+                request = request.header("Authorization", &format!("NodeKey {key}"));
+            }
+            // A wrong key in the header is refused before the body is read.
+            let expect = if in_header && !valid {
+                Expect::Accepted
+            } else {
+                *expect
+            };
+            posts.push((format!("{name} with {who}"), request, expect, valid));
+        }
+    }
+    let mut answered = 0;
+    let mut remaining = posts;
+    while !remaining.is_empty() {
+        let batch: Vec<_> = remaining.drain(..remaining.len().min(8)).collect();
+        let address = service.address;
+        let responses: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = batch
+                .into_iter()
+                .map(|(label, request, expect, valid)| {
+                    scope.spawn(move || (label, request.send(address), expect, valid))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| handle.join().expect("a sender thread"))
+                .collect()
+        });
+        for (label, response, expect, valid) in responses {
+            let response = response.unwrap_or_else(|error| {
+                panic!("{label}: no answer ({error}); log:\n{}", service.log())
+            });
+            let what = format!("{label}: {}", response.describe());
+            match expect {
+                Expect::BadField(field) => {
+                    assert_eq!(response.status, 400, "{what}");
+                    assert_eq!(response.json()["field"], json!(field), "{what}");
+                }
+                Expect::BadMessage(text) => {
+                    assert_eq!(response.status, 400, "{what}");
+                    let message = response.json()["error"].as_str().map(str::to_owned);
+                    assert!(message.is_some_and(|m| m.contains(text)), "{what}");
+                }
+                Expect::Accepted => {
+                    assert_eq!(response.status, 200, "{what}");
+                    let expected = if valid {
+                        json!({})
+                    } else {
+                        json!({"node_invalid": true})
+                    };
+                    assert_eq!(response.json(), expected, "{what}");
+                }
+            }
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, 19);
+
+    // Still up, and a good post is stored.
+    let health = send(&service, Request::get("/healthz"));
+    assert_eq!(health.status, 200, "{}", health.describe());
+    let good = json!({"node_key": node_key, "log_type": "result",
+        "data": results(Format::Snapshot)});
+    let response = post(&service, "/api/v1/osquery/log", &good, true);
+    assert_eq!(
+        (response.status, response.json()),
+        (200, json!({})),
+        "{}",
+        response.describe()
+    );
+    assert_eq!(endpoints(&service).len(), 4, "the good post's endpoints");
+
+    let peak_kib = peak_rss_kib(&service);
+    eprintln!("peak RSS: {before_kib} KiB before the bombs, {peak_kib} KiB after");
+    assert!(
+        peak_kib < LIMIT_KIB,
+        "peak RSS {peak_kib} KiB (limit {LIMIT_KIB} KiB; {before_kib} KiB before the bombs)"
+    );
+}
+
+/// Past `server.ingest_concurrency` requests in flight, an ingest request is answered
+/// `503` with `Retry-After` at once; the slot is free again once the request in flight
+/// is answered.
+#[test]
+fn ingest_past_the_concurrency_limit_is_503_with_retry_after() {
+    use std::io::{Read, Write};
+
+    let (_dir, config, service) = start(true);
+    drop(service);
+    let service = Service::start_with_env(
+        &config,
+        "api",
+        &[("CERTFLEET_SERVER__INGEST_CONCURRENCY", "1")],
+    );
+    let node_key = enroll(&service, SECRET)["node_key"]
+        .as_str()
+        .expect("a node key")
+        .to_owned();
+    // One logger post whose body has not all arrived holds the only slot.
+    let body = serde_json::to_vec(&json!({"node_key": node_key, "log_type": "result",
+        "data": results(Format::Snapshot)}))
+    .expect("JSON serializes");
+    let (first, rest) = body.split_at(10);
+    let hold = || {
+        let mut held = std::net::TcpStream::connect(service.address).expect("connect");
+        let head = format!(
+            "POST /api/v1/osquery/log HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            service.address,
+            body.len()
+        );
+        held.write_all(head.as_bytes()).expect("send the head");
+        held.write_all(first).expect("send the first bytes");
+        held
+    };
+    let mut held = hold();
+
+    // The held request and a probe race for the slot until the held one has it: a held
+    // request that was answered (503) is sent again.
+    let wrong = json!({"enroll_secret": "wrong", "host_identifier": HOST});
+    let mut busy = None;
+    for _ in 0..600 {
+        held.set_nonblocking(true).expect("non-blocking");
+        let mut peek = [0u8; 16];
+        let answered = matches!(held.peek(&mut peek), Ok(n) if n > 0);
+        held.set_nonblocking(false).expect("blocking");
+        if answered {
+            let mut answer = String::new();
+            let _ = held.read_to_string(&mut answer);
+            assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+            held = hold();
+        }
+        let response = post(&service, "/api/v1/osquery/enroll", &wrong, false);
+        if response.status == 503 {
+            busy = Some(response);
+            break;
+        }
+        assert_eq!(
+            (response.status, response.json()),
+            (200, json!({"node_invalid": true})),
+            "{}",
+            response.describe()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let busy = busy.unwrap_or_else(|| {
+        panic!(
+            "no 503 while the only slot is held; log:\n{}",
+            service.log()
+        )
+    });
+    assert_eq!(busy.header("retry-after"), Some("5"), "{}", busy.describe());
+    assert!(
+        busy.json()["error"].as_str().is_some(),
+        "{}",
+        busy.describe()
+    );
+    let report = Request::post_json("/api/v1/reports", b"{}".to_vec()).bearer("any");
+    let response = send(&service, report);
+    assert_eq!(
+        response.status,
+        503,
+        "reports share the slots: {}",
+        response.describe()
+    );
+
+    // The held request completes and is stored; the slot is free again.
+    held.write_all(rest).expect("send the rest");
+    let mut answer = String::new();
+    held.read_to_string(&mut answer).expect("read the answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("{}"), "{answer}");
+    assert_eq!(endpoints(&service).len(), 4);
+    let again = post(&service, "/api/v1/osquery/enroll", &wrong, false);
+    assert_eq!(
+        (again.status, again.json()),
+        (200, json!({"node_invalid": true}))
+    );
+}

@@ -145,7 +145,7 @@ pub fn document() -> Value {
                     "401": error_response("missing or unknown agent token"),
                     "413": error_response("body too large"),
                     "415": error_response("unsupported Content-Encoding"),
-                    "503": error_response("database unavailable; retry after Retry-After")
+                    "503": error_response("too many ingest requests in flight (server.ingest_concurrency) or database unavailable; retry after Retry-After")
                 }}},
             "/api/v1/agents/enroll": {"post": {
                 "summary": "A host exchanges server.agent_enroll_secret (bearer) for its own credential, bound to its machine id, once",
@@ -167,7 +167,8 @@ pub fn document() -> Value {
                     "400": error_response("malformed request"),
                     "404": error_response("osquery.enroll_secret is not set"),
                     "413": error_response("body too large"),
-                    "503": error_response("database unavailable")
+                    "415": error_response("unsupported Content-Encoding"),
+                    "503": error_response("too many ingest requests in flight or database unavailable; retry after Retry-After")
                 }}},
             "/api/v1/osquery/log": {"post": {
                 "summary": "osquery TLS logger (--logger_tls_endpoint): listening_ports results stored as the host's report",
@@ -178,7 +179,7 @@ pub fn document() -> Value {
                     "404": error_response("osquery.enroll_secret is not set"),
                     "413": error_response("body too large"),
                     "415": error_response("unsupported Content-Encoding"),
-                    "503": error_response("database unavailable")
+                    "503": error_response("too many ingest requests in flight or database unavailable; retry after Retry-After")
                 }}},
             "/api/v1/certificates": read(
                 "Certificates by hostname, serial, fingerprint or issuer (newest expiry first), or in use and expiring within a window (soonest first, with endpoint counts). Give exactly one.",

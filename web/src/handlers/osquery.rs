@@ -5,20 +5,27 @@
 //! agent `osquery:<host identifier>`; results of a `listening_ports` query are stored as
 //! that host's agent report. osquery expects `{"node_invalid": true}` with status 200 for
 //! a wrong secret or an unknown node key, and then enrolls again.
+//!
+//! What is done before the credential is known is bounded: a node key in
+//! `Authorization: NodeKey` is checked before the body is read; a credential in the body
+//! (osquery's own plugins put it there) is checked once the body is parsed, before any
+//! store work, and the parse itself streams the (decompressed) body into typed structs
+//! that count what they keep (see `crate::body` and `crate::osquery`).
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap};
 use axum::Json;
 use certfleet_store::AgentName;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-use super::reports::read_body;
 use crate::auth::same_secret;
-use crate::osquery::{self, EnrollRequest, LogRequest, ParseError, AGENT_PREFIX};
+use crate::body::{self, Encoding, ReadError};
+use crate::osquery::{self, EnrollRequest, LogLimits, LogRequest, ParseError, AGENT_PREFIX};
 use crate::{ApiError, AppState};
+
+/// Longest node key looked up (agent tokens are much shorter).
+const MAX_NODE_KEY: usize = 256;
 
 fn node_invalid() -> Json<Value> {
     Json(json!({"node_invalid": true}))
@@ -27,12 +34,15 @@ fn node_invalid() -> Json<Value> {
 /// Checks the shared secret and answers a fresh node key.
 pub async fn enroll(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<Json<Value>, ApiError> {
-    let secret = configured_secret(&state)?;
-    let json = read_body(&state, &headers, body)?;
-    let request: EnrollRequest = osquery::parse_body(&json).map_err(into_api)?;
+    let secret = configured_secret(&state)?.to_owned();
+    let encoding = Encoding::of(request.headers())?;
+    let max_decompressed = state.ingest.max_decompressed;
+    let request: EnrollRequest = parse_body(&state, request, move |body| {
+        osquery::read_enroll(body, encoding, max_decompressed)
+    })
+    .await?;
     if !same_secret(secret.as_bytes(), request.enroll_secret.as_bytes()) {
         tracing::info!("osquery enroll with a wrong secret");
         return Ok(node_invalid());
@@ -50,26 +60,35 @@ pub async fn enroll(
 }
 
 /// Stores the `listening_ports` results of an enrolled node; status logs are ignored.
-pub async fn log(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+pub async fn log(State(state): State<AppState>, request: Request) -> Result<Json<Value>, ApiError> {
     configured_secret(&state)?;
-    let json = read_body(&state, &headers, body)?;
-    let request: LogRequest = osquery::parse_body(&json).map_err(into_api)?;
-    let header_key = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("NodeKey "));
-    let Some(node_key) = request.node_key.as_deref().or(header_key).map(str::trim) else {
-        return Ok(node_invalid());
+    let encoding = Encoding::of(request.headers())?;
+    // A key in the header is checked before the body is read; a key in the body is
+    // then ignored.
+    let header_agent = match header_key(request.headers()) {
+        Some(key) => match authenticate(&state, key).await? {
+            Some(agent) => Some(agent),
+            None => return Ok(node_invalid()),
+        },
+        None => None,
     };
-    if node_key.is_empty() || node_key.len() > 256 {
-        return Ok(node_invalid());
-    }
-    let Some(agent) = state.store.authenticate_agent(node_key).await? else {
-        return Ok(node_invalid());
+    let max_decompressed = state.ingest.max_decompressed;
+    let limits = LogLimits::new(state.ingest.report.max_sockets);
+    let request: LogRequest = parse_body(&state, request, move |body| {
+        osquery::read_log(body, encoding, max_decompressed, limits)
+    })
+    .await?;
+    let agent = match header_agent {
+        Some(agent) => agent,
+        None => {
+            let Some(key) = request.node_key.as_deref() else {
+                return Ok(node_invalid());
+            };
+            match authenticate(&state, key).await? {
+                Some(agent) => agent,
+                None => return Ok(node_invalid()),
+            }
+        }
     };
     let Some(host) = agent
         .to_string()
@@ -93,6 +112,45 @@ pub async fn log(
     let counts = state.store.ingest_report(&agent, &report).await?;
     tracing::debug!(%agent, sockets = counts.sockets, "osquery results stored");
     Ok(Json(json!({})))
+}
+
+/// `Authorization: NodeKey <key>`, when sent.
+fn header_key(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("NodeKey "))
+}
+
+/// The enrolled agent of a node key; `None` for an empty, oversized or unknown key.
+async fn authenticate(state: &AppState, key: &str) -> Result<Option<AgentName>, ApiError> {
+    let key = key.trim();
+    if key.is_empty() || key.len() > MAX_NODE_KEY {
+        return Ok(None);
+    }
+    Ok(state.store.authenticate_agent(key).await?)
+}
+
+/// Streams the body (at most `ingest.max_body` bytes as sent) into `parse`, which runs
+/// on the blocking pool: decompression and parsing are CPU work of up to
+/// `ingest.max_decompressed` bytes, kept off the threads that serve requests.
+async fn parse_body<T: Send + 'static>(
+    state: &AppState,
+    request: Request,
+    parse: impl FnOnce(&mut dyn std::io::Read) -> Result<T, ReadError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let max_body = state.ingest.max_body;
+    body::declared_too_large(request.headers(), max_body).map_err(read_error)?;
+    body::parse_streamed(request.into_body(), max_body, parse)
+        .await
+        .map_err(read_error)
+}
+
+fn read_error(error: ReadError) -> ApiError {
+    match error {
+        ReadError::TooLarge { limit } => ApiError::TooLarge { limit },
+        other => into_api(osquery::into_parse_error(other)),
+    }
 }
 
 fn configured_secret(state: &AppState) -> Result<&str, ApiError> {
