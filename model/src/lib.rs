@@ -3,6 +3,7 @@
 //! Nothing here does I/O. The serde shapes of [`ProbeResult`] are the probe JSON contract
 //! (see `docs/architecture.md`): fields may be added, never renamed or removed.
 
+mod bounded;
 mod probe;
 mod report;
 pub mod text;

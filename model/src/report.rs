@@ -24,6 +24,7 @@ pub struct AgentReport {
     /// The host the sockets belong to.
     pub host: HostInfo,
     /// Listening sockets, wildcard binds already expanded in `reachable`.
+    #[serde(deserialize_with = "crate::bounded::vec::<_, _, MAX_SOCKETS>")]
     pub sockets: Vec<SocketInfo>,
 }
 
@@ -43,15 +44,22 @@ pub struct HostInfo {
     #[serde(default)]
     pub machine_id: String,
     /// The host's own (non-loopback) addresses.
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "crate::bounded::vec::<_, _, MAX_ADDRESSES>"
+    )]
     pub addresses: Vec<IpAddr>,
     /// Workload tags; `app`, `env` and `owner` are the ones certfleet reads.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::bounded::map::<_, _, MAX_TAGS>")]
     pub tags: BTreeMap<String, String>,
     /// The addresses of the host's other network namespaces (containers). With
     /// `addresses`, the only addresses its sockets may claim (see
     /// [`AgentReport::check_addresses`]).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::bounded::vec::<_, _, MAX_SOCKETS>"
+    )]
     pub namespace_addresses: Vec<IpAddr>,
 }
 
@@ -74,7 +82,10 @@ pub struct SocketInfo {
     #[serde(default)]
     pub container: Option<String>,
     /// The addresses the socket can be reached at from other machines.
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "crate::bounded::vec::<_, _, MAX_ADDRESSES>"
+    )]
     pub reachable: Vec<IpAddr>,
     /// Where the socket can be reached from.
     pub scope: SocketScope,
@@ -115,12 +126,17 @@ pub struct ReportLimits {
     pub max_endpoints: usize,
 }
 
+/// The default limits, also the bounds while a report is parsed (see `bounded`).
+const MAX_SOCKETS: usize = 20_000;
+const MAX_ADDRESSES: usize = 256;
+const MAX_TAGS: usize = 64;
+
 impl Default for ReportLimits {
     fn default() -> Self {
         ReportLimits {
-            max_sockets: 20_000,
-            max_addresses: 256,
-            max_tags: 64,
+            max_sockets: MAX_SOCKETS,
+            max_addresses: MAX_ADDRESSES,
+            max_tags: MAX_TAGS,
             max_string: 512,
             max_endpoints: 20_000,
         }

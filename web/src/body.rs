@@ -91,6 +91,9 @@ pub fn declared_too_large(headers: &HeaderMap, max_body: usize) -> Result<(), Re
     }
 }
 
+/// Bodies parsed at once, across every ingest route.
+static PARSERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// Frames of the body in flight between the connection and the parser.
 const FRAMES_IN_FLIGHT: usize = 4;
 
@@ -103,6 +106,13 @@ pub async fn parse_streamed<T: Send + 'static>(
     max_body: usize,
     parse: impl FnOnce(&mut dyn Read) -> Result<T, ReadError> + Send + 'static,
 ) -> Result<T, ReadError> {
+    // Parsing is CPU work on the blocking pool: no more parsers than cores, and so no
+    // more bodies' structures in memory at once, however many requests are in flight
+    // (the others wait here, their bodies unread). Never closed.
+    let _slot = PARSERS
+        .acquire()
+        .await
+        .map_err(|_| ReadError::Body("the service is shutting down".into()))?;
     let (frames, receiver) = mpsc::channel::<Bytes>(FRAMES_IN_FLIGHT);
     let parser = tokio::task::spawn_blocking(move || {
         parse(&mut ChannelReader {

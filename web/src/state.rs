@@ -42,7 +42,7 @@ impl Default for IngestLimits {
         IngestLimits {
             max_in_flight: 16,
             max_body: 8 * 1024 * 1024,
-            max_decompressed: 32 * 1024 * 1024,
+            max_decompressed: 16 * 1024 * 1024,
             report: ReportLimits::default(),
         }
     }

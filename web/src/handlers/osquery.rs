@@ -54,7 +54,11 @@ pub async fn enroll(
         )
     })?;
     let agent = AgentName::new(format!("{AGENT_PREFIX}{host}"))?;
-    let node_key = state.store.create_agent_token(&agent).await?;
+    // Bound to the host its reports are stored as (`hostname:<host identifier>`).
+    let node_key = state
+        .store
+        .create_token(&agent, Some(&format!("hostname:{host}")))
+        .await?;
     tracing::info!(%agent, "osquery node enrolled");
     Ok(Json(json!({"node_key": node_key, "node_invalid": false})))
 }

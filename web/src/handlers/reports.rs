@@ -2,8 +2,9 @@
 
 use std::io::Read;
 
+use std::marker::PhantomData;
+
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
@@ -11,6 +12,7 @@ use certfleet_model::AgentReport;
 use certfleet_store::{Credential, IngestCounts, MAX_CLOCK_SKEW};
 use time::OffsetDateTime;
 
+use crate::body::{self, Encoding, ReadError, ReadLimits};
 use crate::{ApiError, AppState};
 
 /// Authenticates the agent before anything is read of the body, then reads it within the
@@ -22,13 +24,7 @@ pub async fn post(
     body: Body,
 ) -> Result<(StatusCode, Json<IngestCounts>), ApiError> {
     let credential = authenticate(&state, &headers).await?;
-    let body = axum::body::to_bytes(body, state.ingest.max_body)
-        .await
-        .map_err(|_| ApiError::TooLarge {
-            limit: state.ingest.max_body,
-        });
-    let json = decode_body(&state, &headers, body?)?;
-    let report = parse_report(&json)?;
+    let report = read_report(&state, &headers, body).await?;
     report
         .validate_with(&state.ingest.report)
         .map_err(|error| ApiError::bad_request(error.to_string(), Some(error.field)))?;
@@ -88,21 +84,41 @@ fn check_clock(report: &AgentReport) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The JSON bytes of an ingest body (agent reports, osquery posts) within the ingest
-/// limits: 413 past `max_body` as sent, gzip decompressed when `Content-Encoding: gzip`,
-/// never more than `max_decompressed` bytes (a gzip bomb stops there).
-pub(crate) fn read_body(
+/// Longest JSON string read in a report (any string the contract allows is 512 bytes at
+/// most; validation names the field of one between the two).
+const MAX_REPORT_STRING: usize = 4096;
+
+/// The report of a body, streamed: never buffered whole as sent nor decompressed, parsed
+/// with every list bounded (`certfleet_model`'s bounded collections), within `max_body`
+/// as sent and `max_decompressed` once decompressed.
+async fn read_report(
     state: &AppState,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Vec<u8>, ApiError> {
-    let body = body.map_err(|rejection| match rejection {
-        BytesRejection::FailedToBufferBody(_) => ApiError::TooLarge {
-            limit: state.ingest.max_body,
-        },
-        other => ApiError::bad_request(other.body_text(), None),
-    })?;
-    decode_body(state, headers, body)
+    body: Body,
+) -> Result<AgentReport, ApiError> {
+    let encoding = Encoding::of(headers)?;
+    let max_body = state.ingest.max_body;
+    let limits = ReadLimits {
+        max_decompressed: state.ingest.max_decompressed,
+        max_string: MAX_REPORT_STRING,
+    };
+    let read = body::declared_too_large(headers, max_body);
+    let read = match read {
+        Ok(()) => {
+            body::parse_streamed(body, max_body, move |reader| {
+                body::read_json(reader, encoding, limits, PhantomData::<AgentReport>)
+            })
+            .await
+        }
+        Err(error) => Err(error),
+    };
+    read.map_err(|error| match error {
+        ReadError::TooLarge { limit } => ApiError::TooLarge { limit },
+        ReadError::Json { field, message } => {
+            ApiError::bad_request(format!("invalid report: {message}"), field)
+        }
+        other => ApiError::bad_request(other.to_string(), None),
+    })
 }
 
 /// The JSON bytes of a body already read: gzip decompressed when `Content-Encoding:
