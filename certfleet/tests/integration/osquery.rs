@@ -263,17 +263,6 @@ fn wrong_secrets_unknown_node_keys_and_bad_rows_are_refused() {
     );
 }
 
-/// The service's peak resident memory (`VmHWM` of /proc/PID/status), in KiB.
-fn peak_rss_kib(service: &Service) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", service.pid()))
-        .expect("read /proc/PID/status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("a VmHWM line")
-}
-
 /// `{"node_key": KEY, ...rest}` from `{...rest}`.
 fn with_node_key(json: &[u8], key: &str) -> Vec<u8> {
     let mut out = format!("{{\"node_key\":{},", json!(key)).into_bytes();
@@ -355,7 +344,7 @@ fn hostile_bodies_eight_at_once_keep_memory_bounded() {
         .as_str()
         .expect("a node key")
         .to_owned();
-    let before_kib = peak_rss_kib(&service);
+    let before_kib = service.peak_rss_kib();
     // (label, request, expected status, expected JSON when not an error)
     let mut posts: Vec<(String, Request, Expect, bool)> = Vec::new();
     for (name, text, gzip, expect) in &bombs {
@@ -467,7 +456,7 @@ fn hostile_bodies_eight_at_once_keep_memory_bounded() {
     );
     assert_eq!(endpoints(&service).len(), 4, "the good post's endpoints");
 
-    let peak_kib = peak_rss_kib(&service);
+    let peak_kib = service.peak_rss_kib();
     eprintln!("peak RSS: {before_kib} KiB before the bombs, {peak_kib} KiB after");
     assert!(
         peak_kib < LIMIT_KIB,

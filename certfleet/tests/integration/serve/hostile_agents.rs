@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use super::database::TestDatabase;
 use super::http::{Request, Response};
 use super::process::{certfleet, create_token, write_config, Service};
-use super::reports::{report, Socket};
+use super::reports::{gzip, report, Socket};
 use crate::pki::{Pki, Spec};
 use crate::tls_server::TlsServer;
 
@@ -429,4 +429,87 @@ fn an_agent_enrolls_once_and_speaks_only_for_its_host() {
     assert_eq!(post(&service, &token, &own).status, 401);
     let renewed = agent("fleet-enroll-secret-0123");
     assert!(renewed.status.success(), "{renewed:?}\n{}", service.log());
+}
+
+// --- Report bombs: bounded memory with and without a token ------------------------------
+
+#[test]
+fn report_bombs_keep_memory_bounded_on_sqlite() {
+    report_bombs_keep_memory_bounded(TestDatabase::sqlite());
+}
+
+#[test]
+fn report_bombs_keep_memory_bounded_on_postgres() {
+    report_bombs_keep_memory_bounded(TestDatabase::postgres());
+}
+
+/// Eight bodies at once, twice: the largest report the limits let through to the parser
+/// (16 MiB decompressed of sockets with 256 reachable addresses each) and 400,000 sockets,
+/// with a valid token and without one. Every answer is an error, the service stays up and
+/// its peak RSS under 200 MiB, and a good report is stored afterwards.
+fn report_bombs_keep_memory_bounded(database: TestDatabase) {
+    let kind = database.kind();
+    let config = write_config(database.dir(), &database.url);
+    let service = Service::start(&config, "api");
+    let token = create_token(&config, "bomb-agent");
+    let head = r#"{"agent":{"version":"0.1.0"},"collected_at":"2026-11-27T10:00:00Z","host":{"hostname":"bomb","machine_id":"bomb","addresses":["10.0.0.5"]},"sockets":["#;
+    let addresses: Vec<String> = (2..258).map(|n| format!("\"::{n:x}\"")).collect();
+    let wide = format!(
+        r#"{{"address":"::","port":1,"protocol":"tcp","scope":"host","reachable":[{}]}}"#,
+        addresses.join(",")
+    );
+    let count = (15 * 1024 * 1024) / (wide.len() + 1);
+    let reachable = format!("{head}{}]}}", vec![wide.as_str(); count].join(","));
+    let minimal = r#"{"address":"::","port":1,"protocol":"tcp","scope":"host"}"#;
+    let many = format!("{head}{}]}}", vec![minimal; 400_000].join(","));
+    let bodies = [gzip(reachable.as_bytes()), gzip(many.as_bytes())];
+    let before_kib = service.peak_rss_kib();
+    for authorized in [true, false] {
+        let answers: Vec<Response> = std::thread::scope(|scope| {
+            let posts: Vec<_> = (0..8)
+                .map(|index| {
+                    let body = bodies[index % 2].clone();
+                    let token = token.clone();
+                    let address = service.address;
+                    scope.spawn(move || {
+                        let mut request =
+                            Request::post_json(REPORTS, body).header("Content-Encoding", "gzip");
+                        if authorized {
+                            request = request.bearer(&token);
+                        }
+                        request.send(address).expect("POST a bomb")
+                    })
+                })
+                .collect();
+            posts
+                .into_iter()
+                .map(|post| post.join().expect("poster"))
+                .collect()
+        });
+        for answer in answers {
+            let expected: &[u16] = if authorized {
+                &[400, 413, 503]
+            } else {
+                &[401, 503]
+            };
+            assert!(
+                expected.contains(&answer.status),
+                "{kind} (token: {authorized}): {}",
+                answer.describe()
+            );
+        }
+    }
+    let peak_kib = service.peak_rss_kib();
+    eprintln!("{kind}: peak RSS {before_kib} KiB before the bombs, {peak_kib} KiB after");
+    assert!(
+        peak_kib < 200 * 1024,
+        "{kind}: peak RSS {peak_kib} KiB under 8 report bombs at once"
+    );
+    let socket = [Socket {
+        address: LOOPBACK,
+        port: 44303,
+        process: "java",
+    }];
+    let answer = post(&service, &token, &report("after-bombs", &socket));
+    assert_eq!(answer.status, 202, "{kind}: {}", answer.describe());
 }

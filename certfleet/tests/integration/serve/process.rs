@@ -156,6 +156,17 @@ impl Service {
         self.child.id()
     }
 
+    /// The service's peak resident memory (`VmHWM` of /proc/PID/status), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/PID/status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("a VmHWM line")
+    }
+
     /// Freezes the process (SIGSTOP): it holds what it has, and does nothing more.
     pub fn freeze(&self) {
         let status = Command::new("kill")
