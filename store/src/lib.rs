@@ -312,7 +312,7 @@ impl Default for StoreOptions {
             schedule: ProbeSchedule::default(),
             clock: Arc::new(SystemClock),
             present_names: true,
-            claim_window: Duration::hours(2),
+            claim_window: plan::REPORT_WINDOW,
             max_endpoints_per_host: 50_000,
             sqlite_synchronous: SqliteSynchronous::default(),
         }

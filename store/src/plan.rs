@@ -18,6 +18,11 @@ use crate::schedule::ProbeSchedule;
 /// refuses more; the store caps it, whoever calls it).
 pub const MAX_CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
 
+/// How long a socket stays its host's after the host last reported it: two agent report
+/// intervals. Within it, another host's claim is a conflict (`StoreOptions::claim_window`);
+/// past it, a socket whose probes fail twice in a row no longer serves its certificate.
+pub const REPORT_WINDOW: time::Duration = time::Duration::hours(2);
+
 /// A validated report, as rows.
 pub(crate) struct ReportPlan {
     pub host: HostRow,

@@ -27,6 +27,14 @@ pub(super) async fn ingest_report(
 ) -> Result<IngestCounts> {
     let plan = plan_report(agent, report, now)?;
     let mut transaction = pool.begin().await?;
+    // A new host, or new tags: the names under its sockets follow (owner, app, env, and a
+    // new tenant's fresh start), below.
+    let same_tags: Option<bool> =
+        sqlx::query_scalar("SELECT tags = $2::jsonb FROM hosts WHERE host_key = $1")
+            .bind(&plan.host.key)
+            .bind(&plan.host.tags)
+            .fetch_optional(&mut *transaction)
+            .await?;
     let host_id = upsert_host(&mut transaction, &plan.host).await?;
     let claimed_before = plan.host.seen_at - bounds.claim_window;
     let mut counts = plan.counts;
@@ -43,6 +51,9 @@ pub(super) async fn ingest_report(
         if written < chunk.len() as u64 {
             // Some were replays or another live host's: keep the latter as conflicts.
             counts.conflicts += record_claims(&mut transaction, host_id, &plan.host, chunk).await?;
+        }
+        if same_tags != Some(true) {
+            follow_named(&mut transaction, chunk, now).await?;
         }
     }
     settle_claims(&mut transaction, host_id).await?;
@@ -132,7 +143,19 @@ async fn upsert_endpoints(
              env = EXCLUDED.env, owner = EXCLUDED.owner, \
              retired_at = CASE WHEN EXCLUDED.last_seen > endpoints.last_seen THEN NULL \
                  ELSE endpoints.retired_at END, \
-             last_seen = EXCLUDED.last_seen \
+             last_seen = EXCLUDED.last_seen, \
+             observation_id = CASE WHEN endpoints.host_id <> EXCLUDED.host_id THEN NULL \
+                 ELSE endpoints.observation_id END, \
+             leaf_sha256 = CASE WHEN endpoints.host_id <> EXCLUDED.host_id THEN NULL \
+                 ELSE endpoints.leaf_sha256 END, \
+             leaf_not_after = CASE WHEN endpoints.host_id <> EXCLUDED.host_id THEN NULL \
+                 ELSE endpoints.leaf_not_after END, \
+             failures = CASE WHEN endpoints.host_id <> EXCLUDED.host_id THEN 0 \
+                 ELSE endpoints.failures END, \
+             next_probe_at = CASE WHEN endpoints.lease_owner IS NULL \
+                 AND (endpoints.host_id <> EXCLUDED.host_id \
+                     OR (endpoints.failures >= 2 AND endpoints.last_seen < $12)) \
+                 THEN $6 ELSE endpoints.next_probe_at END \
          WHERE (endpoints.last_seen < EXCLUDED.last_seen \
              OR (endpoints.last_seen = EXCLUDED.last_seen \
                  AND (endpoints.host_id, endpoints.process, endpoints.container, \
@@ -234,4 +257,38 @@ pub(super) async fn settle_conflict(
     }
     transaction.commit().await?;
     Ok(removed)
+}
+
+/// The named endpoints (SNI variants) under the sockets of `endpoints` take their socket's
+/// host, app, env and owner; under a new host (the socket changed hands) they also lose
+/// the previous tenant's observation and are due at once, like the socket itself.
+async fn follow_named(
+    connection: &mut sqlx::PgConnection,
+    endpoints: &[EndpointRow],
+    now: OffsetDateTime,
+) -> Result<()> {
+    let addresses: Vec<&str> = endpoints.iter().map(|e| e.address.as_str()).collect();
+    let ports: Vec<i32> = endpoints.iter().map(|e| e.port).collect();
+    sqlx::query(
+        "UPDATE endpoints n SET host_id = b.host_id, app = b.app, env = b.env, \
+             owner = b.owner, \
+             observation_id = CASE WHEN n.host_id <> b.host_id THEN NULL \
+                 ELSE n.observation_id END, \
+             leaf_sha256 = CASE WHEN n.host_id <> b.host_id THEN NULL ELSE n.leaf_sha256 END, \
+             leaf_not_after = CASE WHEN n.host_id <> b.host_id THEN NULL \
+                 ELSE n.leaf_not_after END, \
+             next_probe_at = CASE WHEN n.host_id <> b.host_id AND n.lease_owner IS NULL \
+                 THEN $3 ELSE n.next_probe_at END \
+         FROM UNNEST($1::text[], $2::int4[]) AS u(address, port) \
+         JOIN endpoints b ON b.address = u.address AND b.port = u.port AND b.sni = '' \
+         WHERE n.address = b.address AND n.port = b.port AND n.sni <> '' \
+             AND (n.host_id, n.app, n.env, n.owner) \
+                 IS DISTINCT FROM (b.host_id, b.app, b.env, b.owner)",
+    )
+    .bind(&addresses)
+    .bind(&ports)
+    .bind(now)
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
 }

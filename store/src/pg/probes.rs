@@ -9,7 +9,7 @@ use time::{Duration, OffsetDateTime};
 use super::{limit, CHUNK};
 use crate::error::Result;
 use crate::fence::{admitted_results, CurrentLease, Fence};
-use crate::plan::{plan_probes, CertificateRow, EndpointUpdate, ObservationRow};
+use crate::plan::{plan_probes, CertificateRow, EndpointUpdate, ObservationRow, REPORT_WINDOW};
 use crate::records::{EndpointId, Lease, LeasedEndpoint, Recorded};
 use crate::rows::leased;
 use crate::rows::ReadRow;
@@ -128,7 +128,7 @@ pub(super) async fn record_probe_results(
             Some(outcome.update(before, observation, schedule, now))
         })
         .collect();
-    update_endpoints(&mut transaction, &updates).await?;
+    update_endpoints(&mut transaction, &updates, now - REPORT_WINDOW).await?;
     // In the same transaction: see crate::sni.
     if let Some(learnt_names) = learnt_names {
         let learnt_names: Vec<(EndpointId, String)> = learnt_names
@@ -277,16 +277,24 @@ async fn upsert_observations(
 }
 
 /// Status, schedule and current observation of each probed endpoint; ends its lease.
-async fn update_endpoints(connection: &mut PgConnection, updates: &[EndpointUpdate]) -> Result<()> {
+/// A failing socket its host no longer reports (last reported before `unreported_before`)
+/// loses its current observation at its second failure in a row: it no longer serves
+/// that certificate (no "still served" mail, not counted).
+async fn update_endpoints(
+    connection: &mut PgConnection,
+    updates: &[EndpointUpdate],
+    unreported_before: OffsetDateTime,
+) -> Result<()> {
     sqlx::query(
         "UPDATE endpoints e SET last_status = u.status, last_error = u.error, \
              last_probed_at = u.probed_at, failures = u.failures, \
              next_probe_at = u.next_probe_at, lease_owner = NULL, lease_until = NULL, \
-             observation_id = CASE WHEN u.keep THEN e.observation_id \
-                 ELSE u.observation_id END, \
-             leaf_sha256 = CASE WHEN u.keep THEN e.leaf_sha256 ELSE u.leaf_sha256 END, \
-             leaf_not_after = CASE WHEN u.keep THEN e.leaf_not_after \
-                 ELSE u.leaf_not_after END \
+             observation_id = CASE WHEN u.keep AND NOT (u.failures >= 2 \
+                 AND e.last_seen < $11) THEN e.observation_id ELSE u.observation_id END, \
+             leaf_sha256 = CASE WHEN u.keep AND NOT (u.failures >= 2 \
+                 AND e.last_seen < $11) THEN e.leaf_sha256 ELSE u.leaf_sha256 END, \
+             leaf_not_after = CASE WHEN u.keep AND NOT (u.failures >= 2 \
+                 AND e.last_seen < $11) THEN e.leaf_not_after ELSE u.leaf_not_after END \
          FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::timestamptz[], $5::int4[], \
              $6::timestamptz[], $7::int8[], $8::bool[], $9::text[], $10::timestamptz[]) \
              AS u(id, status, error, probed_at, failures, next_probe_at, observation_id, keep, \
@@ -318,6 +326,7 @@ async fn update_endpoints(connection: &mut PgConnection, updates: &[EndpointUpda
             .collect::<Vec<_>>(),
     )
     .bind(updates.iter().map(|u| u.leaf_not_after).collect::<Vec<_>>())
+    .bind(unreported_before)
     .execute(connection)
     .await?;
     Ok(())

@@ -27,6 +27,14 @@ pub(super) async fn ingest_report(
 ) -> Result<IngestCounts> {
     let plan = plan_report(agent, report, now)?;
     let mut transaction = write(pool).await?;
+    // A new host, or new tags: the names under its sockets follow (owner, app, env, and a
+    // new tenant's fresh start), below.
+    let same_tags: Option<bool> =
+        sqlx::query_scalar("SELECT json(tags) = json($2) FROM hosts WHERE host_key = $1")
+            .bind(&plan.host.key)
+            .bind(&plan.host.tags)
+            .fetch_optional(&mut *transaction)
+            .await?;
     let host_id = upsert_host(&mut transaction, &plan.host).await?;
     let claimed_before = plan.host.seen_at - bounds.claim_window;
     let mut counts = plan.counts;
@@ -43,6 +51,9 @@ pub(super) async fn ingest_report(
         if written < chunk.len() as u64 {
             // Some were replays or another live host's: keep the latter as conflicts.
             counts.conflicts += record_claims(&mut transaction, host_id, &plan.host, chunk).await?;
+        }
+        if same_tags != Some(true) {
+            follow_named(&mut transaction, chunk, now).await?;
         }
     }
     settle_claims(&mut transaction, host_id).await?;
@@ -126,7 +137,19 @@ async fn upsert_endpoints(
              env = excluded.env, owner = excluded.owner, \
              retired_at = CASE WHEN excluded.last_seen > endpoints.last_seen THEN NULL \
                  ELSE endpoints.retired_at END, \
-             last_seen = excluded.last_seen \
+             last_seen = excluded.last_seen, \
+             observation_id = CASE WHEN endpoints.host_id <> excluded.host_id THEN NULL \
+                 ELSE endpoints.observation_id END, \
+             leaf_sha256 = CASE WHEN endpoints.host_id <> excluded.host_id THEN NULL \
+                 ELSE endpoints.leaf_sha256 END, \
+             leaf_not_after = CASE WHEN endpoints.host_id <> excluded.host_id THEN NULL \
+                 ELSE endpoints.leaf_not_after END, \
+             failures = CASE WHEN endpoints.host_id <> excluded.host_id THEN 0 \
+                 ELSE endpoints.failures END, \
+             next_probe_at = CASE WHEN endpoints.lease_owner IS NULL \
+                 AND (endpoints.host_id <> excluded.host_id \
+                     OR (endpoints.failures >= 2 AND endpoints.last_seen < $8)) \
+                 THEN $6 ELSE endpoints.next_probe_at END \
          WHERE (endpoints.last_seen < excluded.last_seen \
              OR (endpoints.last_seen = excluded.last_seen \
                  AND (endpoints.host_id IS NOT excluded.host_id \
@@ -228,4 +251,39 @@ pub(super) async fn settle_conflict(
     }
     transaction.commit().await?;
     Ok(removed)
+}
+
+/// The named endpoints (SNI variants) under the sockets of `endpoints` take their socket's
+/// host, app, env and owner; under a new host (the socket changed hands) they also lose
+/// the previous tenant's observation and are due at once, like the socket itself.
+async fn follow_named(
+    connection: &mut SqliteConnection,
+    endpoints: &[EndpointRow],
+    now: OffsetDateTime,
+) -> Result<()> {
+    let rows: Vec<_> = endpoints.iter().map(|e| (&e.address, e.port)).collect();
+    sqlx::query(
+        "UPDATE endpoints SET host_id = b.host_id, app = b.app, env = b.env, \
+             owner = b.owner, \
+             observation_id = CASE WHEN endpoints.host_id <> b.host_id THEN NULL \
+                 ELSE endpoints.observation_id END, \
+             leaf_sha256 = CASE WHEN endpoints.host_id <> b.host_id THEN NULL \
+                 ELSE endpoints.leaf_sha256 END, \
+             leaf_not_after = CASE WHEN endpoints.host_id <> b.host_id THEN NULL \
+                 ELSE endpoints.leaf_not_after END, \
+             next_probe_at = CASE WHEN endpoints.host_id <> b.host_id \
+                 AND endpoints.lease_owner IS NULL THEN $2 ELSE endpoints.next_probe_at END \
+         FROM (SELECT e.address, e.port, e.host_id, e.app, e.env, e.owner \
+             FROM json_each($1) AS j JOIN endpoints e ON e.address = j.value ->> 0 \
+                 AND e.port = j.value ->> 1 AND e.sni = '') AS b \
+         WHERE endpoints.address = b.address AND endpoints.port = b.port \
+             AND endpoints.sni <> '' \
+             AND (endpoints.host_id IS NOT b.host_id OR endpoints.app IS NOT b.app \
+                 OR endpoints.env IS NOT b.env OR endpoints.owner IS NOT b.owner)",
+    )
+    .bind(serde_json::to_string(&rows)?)
+    .bind(seconds(now))
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
 }

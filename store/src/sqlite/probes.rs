@@ -9,7 +9,7 @@ use time::{Duration, OffsetDateTime};
 use super::{seconds, write, CHUNK};
 use crate::error::Result;
 use crate::fence::{admitted_results, CurrentLease, Fence};
-use crate::plan::{plan_probes, CertificateRow, EndpointUpdate, ObservationRow};
+use crate::plan::{plan_probes, CertificateRow, EndpointUpdate, ObservationRow, REPORT_WINDOW};
 use crate::records::{EndpointId, Lease, LeasedEndpoint, Recorded};
 use crate::rows::leased;
 use crate::rows::ReadRow;
@@ -124,7 +124,7 @@ pub(super) async fn record_probe_results(
         })
         .collect();
     for chunk in updates.chunks(CHUNK) {
-        update_endpoints(&mut transaction, chunk).await?;
+        update_endpoints(&mut transaction, chunk, now - REPORT_WINDOW).await?;
     }
     // In the same transaction: see crate::sni.
     if let Some(learnt_names) = learnt_names {
@@ -290,10 +290,14 @@ async fn upsert_observations(
     Ok(ids)
 }
 
-/// Status, schedule and current observation of each probed endpoint; ends its lease.
+/// Status, schedule and current observation of each probed endpoint; ends its lease. A
+/// failing socket its host no longer reports (last reported before `unreported_before`)
+/// loses its current observation at its second failure in a row: it no longer serves that
+/// certificate (no "still served" mail, not counted).
 async fn update_endpoints(
     connection: &mut SqliteConnection,
     updates: &[EndpointUpdate],
+    unreported_before: OffsetDateTime,
 ) -> Result<()> {
     let json: Vec<_> = updates
         .iter()
@@ -316,11 +320,14 @@ async fn update_endpoints(
         "UPDATE endpoints SET last_status = u.status, last_error = u.error, \
              last_probed_at = u.probed_at, failures = u.failures, \
              next_probe_at = u.next_probe_at, lease_owner = NULL, lease_until = NULL, \
-             observation_id = CASE WHEN u.keep THEN endpoints.observation_id \
+             observation_id = CASE WHEN u.keep AND NOT (u.failures >= 2 \
+                 AND endpoints.last_seen < $2) THEN endpoints.observation_id \
                  ELSE u.observation_id END, \
-             leaf_sha256 = CASE WHEN u.keep THEN endpoints.leaf_sha256 \
+             leaf_sha256 = CASE WHEN u.keep AND NOT (u.failures >= 2 \
+                 AND endpoints.last_seen < $2) THEN endpoints.leaf_sha256 \
                  ELSE u.leaf_sha256 END, \
-             leaf_not_after = CASE WHEN u.keep THEN endpoints.leaf_not_after \
+             leaf_not_after = CASE WHEN u.keep AND NOT (u.failures >= 2 \
+                 AND endpoints.last_seen < $2) THEN endpoints.leaf_not_after \
                  ELSE u.leaf_not_after END \
          FROM (SELECT value ->> 0 AS id, value ->> 1 AS status, value ->> 2 AS error, \
                  value ->> 3 AS probed_at, value ->> 4 AS failures, \
@@ -331,6 +338,7 @@ async fn update_endpoints(
          WHERE endpoints.id = u.id",
     )
     .bind(serde_json::to_string(&json)?)
+    .bind(seconds(unreported_before))
     .execute(connection)
     .await?;
     Ok(())

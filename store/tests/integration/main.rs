@@ -9,6 +9,7 @@ mod durability;
 mod fixtures;
 mod harness;
 
+mod churn;
 mod fencing;
 mod hostile_results;
 mod ingest;
