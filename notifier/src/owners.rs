@@ -199,6 +199,8 @@ mod tests {
             app: Some(app.into()),
             env: Some(env.into()),
             owner: owner.map(Into::into),
+            namespace: None,
+            container: None,
         }
     }
 

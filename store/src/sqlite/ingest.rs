@@ -112,18 +112,33 @@ async fn upsert_endpoints(
 ) -> Result<u64> {
     let rows: Vec<_> = endpoints
         .iter()
-        .map(|e| (&e.address, e.port, &e.process, &e.container, e.netns))
+        .map(|e| {
+            (
+                &e.address,
+                e.port,
+                &e.process,
+                &e.container,
+                e.netns,
+                &e.app,
+                &e.env,
+                &e.owner,
+                &e.namespace,
+                &e.container_name,
+            )
+        })
         .collect();
     let done = sqlx::query(
         "INSERT INTO endpoints (address, port, sni, host_id, process, container, netns, app, \
-             env, owner, first_seen, last_seen, next_probe_at) \
+             env, owner, namespace, container_name, first_seen, last_seen, next_probe_at) \
          SELECT j.value ->> 0, j.value ->> 1, '', $1, j.value ->> 2, j.value ->> 3, \
-             j.value ->> 4, $2, $3, $4, $5, $5, $6 \
-         FROM json_each($7) AS j WHERE true \
+             j.value ->> 4, j.value ->> 5, j.value ->> 6, j.value ->> 7, j.value ->> 8, \
+             j.value ->> 9, $2, $2, $3 \
+         FROM json_each($4) AS j WHERE true \
          ON CONFLICT (address, port, sni) DO UPDATE SET \
              host_id = excluded.host_id, process = excluded.process, \
              container = excluded.container, netns = excluded.netns, app = excluded.app, \
-             env = excluded.env, owner = excluded.owner, \
+             env = excluded.env, owner = excluded.owner, namespace = excluded.namespace, \
+             container_name = excluded.container_name, \
              retired_at = CASE WHEN excluded.last_seen > endpoints.last_seen THEN NULL \
                  ELSE endpoints.retired_at END, \
              last_seen = excluded.last_seen \
@@ -135,14 +150,13 @@ async fn upsert_endpoints(
                      OR endpoints.netns IS NOT excluded.netns \
                      OR endpoints.app IS NOT excluded.app \
                      OR endpoints.env IS NOT excluded.env \
-                     OR endpoints.owner IS NOT excluded.owner))) \
+                     OR endpoints.owner IS NOT excluded.owner \
+                     OR endpoints.namespace IS NOT excluded.namespace \
+                     OR endpoints.container_name IS NOT excluded.container_name))) \
              AND (endpoints.host_id IS NULL OR endpoints.host_id = excluded.host_id \
-                 OR endpoints.retired_at IS NOT NULL OR endpoints.last_seen < $8)",
+                 OR endpoints.retired_at IS NOT NULL OR endpoints.last_seen < $5)",
     )
     .bind(host_id)
-    .bind(&host.app)
-    .bind(&host.env)
-    .bind(&host.owner)
     .bind(seconds(host.seen_at))
     .bind(seconds(now))
     .bind(serde_json::to_string(&rows)?)

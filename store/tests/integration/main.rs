@@ -9,6 +9,7 @@ mod durability;
 mod fixtures;
 mod harness;
 
+mod container_tags;
 mod fencing;
 mod hostile_results;
 mod ingest;
