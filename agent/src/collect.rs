@@ -12,6 +12,8 @@
 //!    scan stops as soon as every listener has its process.
 //! 5. Wildcard listeners are expanded to their namespace's addresses (`net/fib_trie`,
 //!    `net/if_inet6`, read from outside the namespace).
+//! 6. Each container with sockets gets its own tags from its runtime's state on the host
+//!    (see [`crate::containers`]).
 
 use std::collections::HashMap;
 use std::io;
@@ -20,6 +22,7 @@ use std::path::PathBuf;
 use certfleet_model::ReportLimits;
 use serde::Serialize;
 
+use crate::containers::{Lookup, RuntimeState};
 use crate::proc::tcp::{Family, Listener};
 use crate::proc::{text, ProcFs, Process};
 use crate::sockets::{Collection, Entry, Names, NamespaceView};
@@ -32,6 +35,11 @@ pub struct CollectOptions {
     pub proc_root: PathBuf,
     /// Sockets in one report at most (the server's limit by default).
     pub max_sockets: usize,
+    /// Docker's root, for containers' names and labels (`/var/lib/docker`); empty: off.
+    pub docker_root: PathBuf,
+    /// containerd's state directory, for the OCI specs of its running tasks
+    /// (`/run/containerd`); empty: off.
+    pub containerd_root: PathBuf,
 }
 
 impl Default for CollectOptions {
@@ -39,6 +47,8 @@ impl Default for CollectOptions {
         CollectOptions {
             proc_root: PathBuf::from("/proc"),
             max_sockets: ReportLimits::default().max_sockets,
+            docker_root: PathBuf::from("/var/lib/docker"),
+            containerd_root: PathBuf::from("/run/containerd"),
         }
     }
 }
@@ -63,6 +73,15 @@ pub struct Visibility {
     /// Sockets left out of the report because of the size limit (at least this many: a
     /// table is not read past the limit).
     pub sockets_left_out: usize,
+    /// Containers with reported sockets.
+    pub containers: usize,
+    /// Containers with no runtime state the agent reads (another runtime than Docker and
+    /// containerd, or the root settings point elsewhere): their sockets have the host's
+    /// tags only.
+    pub container_state_missing: usize,
+    /// Containers whose runtime state could not be used (unreadable, over 1 MiB, not the
+    /// expected JSON): their sockets have the host's tags only.
+    pub container_state_invalid: usize,
 }
 
 impl Visibility {
@@ -220,6 +239,23 @@ pub fn collect(options: &CollectOptions) -> Result<Collection, Error> {
     entries.truncate(limit);
     entries.shrink_to_fit();
     visibility.sockets_without_process = entries.iter().filter(|e| e.process.is_none()).count();
+
+    // 6. The containers' own tags, from their runtime's state, once per container.
+    let mut runtime = RuntimeState::new(&options.docker_root, &options.containerd_root);
+    let mut containers: Vec<u32> = entries.iter().filter_map(|e| e.container).collect();
+    containers.sort_unstable();
+    containers.dedup();
+    visibility.containers = containers.len();
+    for id in containers {
+        match runtime.lookup(lookups.names.get(id)) {
+            Lookup::Tags(tags) if tags.is_empty() => {}
+            Lookup::Tags(tags) => {
+                collection.container_tags.insert(id, tags);
+            }
+            Lookup::Missing => visibility.container_state_missing += 1,
+            Lookup::Invalid => visibility.container_state_invalid += 1,
+        }
+    }
     collection.names = lookups.names;
     collection.visibility = visibility;
     Ok(collection)

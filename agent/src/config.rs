@@ -72,6 +72,12 @@ pub struct AgentConfig {
     pub spool_max_bytes: u64,
     /// The /proc to read (`/host/proc` for an agent in a container with the host's /proc).
     pub proc_root: PathBuf,
+    /// Docker's root directory, where containers' names and labels are read
+    /// (`containers/<id>/config.v2.json`); empty: not read.
+    pub docker_root: PathBuf,
+    /// containerd's state directory, where the OCI specs of running containers are read
+    /// (`io.containerd.runtime.v2.task/<namespace>/<id>/config.json`); empty: not read.
+    pub containerd_root: PathBuf,
     /// The machine id file (`/etc/machine-id`).
     pub machine_id_file: PathBuf,
     /// The host name to report; empty: the kernel's.
@@ -100,6 +106,8 @@ impl Default for AgentConfig {
             spool_max_reports: 48,
             spool_max_bytes: 8 * 1024 * 1024,
             proc_root: PathBuf::from("/proc"),
+            docker_root: PathBuf::from("/var/lib/docker"),
+            containerd_root: PathBuf::from("/run/containerd"),
             machine_id_file: PathBuf::from("/etc/machine-id"),
             hostname: String::new(),
             tags: BTreeMap::new(),
@@ -127,6 +135,8 @@ impl std::fmt::Debug for AgentConfig {
             .field("interval", &self.interval)
             .field("spool_dir", &self.spool_dir)
             .field("proc_root", &self.proc_root)
+            .field("docker_root", &self.docker_root)
+            .field("containerd_root", &self.containerd_root)
             .field("tags", &self.tags)
             .finish_non_exhaustive()
     }

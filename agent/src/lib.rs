@@ -11,6 +11,7 @@
 
 mod collect;
 mod config;
+mod containers;
 mod deliver;
 mod enroll;
 mod error;
@@ -24,6 +25,7 @@ pub mod proc;
 
 pub use collect::{collect, CollectOptions, Visibility};
 pub use config::{parse_tags, AgentConfig, ENV_PREFIX};
+pub use containers::{workload_tags, Lookup, RuntimeState, MAX_STATE_FILE};
 pub use deliver::{Outcome, RetryPolicy, Sender, REPORTS_PATH};
 pub use error::Error;
 pub use http::{Client, Response, ServerUrl};

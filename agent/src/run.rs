@@ -133,6 +133,8 @@ async fn cycle(config: &AgentConfig, sender: &Sender) -> Result<bool, Error> {
 pub async fn collect_once(config: &AgentConfig) -> Result<Collected, Error> {
     let options = CollectOptions {
         proc_root: config.proc_root.clone(),
+        docker_root: config.docker_root.clone(),
+        containerd_root: config.containerd_root.clone(),
         ..CollectOptions::default()
     };
     let started = Instant::now();
@@ -166,6 +168,17 @@ fn log_visibility(visibility: &Visibility) {
         tracing::warn!(
             left_out = visibility.sockets_left_out,
             "more listening sockets than a report may hold; the rest are left out"
+        );
+    }
+    let without = visibility.container_state_missing + visibility.container_state_invalid;
+    if without > 0 {
+        tracing::warn!(
+            containers = visibility.containers,
+            missing = visibility.container_state_missing,
+            invalid = visibility.container_state_invalid,
+            "{without} of {} containers have no usable runtime state (Docker's \
+             config.v2.json, containerd's config.json): their sockets carry the host's tags",
+            visibility.containers,
         );
     }
     if !visibility.is_partial() {

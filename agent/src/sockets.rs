@@ -3,7 +3,7 @@
 //! are made one at a time while the report is written, so that 10,000 sockets cost well
 //! under a megabyte instead of several.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use certfleet_model::{Protocol, ReportLimits, SocketInfo, SocketScope};
@@ -36,6 +36,8 @@ pub struct Collection {
     pub(crate) namespaces: Vec<NamespaceView>,
     pub(crate) entries: Vec<Entry>,
     pub(crate) names: Names,
+    /// The tags of each container (by its interned id) that has any, stored once.
+    pub(crate) container_tags: HashMap<u32, BTreeMap<String, String>>,
     /// The usable addresses of the host's network namespace.
     pub host_addresses: Vec<IpAddr>,
     /// How complete the pass was.
@@ -85,6 +87,11 @@ impl Collection {
                 container: entry.container.map(|id| self.names.get(id).to_owned()),
                 reachable,
                 scope,
+                tags: entry
+                    .container
+                    .and_then(|id| self.container_tags.get(&id))
+                    .cloned()
+                    .unwrap_or_default(),
             }
         })
     }

@@ -339,6 +339,13 @@ pub struct OwnerRule {
     /// The workload's `env` tag.
     #[serde(default)]
     pub env: Option<String>,
+    /// The workload's Kubernetes namespace (its `namespace` tag, from the container's
+    /// annotations or labels).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Glob (`*`, `?`) on the container's name (its `container` tag), or its id.
+    #[serde(default)]
+    pub container: Option<String>,
     /// Glob (`*`, `?`) on the host name or the SNI name.
     #[serde(default)]
     pub hostname: Option<String>,

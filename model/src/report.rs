@@ -89,6 +89,16 @@ pub struct SocketInfo {
     pub reachable: Vec<IpAddr>,
     /// Where the socket can be reached from.
     pub scope: SocketScope,
+    /// The socket's own workload tags (its container's, from the container runtime's
+    /// labels and annotations): they replace the host's tags of the same name for this
+    /// socket. Bounded like the host's tags, with fewer entries (see
+    /// [`ReportLimits::max_socket_tags`]).
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "crate::bounded::map::<_, _, MAX_SOCKET_TAGS>"
+    )]
+    pub tags: BTreeMap<String, String>,
 }
 
 /// Transport protocol of a socket.
@@ -120,6 +130,9 @@ pub struct ReportLimits {
     pub max_addresses: usize,
     /// Tags of the host.
     pub max_tags: usize,
+    /// Tags of one socket. Fewer than the host's: a report may hold 20,000 sockets, and
+    /// 64 tags on each would let one 16 MiB body cost over 100 MiB once parsed.
+    pub max_socket_tags: usize,
     /// Bytes of any one string (hostname, tag key or value, process, container, ...).
     pub max_string: usize,
     /// Distinct (address, port) endpoints one report may stand for.
@@ -130,6 +143,7 @@ pub struct ReportLimits {
 const MAX_SOCKETS: usize = 20_000;
 const MAX_ADDRESSES: usize = 256;
 const MAX_TAGS: usize = 64;
+const MAX_SOCKET_TAGS: usize = 16;
 
 impl Default for ReportLimits {
     fn default() -> Self {
@@ -137,6 +151,7 @@ impl Default for ReportLimits {
             max_sockets: MAX_SOCKETS,
             max_addresses: MAX_ADDRESSES,
             max_tags: MAX_TAGS,
+            max_socket_tags: MAX_SOCKET_TAGS,
             max_string: 512,
             max_endpoints: 20_000,
         }
@@ -202,6 +217,11 @@ impl AgentReport {
             if let Some(container) = &socket.container {
                 check.string(&field("container"), container)?;
             }
+            check.count(&field("tags"), socket.tags.len(), limits.max_socket_tags)?;
+            for (key, value) in &socket.tags {
+                check.required(&field(&format!("tags.{key}")), key)?;
+                check.string(&field(&format!("tags.{key}")), value)?;
+            }
         }
         Ok(())
     }
@@ -264,6 +284,18 @@ impl AgentReport {
             .get(key)
             .map(String::as_str)
             .filter(|value| !value.is_empty())
+    }
+
+    /// A socket's value of a tag: the socket's own (its container's) when it has one,
+    /// else the host's; `None` when unset or empty. An empty socket tag does not clear
+    /// the host's.
+    pub fn socket_tag<'a>(&'a self, socket: &'a SocketInfo, key: &str) -> Option<&'a str> {
+        socket
+            .tags
+            .get(key)
+            .map(String::as_str)
+            .filter(|value| !value.is_empty())
+            .or_else(|| self.tag(key))
     }
 }
 
@@ -415,6 +447,67 @@ mod tests {
         };
         let error = report.check_addresses(&limits).expect_err("bounded");
         assert_eq!(error.field, "sockets");
+    }
+
+    #[test]
+    fn socket_tags_override_the_hosts_and_are_bounded_like_them() {
+        let mut report = example();
+        assert!(report.sockets[0].tags.is_empty());
+        let json = serde_json::to_value(&report.sockets[0]).expect("json");
+        assert!(
+            json.get("tags").is_none(),
+            "absent when empty: old services see nothing new"
+        );
+        report.sockets[0].tags = BTreeMap::from([
+            ("owner".to_owned(), "payments@example.com".to_owned()),
+            ("env".to_owned(), String::new()),
+        ]);
+        assert_eq!(report.validate(), Ok(()));
+        let socket = &report.sockets[0];
+        assert_eq!(
+            report.socket_tag(socket, "owner"),
+            Some("payments@example.com")
+        );
+        assert_eq!(
+            report.socket_tag(socket, "env"),
+            Some("prod"),
+            "empty: the host's"
+        );
+        assert_eq!(report.socket_tag(socket, "app"), Some("billing"));
+
+        let text = serde_json::to_string(&report).expect("json");
+        let back: AgentReport = serde_json::from_str(&text).expect("parses");
+        assert_eq!(back, report);
+
+        report.sockets[0].tags = BTreeMap::from([("app".to_owned(), "a\u{7}b".to_owned())]);
+        let error = report.validate().expect_err("control character");
+        assert_eq!(error.field, "sockets[0].tags.app");
+        report.sockets[0].tags = BTreeMap::from([("app".to_owned(), "x".repeat(513))]);
+        assert_eq!(
+            report.validate().map_err(|e| e.field),
+            Err("sockets[0].tags.app".into())
+        );
+        report.sockets[0].tags = BTreeMap::from([(" ".to_owned(), "x".to_owned())]);
+        assert_eq!(
+            report.validate().map_err(|e| e.field),
+            Err("sockets[0].tags. ".into())
+        );
+        report.sockets[0].tags = (0..17).map(|i| (format!("k{i}"), "v".to_owned())).collect();
+        assert_eq!(
+            report.validate().map_err(|e| e.field),
+            Err("sockets[0].tags".into())
+        );
+
+        let tags: Vec<String> = (0..17).map(|i| format!("\"k{i}\":\"v\"")).collect();
+        let wide = CONTRACT_EXAMPLE.replace(
+            "\"scope\":\"host\"}",
+            &format!("\"scope\":\"host\",\"tags\":{{{}}}}}", tags.join(",")),
+        );
+        let error = serde_json::from_str::<AgentReport>(&wide).expect_err("bounded while parsing");
+        assert!(
+            error.to_string().contains("more than 16 entries"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Who owns a served certificate: the workload's `owner` tag, then the first matching
-//! ownership rule (by app, env, hostname pattern, CIDR), then the default owner.
+//! ownership rule (by app, env, Kubernetes namespace, container name, hostname pattern,
+//! CIDR), then the default owner.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -18,6 +19,12 @@ pub struct OwnerRule {
     pub app: Option<String>,
     /// The workload's `env` tag, exactly.
     pub env: Option<String>,
+    /// The workload's Kubernetes namespace (its `namespace` tag), exactly.
+    pub namespace: Option<String>,
+    /// A glob (`*`, `?`) matched against the name of the endpoint's container (its
+    /// `container` tag: Docker's container name or the Kubernetes container name), or
+    /// its id when it has no name.
+    pub container: Option<String>,
     /// A glob (`*` any run of characters, `?` one) matched, case-insensitively, against
     /// the reporting host's name and the SNI name probed.
     pub hostname: Option<String>,
@@ -59,12 +66,14 @@ impl OwnerRules {
             let setting = format!("owners.rules[{index}]");
             if rule.app.is_none()
                 && rule.env.is_none()
+                && rule.namespace.is_none()
+                && rule.container.is_none()
                 && rule.hostname.is_none()
                 && rule.cidr.is_none()
             {
                 return Err(Error::setting(
                     setting,
-                    "set at least one of app, env, hostname, cidr",
+                    "set at least one of app, env, namespace, container, hostname, cidr",
                 ));
             }
             if !is_address(&rule.email) {
@@ -116,6 +125,13 @@ impl OwnerRules {
         let rule = self.rules.iter().find(|rule| {
             same(&rule.app, &candidate.app)
                 && same(&rule.env, &candidate.env)
+                && same(&rule.namespace, &candidate.namespace)
+                && rule.container.as_deref().is_none_or(|pattern| {
+                    candidate
+                        .container
+                        .as_deref()
+                        .is_some_and(|name| glob(pattern, name))
+                })
                 && rule
                     .cidr
                     .is_none_or(|net| address.is_some_and(|a| net.contains(&a)))
@@ -199,6 +215,8 @@ mod tests {
             app: Some(app.into()),
             env: Some(env.into()),
             owner: owner.map(Into::into),
+            namespace: None,
+            container: None,
         }
     }
 
@@ -272,6 +290,52 @@ mod tests {
         let mut elsewhere = candidate("web", "x", None);
         elsewhere.address = "192.168.1.1".into();
         assert_eq!(rules.owner_of(&elsewhere).email, "security@example.com");
+    }
+
+    #[test]
+    fn namespaces_and_containers_match() {
+        let list = vec![
+            OwnerRule {
+                namespace: Some("payments".into()),
+                container: Some("redis*".into()),
+                ..rule("payments-cache@example.com")
+            },
+            OwnerRule {
+                namespace: Some("payments".into()),
+                ..rule("payments@example.com")
+            },
+            OwnerRule {
+                container: Some("billing-api".into()),
+                ..rule("billing-api@example.com")
+            },
+        ];
+        let rules = OwnerRules::new(list, "security@example.com").expect("valid rules");
+        let mut pod = candidate("web", "x", None);
+        pod.address = "192.168.1.1".into();
+        pod.namespace = Some("payments".into());
+        pod.container = Some("redis-tls".into());
+        assert_eq!(rules.owner_of(&pod).email, "payments-cache@example.com");
+        pod.container = Some("web".into());
+        assert_eq!(rules.owner_of(&pod).email, "payments@example.com");
+        pod.container = None;
+        assert_eq!(rules.owner_of(&pod).email, "payments@example.com");
+        pod.namespace = Some("Payments".into());
+        assert_eq!(
+            rules.owner_of(&pod).email,
+            "security@example.com",
+            "namespaces match exactly"
+        );
+        let mut docker = candidate("web", "x", None);
+        docker.address = "192.168.1.1".into();
+        docker.container = Some("billing-api".into());
+        assert_eq!(rules.owner_of(&docker).email, "billing-api@example.com");
+        docker.container = None;
+        assert_eq!(rules.owner_of(&docker).email, "security@example.com");
+        let owned = OwnerRule {
+            container: Some("*".into()),
+            ..rule("c@example.com")
+        };
+        assert!(OwnerRules::new(vec![owned], "s@example.com").is_ok());
     }
 
     #[test]

@@ -41,6 +41,10 @@ pub struct NotificationCandidate {
     pub env: Option<String>,
     /// The workload's `owner` tag.
     pub owner: Option<String>,
+    /// The workload's Kubernetes namespace (its `namespace` tag).
+    pub namespace: Option<String>,
+    /// The container's name (its `container` tag), else its id; `None` outside containers.
+    pub container: Option<String>,
 }
 
 /// A (certificate, owner, threshold) to claim for sending.
@@ -170,14 +174,16 @@ pub(crate) fn sha256_key(text: &str) -> Result<String> {
 /// partial index keeps those few apart from the many leaves).
 pub(crate) const CANDIDATES: &str = "SELECT c.sha256, c.not_before, c.not_after, \
         0 AS position, e.id AS endpoint_id, e.address, e.port, e.sni, e.app, e.env, \
-        e.owner, h.hostname \
+        e.owner, e.namespace, COALESCE(e.container_name, e.container) AS container, \
+        h.hostname \
     FROM endpoints e \
     JOIN certificates c ON c.sha256 = e.leaf_sha256 \
     LEFT JOIN hosts h ON h.id = e.host_id \
     WHERE e.retired_at IS NULL AND e.leaf_not_after <= $1 \
     UNION ALL \
     SELECT c.sha256, c.not_before, c.not_after, oc.position, e.id AS endpoint_id, \
-        e.address, e.port, e.sni, e.app, e.env, e.owner, h.hostname \
+        e.address, e.port, e.sni, e.app, e.env, e.owner, e.namespace, \
+        COALESCE(e.container_name, e.container) AS container, h.hostname \
     FROM certificates c \
     JOIN observation_chain oc ON oc.sha256 = c.sha256 AND oc.position > 0 \
     JOIN endpoints e ON e.observation_id = oc.observation_id AND e.retired_at IS NULL \
@@ -199,6 +205,8 @@ pub(crate) fn candidate(row: &impl ReadRow) -> Result<NotificationCandidate> {
         app: row.opt_text("app")?,
         env: row.opt_text("env")?,
         owner: row.opt_text("owner")?,
+        namespace: row.opt_text("namespace")?,
+        container: row.opt_text("container")?,
     })
 }
 

@@ -39,22 +39,26 @@ pub(crate) struct HostRow {
     pub agent_version: String,
     pub addresses: String,
     pub tags: String,
-    pub app: Option<String>,
-    pub env: Option<String>,
-    pub owner: Option<String>,
     pub collected_at: OffsetDateTime,
     /// `collected_at`, but never later than the server's now: the time the report's
     /// endpoints count as seen. Using the report's own time keeps replays idempotent.
     pub seen_at: OffsetDateTime,
 }
 
-/// One distinct endpoint of a report.
+/// One distinct endpoint of a report, with its socket's tags merged over the host's.
 pub(crate) struct EndpointRow {
     pub address: String,
     pub port: i32,
     pub process: Option<String>,
     pub container: Option<String>,
     pub netns: Option<i64>,
+    pub app: Option<String>,
+    pub env: Option<String>,
+    pub owner: Option<String>,
+    /// The Kubernetes namespace (`namespace` tag).
+    pub namespace: Option<String>,
+    /// The container's name (`container` tag), beside its id in `container`.
+    pub container_name: Option<String>,
 }
 
 /// Validates a report and turns it into rows; endpoints are deduplicated by
@@ -66,7 +70,6 @@ pub(crate) fn plan_report(
 ) -> Result<ReportPlan> {
     report.validate()?;
     let host_key = report.host_key();
-    let tag = |key: &str| report.tag(key).map(str::to_owned);
     let host = HostRow {
         key: host_key,
         hostname: report.host.hostname.clone(),
@@ -75,9 +78,6 @@ pub(crate) fn plan_report(
         agent_version: report.agent.version.clone(),
         addresses: serde_json::to_string(&report.host.addresses)?,
         tags: serde_json::to_string(&report.host.tags)?,
-        app: tag("app"),
-        env: tag("env"),
-        owner: tag("owner"),
         // A report from the future would make every honest later report look older
         // than the stored one (which then changes nothing): capped at now + skew.
         collected_at: report.collected_at.min(now + MAX_CLOCK_SKEW),
@@ -86,6 +86,8 @@ pub(crate) fn plan_report(
     let mut endpoints: BTreeMap<(IpAddr, u16), EndpointRow> = BTreeMap::new();
     let mut skipped = 0;
     for socket in &report.sockets {
+        // The socket's own tags (its container's) win over the host's, key by key.
+        let tag = |key: &str| report.socket_tag(socket, key).map(str::to_owned);
         let addresses = socket.probe_addresses();
         if addresses.is_empty() {
             skipped += 1;
@@ -99,6 +101,11 @@ pub(crate) fn plan_report(
                     process: socket.process.clone(),
                     container: socket.container.clone(),
                     netns: socket.netns.and_then(|netns| i64::try_from(netns).ok()),
+                    app: tag("app"),
+                    env: tag("env"),
+                    owner: tag("owner"),
+                    namespace: tag("namespace"),
+                    container_name: tag("container"),
                 });
         }
     }

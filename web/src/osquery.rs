@@ -880,6 +880,7 @@ pub fn report(hostname: &str, rows: &[PortRow], collected_at: OffsetDateTime) ->
             netns: row.netns,
             process: None,
             container: None,
+            tags: Default::default(),
             reachable: if row.address.is_unspecified() {
                 specific(row.netns)
             } else {

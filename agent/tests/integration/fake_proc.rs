@@ -14,14 +14,15 @@ use certfleet_model::{SocketInfo, SocketScope};
 
 const HOST_NS: u64 = 4026531840;
 const CONTAINER_NS: u64 = 4026532000;
-const DOCKER_ID: &str = "3f4e1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7";
+pub(crate) const DOCKER_ID: &str =
+    "3f4e1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7";
 const CRIO_ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-const LISTEN: u8 = 0x0A;
+pub(crate) const LISTEN: u8 = 0x0A;
 const ESTABLISHED: u8 = 0x01;
 
-struct FakeProc {
+pub(crate) struct FakeProc {
     _dir: tempfile::TempDir,
-    root: PathBuf,
+    pub(crate) root: PathBuf,
 }
 
 impl FakeProc {
@@ -32,7 +33,7 @@ impl FakeProc {
         FakeProc { _dir: dir, root }
     }
 
-    fn process(&self, pid: u32, comm: &str, netns: &str, cgroup: &str) -> PathBuf {
+    pub(crate) fn process(&self, pid: u32, comm: &str, netns: &str, cgroup: &str) -> PathBuf {
         let dir = self.root.join(pid.to_string());
         write(&dir.join("comm"), &format!("{comm}\n"));
         write(&dir.join("cgroup"), &format!("{cgroup}\n"));
@@ -46,14 +47,19 @@ impl FakeProc {
         dir
     }
 
-    fn fds(&self, pid: u32, targets: &[&str]) {
+    pub(crate) fn fds(&self, pid: u32, targets: &[&str]) {
         for (fd, target) in targets.iter().enumerate() {
             let link = self.root.join(format!("{pid}/fd/{}", fd + 3));
             symlink(target, link).expect("fd link");
         }
     }
 
-    fn tables(&self, pid: u32, v4: &[(&str, u16, u8, u64)], v6: &[(&str, u16, u8, u64)]) {
+    pub(crate) fn tables(
+        &self,
+        pid: u32,
+        v4: &[(&str, u16, u8, u64)],
+        v6: &[(&str, u16, u8, u64)],
+    ) {
         let header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when \
                       retrnsmt   uid  timeout inode\n";
         for (name, rows) in [("tcp", v4), ("tcp6", v6)] {
@@ -67,7 +73,7 @@ impl FakeProc {
         }
     }
 
-    fn addresses(&self, pid: u32, v4: &[&str], inet6: &[&str]) {
+    pub(crate) fn addresses(&self, pid: u32, v4: &[&str], inet6: &[&str]) {
         let mut trie = String::from("Main:\n  +-- 0.0.0.0/0 3 0 5\n");
         for address in v4.iter().chain(["127.0.0.1"].iter()) {
             trie.push_str(&format!("     |-- {address}\n        /32 host LOCAL\n"));
@@ -79,27 +85,39 @@ impl FakeProc {
         );
     }
 
-    fn collect(&self, max_sockets: usize) -> Collection {
+    pub(crate) fn collect(&self, max_sockets: usize) -> Collection {
         collect(&CollectOptions {
             proc_root: self.root.clone(),
             max_sockets,
+            docker_root: self.docker_root(),
+            containerd_root: self.containerd_root(),
         })
         .expect("the fixture is readable")
     }
+
+    /// Stands for `/var/lib/docker`.
+    pub(crate) fn docker_root(&self) -> PathBuf {
+        self.root.with_file_name("var-lib-docker")
+    }
+
+    /// Stands for `/run/containerd`.
+    pub(crate) fn containerd_root(&self) -> PathBuf {
+        self.root.with_file_name("run-containerd")
+    }
 }
 
-fn write(path: &Path, text: &str) {
+pub(crate) fn write(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
     std::fs::write(path, text).expect("write fixture");
 }
 
-fn net(inode: u64) -> String {
+pub(crate) fn net(inode: u64) -> String {
     format!("net:[{inode}]")
 }
 
 /// A host, a docker container with a sidecar, and a pod whose processes' namespace
 /// links cannot be read (as for an unprivileged agent).
-fn fleet_host() -> FakeProc {
+pub(crate) fn fleet_host() -> FakeProc {
     let fake = FakeProc::new();
     fake.process(1, "systemd", &net(HOST_NS), "0::/init.scope");
     symlink("1", fake.root.join("self")).expect("self link");

@@ -2,6 +2,7 @@
 //! test builds, over real network namespaces (root only; skipped otherwise, saying so),
 //! and the real `certfleet agent` against a real `certfleet serve`.
 
+mod container_tags;
 mod fake_proc;
 mod namespaces;
 mod netns;

@@ -213,6 +213,7 @@ fn report(workload: &Workload) -> AgentReport {
             netns: None,
             process: Some("certfleet-demo".to_owned()),
             container: None,
+            tags: Default::default(),
             reachable: vec![workload.address.ip()],
             scope: SocketScope::Host,
         }],

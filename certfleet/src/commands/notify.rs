@@ -80,6 +80,8 @@ pub fn build(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Notifier>
         .map(|rule| OwnerRule {
             app: rule.app.clone(),
             env: rule.env.clone(),
+            namespace: rule.namespace.clone(),
+            container: rule.container.clone(),
             hostname: rule.hostname.clone(),
             cidr: rule.cidr,
             email: rule.email.clone(),

@@ -68,6 +68,7 @@ impl Host<'_> {
                 netns: None,
                 process: Some("nginx".into()),
                 container: None,
+                tags: Default::default(),
                 reachable: vec![address],
                 scope: SocketScope::Host,
             })

@@ -125,22 +125,26 @@ async fn upsert_endpoints(
     claimed_before: OffsetDateTime,
     now: OffsetDateTime,
 ) -> Result<u64> {
+    let text = |f: fn(&EndpointRow) -> &Option<String>| -> Vec<Option<&str>> {
+        endpoints.iter().map(|e| f(e).as_deref()).collect()
+    };
     let addresses: Vec<&str> = endpoints.iter().map(|e| e.address.as_str()).collect();
     let ports: Vec<i32> = endpoints.iter().map(|e| e.port).collect();
-    let processes: Vec<Option<&str>> = endpoints.iter().map(|e| e.process.as_deref()).collect();
-    let containers: Vec<Option<&str>> = endpoints.iter().map(|e| e.container.as_deref()).collect();
     let netns: Vec<Option<i64>> = endpoints.iter().map(|e| e.netns).collect();
     let done = sqlx::query(
         "INSERT INTO endpoints (address, port, sni, host_id, process, container, netns, app, \
-             env, owner, first_seen, last_seen, next_probe_at) \
-         SELECT u.address, u.port, '', $1, u.process, u.container, u.netns, $2, $3, $4, \
-             $5, $5, $6 \
-         FROM UNNEST($7::text[], $8::int4[], $9::text[], $10::text[], $11::int8[]) \
-             AS u(address, port, process, container, netns) \
+             env, owner, namespace, container_name, first_seen, last_seen, next_probe_at) \
+         SELECT u.address, u.port, '', $1, u.process, u.container, u.netns, u.app, u.env, \
+             u.owner, u.namespace, u.container_name, $2, $2, $3 \
+         FROM UNNEST($4::text[], $5::int4[], $6::text[], $7::text[], $8::int8[], $9::text[], \
+             $10::text[], $11::text[], $12::text[], $13::text[]) \
+             AS u(address, port, process, container, netns, app, env, owner, namespace, \
+                 container_name) \
          ON CONFLICT (address, port, sni) DO UPDATE SET \
              host_id = EXCLUDED.host_id, process = EXCLUDED.process, \
              container = EXCLUDED.container, netns = EXCLUDED.netns, app = EXCLUDED.app, \
-             env = EXCLUDED.env, owner = EXCLUDED.owner, \
+             env = EXCLUDED.env, owner = EXCLUDED.owner, namespace = EXCLUDED.namespace, \
+             container_name = EXCLUDED.container_name, \
              retired_at = CASE WHEN EXCLUDED.last_seen > endpoints.last_seen THEN NULL \
                  ELSE endpoints.retired_at END, \
              last_seen = EXCLUDED.last_seen, \
@@ -154,28 +158,32 @@ async fn upsert_endpoints(
                  ELSE endpoints.failures END, \
              next_probe_at = CASE WHEN endpoints.lease_owner IS NULL \
                  AND (endpoints.host_id <> EXCLUDED.host_id \
-                     OR (endpoints.failures >= 2 AND endpoints.last_seen < $12)) \
-                 THEN $6 ELSE endpoints.next_probe_at END \
+                     OR (endpoints.failures >= 2 AND endpoints.last_seen < $14)) \
+                 THEN $3 ELSE endpoints.next_probe_at END \
          WHERE (endpoints.last_seen < EXCLUDED.last_seen \
              OR (endpoints.last_seen = EXCLUDED.last_seen \
                  AND (endpoints.host_id, endpoints.process, endpoints.container, \
-                     endpoints.netns, endpoints.app, endpoints.env, endpoints.owner) \
+                     endpoints.netns, endpoints.app, endpoints.env, endpoints.owner, \
+                     endpoints.namespace, endpoints.container_name) \
                  IS DISTINCT FROM (EXCLUDED.host_id, EXCLUDED.process, EXCLUDED.container, \
-                     EXCLUDED.netns, EXCLUDED.app, EXCLUDED.env, EXCLUDED.owner))) \
+                     EXCLUDED.netns, EXCLUDED.app, EXCLUDED.env, EXCLUDED.owner, \
+                     EXCLUDED.namespace, EXCLUDED.container_name))) \
              AND (endpoints.host_id IS NULL OR endpoints.host_id = EXCLUDED.host_id \
-                 OR endpoints.retired_at IS NOT NULL OR endpoints.last_seen < $12)",
+                 OR endpoints.retired_at IS NOT NULL OR endpoints.last_seen < $14)",
     )
     .bind(host_id)
-    .bind(&host.app)
-    .bind(&host.env)
-    .bind(&host.owner)
     .bind(host.seen_at)
     .bind(now)
     .bind(&addresses)
     .bind(&ports)
-    .bind(&processes)
-    .bind(&containers)
+    .bind(text(|e| &e.process))
+    .bind(text(|e| &e.container))
     .bind(&netns)
+    .bind(text(|e| &e.app))
+    .bind(text(|e| &e.env))
+    .bind(text(|e| &e.owner))
+    .bind(text(|e| &e.namespace))
+    .bind(text(|e| &e.container_name))
     .bind(claimed_before)
     .execute(&mut *connection)
     .await?;
@@ -271,7 +279,7 @@ async fn follow_named(
     let ports: Vec<i32> = endpoints.iter().map(|e| e.port).collect();
     sqlx::query(
         "UPDATE endpoints n SET host_id = b.host_id, app = b.app, env = b.env, \
-             owner = b.owner, \
+             owner = b.owner, namespace = b.namespace, container_name = b.container_name, \
              observation_id = CASE WHEN n.host_id <> b.host_id THEN NULL \
                  ELSE n.observation_id END, \
              leaf_sha256 = CASE WHEN n.host_id <> b.host_id THEN NULL ELSE n.leaf_sha256 END, \
@@ -282,8 +290,9 @@ async fn follow_named(
          FROM UNNEST($1::text[], $2::int4[]) AS u(address, port) \
          JOIN endpoints b ON b.address = u.address AND b.port = u.port AND b.sni = '' \
          WHERE n.address = b.address AND n.port = b.port AND n.sni <> '' \
-             AND (n.host_id, n.app, n.env, n.owner) \
-                 IS DISTINCT FROM (b.host_id, b.app, b.env, b.owner)",
+             AND (n.host_id, n.app, n.env, n.owner, n.namespace, n.container_name) \
+                 IS DISTINCT FROM (b.host_id, b.app, b.env, b.owner, b.namespace, \
+                     b.container_name)",
     )
     .bind(&addresses)
     .bind(&ports)

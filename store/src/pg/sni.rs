@@ -45,7 +45,7 @@ pub(super) async fn add_named_endpoints(
         "WITH wanted AS ( \
              SELECT DISTINCT ON (p.address, p.port, u.name) p.address, p.port, \
                  u.name AS sni, p.host_id, p.process, p.container, p.netns, p.app, p.env, \
-                 p.owner, p.starttls, p.last_seen \
+                 p.owner, p.namespace, p.container_name, p.starttls, p.last_seen \
              FROM UNNEST($1::int8[], $2::text[]) AS u(parent, name) \
              JOIN endpoints p ON p.id = u.parent \
              WHERE p.retired_at IS NULL \
@@ -58,9 +58,11 @@ pub(super) async fn add_named_endpoints(
              RETURNING 1), \
          inserted AS ( \
              INSERT INTO endpoints (address, port, sni, host_id, process, container, \
-                 netns, app, env, owner, starttls, first_seen, last_seen, next_probe_at) \
+                 netns, app, env, owner, namespace, container_name, starttls, first_seen, \
+                 last_seen, next_probe_at) \
              SELECT w.address, w.port, w.sni, w.host_id, w.process, w.container, w.netns, \
-                 w.app, w.env, w.owner, w.starttls, $3, w.last_seen, $3 \
+                 w.app, w.env, w.owner, w.namespace, w.container_name, w.starttls, $3, \
+                 w.last_seen, $3 \
              FROM wanted w \
              WHERE (SELECT count(*) FROM endpoints s \
                  WHERE s.address = w.address AND s.port = w.port AND s.sni <> '') < $4 \

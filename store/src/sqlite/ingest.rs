@@ -123,18 +123,33 @@ async fn upsert_endpoints(
 ) -> Result<u64> {
     let rows: Vec<_> = endpoints
         .iter()
-        .map(|e| (&e.address, e.port, &e.process, &e.container, e.netns))
+        .map(|e| {
+            (
+                &e.address,
+                e.port,
+                &e.process,
+                &e.container,
+                e.netns,
+                &e.app,
+                &e.env,
+                &e.owner,
+                &e.namespace,
+                &e.container_name,
+            )
+        })
         .collect();
     let done = sqlx::query(
         "INSERT INTO endpoints (address, port, sni, host_id, process, container, netns, app, \
-             env, owner, first_seen, last_seen, next_probe_at) \
+             env, owner, namespace, container_name, first_seen, last_seen, next_probe_at) \
          SELECT j.value ->> 0, j.value ->> 1, '', $1, j.value ->> 2, j.value ->> 3, \
-             j.value ->> 4, $2, $3, $4, $5, $5, $6 \
-         FROM json_each($7) AS j WHERE true \
+             j.value ->> 4, j.value ->> 5, j.value ->> 6, j.value ->> 7, j.value ->> 8, \
+             j.value ->> 9, $2, $2, $3 \
+         FROM json_each($4) AS j WHERE true \
          ON CONFLICT (address, port, sni) DO UPDATE SET \
              host_id = excluded.host_id, process = excluded.process, \
              container = excluded.container, netns = excluded.netns, app = excluded.app, \
-             env = excluded.env, owner = excluded.owner, \
+             env = excluded.env, owner = excluded.owner, namespace = excluded.namespace, \
+             container_name = excluded.container_name, \
              retired_at = CASE WHEN excluded.last_seen > endpoints.last_seen THEN NULL \
                  ELSE endpoints.retired_at END, \
              last_seen = excluded.last_seen, \
@@ -148,8 +163,8 @@ async fn upsert_endpoints(
                  ELSE endpoints.failures END, \
              next_probe_at = CASE WHEN endpoints.lease_owner IS NULL \
                  AND (endpoints.host_id <> excluded.host_id \
-                     OR (endpoints.failures >= 2 AND endpoints.last_seen < $8)) \
-                 THEN $6 ELSE endpoints.next_probe_at END \
+                     OR (endpoints.failures >= 2 AND endpoints.last_seen < $5)) \
+                 THEN $3 ELSE endpoints.next_probe_at END \
          WHERE (endpoints.last_seen < excluded.last_seen \
              OR (endpoints.last_seen = excluded.last_seen \
                  AND (endpoints.host_id IS NOT excluded.host_id \
@@ -158,14 +173,13 @@ async fn upsert_endpoints(
                      OR endpoints.netns IS NOT excluded.netns \
                      OR endpoints.app IS NOT excluded.app \
                      OR endpoints.env IS NOT excluded.env \
-                     OR endpoints.owner IS NOT excluded.owner))) \
+                     OR endpoints.owner IS NOT excluded.owner \
+                     OR endpoints.namespace IS NOT excluded.namespace \
+                     OR endpoints.container_name IS NOT excluded.container_name))) \
              AND (endpoints.host_id IS NULL OR endpoints.host_id = excluded.host_id \
-                 OR endpoints.retired_at IS NOT NULL OR endpoints.last_seen < $8)",
+                 OR endpoints.retired_at IS NOT NULL OR endpoints.last_seen < $5)",
     )
     .bind(host_id)
-    .bind(&host.app)
-    .bind(&host.env)
-    .bind(&host.owner)
     .bind(seconds(host.seen_at))
     .bind(seconds(now))
     .bind(serde_json::to_string(&rows)?)
@@ -264,7 +278,7 @@ async fn follow_named(
     let rows: Vec<_> = endpoints.iter().map(|e| (&e.address, e.port)).collect();
     sqlx::query(
         "UPDATE endpoints SET host_id = b.host_id, app = b.app, env = b.env, \
-             owner = b.owner, \
+             owner = b.owner, namespace = b.namespace, container_name = b.container_name, \
              observation_id = CASE WHEN endpoints.host_id <> b.host_id THEN NULL \
                  ELSE endpoints.observation_id END, \
              leaf_sha256 = CASE WHEN endpoints.host_id <> b.host_id THEN NULL \
@@ -273,13 +287,16 @@ async fn follow_named(
                  ELSE endpoints.leaf_not_after END, \
              next_probe_at = CASE WHEN endpoints.host_id <> b.host_id \
                  AND endpoints.lease_owner IS NULL THEN $2 ELSE endpoints.next_probe_at END \
-         FROM (SELECT e.address, e.port, e.host_id, e.app, e.env, e.owner \
+         FROM (SELECT e.address, e.port, e.host_id, e.app, e.env, e.owner, e.namespace, \
+                 e.container_name \
              FROM json_each($1) AS j JOIN endpoints e ON e.address = j.value ->> 0 \
                  AND e.port = j.value ->> 1 AND e.sni = '') AS b \
          WHERE endpoints.address = b.address AND endpoints.port = b.port \
              AND endpoints.sni <> '' \
              AND (endpoints.host_id IS NOT b.host_id OR endpoints.app IS NOT b.app \
-                 OR endpoints.env IS NOT b.env OR endpoints.owner IS NOT b.owner)",
+                 OR endpoints.env IS NOT b.env OR endpoints.owner IS NOT b.owner \
+                 OR endpoints.namespace IS NOT b.namespace \
+                 OR endpoints.container_name IS NOT b.container_name)",
     )
     .bind(serde_json::to_string(&rows)?)
     .bind(seconds(now))

@@ -38,9 +38,11 @@ pub(super) async fn add_named_endpoints(
     }
     let inserted = sqlx::query(
         "INSERT INTO endpoints (address, port, sni, host_id, process, container, netns, \
-             app, env, owner, starttls, first_seen, last_seen, next_probe_at) \
+             app, env, owner, namespace, container_name, starttls, first_seen, last_seen, \
+             next_probe_at) \
          SELECT p.address, p.port, j.value ->> 1, p.host_id, p.process, p.container, \
-             p.netns, p.app, p.env, p.owner, p.starttls, $2, p.last_seen, $2 \
+             p.netns, p.app, p.env, p.owner, p.namespace, p.container_name, p.starttls, $2, \
+             p.last_seen, $2 \
          FROM json_each($1) AS j JOIN endpoints p ON p.id = j.value ->> 0 \
          WHERE p.retired_at IS NULL AND (SELECT count(*) FROM endpoints s \
              WHERE s.address = p.address AND s.port = p.port AND s.sni <> '') < $3 \

@@ -29,6 +29,7 @@ pub fn socket(address: &str, port: u16) -> SocketInfo {
         netns: Some(4026531840),
         process: Some("java".into()),
         container: None,
+        tags: Default::default(),
         reachable: vec![ip(address)],
         scope: SocketScope::Host,
     }

@@ -10,6 +10,7 @@ mod fixtures;
 mod harness;
 
 mod churn;
+mod container_tags;
 mod fencing;
 mod hostile_results;
 mod ingest;

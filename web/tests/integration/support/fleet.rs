@@ -75,6 +75,7 @@ fn report(hostname: &str, tags: &[(&str, &str)], sockets: &[(&str, u16)]) -> Age
                 netns: Some(4026531840),
                 process: Some("nginx".into()),
                 container: None,
+                tags: Default::default(),
                 reachable: vec![ip(address)],
                 scope: SocketScope::Host,
             })
