@@ -478,3 +478,28 @@ fn decorations_become_tags_and_are_checked_like_report_tags() {
     let longest = json!({"app": "x".repeat(512)});
     assert!(update_of(&[entry(longest)]).is_ok());
 }
+
+#[test]
+fn the_shipped_pack_feeds_both_queries_and_is_the_documented_one() {
+    let pack = include_str!("../../packaging/osquery/certfleet.conf");
+    let parsed: Value = serde_json::from_str(pack).expect("the pack is JSON");
+    let queries = parsed["queries"].as_object().expect("queries");
+    // osquery names a pack's results `pack_<pack>_<query>`.
+    let read: BTreeSet<_> = queries
+        .keys()
+        .map(|name| format!("{:?}", Query::of(&format!("pack_certfleet_{name}"))))
+        .collect();
+    let expected: BTreeSet<_> = ["ListeningPorts", "InterfaceAddresses"]
+        .map(String::from)
+        .into();
+    assert_eq!(read, expected);
+    for query in queries.values() {
+        assert_eq!(query["snapshot"], json!(true), "{query}");
+        assert!(query["interval"].as_u64().is_some(), "{query}");
+    }
+    let docs = include_str!("../../docs/osquery.md");
+    assert!(
+        docs.contains(pack.trim_end()),
+        "docs/osquery.md shows the shipped pack"
+    );
+}
