@@ -65,6 +65,9 @@ grep -q '^url = "sqlite:///var/lib/certfleet/certfleet.db"' "$server/etc/certfle
   || { echo "build-debs: certfleet.example.toml changed; adapt the sed above" >&2; exit 1; }
 install -m 0644 "$repo/packaging/certfleet.service" "$server/lib/systemd/system/"
 install -m 0644 "$repo/README.md" "$repo/certfleet.example.toml" "$server/usr/share/doc/certfleet/"
+# The osquery query pack (docs/osquery.md), for fleets that feed certfleet from osquery.
+install -D -m 0644 "$repo/packaging/osquery/certfleet.conf" \
+    "$server/usr/share/doc/certfleet/osquery/certfleet.conf"
 control "$server" certfleet "TLS certificate inventory, expiry warnings and mTLS adoption
  certfleet finds every TLS certificate served across a fleet of hosts and containers,
  tells each owner before a certificate expires, and shows how far mutual TLS has been

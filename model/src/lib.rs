@@ -4,10 +4,12 @@
 //! (see `docs/architecture.md`): fields may be added, never renamed or removed.
 
 mod bounded;
+pub mod osquery;
 mod probe;
 mod report;
 pub mod text;
 
+pub use osquery::{Listener, OsqueryHost, OsqueryUpdate};
 pub use probe::{
     CertificateInfo, Finding, KeyInfo, MtlsPolicy, ProbeResult, ProbeStatus, TlsParameters,
 };

@@ -24,6 +24,7 @@ mod isolate;
 mod names;
 mod notify;
 mod notify_records;
+mod osquery;
 mod overview_sql;
 mod pg;
 mod plan;
@@ -37,7 +38,7 @@ mod token;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use certfleet_model::{AgentReport, ProbeResult};
+use certfleet_model::{AgentReport, OsqueryHost, OsqueryUpdate, ProbeResult};
 use time::{Duration, OffsetDateTime};
 
 pub use browse::{
@@ -120,6 +121,15 @@ pub trait Store: NotificationStore + Send + Sync + std::fmt::Debug {
     /// names the field) or fails half-way leaves nothing. The same report twice leaves
     /// the same state.
     async fn ingest_report(&self, agent: &AgentName, report: &AgentReport) -> Result<IngestCounts>;
+
+    /// osquery: merges what one logger post of the node enrolled as `host_key` tells
+    /// (interface addresses, wildcard listeners, decorations) into the state kept for it,
+    /// in one transaction, and returns the new state. See [`OsqueryHost::apply`].
+    async fn update_osquery_host(
+        &self,
+        host_key: &str,
+        update: &OsqueryUpdate,
+    ) -> Result<OsqueryHost>;
 
     /// Leases up to `limit` due endpoints to `worker` until now + `lease_for`. No other
     /// caller gets them before the lease ends; if no result is recorded by then, they are

@@ -11,7 +11,7 @@ use std::task::{Context, Poll, Waker};
 
 use axum::extract::{FromRequestParts, Query};
 use axum::http::{Request, Uri};
-use certfleet_model::{AgentReport, ReportLimits};
+use certfleet_model::{AgentReport, OsqueryHost, ReportLimits};
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 
@@ -44,6 +44,10 @@ pub fn agent_report(json: &[u8]) -> Result<AgentReport, ApiError> {
 /// `POST /api/v1/osquery/enroll` and `POST /api/v1/osquery/log`: `json` is read as both.
 /// The enroll reading gives the host name kept; the log reading gives the report stored
 /// for a `result` log (validated with the default limits), `None` when nothing is stored.
+/// The log is merged into an empty node state (standing for the store's), so its
+/// `interface_addresses` rows and decorations are known when the report is made, as
+/// when they came in an earlier post. The report must pass the ownership check
+/// (`AgentReport::check_addresses`) unless it stands for too many endpoints.
 pub fn osquery(json: &[u8]) -> Result<Option<AgentReport>, ParseError> {
     if let Ok(enroll) = osquery::parse_body::<EnrollRequest>(json) {
         let _ = osquery::sanitize_host_identifier(&enroll.host_identifier);
@@ -53,16 +57,29 @@ pub fn osquery(json: &[u8]) -> Result<Option<AgentReport>, ParseError> {
     if request.log_type != "result" {
         return Ok(None);
     }
-    let rows = osquery::listening_rows(&request.data, limits.max_sockets)?;
+    let update = osquery::update(&request.data, limits.max_sockets)?;
+    let mut node = OsqueryHost::default();
+    node.apply(&update);
+    let mut rows = update.listeners;
+    let room = limits.max_sockets.saturating_sub(rows.len());
+    rows.extend(node.listeners.iter().copied().take(room));
     if rows.is_empty() {
         return Ok(None);
     }
     let collected_at = OffsetDateTime::UNIX_EPOCH;
-    let report = osquery::report("fuzz-host.example", &rows, collected_at);
-    report.validate_with(&limits).map_err(|error| ParseError {
+    let report = osquery::report("fuzz-host.example", &rows, &node, collected_at);
+    let refused = |error: certfleet_model::ReportError| ParseError {
         field: Some(error.field),
         message: error.message,
-    })?;
+    };
+    report.validate_with(&limits).map_err(refused)?;
+    if let Err(error) = report.check_addresses(&limits) {
+        assert_eq!(
+            error.field, "sockets",
+            "the report claims a foreign address"
+        );
+        return Err(refused(error));
+    }
     Ok(Some(report))
 }
 

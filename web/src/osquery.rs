@@ -1,5 +1,7 @@
 //! osquery's TLS plugin payloads, read without I/O: the enroll body, the logger body, and
-//! the rows of a scheduled `listening_ports` query turned into an [`AgentReport`].
+//! the rows of scheduled `listening_ports` and `interface_addresses` queries (with the
+//! entries' `decorations`) turned into an [`OsqueryUpdate`] of the node's kept state and
+//! an [`AgentReport`].
 //!
 //! osquery sends column values as strings (`"port":"443"`), or as numbers with
 //! `--logger_numerics`; both are read. Results come in three shapes: event
@@ -9,13 +11,18 @@
 //! names its field (`data[2].columns.port`).
 
 use std::cell::Cell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io::Read;
 use std::marker::PhantomData;
 use std::net::IpAddr;
 
-use certfleet_model::{AgentInfo, AgentReport, HostInfo, Protocol, SocketInfo, SocketScope};
+use certfleet_model::osquery::{in_host_namespace, usable};
+pub use certfleet_model::Listener as PortRow;
+use certfleet_model::{
+    AgentInfo, AgentReport, HostInfo, OsqueryHost, OsqueryUpdate, Protocol, ReportLimits,
+    SocketInfo, SocketScope,
+};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -44,16 +51,17 @@ pub struct EnrollRequest {
 }
 
 /// `POST /api/v1/osquery/log`, as read: only the fields certfleet uses. Other fields
-/// (`hostIdentifier`, `unixTime`, `decorations`, `diffResults.removed`, the columns that
-/// are not read...) are skipped without being kept.
+/// (`hostIdentifier`, `unixTime`, the columns that are not read...) are skipped without
+/// being kept.
 #[derive(Debug, Default)]
 pub struct LogRequest {
     /// The node key, unless it comes in the `Authorization: NodeKey` header.
     pub node_key: Option<String>,
     /// `result` (query results) or `status` (osquery's own log lines).
     pub log_type: String,
-    /// The entries that may give rows: those of a `listening_ports` query, and those
-    /// whose name is missing (an error) or came after their rows.
+    /// The entries that may give rows: those of a `listening_ports` or
+    /// `interface_addresses` query, and those whose name is missing (an error) or came
+    /// after their rows.
     pub data: Vec<Entry>,
 }
 
@@ -62,8 +70,8 @@ pub struct LogRequest {
 pub struct Entry {
     /// Its position in `data` (for error paths).
     pub index: usize,
-    /// `None`: no name; `Some(true)`: a `listening_ports` query.
-    pub listening: Option<bool>,
+    /// `None`: no name.
+    pub query: Option<Query>,
     pub action: Option<Action>,
     /// Event format: `columns`.
     pub columns: Option<Row>,
@@ -71,6 +79,29 @@ pub struct Entry {
     pub diff_results: Option<DiffResults>,
     /// Snapshot format: `snapshot`.
     pub snapshot: Option<Rows>,
+    /// `decorations` (osquery's `decorators`), checked like report tags.
+    pub decorations: Option<BTreeMap<String, String>>,
+}
+
+/// The scheduled query an entry belongs to, by the end of its name (packs prefix their
+/// names, e.g. `pack_certfleet_listening_ports`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Query {
+    ListeningPorts,
+    InterfaceAddresses,
+    Other,
+}
+
+impl Query {
+    pub fn of(name: &str) -> Query {
+        if is_listening_ports(name) {
+            Query::ListeningPorts
+        } else if name.ends_with("interface_addresses") {
+            Query::InterfaceAddresses
+        } else {
+            Query::Other
+        }
+    }
 }
 
 /// An entry's `action`.
@@ -83,10 +114,14 @@ pub enum Action {
     Other,
 }
 
-/// `diffResults`: an object (with its `added` rows), or something else.
+/// `diffResults`: an object (with its `added` rows, and its `removed` rows for an
+/// `interface_addresses` entry whose name came first), or something else.
 #[derive(Debug)]
 pub enum DiffResults {
-    Object { added: Option<Rows> },
+    Object {
+        added: Option<Rows>,
+        removed: Option<Rows>,
+    },
     NotObject,
 }
 
@@ -199,6 +234,7 @@ pub fn read_log(
     let budget = Budget {
         limits,
         rows: Cell::new(0),
+        removed: Cell::new(0),
         over: Cell::new(None),
     };
     let read = ReadLimits {
@@ -265,15 +301,6 @@ pub fn sanitize_host_identifier(identifier: &str) -> Option<String> {
     (!cleaned.trim_matches('_').is_empty()).then_some(cleaned)
 }
 
-/// One listening socket from a `listening_ports` row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct PortRow {
-    pub address: IpAddr,
-    pub port: u16,
-    pub tcp: bool,
-    pub netns: Option<u64>,
-}
-
 /// Whether a scheduled query's results are read: its name ends in `listening_ports`
 /// (packs prefix their names, e.g. `pack_certfleet_listening_ports`).
 pub fn is_listening_ports(name: &str) -> bool {
@@ -283,42 +310,113 @@ pub fn is_listening_ports(name: &str) -> bool {
 /// The added TCP and UDP rows of every `listening_ports` result in `data`, at most `limit`
 /// of them. Rows of other queries, removed rows, and rows of other families (UNIX
 /// sockets) or protocols are skipped.
+#[cfg(test)]
 pub fn listening_rows(data: &[Entry], limit: usize) -> Result<Vec<PortRow>, ParseError> {
-    let mut rows = Vec::new();
-    for entry in data {
-        let path = format!("data[{}]", entry.index);
-        match entry.listening {
-            None => return Err(bad(format!("{path}.name"), "expected a string")),
-            Some(false) => continue,
-            Some(true) => {}
-        }
-        for (row_path, row) in added_rows(entry, &path)? {
-            if let Some(row) = port_row(row, &row_path)? {
-                if rows.len() >= limit {
-                    return Err(bad("data", format!("more than {limit} rows")));
-                }
-                rows.push(row);
-            }
-        }
-    }
-    Ok(rows)
+    Ok(update(data, limit)?.listeners)
 }
 
-/// The added rows of one result entry, each with its field path.
-fn added_rows<'a>(entry: &'a Entry, path: &str) -> Result<Vec<(String, &'a Row)>, ParseError> {
-    let list = |rows: Option<&'a Rows>, field: String| match rows {
+/// What a post tells of its node: the added `listening_ports` rows (at most `limit`; a
+/// snapshot among them replaces the kept listeners), the `interface_addresses` rows
+/// (snapshot, added, removed; only usable addresses are kept), and the decorations of the
+/// last entry of those queries that has any.
+pub fn update(data: &[Entry], limit: usize) -> Result<OsqueryUpdate, ParseError> {
+    let mut update = OsqueryUpdate::default();
+    for entry in data {
+        let path = format!("data[{}]", entry.index);
+        match entry.query {
+            None => return Err(bad(format!("{path}.name"), "expected a string")),
+            Some(Query::Other) => continue,
+            Some(Query::ListeningPorts) => {
+                for (row_path, row) in added_rows(entry, &path)? {
+                    if let Some(row) = port_row(row, &row_path)? {
+                        if update.listeners.len() >= limit {
+                            return Err(bad("data", format!("more than {limit} rows")));
+                        }
+                        update.listeners.push(row);
+                    }
+                }
+                update.listeners_snapshot |= is_snapshot(entry);
+            }
+            Some(Query::InterfaceAddresses) => {
+                let added = interface_addresses(added_rows(entry, &path)?)?;
+                let removed = interface_addresses(removed_rows(entry, &path)?)?;
+                if is_snapshot(entry) {
+                    let snapshot = update.addresses_snapshot.get_or_insert_with(Vec::new);
+                    snapshot.extend(added);
+                } else {
+                    update.addresses_added.extend(added);
+                }
+                update.addresses_removed.extend(removed);
+            }
+        }
+        if let Some(decorations) = &entry.decorations {
+            update.tags = Some(decorations.clone());
+        }
+    }
+    Ok(update)
+}
+
+/// Whether an entry is a snapshot result (all the rows of its query, not a difference).
+fn is_snapshot(entry: &Entry) -> bool {
+    entry.diff_results.is_none() && entry.action == Some(Action::Snapshot)
+}
+
+/// The usable addresses of `interface_addresses` rows (no loopback, link-local,
+/// multicast, wildcard); an address that is missing or not an IP address is an error.
+fn interface_addresses(rows: Vec<(String, &Row)>) -> Result<Vec<IpAddr>, ParseError> {
+    let mut addresses = Vec::new();
+    for (path, row) in rows {
+        let Row::Columns(columns) = row else {
+            return Err(bad(path, "expected an object"));
+        };
+        let address = ip_address(columns.address, &path)?;
+        if usable(address) {
+            addresses.push(address);
+        }
+    }
+    Ok(addresses)
+}
+
+fn ip_address(address: Address, path: &str) -> Result<IpAddr, ParseError> {
+    match address {
+        Address::Ip(address) => Ok(address),
+        Address::NotIp => Err(bad(format!("{path}.address"), "expected an IP address")),
+        Address::NotString => Err(bad(format!("{path}.address"), "expected a string")),
+        Address::Missing => Err(bad(format!("{path}.address"), "missing")),
+    }
+}
+
+/// The removed rows of an entry (event `removed`, batch `diffResults.removed`).
+fn removed_rows<'a>(entry: &'a Entry, path: &str) -> Result<Vec<(String, &'a Row)>, ParseError> {
+    if let Some(DiffResults::Object { removed, .. }) = &entry.diff_results {
+        return rows_of(removed.as_ref(), format!("{path}.diffResults.removed"));
+    }
+    match (&entry.action, &entry.columns) {
+        (Some(Action::Removed), Some(columns)) => Ok(vec![(format!("{path}.columns"), columns)]),
+        (Some(Action::Removed), None) => Err(bad(format!("{path}.columns"), "missing")),
+        _ => Ok(Vec::new()),
+    }
+}
+
+fn rows_of(rows: Option<&Rows>, field: String) -> Result<Vec<(String, &Row)>, ParseError> {
+    match rows {
         Some(Rows::List(rows)) => Ok(rows
             .iter()
             .map(|(index, row)| (format!("{field}[{index}]"), row))
             .collect()),
         Some(Rows::Null) | None => Ok(Vec::new()),
         Some(Rows::NotArray) => Err(bad(field, "expected an array")),
-    };
+    }
+}
+
+/// The added rows of one result entry, each with its field path.
+fn added_rows<'a>(entry: &'a Entry, path: &str) -> Result<Vec<(String, &'a Row)>, ParseError> {
+    let list = rows_of;
     match &entry.diff_results {
         Some(DiffResults::NotObject) => {
             return Err(bad(format!("{path}.diffResults"), "expected an object"))
         }
-        Some(DiffResults::Object { added }) => {
+        Some(DiffResults::Object { added, .. }) => {
             return list(added.as_ref(), format!("{path}.diffResults.added"))
         }
         None => {}
@@ -348,12 +446,7 @@ fn port_row(row: &Row, path: &str) -> Result<Option<PortRow>, ParseError> {
         return Ok(None);
     }
     let port = u16::try_from(port).map_err(|_| bad(format!("{path}.port"), "above 65535"))?;
-    let address = match columns.address {
-        Address::Ip(address) => address,
-        Address::NotIp => return Err(bad(format!("{path}.address"), "expected an IP address")),
-        Address::NotString => return Err(bad(format!("{path}.address"), "expected a string")),
-        Address::Missing => return Err(bad(format!("{path}.address"), "missing")),
-    };
+    let address = ip_address(columns.address, path)?;
     let netns = number(columns.net_namespace, "net_namespace", path)?.filter(|inode| *inode != 0);
     Ok(Some(PortRow {
         address,
@@ -403,6 +496,8 @@ enum Over {
 struct Budget {
     limits: LogLimits,
     rows: Cell<usize>,
+    /// Removed rows kept (`diffResults.removed`): at most `max_rows`, the others skipped.
+    removed: Cell<usize>,
     over: Cell<Option<Over>>,
 }
 
@@ -428,6 +523,8 @@ enum Field {
     DiffResults,
     Snapshot,
     Added,
+    Removed,
+    Decorations,
     Address,
     Port,
     Protocol,
@@ -455,6 +552,8 @@ impl<'de> Deserialize<'de> for Field {
                     "diffResults" => Field::DiffResults,
                     "snapshot" => Field::Snapshot,
                     "added" => Field::Added,
+                    "removed" => Field::Removed,
+                    "decorations" => Field::Decorations,
                     "address" => Field::Address,
                     "port" => Field::Port,
                     "protocol" => Field::Protocol,
@@ -582,7 +681,7 @@ impl<'de> Visitor<'de> for EntriesSeed<'_> {
                 break;
             };
             // An entry of another query holds nothing more once its name is known.
-            if entry.listening != Some(false) {
+            if entry.query != Some(Query::Other) {
                 entries.push(entry);
             }
         }
@@ -613,9 +712,9 @@ impl<'de> Visitor<'de> for EntrySeed<'_> {
         };
         while let Some(key) = map.next_key::<Field>()? {
             // The rows of another query whose name came first are skipped unread.
-            let other_query = entry.listening == Some(false);
+            let other_query = entry.query == Some(Query::Other);
             match key {
-                Field::Name => entry.listening = Some(map.next_value::<QueryName>()?.0),
+                Field::Name => entry.query = Some(map.next_value::<QueryName>()?.0),
                 Field::Action => entry.action = Some(map.next_value()?),
                 Field::Columns if !other_query => {
                     let row: Row = map.next_value()?;
@@ -627,19 +726,23 @@ impl<'de> Visitor<'de> for EntrySeed<'_> {
                 Field::DiffResults if !other_query => {
                     entry.diff_results = Some(map.next_value_seed(DiffSeed(budget))?);
                 }
+                Field::Decorations if !other_query => {
+                    entry.decorations = Some(map.next_value::<Decorations>()?.0);
+                }
                 Field::Snapshot if !other_query => {
-                    entry.snapshot = Some(map.next_value_seed(RowsSeed(budget))?);
+                    entry.snapshot = Some(map.next_value_seed(RowsSeed(budget, Kept::Added))?);
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        if entry.listening == Some(false) {
+        if entry.query == Some(Query::Other) {
             // Rows read before the name are of no use.
             entry.columns = None;
             entry.diff_results = None;
             entry.snapshot = None;
+            entry.decorations = None;
         }
         Ok(entry)
     }
@@ -657,7 +760,10 @@ impl Budget {
     }
 }
 
-/// `diffResults`: an object whose `added` rows are read (`removed` is skipped).
+/// `diffResults`: an object whose `added` rows are read and counted, and its `removed`
+/// rows too (osquery writes `name` after `diffResults`, so whether they are of
+/// `interface_addresses`, where they are used, is not known yet): those are kept up to
+/// their own bound, and skipped beyond it rather than refused.
 struct DiffSeed<'b>(&'b Budget);
 
 impl<'de> DeserializeSeed<'de> for DiffSeed<'_> {
@@ -677,21 +783,33 @@ impl<'de> Visitor<'de> for DiffSeed<'_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<DiffResults, A::Error> {
         let mut added = None;
+        let mut removed = None;
         while let Some(key) = map.next_key::<Field>()? {
             match key {
-                Field::Added => added = Some(map.next_value_seed(RowsSeed(self.0))?),
+                Field::Added => added = Some(map.next_value_seed(RowsSeed(self.0, Kept::Added))?),
+                Field::Removed => {
+                    removed = Some(map.next_value_seed(RowsSeed(self.0, Kept::Removed))?);
+                }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        Ok(DiffResults::Object { added })
+        Ok(DiffResults::Object { added, removed })
     }
     otherwise!('de, DiffResults::NotObject; bool i64 u64 f64 str unit seq);
 }
 
 /// A list of rows: those not skipped count against the post's rows.
-struct RowsSeed<'b>(&'b Budget);
+struct RowsSeed<'b>(&'b Budget, Kept);
+
+/// Which rows a list holds: added ones count against the post's rows (an error past
+/// them); removed ones are kept up to the same number, and skipped past it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kept {
+    Added,
+    Removed,
+}
 
 impl<'de> DeserializeSeed<'de> for RowsSeed<'_> {
     type Value = Rows;
@@ -710,7 +828,14 @@ impl<'de> Visitor<'de> for RowsSeed<'_> {
         let mut index = 0;
         while let Some(row) = seq.next_element::<Row>()? {
             if !row.skipped() {
-                self.0.take_row::<A::Error>()?;
+                match self.1 {
+                    Kept::Added => self.0.take_row::<A::Error>()?,
+                    Kept::Removed if self.0.removed.get() >= self.0.limits.max_rows => {
+                        index += 1;
+                        continue;
+                    }
+                    Kept::Removed => self.0.removed.set(self.0.removed.get() + 1),
+                }
                 rows.push((index, row));
             }
             index += 1;
@@ -804,7 +929,14 @@ impl<'de> Deserialize<'de> for Address {
                 f.write_str("an IP address")
             }
             fn visit_str<E: de::Error>(self, text: &str) -> Result<Address, E> {
-                Ok(text.trim().parse().map_or(Address::NotIp, Address::Ip))
+                // A scoped IPv6 address (`fe80::1%eth0`, as `interface_addresses` gives
+                // link-local ones) is read without its zone.
+                let text = text.trim();
+                let ip = match text.split_once('%') {
+                    Some((ip, zone)) if ip.contains(':') && !zone.is_empty() => ip,
+                    _ => text,
+                };
+                Ok(ip.parse().map_or(Address::NotIp, Address::Ip))
             }
             otherwise!('de, Address::NotString; bool i64 u64 f64 unit seq map);
         }
@@ -834,8 +966,64 @@ impl<'de> Deserialize<'de> for Action {
     }
 }
 
-/// `name`: whether it is a `listening_ports` query; it must be a string.
-struct QueryName(bool);
+/// `decorations`: a map of strings, checked as report tags are (at most 64 keys; keys
+/// not blank; keys and values at most 512 bytes, without control characters). Counted
+/// while it is parsed.
+struct Decorations(BTreeMap<String, String>);
+
+impl<'de> Deserialize<'de> for Decorations {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DecorationsVisitor;
+        impl<'de> Visitor<'de> for DecorationsVisitor {
+            type Value = Decorations;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object of strings")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Decorations, A::Error> {
+                let limits = ReportLimits::default();
+                let mut tags = BTreeMap::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if tags.len() >= limits.max_tags {
+                        let message = format!("more than {} entries", limits.max_tags);
+                        return Err(de::Error::custom(message));
+                    }
+                    if key.trim().is_empty() {
+                        return Err(de::Error::custom("a key must not be empty"));
+                    }
+                    tag_text::<A::Error>(&key, limits.max_string)?;
+                    let value: TagValue = map.next_value()?;
+                    tags.insert(key, value.0);
+                }
+                Ok(Decorations(tags))
+            }
+        }
+        deserializer.deserialize_map(DecorationsVisitor)
+    }
+}
+
+/// A decoration's value: a string checked as a report tag's.
+struct TagValue(String);
+
+impl<'de> Deserialize<'de> for TagValue {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        tag_text::<D::Error>(&text, ReportLimits::default().max_string)?;
+        Ok(TagValue(text))
+    }
+}
+
+fn tag_text<E: de::Error>(text: &str, max: usize) -> Result<(), E> {
+    if text.len() > max {
+        return Err(E::custom(format!("longer than {max} bytes")));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(E::custom("contains control characters"));
+    }
+    Ok(())
+}
+
+/// `name`: which query it is; it must be a string.
+struct QueryName(Query);
 
 impl<'de> Deserialize<'de> for QueryName {
     fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -846,19 +1034,38 @@ impl<'de> Deserialize<'de> for QueryName {
                 f.write_str("a string")
             }
             fn visit_str<E: de::Error>(self, name: &str) -> Result<QueryName, E> {
-                Ok(QueryName(is_listening_ports(name)))
+                Ok(QueryName(Query::of(name)))
             }
         }
         deserializer.deserialize_str(NameVisitor)
     }
 }
 
-/// The report of one host for its rows. A wildcard listener is reachable at the specific,
-/// non-loopback addresses other listeners of the same network namespace are bound to
-/// (osquery tells nothing else about the host's addresses); loopback binds get scope
-/// loopback. Duplicate rows count once.
-pub fn report(hostname: &str, rows: &[PortRow], collected_at: OffsetDateTime) -> AgentReport {
+/// The report of one host for its rows (those of the post and the wildcard listeners
+/// kept for the node) and its kept state.
+///
+/// A wildcard listener of the host's namespace is reachable at the host's interface
+/// addresses of its family (`::` at the IPv4 ones too: Linux sockets are dual-stack
+/// unless they ask otherwise). Without interface addresses, and in other namespaces
+/// (containers; osquery lists only the host's interfaces), it is reachable at the
+/// specific, non-loopback addresses other listeners of the same namespace are bound to.
+/// Loopback binds get scope loopback. Duplicate rows count once.
+///
+/// `host.addresses` are the interface addresses (or, while none are known, the specific
+/// addresses of the host's namespace); every other specific address a socket is bound to
+/// is in `host.namespace_addresses`, so the report passes
+/// [`AgentReport::check_addresses`]. The tags are the node's decorations.
+pub fn report(
+    hostname: &str,
+    rows: &[PortRow],
+    node: &OsqueryHost,
+    collected_at: OffsetDateTime,
+) -> AgentReport {
     let rows: BTreeSet<PortRow> = rows.iter().copied().collect();
+    let host_netns = node
+        .host_netns
+        .or_else(|| rows.iter().map(|row| row.netns).min().flatten());
+    let interfaces = &node.addresses;
     let specific = |netns: Option<u64>| -> Vec<IpAddr> {
         let addresses: BTreeSet<IpAddr> = rows
             .iter()
@@ -866,6 +1073,19 @@ pub fn report(hostname: &str, rows: &[PortRow], collected_at: OffsetDateTime) ->
             .map(|row| row.address)
             .collect();
         addresses.into_iter().collect()
+    };
+    let reachable = |row: &PortRow| -> Vec<IpAddr> {
+        if !row.address.is_unspecified() {
+            return Vec::new();
+        }
+        if interfaces.is_empty() || !in_host_namespace(row.netns, host_netns) {
+            return specific(row.netns);
+        }
+        interfaces
+            .iter()
+            .copied()
+            .filter(|address| row.address.is_ipv6() || address.is_ipv4())
+            .collect()
     };
     let sockets = rows
         .iter()
@@ -881,11 +1101,7 @@ pub fn report(hostname: &str, rows: &[PortRow], collected_at: OffsetDateTime) ->
             process: None,
             container: None,
             tags: Default::default(),
-            reachable: if row.address.is_unspecified() {
-                specific(row.netns)
-            } else {
-                Vec::new()
-            },
+            reachable: reachable(row),
             scope: if row.address.is_loopback() {
                 SocketScope::Loopback
             } else {
@@ -893,7 +1109,16 @@ pub fn report(hostname: &str, rows: &[PortRow], collected_at: OffsetDateTime) ->
             },
         })
         .collect();
-    let host_netns = rows.iter().map(|row| row.netns).min().flatten();
+    let addresses = if interfaces.is_empty() {
+        specific(host_netns)
+    } else {
+        interfaces.clone()
+    };
+    let namespace_addresses: BTreeSet<IpAddr> = rows
+        .iter()
+        .map(|row| row.address)
+        .filter(|address| is_routable(*address) && !addresses.contains(address))
+        .collect();
     AgentReport {
         agent: AgentInfo {
             version: "osquery".into(),
@@ -902,9 +1127,9 @@ pub fn report(hostname: &str, rows: &[PortRow], collected_at: OffsetDateTime) ->
         host: HostInfo {
             hostname: hostname.to_owned(),
             machine_id: String::new(),
-            addresses: specific(host_netns),
-            tags: Default::default(),
-            namespace_addresses: Vec::new(),
+            addresses,
+            tags: node.tags.clone(),
+            namespace_addresses: namespace_addresses.into_iter().collect(),
         },
         sockets,
     }

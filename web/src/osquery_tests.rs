@@ -48,7 +48,12 @@ fn wildcard_listeners_are_reachable_at_the_namespaces_specific_addresses() {
         columns("::1", "5433")]}),
     ];
     let rows = listening(&data, 100).expect("rows");
-    let report = report("h", &rows, OffsetDateTime::UNIX_EPOCH);
+    let report = report(
+        "h",
+        &rows,
+        &OsqueryHost::default(),
+        OffsetDateTime::UNIX_EPOCH,
+    );
     assert_eq!(report.validate(), Ok(()));
     let ten: IpAddr = "10.0.0.5".parse().expect("literal");
     assert_eq!(report.host.addresses, vec![ten]);
@@ -254,7 +259,7 @@ fn entries_and_rows_are_bounded_while_parsing() {
 fn rows_before_the_name_and_unknown_fields_are_read_alike() {
     let text = br#"{"data":[
         {"snapshot":[{"port":"443","protocol":"6","family":"2","address":"10.0.0.1"}],
-         "action":"snapshot","name":"pack_x_listening_ports","decorations":{"a":[1,{"b":2}]}},
+         "action":"snapshot","name":"pack_x_listening_ports","numerics":{"a":[1,{"b":2}]}},
         {"columns":{"port":"x"},"action":"added","name":"processes"},
         {"columns":{"port":"x"},"name":"processes","action":"added"}],
         "log_type":"result","extra":[[[]]],"node_key":"k"}"#;
@@ -295,5 +300,206 @@ fn gzip_bombs_stop_at_the_decompressed_limit() {
     assert!(
         matches!(&error, ReadError::Json { field: Some(field), .. } if field == "data[0]"),
         "{error:?}"
+    );
+}
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().expect("literal")
+}
+
+fn interface(address: &str) -> Value {
+    json!({"interface":"eth0","address":address,"mask":"255.255.255.0","broadcast":"",
+           "point_to_point":"","type":"dhcp","friendly_name":""})
+}
+
+/// The update of `data`, parsed within 100 rows.
+fn update_of(data: &[Value]) -> Result<OsqueryUpdate, ParseError> {
+    let request = parse_log(&body(data), LogLimits::new(100))?;
+    update(&request.data, 100)
+}
+
+#[test]
+fn interface_addresses_in_every_format_keep_only_usable_addresses() {
+    let rows = vec![
+        interface("10.0.0.5"),
+        interface("127.0.0.1"),
+        interface("::1"),
+        interface("fe80::1%eth0"),
+        interface("169.254.3.4"),
+        interface("fd00::5"),
+    ];
+    let usable = vec![ip("10.0.0.5"), ip("fd00::5")];
+    let snapshot = update_of(&[json!({"name":"pack_certfleet_interface_addresses",
+        "action":"snapshot","snapshot":rows})])
+    .expect("snapshot");
+    assert_eq!(snapshot.addresses_snapshot, Some(usable.clone()));
+    assert!(snapshot.listeners.is_empty() && !snapshot.listeners_snapshot);
+
+    let batch = update_of(&[json!({"name":"interface_addresses",
+        "diffResults":{"added":rows,"removed":[interface("10.0.0.9")]}})])
+    .expect("batch");
+    assert_eq!(batch.addresses_snapshot, None);
+    assert_eq!(batch.addresses_added, usable);
+    assert_eq!(batch.addresses_removed, vec![ip("10.0.0.9")]);
+
+    let event = update_of(&[
+        json!({"name":"interface_addresses","action":"added","columns":interface("10.0.0.5")}),
+        json!({"name":"interface_addresses","action":"removed","columns":interface("10.0.0.9")}),
+    ])
+    .expect("events");
+    assert_eq!(event.addresses_added, vec![ip("10.0.0.5")]);
+    assert_eq!(event.addresses_removed, vec![ip("10.0.0.9")]);
+
+    // A bad address names its field; interface rows count against the post's rows.
+    let bad = update_of(&[json!({"name":"interface_addresses","action":"snapshot",
+        "snapshot":[interface("10.0.0.5"), interface("eth0")]})]);
+    assert_eq!(
+        bad.map_err(field),
+        Err("data[0].snapshot[1].address".into())
+    );
+    let many = json!({"name":"interface_addresses","action":"snapshot",
+        "snapshot":vec![interface("10.0.0.5"); 101]});
+    assert_eq!(update_of(&[many]).map_err(field), Err("data".into()));
+    // Removed rows (read before the name, as osquery writes it) are kept up to the same
+    // bound and skipped beyond it, never refused.
+    let removed = json!({"diffResults":{"added":[],
+        "removed":vec![interface("10.0.0.9"); 150]},"name":"interface_addresses"});
+    let update = update_of(&[removed]).expect("removed rows are not refused");
+    assert_eq!(update.addresses_removed.len(), 100);
+    let listening = json!({"diffResults":{"added":[columns("10.0.0.5","443")],
+        "removed":vec![columns("10.0.0.6","443"); 150]},"name":"listening_ports"});
+    let update = update_of(&[listening]).expect("listening_ports removed rows");
+    assert_eq!(update.listeners.len(), 1);
+}
+
+#[test]
+fn wildcards_of_the_host_namespace_are_reachable_at_its_interface_addresses() {
+    let container = |address: &str, port: &str| {
+        let mut row = columns(address, port);
+        row["net_namespace"] = json!("4026532000");
+        row
+    };
+    let mut v6 = columns("::", "8443");
+    v6["family"] = json!("10");
+    let post = update_of(&[
+        json!({"name":"listening_ports","action":"snapshot","snapshot":[
+        columns("0.0.0.0", "9443"), v6, columns("127.0.0.1", "5432"),
+        container("172.17.0.2", "443"), container("0.0.0.0", "8080")]}),
+    ])
+    .expect("listeners");
+    assert!(post.listeners_snapshot);
+
+    // Without interface addresses, the host's wildcards give nothing to probe.
+    let mut node = OsqueryHost::default();
+    node.apply(&post);
+    let before = report("h", &post.listeners, &node, OffsetDateTime::UNIX_EPOCH);
+    let probed = |report: &AgentReport, port: u16| {
+        let socket = report.sockets.iter().find(|s| s.port == port);
+        socket.expect("the socket").probe_addresses()
+    };
+    assert!(probed(&before, 9443).is_empty());
+    assert_eq!(before.check_addresses(&ReportLimits::default()), Ok(()));
+
+    // The interface addresses come in a later post: the kept wildcards are expanded.
+    let interfaces = update_of(&[json!({"name":"interface_addresses","action":"snapshot",
+        "snapshot":[interface("10.0.0.5"), interface("fd00::5"), interface("127.0.0.1")]})])
+    .expect("interfaces");
+    node.apply(&interfaces);
+    assert_eq!(
+        node.listeners.len(),
+        2,
+        "the host's wildcards: {:?}",
+        node.listeners
+    );
+    let after = report("h", &node.listeners, &node, OffsetDateTime::UNIX_EPOCH);
+    assert_eq!(after.validate(), Ok(()));
+    assert_eq!(after.check_addresses(&ReportLimits::default()), Ok(()));
+    assert_eq!(after.host.addresses, vec![ip("10.0.0.5"), ip("fd00::5")]);
+    assert_eq!(probed(&after, 9443), vec![ip("10.0.0.5")], "0.0.0.0: IPv4");
+    assert_eq!(
+        probed(&after, 8443),
+        vec![ip("10.0.0.5"), ip("fd00::5")],
+        "::, dual-stack"
+    );
+
+    // With both known, the container keeps its own addresses.
+    let full = report("h", &post.listeners, &node, OffsetDateTime::UNIX_EPOCH);
+    assert_eq!(full.check_addresses(&ReportLimits::default()), Ok(()));
+    assert_eq!(probed(&full, 8080), vec![ip("172.17.0.2")]);
+    assert_eq!(full.host.namespace_addresses, vec![ip("172.17.0.2")]);
+    assert_eq!(probed(&full, 9443), vec![ip("10.0.0.5")]);
+}
+
+#[test]
+fn decorations_become_tags_and_are_checked_like_report_tags() {
+    let entry = |decorations: Value| {
+        json!({"name":"pack_certfleet_listening_ports","decorations":decorations,
+               "action":"snapshot","snapshot":[columns("0.0.0.0","443")]})
+    };
+    let tags = json!({"app":"billing","env":"prod","owner":"billing-team@example.com",
+                      "host_uuid":"4C4C4544"});
+    let update = update_of(&[entry(tags)]).expect("decorations");
+    let tags = update.tags.clone().expect("tags");
+    assert_eq!(tags["app"], "billing");
+    assert_eq!(tags["owner"], "billing-team@example.com");
+    assert_eq!(tags.len(), 4);
+    let mut node = OsqueryHost::default();
+    node.apply(&update);
+    let report = report("h", &update.listeners, &node, OffsetDateTime::UNIX_EPOCH);
+    assert_eq!(report.tag("env"), Some("prod"));
+
+    // Without decorations, a post leaves the kept tags alone.
+    let plain = update_of(&[json!({"name":"listening_ports","action":"snapshot","snapshot":[]})]);
+    assert_eq!(plain.map(|update| update.tags), Ok(None));
+    // Decorations of other queries are not read.
+    let other = update_of(&[json!({"name":"processes","decorations":{"app":"x"}})]);
+    assert_eq!(other.map(|update| update.tags), Ok(None));
+
+    let many: serde_json::Map<String, Value> =
+        (0..65).map(|n| (format!("k{n}"), json!("v"))).collect();
+    let refused = [
+        Value::Object(many),
+        json!({"app": "x".repeat(513)}),
+        json!({"app": "a\nb"}),
+        json!({"app": "a\u{0}b"}),
+        json!({"app": 5}),
+        json!({"app": ["x"]}),
+        json!({" ": "x"}),
+        json!({"\u{1b}[31m": "x"}),
+        json!(["app"]),
+    ];
+    for decorations in refused {
+        let error = update_of(&[entry(decorations.clone())]).expect_err("refused");
+        assert!(
+            field(error.clone()).starts_with("data[0].decorations"),
+            "{decorations}: {error:?}"
+        );
+    }
+    let longest = json!({"app": "x".repeat(512)});
+    assert!(update_of(&[entry(longest)]).is_ok());
+}
+
+#[test]
+fn the_shipped_pack_feeds_both_queries_and_is_the_documented_one() {
+    let pack = include_str!("../../packaging/osquery/certfleet.conf");
+    let parsed: Value = serde_json::from_str(pack).expect("the pack is JSON");
+    let queries = parsed["queries"].as_object().expect("queries");
+    // osquery names a pack's results `pack_<pack>_<query>`.
+    let read: BTreeSet<_> = queries
+        .keys()
+        .map(|name| format!("{:?}", Query::of(&format!("pack_certfleet_{name}"))))
+        .collect();
+    let expected: BTreeSet<_> = ["ListeningPorts", "InterfaceAddresses"]
+        .map(String::from)
+        .into();
+    assert_eq!(read, expected);
+    for query in queries.values() {
+        assert_eq!(query["snapshot"], json!(true), "{query}");
+        assert!(query["interval"].as_u64().is_some(), "{query}");
+    }
+    let docs = include_str!("../../docs/osquery.md");
+    assert!(
+        docs.contains(pack.trim_end()),
+        "docs/osquery.md shows the shipped pack"
     );
 }

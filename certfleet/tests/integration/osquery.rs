@@ -1,7 +1,9 @@
 //! End to end: osquery's TLS enroll and logger posts to the real `certfleet serve`.
 //! Results of a `listening_ports` query in each format (event, batch, snapshot), gzip or
 //! not, with the node key in the body or the `Authorization: NodeKey` header, must leave
-//! the same endpoints as an agent report for the same sockets.
+//! the same endpoints as an agent report for the same sockets. Wildcard listeners are
+//! probed at the host's `interface_addresses` sent in another post, before or after, and
+//! decorations become the endpoints' tags.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -228,6 +230,131 @@ fn osquery_results_in_every_format_give_the_agents_endpoints() {
         assert_eq!(response.json(), json!({}), "{what}");
         assert_eq!(endpoints(&service), expected, "{what}");
     }
+}
+
+/// `interface_addresses` rows of a host (loopback and link-local among them, as osquery
+/// gives them).
+fn interface_rows() -> Vec<Value> {
+    [
+        "10.0.0.5",
+        "127.0.0.1",
+        "fe80::5054:ff:fe12:3456%eth0",
+        "fd00::5",
+        "::1",
+    ]
+    .iter()
+    .map(|address| {
+        let mask = if address.contains(':') {
+            "ffff:ffff:ffff:ffff::"
+        } else {
+            "255.255.255.0"
+        };
+        json!({"interface": "eth0", "address": address, "mask": mask,
+                   "broadcast": "", "point_to_point": "", "type": "dhcp", "friendly_name": ""})
+    })
+    .collect()
+}
+
+/// The `listening_ports` rows of a host whose listeners bind only wildcards (and
+/// loopback).
+fn wildcard_rows() -> Vec<Value> {
+    [
+        ("0.0.0.0", 9443, "2"),
+        ("::", 8443, "10"),
+        ("127.0.0.1", 5432, "2"),
+    ]
+    .iter()
+    .map(|(address, port, family)| {
+        json!({"pid": "812", "port": port.to_string(), "protocol": "6", "family": family,
+                   "address": address, "fd": "7", "socket": "24511", "path": "",
+                   "net_namespace": HOST_NS.to_string()})
+    })
+    .collect()
+}
+
+/// The service's endpoints as (address, port, app, env, owner).
+fn owned_endpoints(service: &Service) -> BTreeSet<String> {
+    let response = send(service, Request::get("/api/v1/endpoints?limit=100"));
+    assert_eq!(response.status, 200, "{}", response.describe());
+    let items = response.json()["items"].as_array().cloned().expect("items");
+    items
+        .iter()
+        .map(|item| {
+            let keys = ["address", "port", "app", "env", "owner"];
+            keys.map(|key| item[key].to_string()).join(" ")
+        })
+        .collect()
+}
+
+/// Issue 14, item 7: a host whose listeners bind only wildcards is probed at the
+/// addresses of its `interface_addresses` results, whether they come in a post before or
+/// after the `listening_ports` one (and across a restart of the service), and its
+/// decorations become the endpoints' app, env and owner.
+#[test]
+fn osquery_wildcards_are_probed_at_interface_addresses_with_decorations_as_tags() {
+    let decorations = json!({"app": "billing", "env": "prod",
+        "owner": "billing-team@example.com", "host_uuid": "4C4C4544"});
+    let interfaces = |decorated: bool| {
+        let mut entry = json!({"name": "pack_certfleet_interface_addresses",
+            "hostIdentifier": HOST, "action": "snapshot", "snapshot": interface_rows()});
+        if decorated {
+            entry["decorations"] = decorations.clone();
+        }
+        entry
+    };
+    let listeners = |decorated: bool| {
+        // Batch format, as osquery writes it in differential mode.
+        let mut entry = json!({"name": "pack_certfleet_listening_ports",
+            "hostIdentifier": HOST, "diffResults": {"added": wildcard_rows(), "removed": []}});
+        if decorated {
+            entry["decorations"] = decorations.clone();
+        }
+        entry
+    };
+    let expected: BTreeSet<String> = [
+        r#""10.0.0.5" 9443"#,
+        r#""10.0.0.5" 8443"#,
+        r#""fd00::5" 8443"#,
+    ]
+    .iter()
+    .map(|endpoint| format!(r#"{endpoint} "billing" "prod" "billing-team@example.com""#))
+    .collect();
+    let log = |service: &Service, key: &Value, entry: Value| {
+        let body = json!({"node_key": key, "log_type": "result", "data": [entry]});
+        let response = post(service, "/api/v1/osquery/log", &body, true);
+        assert_eq!(response.status, 200, "{}", response.describe());
+        assert_eq!(response.json(), json!({}));
+    };
+
+    // Interface addresses first (with the decorations), the listeners in a later post.
+    let (_dir, _config, service) = start(true);
+    let key = enroll(&service, SECRET)["node_key"].clone();
+    log(&service, &key, interfaces(true));
+    assert!(owned_endpoints(&service).is_empty(), "no listener yet");
+    log(&service, &key, listeners(false));
+    assert_eq!(
+        owned_endpoints(&service),
+        expected,
+        "addresses before listeners"
+    );
+
+    // The listeners first (with the decorations): nothing to probe yet; the interface
+    // addresses come after a restart of the service, and the kept wildcards are probed.
+    let (_dir, config, service) = start(true);
+    let key = enroll(&service, SECRET)["node_key"].clone();
+    log(&service, &key, listeners(true));
+    assert!(
+        owned_endpoints(&service).is_empty(),
+        "wildcards without addresses are not probed"
+    );
+    drop(service);
+    let service = Service::start(&config, "api");
+    log(&service, &key, interfaces(false));
+    assert_eq!(
+        owned_endpoints(&service),
+        expected,
+        "addresses after listeners"
+    );
 }
 
 #[test]

@@ -6,6 +6,7 @@ mod browse;
 mod ingest;
 mod lookup;
 mod notify;
+mod osquery;
 mod probes;
 mod sni;
 mod static_endpoints;
@@ -14,7 +15,7 @@ mod summary;
 use std::str::FromStr;
 
 use async_trait::async_trait;
-use certfleet_model::{AgentReport, ProbeResult};
+use certfleet_model::{AgentReport, OsqueryHost, OsqueryUpdate, ProbeResult};
 use serde::de::DeserializeOwned;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
@@ -107,6 +108,14 @@ impl Store for PostgresStore {
             max_endpoints_per_host: self.options.max_endpoints_per_host,
         };
         ingest::ingest_report(&self.pool, agent, report, bounds, self.now()).await
+    }
+
+    async fn update_osquery_host(
+        &self,
+        host_key: &str,
+        update: &OsqueryUpdate,
+    ) -> Result<OsqueryHost> {
+        osquery::update_osquery_host(&self.pool, host_key, update, self.now()).await
     }
 
     async fn lease_due_endpoints(

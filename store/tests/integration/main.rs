@@ -18,6 +18,7 @@ mod leasing;
 mod lookups;
 mod mtls;
 mod notify;
+mod osquery;
 mod probes;
 mod sni_names;
 mod tokens;

@@ -3,7 +3,10 @@
 //!
 //! Enrolling with the shared secret hands out a node key, which is an agent token of the
 //! agent `osquery:<host identifier>`; results of a `listening_ports` query are stored as
-//! that host's agent report. osquery expects `{"node_invalid": true}` with status 200 for
+//! that host's agent report. Results of an `interface_addresses` query and the entries'
+//! decorations are kept per node in the store (they often come in other posts than the
+//! listeners): its wildcard listeners are reachable at its interface addresses, and its
+//! decorations are its tags. osquery expects `{"node_invalid": true}` with status 200 for
 //! a wrong secret or an unknown node key, and then enrolls again.
 //!
 //! What is done before the credential is known is bounded: a node key in
@@ -63,7 +66,8 @@ pub async fn enroll(
     Ok(Json(json!({"node_key": node_key, "node_invalid": false})))
 }
 
-/// Stores the `listening_ports` results of an enrolled node; status logs are ignored.
+/// Stores the `listening_ports` results of an enrolled node with what is kept of it
+/// (interface addresses, wildcard listeners, decorations); status logs are ignored.
 pub async fn log(State(state): State<AppState>, request: Request) -> Result<Json<Value>, ApiError> {
     configured_secret(&state)?;
     let encoding = Encoding::of(request.headers())?;
@@ -104,14 +108,29 @@ pub async fn log(State(state): State<AppState>, request: Request) -> Result<Json
     if request.log_type != "result" {
         return Ok(Json(json!({})));
     }
-    let rows = osquery::listening_rows(&request.data, state.ingest.report.max_sockets)
-        .map_err(into_api)?;
+    let limits = &state.ingest.report;
+    let update = osquery::update(&request.data, limits.max_sockets).map_err(into_api)?;
+    if update.is_empty() {
+        return Ok(Json(json!({})));
+    }
+    // The node's kept state, this post merged in (in one transaction: any replica may
+    // take its next post).
+    let node = state
+        .store
+        .update_osquery_host(&format!("hostname:{host}"), &update)
+        .await?;
+    // The post's listeners, and the wildcards kept from earlier posts (reachable now if
+    // this post brought interface addresses).
+    let mut rows = update.listeners;
+    let room = limits.max_sockets.saturating_sub(rows.len());
+    rows.extend(node.listeners.iter().copied().take(room));
     if rows.is_empty() {
         return Ok(Json(json!({})));
     }
-    let report = osquery::report(&host, &rows, OffsetDateTime::now_utc());
+    let report = osquery::report(&host, &rows, &node, OffsetDateTime::now_utc());
     report
-        .validate_with(&state.ingest.report)
+        .validate_with(limits)
+        .and_then(|()| report.check_addresses(limits))
         .map_err(|error| ApiError::bad_request(error.to_string(), Some(error.field)))?;
     let counts = state.store.ingest_report(&agent, &report).await?;
     tracing::debug!(%agent, sockets = counts.sockets, "osquery results stored");
