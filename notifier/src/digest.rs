@@ -108,6 +108,8 @@ pub fn render(
                 let facts = facts(certificate, served, *level, now);
                 text.push_str(&format!("{}. {}\n", index + 1, display_name(certificate)));
                 for (label, value) in &facts {
+                    // Continuation lines stay under the value's first line.
+                    let value = value.replace('\n', "\n              ");
                     text.push_str(&format!("   {label:<10} {value}\n"));
                 }
                 text.push_str(&format!(
@@ -207,16 +209,44 @@ fn facts(
                     its automated renewal looks late";
         facts.push(("Renewal:", note.into()));
     }
-    let places: Vec<String> = served.endpoints.iter().map(place).collect();
-    facts.push(("Served at:", places.join("\n")));
+    facts.push(("Served at:", places(&served.endpoints).join("\n")));
     facts
 }
 
-fn place(endpoint: &ServedAt) -> String {
-    let mut details = Vec::new();
-    if let Some(sni) = &endpoint.sni {
-        details.push(format!("SNI {sni}"));
+/// One line per socket (address and port), in the order first seen, with the names it
+/// serves the certificate under: a socket probed under three names is one place.
+fn places(endpoints: &[ServedAt]) -> Vec<String> {
+    let mut sockets: Vec<(String, &ServedAt, Vec<&str>)> = Vec::new();
+    for endpoint in endpoints {
+        let socket = endpoint.address.clone();
+        let index = match sockets.iter().position(|(known, _, _)| *known == socket) {
+            Some(index) => index,
+            None => {
+                sockets.push((socket, endpoint, Vec::new()));
+                sockets.len() - 1
+            }
+        };
+        if let Some(sni) = endpoint.sni.as_deref() {
+            if !sockets[index].2.contains(&sni) {
+                sockets[index].2.push(sni);
+            }
+        }
     }
+    sockets
+        .into_iter()
+        .map(|(socket, first, names)| {
+            let place = place(&socket, first);
+            if names.is_empty() {
+                place
+            } else {
+                format!("{place}\n  names: {}", names.join(", "))
+            }
+        })
+        .collect()
+}
+
+fn place(socket: &str, endpoint: &ServedAt) -> String {
+    let mut details = Vec::new();
     if let Some(host) = &endpoint.hostname {
         details.push(format!("host {host}"));
     }
@@ -227,9 +257,9 @@ fn place(endpoint: &ServedAt) -> String {
         details.push(format!("env {env}"));
     }
     if details.is_empty() {
-        endpoint.address.clone()
+        socket.to_owned()
     } else {
-        format!("{} ({})", endpoint.address, details.join(", "))
+        format!("{socket} ({})", details.join(", "))
     }
 }
 
@@ -317,6 +347,32 @@ mod tests {
             "expired 2 days ago"
         );
         assert_eq!(time_left(now, now), "expired 0 hours ago");
+    }
+
+    #[test]
+    fn a_socket_is_one_place_with_its_names_under_it() {
+        let at = |sni: Option<&str>, port: u16| ServedAt {
+            endpoint_id: certfleet_store::EndpointId(1),
+            address: format!("127.0.0.1:{port}"),
+            sni: sni.map(str::to_owned),
+            hostname: Some("web-1".into()),
+            app: Some("web".into()),
+            env: None,
+        };
+        let endpoints = [
+            at(None, 41185),
+            at(Some("www.demo.test"), 41185),
+            at(Some("demo.test"), 41185),
+            at(None, 8443),
+        ];
+        assert_eq!(
+            places(&endpoints),
+            vec![
+                "127.0.0.1:41185 (host web-1, app web)\n  names: www.demo.test, demo.test"
+                    .to_owned(),
+                "127.0.0.1:8443 (host web-1, app web)".to_owned(),
+            ]
+        );
     }
 
     #[test]

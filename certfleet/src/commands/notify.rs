@@ -72,6 +72,16 @@ pub async fn run(args: NotifyArgs) -> anyhow::Result<ExitCode> {
 
 /// The notifier `[notify]`, `[server]` and `[[owners.rules]]` describe.
 pub fn build(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Notifier> {
+    build_linked(config, store, &config.server.base_url)
+}
+
+/// [`build`], with the base of the links in mails given (`serve` passes the address it
+/// bound when `server.base_url` was left at its default).
+pub fn build_linked(
+    config: &Config,
+    store: Arc<dyn Store>,
+    base_url: &str,
+) -> anyhow::Result<Notifier> {
     let notify = &config.notify;
     let rules = config
         .owners
@@ -97,7 +107,7 @@ pub fn build(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Notifier>
     let settings = Settings {
         from: notify.from.clone(),
         delivery,
-        base_url: config.server.base_url.clone(),
+        base_url: base_url.to_owned(),
         thresholds: notify.thresholds.clone(),
         short_lived_days: notify.short_lived_days,
         security_copy: Some(notify.security_copy.trim().to_owned()).filter(|s| !s.is_empty()),

@@ -13,7 +13,7 @@ use super::admin::open_store;
 use super::ptr_names::PtrNames;
 use super::{notify, prober_worker, scheduler, static_targets};
 use crate::cli::{Role, ServeArgs};
-use crate::config::Config;
+use crate::config::{Config, ServerConfig};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(args.config.config.as_deref())?;
@@ -60,6 +60,16 @@ pub async fn start(
     let mut tasks = tokio::task::JoinSet::new();
 
     let mut address = None;
+    // Bound first, so that the links in mails can name where the service really answers.
+    let listener = if roles.contains(&Role::Api) {
+        let listen = listen.unwrap_or_else(|| config.server.listen.clone());
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        Some(listener)
+    } else {
+        None
+    };
     if roles.contains(&Role::Prober) {
         let prober = Arc::new(Prober::new(prober_config(config)?));
         let options = prober_worker::WorkerOptions {
@@ -98,7 +108,13 @@ pub async fn start(
     if roles.contains(&Role::Scheduler) {
         let retire_after = time::Duration::days(i64::from(config.retention.endpoint_days.max(1)));
         let every = config.notify.interval.max(Duration::from_secs(1));
-        let notifier = notify::build(config, store.clone())?;
+        let notifier = match listener.as_ref().map(|l| l.local_addr()).transpose()? {
+            Some(bound) if config.server.base_url == ServerConfig::default().base_url => {
+                // base_url left at its default: the links name the address bound.
+                notify::build_linked(config, store.clone(), &format!("http://{bound}"))?
+            }
+            _ => notify::build(config, store.clone())?,
+        };
         tasks.spawn(scheduler::run(
             store.clone(),
             every,
@@ -107,11 +123,7 @@ pub async fn start(
             shutdown.clone(),
         ));
     }
-    if roles.contains(&Role::Api) {
-        let listen = listen.unwrap_or_else(|| config.server.listen.clone());
-        let listener = tokio::net::TcpListener::bind(&listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
+    if let Some(listener) = listener {
         let bound = listener.local_addr()?;
         address = Some(bound);
         let read_token = Some(config.server.read_token.clone()).filter(|token| !token.is_empty());

@@ -148,6 +148,15 @@ fn hostile_certificate_beside_good_endpoints(database: TestDatabase) {
             mails.iter().any(|mail| mail.contains("hostile.test"))
         },
     );
+    let hostile_mail = mails
+        .iter()
+        .find(|mail| mail.contains("hostile.test"))
+        .expect("the digest");
+    // server.base_url left at its default: the links name where the service answers.
+    assert!(
+        hostile_mail.contains(&format!("http://{}/certificates/", service.address)),
+        "{kind}: the digest links to another address:\n{hostile_mail}"
+    );
     for mail in &mails {
         assert!(
             !mail.lines().any(|line| line.starts_with("Bcc:")),
