@@ -239,8 +239,14 @@ pub struct FleetOverview {
     pub hosts: u64,
     /// Distinct certificates ever seen.
     pub certificates: u64,
-    /// Endpoints not retired.
+    /// Endpoints not retired (a socket once, plus once per name it is probed under): the
+    /// probe work.
     pub active_endpoints: u64,
+    /// Listening sockets (address, port) with an active endpoint: what people count. The
+    /// mTLS, findings, days-left and probe-status figures count sockets, each as its
+    /// socket's unnamed endpoint sees it (or its first name, for a socket only probed
+    /// under names).
+    pub sockets: u64,
     /// Active endpoints with a current observation (probed, TLS).
     pub observed_endpoints: u64,
     /// Distinct leaf certificates in use by days left (`later` is 0: not counted).

@@ -25,6 +25,14 @@ const STATUSES: [ProbeStatus; 8] = [
     ProbeStatus::StarttlsRefused,
 ];
 
+/// 1 for the endpoint `e` that stands for its socket (address, port) in the figures people
+/// count: the active endpoint with the smallest SNI ('' first: the socket probed without a
+/// name, whose certificate is the server's default); 0 for the names under it. The
+/// subquery runs only for named endpoints, on the (address, port, sni) index.
+pub(crate) const REPRESENTS: &str = "CASE WHEN e.sni = '' THEN 1 \
+    WHEN NOT EXISTS (SELECT 1 FROM endpoints s WHERE s.address = e.address \
+        AND s.port = e.port AND s.sni < e.sni AND s.retired_at IS NULL) THEN 1 ELSE 0 END";
+
 /// One pass over the active endpoints, grouped by (app, env): every count of the
 /// overview that is per endpoint. Read with [`fold_groups`].
 pub(crate) fn overview_groups(dialect: Dialect, now: OffsetDateTime) -> Query {
@@ -33,51 +41,60 @@ pub(crate) fn overview_groups(dialect: Dialect, now: OffsetDateTime) -> Query {
     let overdue = query.arg(Bind::Time(now - Duration::hours(1)));
     let recent = query.arg(Bind::Time(now - Duration::minutes(5)));
     let [d7, d30, d90] = [7, 30, 90].map(|days| query.arg(Bind::Time(now + Duration::days(days))));
+    // Probe work (the queue) counts endpoints; what people count (mTLS, findings, days
+    // left, probe status) counts sockets: each (address, port) once, as its first active
+    // endpoint ('' first, the socket probed without a name) sees it (`REPRESENTS`).
     let sum = |condition: &str, name: &str| {
         format!("SUM(CASE WHEN {condition} THEN 1 ELSE 0 END) AS {name}")
+    };
+    let per_socket = |condition: &str, name: &str| {
+        format!("SUM(CASE WHEN e.rep = 1 AND ({condition}) THEN 1 ELSE 0 END) AS {name}")
     };
     let mut columns = vec![
         "e.app AS app".to_owned(),
         "e.env AS env".to_owned(),
         "COUNT(*) AS endpoints".to_owned(),
+        "SUM(e.rep) AS sockets".to_owned(),
         "COUNT(o.id) AS observed".to_owned(),
-        sum(dialect.mtls(MtlsState::Required), "required"),
-        sum(dialect.mtls(MtlsState::Optional), "optional"),
-        sum(dialect.mtls(MtlsState::None), "absent"),
-        sum("e.last_status IS NULL", "s_never"),
+        per_socket(dialect.mtls(MtlsState::Required), "required"),
+        per_socket(dialect.mtls(MtlsState::Optional), "optional"),
+        per_socket(dialect.mtls(MtlsState::None), "absent"),
+        per_socket("e.last_status IS NULL", "s_never"),
         sum(&format!("e.next_probe_at <= {now_arg}"), "due"),
         sum(&format!("e.next_probe_at <= {overdue}"), "overdue"),
         sum(&format!("e.lease_until > {now_arg}"), "leased"),
         sum("e.failures > 0", "failing"),
         sum(&format!("e.last_probed_at >= {recent}"), "probed_recently"),
-        sum(&format!("e.leaf_not_after < {now_arg}"), "d_expired"),
-        sum(
+        per_socket(&format!("e.leaf_not_after < {now_arg}"), "d_expired"),
+        per_socket(
             &format!("e.leaf_not_after >= {now_arg} AND e.leaf_not_after < {d7}"),
             "d_7",
         ),
-        sum(
+        per_socket(
             &format!("e.leaf_not_after >= {d7} AND e.leaf_not_after < {d30}"),
             "d_30",
         ),
-        sum(
+        per_socket(
             &format!("e.leaf_not_after >= {d30} AND e.leaf_not_after < {d90}"),
             "d_90",
         ),
-        sum(&format!("e.leaf_not_after >= {d90}"), "d_later"),
+        per_socket(&format!("e.leaf_not_after >= {d90}"), "d_later"),
     ];
     for finding in FINDINGS {
-        columns.push(sum(
+        columns.push(per_socket(
             &dialect.finding(finding),
             &format!("f_{}", finding.as_str()),
         ));
     }
     for status in STATUSES {
         let condition = format!("e.last_status = '{}'", status.as_str());
-        columns.push(sum(&condition, &format!("s_{}", status.as_str())));
+        columns.push(per_socket(&condition, &format!("s_{}", status.as_str())));
     }
     query.sql = format!(
-        "SELECT {} FROM endpoints e LEFT JOIN observations o ON o.id = e.observation_id \
-         WHERE e.retired_at IS NULL GROUP BY e.app, e.env",
+        "SELECT {} FROM (SELECT e.*, {REPRESENTS} AS rep FROM endpoints e \
+             WHERE e.retired_at IS NULL) e \
+         LEFT JOIN observations o ON o.id = e.observation_id \
+         GROUP BY e.app, e.env",
         columns.join(", ")
     );
     query
@@ -147,6 +164,7 @@ pub(crate) fn fold_groups<R: ReadRow>(
         hosts: count(counts, "hosts")?,
         certificates: count(counts, "certificates")?,
         active_endpoints: 0,
+        sockets: 0,
         observed_endpoints: 0,
         certificates_by_days_left: ExpiryBuckets::default(),
         endpoints_by_days_left: ExpiryBuckets::default(),
@@ -170,6 +188,7 @@ pub(crate) fn fold_groups<R: ReadRow>(
         add(by_app.entry(row.opt_text("app")?).or_default(), &mtls);
         add(by_env.entry(row.opt_text("env")?).or_default(), &mtls);
         overview.active_endpoints += count(row, "endpoints")?;
+        overview.sockets += count(row, "sockets")?;
         overview.observed_endpoints += count(row, "observed")?;
         let queue = &mut overview.queue;
         queue.due += count(row, "due")?;

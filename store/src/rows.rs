@@ -248,6 +248,7 @@ pub(crate) fn expiring(row: &impl ReadRow) -> Result<ExpiringCertificate> {
 
 /// Active endpoints with an observation, counted by client-certificate policy, grouped
 /// by a workload tag (`group_key` NULL for untagged); read with [`mtls_group`].
+/// mTLS adoption by group, counting sockets (see `overview_sql::REPRESENTS`).
 pub(crate) fn mtls_groups_query(by: MtlsGrouping) -> String {
     let column = by.as_str();
     format!(
@@ -258,7 +259,8 @@ pub(crate) fn mtls_groups_query(by: MtlsGrouping) -> String {
                  OR NOT o.mtls_required) THEN 1 ELSE 0 END) AS optional, \
              SUM(CASE WHEN o.mtls_requested THEN 0 ELSE 1 END) AS absent \
          FROM endpoints e JOIN observations o ON o.id = e.observation_id \
-         WHERE e.retired_at IS NULL GROUP BY e.{column}"
+         WHERE e.retired_at IS NULL AND {represents} = 1 GROUP BY e.{column}",
+        represents = crate::overview_sql::REPRESENTS,
     )
 }
 

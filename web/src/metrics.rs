@@ -192,8 +192,14 @@ fn fleet(out: &mut String, overview: &FleetOverview) {
     gauge(
         out,
         "certfleet_endpoints_active",
-        "Endpoints not retired.",
+        "Endpoints not retired: each socket once, plus once per name it is probed under.",
         &plain(overview.active_endpoints),
+    );
+    gauge(
+        out,
+        "certfleet_sockets_active",
+        "Listening sockets (address, port) with an active endpoint; the mTLS, finding and expiry gauges count these.",
+        &plain(overview.sockets),
     );
     gauge(
         out,

@@ -14,6 +14,7 @@ crate::on_both_backends!(
     a_socket_taken_over_by_another_host_starts_afresh,
     names_follow_their_sockets_owner_at_once,
     a_socket_nobody_reports_that_fails_twice_no_longer_serves,
+    a_socket_counts_once_however_many_names_it_is_probed_under,
 );
 
 fn owned_report(t: &TestStore, machine: &str, owner: &str) -> certfleet_model::AgentReport {
@@ -167,4 +168,42 @@ async fn by_sni_of(store: &dyn certfleet_store::Store) -> (EndpointRecord, Vec<E
         .expect("the socket");
     let socket = all.remove(socket);
     (socket, all)
+}
+
+async fn a_socket_counts_once_however_many_names_it_is_probed_under(t: TestStore) {
+    t.store
+        .ingest_report(&agent(), &owned_report(&t, "m1", "a@example.com"))
+        .await
+        .expect("ingests");
+    let required = ProbeResult {
+        mtls: Some(mtls(true)),
+        ..ok_with_leaf(&t)
+    };
+    probe_all(&t, &required).await;
+    probe_all(&t, &required).await; // the names it revealed
+    let (_, names) = by_sni(&t).await;
+    assert!(names.len() >= 2, "a socket and its names: {names:?}");
+    let overview = t.store.fleet_overview().await.expect("overview");
+    assert_eq!(overview.sockets, 1);
+    assert_eq!(overview.active_endpoints, 1 + names.len() as u64);
+    assert_eq!(overview.mtls.required, 1, "{:?}", overview.mtls);
+    assert_eq!(
+        overview.endpoints_by_days_left.within_7_days
+            + overview.endpoints_by_days_left.within_30_days
+            + overview.endpoints_by_days_left.within_90_days
+            + overview.endpoints_by_days_left.later
+            + overview.endpoints_by_days_left.expired,
+        1
+    );
+    let summary = t
+        .store
+        .mtls_summary(certfleet_store::MtlsGrouping::App)
+        .await
+        .expect("summary");
+    let total: u64 = summary
+        .groups
+        .iter()
+        .map(|g| g.counts.required + g.counts.optional + g.counts.none)
+        .sum();
+    assert_eq!(total, 1, "{summary:?}");
 }

@@ -31,7 +31,9 @@ pub(crate) async fn get(State(web): State<Web>) -> Result<Html<String>, ApiError
     let certs = &o.certificates_by_days_left;
     let body = html! {
         div class="cards" {
-            a class="card" href="/endpoints" { div class="n" id="endpoints" { (o.active_endpoints) } "endpoints" }
+            a class="card" href="/endpoints" title="Each listening socket (address, port) counts once, however many names it is probed under; the figures below count sockets too." {
+                div class="n" id="sockets" { (o.sockets) } "sockets"
+                div class="sub" id="endpoints" { (o.active_endpoints) " endpoints with their names" } }
             div class="card" { div class="n" id="certificates" { (o.certificates) } "certificates" }
             a class="card" href="/certificates?expiring_within=0d" {
                 div class="n bad" id="expired" { (certs.expired) } "expired, still served" }
@@ -43,7 +45,7 @@ pub(crate) async fn get(State(web): State<Web>) -> Result<Html<String>, ApiError
         h2 { "Worst findings" }
         (findings(o))
         h2 { "Mutual TLS" }
-        (share_row("All endpoints", &o.mtls))
+        (share_row("All sockets", &o.mtls))
         (trend(&o.mtls_trend))
         h3 { "By app" } (group_table(&o.mtls_by_app, "app"))
         h3 { "By env" } (group_table(&o.mtls_by_env, "env"))
@@ -57,7 +59,7 @@ fn findings(o: &FleetOverview) -> Markup {
     let expired_endpoints = o.endpoints_by_days_left.expired;
     html! {
         table id="findings" {
-            tr { th { "finding" } th { "endpoints" } }
+            tr { th { "finding" } th { "sockets" } }
             tr class="finding" {
                 td { a href="/certificates?expiring_within=0d" { "Expired certificates still served" } }
                 td class=(if expired_endpoints > 0 { "bad" } else { "" }) { (expired_endpoints) }
@@ -116,7 +118,7 @@ fn share_row(label: &str, counts: &MtlsCounts) -> Markup {
             strong { (label) } ": "
             a class="good" href="/endpoints?mtls=required" { (format!("{required:.0}% required")) } ", "
             a class="warn" href="/endpoints?mtls=optional" { (format!("{optional:.0}% optional")) } ", "
-            a href="/endpoints?mtls=none" { (format!("{none:.0}% none")) } " (" (total) " endpoints)"
+            a href="/endpoints?mtls=none" { (format!("{none:.0}% none")) } " (" (total) " sockets)"
         }
         div class="bar" title=(format!("required {required:.1}%, optional {optional:.1}%, none {none:.1}%")) {
             span class="req" style=(format!("width:{required:.2}%")) {}
@@ -192,7 +194,7 @@ fn trend(days: &[MtlsDay]) -> Markup {
                     circle cx=(x) cy=(y) r="4" fill="#1b6e3a" {}
                 }
             }
-            figcaption { "Share of endpoints requiring mTLS, " (first) " to " (last) }
+            figcaption { "Share of sockets requiring mTLS, " (first) " to " (last) }
         }
     }
 }

@@ -15,7 +15,8 @@ crate::on_both_backends!(
 async fn dashboard_shows_counts_worst_findings_and_mtls_shares(app: TestApp) {
     let html = app.page("/").await;
     for expected in [
-        "id=\"endpoints\">9<",
+        "id=\"sockets\">9<",
+        "id=\"endpoints\">9 endpoints",
         "id=\"expired\">1<",
         "id=\"expiring-30\">2<",
         "href=\"/endpoints?finding=weak_key\"",
@@ -28,7 +29,7 @@ async fn dashboard_shows_counts_worst_findings_and_mtls_shares(app: TestApp) {
         "25% required",
         "href=\"/endpoints?app=billing\"",
         "1 failed notification(s)",
-        "Share of endpoints requiring mTLS",
+        "Share of sockets requiring mTLS",
     ] {
         assert!(
             html.contains(expected),
