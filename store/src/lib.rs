@@ -59,8 +59,8 @@ pub use plan::MAX_CLOCK_SKEW;
 pub use records::{
     AgentName, CertificateDetail, CertificateRecord, Credential, EndpointFilter, EndpointId,
     EndpointRecord, ExpiringCertificate, IngestCounts, Inventory, Lease, LeasedEndpoint,
-    MtlsCounts, MtlsDay, MtlsGroup, MtlsGrouping, MtlsSummary, ObservationRecord, Recorded,
-    ServedAt, StaticEndpoint, TokenRecord,
+    MtlsCounts, MtlsDay, MtlsGroup, MtlsGrouping, MtlsSummary, NameSource, ObservationRecord,
+    Recorded, ServedAt, StaticEndpoint, TokenRecord,
 };
 pub use schedule::ProbeSchedule;
 pub use sni::{usable_sni, NAMES_PER_ENDPOINT};
