@@ -31,7 +31,16 @@ const STATIC_ADDRESS: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 6));
 type Key = (String, u16, Option<String>);
 
 #[test]
-fn guessed_names_raise_no_mismatch_and_retire_when_they_select_the_default() {
+fn guessed_names_raise_no_mismatch_and_retire_when_they_select_the_default_on_sqlite() {
+    guessed_names_raise_no_mismatch_and_retire(TestDatabase::sqlite());
+}
+
+#[test]
+fn guessed_names_raise_no_mismatch_and_retire_when_they_select_the_default_on_postgres() {
+    guessed_names_raise_no_mismatch_and_retire(TestDatabase::postgres());
+}
+
+fn guessed_names_raise_no_mismatch_and_retire(database: TestDatabase) {
     let Some(mut netns) = certfleet_testkit::netns::netns_or_skip("guessed names") else {
         return;
     };
@@ -60,7 +69,6 @@ fn guessed_names_raise_no_mismatch_and_retire_when_they_select_the_default() {
         .start()
         .expect("start the static target's server");
 
-    let database = TestDatabase::sqlite();
     let config = database.dir().join("certfleet.toml");
     let text = format!(
         "[database]\nurl = {url:?}\n\n[server]\nlisten = \"127.0.0.1:0\"\n\n\
