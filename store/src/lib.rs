@@ -59,8 +59,8 @@ pub use plan::MAX_CLOCK_SKEW;
 pub use records::{
     AgentName, CertificateDetail, CertificateRecord, Credential, EndpointFilter, EndpointId,
     EndpointRecord, ExpiringCertificate, IngestCounts, Inventory, Lease, LeasedEndpoint,
-    MtlsCounts, MtlsDay, MtlsGroup, MtlsGrouping, MtlsSummary, ObservationRecord, Recorded,
-    ServedAt, StaticEndpoint, TokenRecord,
+    MtlsCounts, MtlsDay, MtlsGroup, MtlsGrouping, MtlsSummary, NameSource, ObservationRecord,
+    Recorded, ServedAt, StaticEndpoint, TokenRecord,
 };
 pub use schedule::ProbeSchedule;
 pub use sni::{usable_sni, NAMES_PER_ENDPOINT};
@@ -156,7 +156,9 @@ pub trait Store: NotificationStore + Send + Sync + std::fmt::Debug {
     }
 
     /// [`record_probe_results`](Store::record_probe_results), with names the prober learnt
-    /// besides the results (the PTR name of an address, static names) to present too.
+    /// besides the results to present too: the PTR names of the addresses, recorded as
+    /// guessed ([`NameSource::Ptr`]). In the same transaction, a guessed-name endpoint
+    /// whose probe captured its socket's default leaf is retired (docs/probing.md).
     async fn record_probe_results_with_names(
         &self,
         results: &[(EndpointId, ProbeResult)],

@@ -93,6 +93,8 @@ pub struct LeasedEndpoint {
     pub port: u16,
     /// SNI name to send, if any.
     pub sni: Option<String>,
+    /// Where that name came from (`None`: no name, or not known).
+    pub sni_source: Option<NameSource>,
     /// STARTTLS forced for this endpoint (`smtp`, ..., `none`); `None`: by the port.
     pub starttls: Option<String>,
     /// Failed probes in a row before this one.
@@ -100,6 +102,64 @@ pub struct LeasedEndpoint {
     /// The lease deadline: after it, another worker may lease the endpoint again.
     #[serde(with = "time::serde::rfc3339")]
     pub lease_until: OffsetDateTime,
+}
+
+/// Where the name of a named endpoint `(address, port, sni)` came from. Stored as
+/// [`NameSource::as_str`] in `endpoints.sni_source`. [`NameSource::is_guessed`]: the names
+/// the service guessed (the reporting host's name, the address's PTR name), which never
+/// raise `hostname_mismatch` and are kept only while they select another certificate than
+/// the socket's default (docs/probing.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NameSource {
+    /// A DNS name in the SubjectAltName of a leaf the socket served.
+    Certificate,
+    /// A static target's host name or one of its `names` (`[[probe.targets]]`).
+    Config,
+    /// A name found in DNS for the address other than its PTR name.
+    Dns,
+    /// A name a report gave for the socket.
+    Report,
+    /// Guessed: the host name of the workload that reported the socket.
+    HostName,
+    /// Guessed: the PTR name of the address.
+    Ptr,
+}
+
+impl NameSource {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NameSource::Certificate => "certificate",
+            NameSource::Config => "config",
+            NameSource::Dns => "dns",
+            NameSource::Report => "report",
+            NameSource::HostName => "host_name",
+            NameSource::Ptr => "ptr",
+        }
+    }
+
+    /// From the stored spelling; `None` for anything else.
+    pub fn parse(stored: &str) -> Option<NameSource> {
+        [
+            NameSource::Certificate,
+            NameSource::Config,
+            NameSource::Dns,
+            NameSource::Report,
+            NameSource::HostName,
+            NameSource::Ptr,
+        ]
+        .into_iter()
+        .find(|source| source.as_str() == stored)
+    }
+
+    /// A name the service guessed rather than one someone uses for the socket.
+    pub fn is_guessed(self) -> bool {
+        matches!(self, NameSource::HostName | NameSource::Ptr)
+    }
+
+    /// The stored spellings of the guessed sources, for SQL.
+    pub const GUESSED: [&'static str; 2] = ["host_name", "ptr"];
 }
 
 /// An endpoint from the config's static targets (no agent reports it): one address, port

@@ -9,7 +9,8 @@ use time::OffsetDateTime;
 use crate::error::{Error, Result};
 use crate::records::{
     AgentName, CertificateRecord, Credential, EndpointId, EndpointRecord, ExpiringCertificate,
-    Inventory, LeasedEndpoint, MtlsCounts, MtlsGroup, MtlsGrouping, ObservationRecord, ServedAt,
+    Inventory, LeasedEndpoint, MtlsCounts, MtlsGroup, MtlsGrouping, NameSource, ObservationRecord,
+    ServedAt,
 };
 
 /// Column access in one backend's types (times, JSON and integer widths differ).
@@ -164,7 +165,7 @@ pub(crate) fn port(value: i64) -> Result<u16> {
     u16::try_from(value).map_err(|_| Error::other(format!("stored port {value} out of range")))
 }
 
-/// An endpoint lease from `id, address, port, sni, failures, lease_until`.
+/// An endpoint lease from `id, address, port, sni, sni_source, starttls, failures, lease_until`.
 pub(crate) fn leased(row: &impl ReadRow) -> Result<LeasedEndpoint> {
     let address = row.text("address")?;
     Ok(LeasedEndpoint {
@@ -174,6 +175,12 @@ pub(crate) fn leased(row: &impl ReadRow) -> Result<LeasedEndpoint> {
             .map_err(|_| Error::other(format!("stored address {address:?} is not an IP")))?,
         port: port(row.int("port")?)?,
         sni: row.opt_text("sni")?.filter(|sni| !sni.is_empty()),
+        // A spelling this version does not know (written by a later one) counts as not
+        // guessed: the endpoint keeps every finding.
+        sni_source: row
+            .opt_text("sni_source")?
+            .as_deref()
+            .and_then(NameSource::parse),
         starttls: row.opt_text("starttls")?,
         failures: u32::try_from(row.int("failures")?).unwrap_or(0),
         lease_until: row.time("lease_until")?,

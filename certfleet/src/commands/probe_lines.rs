@@ -171,6 +171,7 @@ mod tests {
             address: address.into(),
             port: 443,
             sni: None,
+            sni_source: None,
             starttls: None,
             failures: 0,
             lease_until: time::OffsetDateTime::UNIX_EPOCH,

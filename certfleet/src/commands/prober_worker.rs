@@ -15,9 +15,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use certfleet_model::{ProbeResult, ProbeStatus};
+use certfleet_model::{Finding, ProbeResult, ProbeStatus};
 use certfleet_prober::{Host, Prober, StartTlsMode, Target};
-use certfleet_store::{Lease, LeasedEndpoint, Store};
+use certfleet_store::{Lease, LeasedEndpoint, NameSource, Store};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -267,9 +267,22 @@ async fn probe_one(prober: &Prober, endpoint: &LeasedEndpoint) -> ProbeResult {
         raw: endpoint.target(),
         starttls,
     };
-    prober
+    let mut result = prober
         .probe_address(&target, SocketAddr::new(endpoint.address, endpoint.port))
-        .await
+        .await;
+    drop_guessed_mismatch(endpoint.sni_source, &mut result);
+    result
+}
+
+/// A name the service guessed (the reporting host's name, the address's PTR name) is one
+/// nobody need use for the socket: a certificate that does not name it is no finding.
+/// Names from certificates, configuration, DNS and reports keep `hostname_mismatch`.
+fn drop_guessed_mismatch(source: Option<NameSource>, result: &mut ProbeResult) {
+    if source.is_some_and(NameSource::is_guessed) {
+        result
+            .findings
+            .retain(|finding| *finding != Finding::HostnameMismatch);
+    }
 }
 
 /// Writes one chunk of results; retries while the database is unavailable, because the
@@ -335,4 +348,48 @@ fn log_round(chunk: &[(Lease, ProbeResult)], stale: usize) {
         stale,
         "probe round recorded"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mismatching() -> ProbeResult {
+        ProbeResult {
+            target: "10.0.0.1:443@web-1".into(),
+            address: Some("10.0.0.1:443".into()),
+            sni: Some("web-1".into()),
+            status: ProbeStatus::Ok,
+            error: None,
+            probed_at: OffsetDateTime::UNIX_EPOCH,
+            elapsed_ms: 1,
+            starttls: None,
+            tls: None,
+            mtls: None,
+            chain: Vec::new(),
+            findings: vec![Finding::HostnameMismatch, Finding::SelfSigned],
+        }
+    }
+
+    #[test]
+    fn only_guessed_names_lose_hostname_mismatch() {
+        for (source, kept) in [
+            (Some(NameSource::HostName), false),
+            (Some(NameSource::Ptr), false),
+            (Some(NameSource::Config), true),
+            (Some(NameSource::Certificate), true),
+            (Some(NameSource::Dns), true),
+            (Some(NameSource::Report), true),
+            (None, true),
+        ] {
+            let mut result = mismatching();
+            drop_guessed_mismatch(source, &mut result);
+            assert_eq!(
+                result.findings.contains(&Finding::HostnameMismatch),
+                kept,
+                "{source:?}"
+            );
+            assert!(result.findings.contains(&Finding::SelfSigned));
+        }
+    }
 }

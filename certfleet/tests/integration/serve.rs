@@ -9,6 +9,7 @@ mod allowed_networks;
 mod database;
 mod e2e;
 mod fleet_servers;
+mod guessed_names;
 mod hostile_agents;
 mod http;
 mod injection;

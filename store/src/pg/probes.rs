@@ -34,7 +34,8 @@ pub(super) async fn lease_due_endpoints(
              FOR UPDATE SKIP LOCKED) \
          UPDATE endpoints e SET lease_owner = $3, lease_until = $4, next_probe_at = $4 \
          FROM due WHERE e.id = due.id \
-         RETURNING e.id, e.address, e.port, e.sni, e.starttls, e.failures, e.lease_until",
+         RETURNING e.id, e.address, e.port, e.sni, e.sni_source, e.starttls, e.failures, \
+             e.lease_until",
     )
     .bind(now)
     .bind(limit(count))
@@ -130,13 +131,23 @@ pub(super) async fn record_probe_results(
         .collect();
     update_endpoints(&mut transaction, &updates, now - REPORT_WINDOW).await?;
     // In the same transaction: see crate::sni.
+    let probed: Vec<i64> = updates.iter().map(|u| u.id).collect();
+    super::sni::retire_default_guesses(&mut transaction, &probed, now).await?;
     if let Some(learnt_names) = learnt_names {
         let learnt_names: Vec<(EndpointId, String)> = learnt_names
             .iter()
             .filter(|(id, _)| failures.contains_key(&id.0))
             .cloned()
             .collect();
-        super::sni::add_named_endpoints(&mut transaction, &results, &learnt_names, now).await?;
+        let recheck_before = now - schedule.interval;
+        super::sni::add_named_endpoints(
+            &mut transaction,
+            &results,
+            &learnt_names,
+            now,
+            recheck_before,
+        )
+        .await?;
     }
     transaction.commit().await?;
     Ok(Recorded {

@@ -20,13 +20,15 @@ pub(super) async fn upsert(
         let text =
             |f: fn(&StaticEndpoint) -> Option<String>| chunk.iter().map(f).collect::<Vec<_>>();
         let done = sqlx::query(
-            "INSERT INTO endpoints (address, port, sni, starttls, app, env, owner, \
+            "INSERT INTO endpoints (address, port, sni, sni_source, starttls, app, env, owner, \
                  first_seen, last_seen, next_probe_at) \
-             SELECT u.address, u.port, u.sni, u.starttls, u.app, u.env, u.owner, $8, $8, $8 \
+             SELECT u.address, u.port, u.sni, CASE WHEN u.sni <> '' THEN 'config' END, \
+                 u.starttls, u.app, u.env, u.owner, $8, $8, $8 \
              FROM UNNEST($1::text[], $2::int4[], $3::text[], $4::text[], $5::text[], \
                  $6::text[], $7::text[]) AS u(address, port, sni, starttls, app, env, owner) \
              ON CONFLICT (address, port, sni) DO UPDATE SET last_seen = EXCLUDED.last_seen, \
                  retired_at = NULL, \
+                 sni_source = COALESCE(EXCLUDED.sni_source, endpoints.sni_source), \
                  starttls = COALESCE(EXCLUDED.starttls, endpoints.starttls), \
                  app = COALESCE(EXCLUDED.app, endpoints.app), \
                  env = COALESCE(EXCLUDED.env, endpoints.env), \

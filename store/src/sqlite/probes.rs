@@ -30,7 +30,7 @@ pub(super) async fn lease_due_endpoints(
          WHERE id IN (SELECT id FROM endpoints \
              WHERE retired_at IS NULL AND next_probe_at <= $1 \
              ORDER BY next_probe_at LIMIT $2) \
-         RETURNING id, address, port, sni, starttls, failures, lease_until",
+         RETURNING id, address, port, sni, sni_source, starttls, failures, lease_until",
     )
     .bind(seconds(now))
     .bind(i64::from(limit))
@@ -127,13 +127,23 @@ pub(super) async fn record_probe_results(
         update_endpoints(&mut transaction, chunk, now - REPORT_WINDOW).await?;
     }
     // In the same transaction: see crate::sni.
+    let probed: Vec<i64> = updates.iter().map(|u| u.id).collect();
+    super::sni::retire_default_guesses(&mut transaction, &probed, now).await?;
     if let Some(learnt_names) = learnt_names {
         let learnt_names: Vec<(EndpointId, String)> = learnt_names
             .iter()
             .filter(|(id, _)| failures.contains_key(&id.0))
             .cloned()
             .collect();
-        super::sni::add_named_endpoints(&mut transaction, &results, &learnt_names, now).await?;
+        let recheck_before = now - schedule.interval;
+        super::sni::add_named_endpoints(
+            &mut transaction,
+            &results,
+            &learnt_names,
+            now,
+            recheck_before,
+        )
+        .await?;
     }
     transaction.commit().await?;
     Ok(Recorded {

@@ -32,13 +32,15 @@ pub(super) async fn upsert(
             })
             .collect();
         let done = sqlx::query(
-            "INSERT INTO endpoints (address, port, sni, starttls, app, env, owner, \
-                 first_seen, last_seen, next_probe_at) \
-             SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, \
+            "INSERT INTO endpoints (address, port, sni, sni_source, starttls, app, env, \
+                 owner, first_seen, last_seen, next_probe_at) \
+             SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, \
+                 CASE WHEN j.value ->> 2 <> '' THEN 'config' END, j.value ->> 3, \
                  j.value ->> 4, j.value ->> 5, j.value ->> 6, $2, $2, $2 \
              FROM json_each($1) AS j WHERE true \
              ON CONFLICT (address, port, sni) DO UPDATE SET last_seen = excluded.last_seen, \
                  retired_at = NULL, \
+                 sni_source = COALESCE(excluded.sni_source, endpoints.sni_source), \
                  starttls = COALESCE(excluded.starttls, endpoints.starttls), \
                  app = COALESCE(excluded.app, endpoints.app), \
                  env = COALESCE(excluded.env, endpoints.env), \

@@ -17,6 +17,7 @@ mod ingest;
 mod leasing;
 mod lookups;
 mod mtls;
+mod name_source;
 mod notify;
 mod osquery;
 mod probes;
