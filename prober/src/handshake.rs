@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
 use crate::danger::{Capture, CaptureVerifier, CertificateRequestRecorder, TicketWatcher};
-use crate::http_check::{self, End, HttpAnswer, MAX_ANSWER};
+use crate::http_check::{self, Dialect, End, HttpAnswer, MAX_ANSWER};
 
 /// How many leading bytes of the server's answer are kept to tell TLS from other protocols.
 const SNIFF_BYTES: usize = 8;
@@ -148,10 +148,11 @@ pub async fn run(
     let may_ask = handshake.outcome.is_ok()
         && handshake.capture.certificate_request().is_some()
         && handshake.verdict != Some(Verdict::Rejected);
-    if let Some(target) = http.filter(|target| {
-        may_ask && http_check::speaks_http1(handshake.alpn.as_deref(), target.port)
-    }) {
-        let answer = ask_http(stream, &mut conn, &mut buf, deadline, &target.host).await;
+    let dialect = http.as_ref().and_then(|target| {
+        http_check::dialect(handshake.alpn.as_deref(), target.port).filter(|_| may_ask)
+    });
+    if let (Some(target), Some(dialect)) = (http, dialect) {
+        let answer = ask_http(stream, &mut conn, &mut buf, deadline, dialect, &target.host).await;
         tracing::debug!(?answer, "HTTP check after the handshake");
         handshake.http = Some(answer);
     }
@@ -233,9 +234,18 @@ async fn ask_http(
     conn: &mut ClientConnection,
     buf: &mut [u8],
     deadline: Instant,
+    dialect: Dialect,
     host: &str,
 ) -> HttpAnswer {
-    if conn.writer().write_all(&http_check::request(host)).is_err() {
+    let judge = |answer: &[u8], end: End| match dialect {
+        Dialect::Http1 => http_check::judge(answer, end),
+        Dialect::H2 => http_check::judge_h2(answer, end),
+    };
+    if conn
+        .writer()
+        .write_all(&http_check::request(dialect, host))
+        .is_err()
+    {
         return HttpAnswer::Unknown;
     }
     match timeout_at(deadline, flush(stream, conn)).await {
@@ -246,13 +256,11 @@ async fn ask_http(
     let mut answer = Vec::new();
     loop {
         let mut end = drain_plaintext(conn, &mut answer);
-        if let Some(verdict) = http_check::judge(&answer, end) {
+        if let Some(verdict) = judge(&answer, end) {
             return verdict;
         }
         let read = match timeout_at(deadline, stream.read(buf)).await {
-            Err(_) => {
-                return http_check::judge(&answer, End::Deadline).unwrap_or(HttpAnswer::Unknown)
-            }
+            Err(_) => return judge(&answer, End::Deadline).unwrap_or(HttpAnswer::Unknown),
             Ok(Err(_)) | Ok(Ok(0)) => None,
             Ok(Ok(read)) => Some(read),
         };
@@ -267,7 +275,7 @@ async fn ask_http(
         }
         if end == End::Closed {
             drain_plaintext(conn, &mut answer);
-            return http_check::judge(&answer, End::Closed).unwrap_or(HttpAnswer::Unknown);
+            return judge(&answer, End::Closed).unwrap_or(HttpAnswer::Unknown);
         }
     }
 }

@@ -30,8 +30,8 @@ pub fn nginx_binary() -> Option<PathBuf> {
 impl Nginx {
     /// Serves `leaf` + `chain` on a free loopback port. `verify` is the value of
     /// `ssl_verify_client` (`on`, `optional`, `optional_no_ca`, `off`); `client_ca` is the
-    /// `ssl_client_certificate` (the advertised, trusted client CA). Every location answers
-    /// `200 served`.
+    /// `ssl_client_certificate` (the advertised, trusted client CA). With `http2`, the listener
+    /// also offers h2 (nginx then prefers it in ALPN). Every location answers `200 served`.
     pub fn start(
         binary: &Path,
         pki: &Pki,
@@ -39,6 +39,7 @@ impl Nginx {
         chain: &[&Cert],
         client_ca: &Cert,
         verify: &str,
+        http2: bool,
     ) -> Result<Nginx, String> {
         let port = free_port();
         let dir = pki.path(&format!("nginx-{port}"));
@@ -62,7 +63,7 @@ impl Nginx {
                uwsgi_temp_path {d}/tmp/uwsgi;\n\
                scgi_temp_path {d}/tmp/scgi;\n\
                server {{\n\
-                 listen 127.0.0.1:{port} ssl;\n\
+                 listen 127.0.0.1:{port} ssl{h2};\n\
                  ssl_certificate {bundle};\n\
                  ssl_certificate_key {key};\n\
                  ssl_client_certificate {ca};\n\
@@ -73,6 +74,7 @@ impl Nginx {
             bundle = bundle.display(),
             key = leaf.key_path.display(),
             ca = client_ca.cert_path.display(),
+            h2 = if http2 { " http2" } else { "" },
         );
         let config_path = dir.join("nginx.conf");
         fs::write(&config_path, config).map_err(|err| format!("nginx.conf: {err}"))?;

@@ -1,7 +1,7 @@
 //! mTLS enforced above TLS (issue 14, item 3): real nginx with `ssl_verify_client on`
 //! finishes the handshake without a client certificate and refuses every request, which
-//! certfleet finds with one HTTP request (`mtls.enforced: "http"`); `optional` and
-//! `optional_no_ca` serve, and stay optional. In-process rustls servers cover a server that
+//! certfleet finds with one HTTP request (`mtls.enforced: "http"`), over HTTP/1.1 and over
+//! h2; `optional` and `optional_no_ca` serve, and stay optional. In-process rustls servers cover a server that
 //! requests a certificate and serves anyway over ALPN http/1.1, a TLS-level requirement
 //! (`enforced: "tls"`, no request), and a port that does not speak HTTP (no request sent).
 
@@ -31,10 +31,17 @@ fn nginx_verify_client_on_is_required_and_enforced_by_http() {
     let chain = pki.chain(Spec::leaf("mtls.test", &["mtls.test"]));
     let client_ca = client_ca(&pki);
     let ca_name = client_ca.subject.as_str();
-    let modes = ["on", "optional", "optional_no_ca", "off"];
+    let modes = [
+        ("on", false),
+        ("optional", false),
+        ("optional_no_ca", false),
+        ("off", false),
+        ("on", true),
+        ("optional", true),
+    ];
     let servers: Vec<Nginx> = modes
         .iter()
-        .map(|mode| {
+        .map(|(mode, http2)| {
             Nginx::start(
                 &binary,
                 &pki,
@@ -42,6 +49,7 @@ fn nginx_verify_client_on_is_required_and_enforced_by_http() {
                 &[&chain.intermediate],
                 &client_ca,
                 mode,
+                *http2,
             )
             .unwrap_or_else(|err| panic!("start nginx (ssl_verify_client {mode}): {err}"))
         })
@@ -51,16 +59,20 @@ fn nginx_verify_client_on_is_required_and_enforced_by_http() {
     args.extend(["--ca-file", chain.root.pem_file(), "--timeout", "5s"]);
 
     let run = probe_json(&args);
-    for ((mode, target), server) in modes.iter().zip(&targets).zip(&servers) {
+    for (((mode, http2), target), server) in modes.iter().zip(&targets).zip(&servers) {
         let result = run.result(target);
         let context = format!(
-            "ssl_verify_client {mode}: {result:#}\naccess log:\n{}\nerror log:\n{}",
+            "ssl_verify_client {mode} http2 {http2}: {result:#}\naccess log:\n{}\nerror log:\n{}",
             server.access_log(),
             server.log()
         );
         assert_ok(&result, target, &run);
-        // nginx without `http2` negotiates http/1.1: the offer and the record are unchanged.
-        assert_eq!(result["tls"]["alpn"], "http/1.1", "{context}");
+        // nginx negotiates h2 only with `http2`: the offer and the record are unchanged.
+        let (alpn, version) = match http2 {
+            true => ("h2", "HTTP/2.0"),
+            false => ("http/1.1", "HTTP/1.1"),
+        };
+        assert_eq!(result["tls"]["alpn"], alpn, "{context}");
         let access = server.access_log();
         match *mode {
             "on" => {
@@ -68,7 +80,10 @@ fn nginx_verify_client_on_is_required_and_enforced_by_http() {
                 assert_eq!(enforced(&result), "http", "{context}");
                 // Exactly one request, refused with nginx's 400.
                 assert_eq!(access.lines().count(), 1, "{context}");
-                assert!(access.contains("\"GET / HTTP/1.1\" 400 "), "{context}");
+                assert!(
+                    access.contains(&format!("\"GET / {version}\" 400 ")),
+                    "{context}"
+                );
                 assert!(access.contains("\"certfleet\""), "{context}");
             }
             "optional" | "optional_no_ca" => {
@@ -77,7 +92,10 @@ fn nginx_verify_client_on_is_required_and_enforced_by_http() {
                 let object = result["mtls"].as_object().expect("mtls is an object");
                 assert!(!object.contains_key("enforced"), "{context}");
                 assert_eq!(access.lines().count(), 1, "{context}");
-                assert!(access.contains("\"GET / HTTP/1.1\" 200 "), "{context}");
+                assert!(
+                    access.contains(&format!("\"GET / {version}\" 200 ")),
+                    "{context}"
+                );
             }
             _ => {
                 // No certificate requested: no request sent.
@@ -130,7 +148,7 @@ fn rustls_servers_are_asked_only_when_they_speak_http_and_did_not_refuse() {
             auth: ClientAuth::Optional,
             alpn: &[],
         },
-        // h2 is not checked (docs/probing.md): nothing sent.
+        // h2: asked in HTTP/2. This server answers in HTTP/1.1, which is no verdict.
         Case {
             versions: Versions::Tls13,
             auth: ClientAuth::Optional,
@@ -173,6 +191,11 @@ fn rustls_servers_are_asked_only_when_they_speak_http_and_did_not_refuse() {
                 let request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: certfleet\r\n\
                     Connection: close\r\n\r\n";
                 assert_eq!(sent, request.len(), "one request was sent: {context}");
+            }
+            (_, ["h2"]) => {
+                assert_mtls(&result, true, Some(false), &[ca_name]);
+                assert!(enforced(&result).is_null(), "{context}");
+                assert!(sent > 0, "an HTTP/2 request was sent: {context}");
             }
             _ => {
                 assert_mtls(&result, true, Some(false), &[ca_name]);
