@@ -11,7 +11,8 @@ pub mod text;
 
 pub use osquery::{Listener, OsqueryHost, OsqueryUpdate};
 pub use probe::{
-    CertificateInfo, Finding, KeyInfo, MtlsPolicy, ProbeResult, ProbeStatus, TlsParameters,
+    CertificateInfo, Finding, KeyInfo, MtlsEnforcement, MtlsPolicy, ProbeResult, ProbeStatus,
+    TlsParameters,
 };
 pub use report::{
     AgentInfo, AgentReport, HostInfo, Protocol, ReportError, ReportLimits, SocketInfo, SocketScope,

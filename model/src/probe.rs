@@ -68,6 +68,44 @@ pub struct MtlsPolicy {
     /// The acceptable CA names advertised in the CertificateRequest, RFC 4514 strings.
     /// May be empty even when a certificate was requested.
     pub ca_names: Vec<String>,
+    /// Where a required client certificate is enforced: `tls` (the handshake refused to
+    /// go on without one) or `http` (the handshake went on, but the HTTP server refused a
+    /// request without one, as nginx's `ssl_verify_client on` does). `None` (left out of
+    /// the JSON) when no certificate is required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforced: Option<MtlsEnforcement>,
+}
+
+/// The layer at which a server insists on a client certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MtlsEnforcement {
+    /// The TLS handshake fails (or the server closes) without a client certificate.
+    Tls,
+    /// The handshake completes, and the HTTP server rejects requests without a certificate.
+    Http,
+}
+
+impl MtlsEnforcement {
+    /// The contract spelling: `tls` or `http`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MtlsEnforcement::Tls => "tls",
+            MtlsEnforcement::Http => "http",
+        }
+    }
+}
+
+impl std::str::FromStr for MtlsEnforcement {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "tls" => Ok(MtlsEnforcement::Tls),
+            "http" => Ok(MtlsEnforcement::Http),
+            other => Err(format!("unknown mTLS enforcement {other:?}")),
+        }
+    }
 }
 
 /// Public key summary.
@@ -219,5 +257,30 @@ mod tests {
         let json = serde_json::to_string(&ProbeStatus::NotTls).expect("serializes");
         assert_eq!(json, "\"not_tls\"");
         assert_eq!(ProbeStatus::TlsError.as_str(), "tls_error");
+    }
+
+    #[test]
+    fn mtls_enforced_is_an_optional_extension_of_the_contract() {
+        // Results written before the field existed still read.
+        let old: MtlsPolicy =
+            serde_json::from_str(r#"{"requested":true,"required":false,"ca_names":[]}"#)
+                .expect("the old shape deserializes");
+        assert_eq!(old.enforced, None);
+        // Not required: the field is left out, so the JSON is what it always was.
+        let json = serde_json::to_value(&old).expect("serializes");
+        assert!(json.get("enforced").is_none(), "{json}");
+        for enforced in [MtlsEnforcement::Tls, MtlsEnforcement::Http] {
+            let policy = MtlsPolicy {
+                requested: true,
+                required: Some(true),
+                ca_names: Vec::new(),
+                enforced: Some(enforced),
+            };
+            let json = serde_json::to_value(&policy).expect("serializes");
+            assert_eq!(json["enforced"], enforced.as_str());
+            assert_eq!(enforced.as_str().parse(), Ok(enforced));
+            let back: MtlsPolicy = serde_json::from_value(json).expect("deserializes");
+            assert_eq!(back, policy);
+        }
     }
 }

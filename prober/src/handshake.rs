@@ -2,7 +2,7 @@
 //! state (version, suite, alerts) survives a failed handshake, and so that the server's
 //! verdict on our empty client certificate can be read after the handshake (TLS 1.3).
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
 use crate::danger::{Capture, CaptureVerifier, CertificateRequestRecorder, TicketWatcher};
+use crate::http_check::{self, Dialect, End, HttpAnswer, MAX_ANSWER};
 
 /// How many leading bytes of the server's answer are kept to tell TLS from other protocols.
 const SNIFF_BYTES: usize = 8;
@@ -57,6 +58,18 @@ pub struct Handshake {
     pub verdict: Option<Verdict>,
     /// The first bytes the server sent, to recognise non-TLS services.
     pub first_bytes: Vec<u8>,
+    /// When the server requested a certificate, went on without one and speaks HTTP/1.1:
+    /// what it answered to one request (see [`http_check`]).
+    pub http: Option<HttpAnswer>,
+}
+
+/// Where a request may be sent after the handshake: the `Host` to name and the port (which
+/// counts when no ALPN protocol was negotiated). `None` when the endpoint is known not to
+/// speak HTTP (a STARTTLS protocol).
+#[derive(Debug, Clone)]
+pub struct HttpTarget {
+    pub host: String,
+    pub port: u16,
 }
 
 /// Builds the per-probe client configuration around a fresh [`Capture`].
@@ -88,6 +101,7 @@ pub async fn run(
     server_name: ServerName<'static>,
     deadline: Instant,
     verdict_wait: Duration,
+    http: Option<HttpTarget>,
 ) -> Handshake {
     let capture = Arc::new(Capture::default());
     let config = Arc::new(client_config(provider, &capture));
@@ -100,6 +114,7 @@ pub async fn run(
         outcome: Ok(()),
         verdict: None,
         first_bytes: Vec::new(),
+        http: None,
     };
     let mut conn = match ClientConnection::new(config, server_name) {
         Ok(conn) => conn,
@@ -128,6 +143,18 @@ pub async fn run(
         let verdict_deadline = deadline.min(Instant::now() + verdict_wait);
         let verdict = await_verdict(stream, &mut conn, &mut buf, verdict_deadline, &handshake);
         handshake.verdict = Some(verdict.await);
+    }
+    // Only for servers that asked for a certificate and did not refuse at the TLS level.
+    let may_ask = handshake.outcome.is_ok()
+        && handshake.capture.certificate_request().is_some()
+        && handshake.verdict != Some(Verdict::Rejected);
+    let dialect = http.as_ref().and_then(|target| {
+        http_check::dialect(handshake.alpn.as_deref(), target.port).filter(|_| may_ask)
+    });
+    if let (Some(target), Some(dialect)) = (http, dialect) {
+        let answer = ask_http(stream, &mut conn, &mut buf, deadline, dialect, &target.host).await;
+        tracing::debug!(?answer, "HTTP check after the handshake");
+        handshake.http = Some(answer);
     }
     if handshake.outcome.is_ok() {
         // Be polite: a close_notify keeps server logs free of "unexpected EOF" noise.
@@ -199,6 +226,76 @@ async fn await_verdict(
             return Verdict::Rejected;
         }
     }
+}
+
+/// Sends one request over the established connection and judges the answer.
+async fn ask_http(
+    stream: &mut TcpStream,
+    conn: &mut ClientConnection,
+    buf: &mut [u8],
+    deadline: Instant,
+    dialect: Dialect,
+    host: &str,
+) -> HttpAnswer {
+    let judge = |answer: &[u8], end: End| match dialect {
+        Dialect::Http1 => http_check::judge(answer, end),
+        Dialect::H2 => http_check::judge_h2(answer, end),
+    };
+    if conn
+        .writer()
+        .write_all(&http_check::request(dialect, host))
+        .is_err()
+    {
+        return HttpAnswer::Unknown;
+    }
+    match timeout_at(deadline, flush(stream, conn)).await {
+        Ok(Ok(())) => {}
+        // The request did not leave: no verdict.
+        Err(_) | Ok(Err(_)) => return HttpAnswer::Unknown,
+    }
+    let mut answer = Vec::new();
+    loop {
+        let mut end = drain_plaintext(conn, &mut answer);
+        if let Some(verdict) = judge(&answer, end) {
+            return verdict;
+        }
+        let read = match timeout_at(deadline, stream.read(buf)).await {
+            Err(_) => return judge(&answer, End::Deadline).unwrap_or(HttpAnswer::Unknown),
+            Ok(Err(_)) | Ok(Ok(0)) => None,
+            Ok(Ok(read)) => Some(read),
+        };
+        match read {
+            Some(read) => {
+                if feed(conn, &buf[..read]).is_err() {
+                    // An alert: keep what came before it, then judge a closed connection.
+                    end = End::Closed;
+                }
+            }
+            None => end = End::Closed,
+        }
+        if end == End::Closed {
+            drain_plaintext(conn, &mut answer);
+            return judge(&answer, End::Closed).unwrap_or(HttpAnswer::Unknown);
+        }
+    }
+}
+
+/// Moves decrypted application data into `answer` (up to [`MAX_ANSWER`]); `Closed` when
+/// the server sent close_notify.
+fn drain_plaintext(conn: &mut ClientConnection, answer: &mut Vec<u8>) -> End {
+    let mut chunk = [0u8; 1024];
+    while answer.len() < MAX_ANSWER {
+        match conn.reader().read(&mut chunk) {
+            Ok(0) => return End::Closed,
+            Ok(n) => {
+                let keep = n.min(MAX_ANSWER - answer.len());
+                answer.extend_from_slice(&chunk[..keep]);
+            }
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => return End::Open,
+            Err(_) => return End::Closed,
+        }
+    }
+    End::Open
 }
 
 /// Hands received bytes to rustls and processes them.

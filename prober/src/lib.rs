@@ -10,6 +10,7 @@ pub mod danger;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handshake;
+mod http_check;
 mod legacy;
 mod policy;
 mod probe;

@@ -4,7 +4,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use certfleet_model::{MtlsPolicy, ProbeResult, ProbeStatus, TlsParameters};
+use certfleet_model::{MtlsEnforcement, MtlsPolicy, ProbeResult, ProbeStatus, TlsParameters};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::ServerName;
 use rustls::ProtocolVersion;
@@ -13,7 +13,8 @@ use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
 use crate::analysis::{self, rfc4514_from_der, ServedCertificate};
-use crate::handshake::{self, Failure, Handshake, Verdict};
+use crate::handshake::{self, Failure, Handshake, HttpTarget, Verdict};
+use crate::http_check::HttpAnswer;
 use crate::legacy::{self, LegacyCapture};
 use crate::resolve::Resolver;
 use crate::starttls::{self, StartTls, StartTlsError};
@@ -139,7 +140,19 @@ impl Prober {
             },
             None => ServerName::IpAddress(address.ip().into()),
         };
+        // After STARTTLS the endpoint speaks that protocol, never HTTP.
+        let mut http = Some(HttpTarget {
+            host: match target.server_name() {
+                Some(name) => name.to_owned(),
+                None => match address {
+                    SocketAddr::V4(v4) => v4.ip().to_string(),
+                    SocketAddr::V6(v6) => format!("[{}]", v6.ip()),
+                },
+            },
+            port: address.port(),
+        });
         if let Some(protocol) = self.starttls(target, address) {
+            http = None;
             result.starttls = Some(protocol.as_str().to_owned());
             let upgraded =
                 starttls::upgrade(&mut stream, protocol, target.server_name(), deadline).await;
@@ -160,6 +173,7 @@ impl Prober {
             server_name,
             deadline,
             self.config.verdict_wait,
+            http,
         )
         .await;
         if let Some(chain) = handshake.capture.chain() {
@@ -207,12 +221,19 @@ impl Prober {
             (Ok(()), false) => (ProbeStatus::Ok, None, None),
             (Ok(()), true) => {
                 // TLS 1.2 already gave its verdict during the handshake; TLS 1.3 after it.
-                let required = matches!(handshake.verdict, Some(Verdict::Rejected));
+                // Then an HTTP server may still refuse requests without a certificate.
+                let required = if matches!(handshake.verdict, Some(Verdict::Rejected)) {
+                    Some(MtlsEnforcement::Tls)
+                } else if handshake.http == Some(HttpAnswer::CertificateRequired) {
+                    Some(MtlsEnforcement::Http)
+                } else {
+                    None
+                };
                 (ProbeStatus::Ok, None, Some(required))
             }
             // The server refused to go on after our empty client certificate.
             (Err(Failure::Tls(_) | Failure::Closed | Failure::Io(_)), true) => {
-                (ProbeStatus::Ok, None, Some(true))
+                (ProbeStatus::Ok, None, Some(Some(MtlsEnforcement::Tls)))
             }
             (Err(Failure::Timeout), _) => (
                 ProbeStatus::Timeout,
@@ -223,13 +244,12 @@ impl Prober {
         };
         result.status = status;
         result.error = error;
+        // `required`: None (not requested or unknown), Some(None) went on, Some(Some(at)).
+        let enforced = required.flatten();
         result.mtls = Some(MtlsPolicy {
             requested,
-            required: if requested {
-                required.or(Some(false))
-            } else {
-                None
-            },
+            required: requested.then_some(enforced.is_some()),
+            enforced,
             ca_names: request
                 .unwrap_or_default()
                 .iter()
@@ -280,6 +300,7 @@ impl Prober {
             requested,
             // The handshake cannot be finished, so the server's verdict stays unknown.
             required: None,
+            enforced: None,
             ca_names: capture
                 .certificate_request
                 .unwrap_or_default()

@@ -225,6 +225,7 @@ pub(crate) const ENDPOINT_HISTORY: &str = "SELECT o.id AS o_id, o.status AS o_st
     c.not_after AS o_leaf_not_after, o.tls_version AS o_tls_version, o.cipher AS o_cipher, \
     o.alpn AS o_alpn, o.tls_group AS o_tls_group, o.legacy AS o_legacy, \
     o.mtls_requested AS o_mtls_requested, o.mtls_required AS o_mtls_required, \
+    o.mtls_enforced AS o_mtls_enforced, \
     o.ca_names AS o_ca_names, o.findings AS o_findings, o.first_seen AS o_first_seen, \
     o.last_seen AS o_last_seen \
     FROM observations o LEFT JOIN certificates c ON c.sha256 = o.leaf_sha256 \

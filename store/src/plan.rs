@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use certfleet_model::text::escape_controls;
-use certfleet_model::{AgentReport, CertificateInfo, ProbeResult, ProbeStatus};
+use certfleet_model::{AgentReport, CertificateInfo, MtlsEnforcement, ProbeResult, ProbeStatus};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
@@ -168,6 +168,7 @@ pub(crate) struct ObservationRow {
     pub legacy: bool,
     pub mtls_requested: bool,
     pub mtls_required: Option<bool>,
+    pub mtls_enforced: Option<&'static str>,
     pub ca_names: String,
     pub findings: String,
     pub seen_at: OffsetDateTime,
@@ -379,6 +380,7 @@ fn observation_row(endpoint_id: i64, result: &ProbeResult) -> Result<Option<Obse
         legacy: tls.is_some_and(|t| t.legacy),
         mtls_requested: mtls.requested,
         mtls_required: mtls.required,
+        mtls_enforced: mtls.enforced.map(MtlsEnforcement::as_str),
         ca_names: serde_json::to_string(
             &mtls
                 .ca_names

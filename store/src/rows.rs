@@ -2,7 +2,7 @@
 //! column of each kind ([`ReadRow`]); the shapes of the records live here, next to the
 //! column lists the queries select.
 
-use certfleet_model::{Finding, KeyInfo, MtlsPolicy, ProbeStatus, TlsParameters};
+use certfleet_model::{Finding, KeyInfo, MtlsEnforcement, MtlsPolicy, ProbeStatus, TlsParameters};
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 
@@ -85,6 +85,7 @@ pub(crate) const ENDPOINT_SELECT: &str = "SELECT e.id, e.address, e.port, e.sni,
     o.tls_version AS o_tls_version, o.cipher AS o_cipher, o.alpn AS o_alpn, \
     o.tls_group AS o_tls_group, o.legacy AS o_legacy, \
     o.mtls_requested AS o_mtls_requested, o.mtls_required AS o_mtls_required, \
+    o.mtls_enforced AS o_mtls_enforced, \
     o.ca_names AS o_ca_names, o.findings AS o_findings, \
     o.first_seen AS o_first_seen, o.last_seen AS o_last_seen \
     FROM endpoints e \
@@ -146,6 +147,9 @@ pub(crate) fn observation(row: &impl ReadRow) -> Result<Option<ObservationRecord
             requested: row.boolean("o_mtls_requested")?,
             required: row.opt_bool("o_mtls_required")?,
             ca_names: row.json("o_ca_names")?,
+            enforced: row
+                .opt_text("o_mtls_enforced")?
+                .and_then(|text| text.parse::<MtlsEnforcement>().ok()),
         },
         findings,
         first_seen: row.time("o_first_seen")?,

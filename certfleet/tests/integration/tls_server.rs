@@ -14,7 +14,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig, SupportedProtocolVersion};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
@@ -75,6 +75,10 @@ struct Log {
     handshakes: Mutex<Vec<Negotiated>>,
     accepted: AtomicUsize,
     settled: AtomicUsize,
+    /// Application bytes received after completed handshakes.
+    application_bytes: AtomicUsize,
+    /// Completed handshakes whose connection has ended since.
+    ended: AtomicUsize,
 }
 
 impl TlsServer {
@@ -107,6 +111,17 @@ impl TlsServer {
             .lock()
             .expect("handshake log is not poisoned")
             .clone()
+    }
+
+    /// How many application-data bytes clients sent after their handshakes, once every
+    /// completed handshake's connection has ended.
+    pub fn application_bytes(&self) -> usize {
+        let handshakes = self.handshakes().len();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.log.ended.load(Ordering::SeqCst) < handshakes && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.log.application_bytes.load(Ordering::SeqCst)
     }
 
     /// `127.0.0.1:PORT`.
@@ -229,6 +244,8 @@ impl TlsServerBuilder {
 
 /// Handshakes, records what was negotiated, then holds the connection until the client
 /// closes it (so a prober can tell "went on without a client certificate" from an alert).
+/// Counts the application bytes received, and answers an HTTP request (a head ending in an
+/// empty line) with `200 OK`, as a server that serves without a client certificate.
 async fn serve_one(acceptor: TlsAcceptor, stream: tokio::net::TcpStream, log: Arc<Log>) {
     let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream));
     let Ok(Ok(mut tls)) = handshake.await else {
@@ -260,14 +277,25 @@ async fn serve_one(acceptor: TlsAcceptor, stream: tokio::net::TcpStream, log: Ar
         .push(negotiated);
     log.settled.fetch_add(1, Ordering::SeqCst);
     let mut buf = [0u8; 1024];
+    let mut received = Vec::new();
     let hold = async {
         while let Ok(n) = tls.read(&mut buf).await {
             if n == 0 {
                 break;
             }
+            log.application_bytes.fetch_add(n, Ordering::SeqCst);
+            received.extend_from_slice(&buf[..n]);
+            if received.windows(4).any(|w| w == b"\r\n\r\n") {
+                let answer =
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n";
+                let _ = tls.write_all(answer).await;
+                let _ = tls.shutdown().await;
+                break;
+            }
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(10), hold).await;
+    log.ended.fetch_add(1, Ordering::SeqCst);
 }
 
 /// Picks the chain by SNI: exact names first, then `*.suffix` patterns (any depth below

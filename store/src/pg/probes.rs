@@ -228,15 +228,16 @@ async fn upsert_observations(
     let returned = sqlx::query(
         "INSERT INTO observations (endpoint_id, fingerprint, status, leaf_sha256, tls_version, \
              cipher, alpn, tls_group, legacy, mtls_requested, mtls_required, ca_names, \
-             findings, first_seen, last_seen) \
+             findings, first_seen, last_seen, mtls_enforced) \
          SELECT u.endpoint_id, u.fingerprint, u.status, u.leaf_sha256, u.tls_version, \
              u.cipher, u.alpn, u.tls_group, u.legacy, u.mtls_requested, u.mtls_required, \
-             u.ca_names::jsonb, u.findings::jsonb, u.seen_at, u.seen_at \
+             u.ca_names::jsonb, u.findings::jsonb, u.seen_at, u.seen_at, u.mtls_enforced \
          FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
              $7::text[], $8::text[], $9::bool[], $10::bool[], $11::bool[], $12::text[], \
-             $13::text[], $14::timestamptz[]) \
+             $13::text[], $14::timestamptz[], $15::text[]) \
              AS u(endpoint_id, fingerprint, status, leaf_sha256, tls_version, cipher, alpn, \
-                 tls_group, legacy, mtls_requested, mtls_required, ca_names, findings, seen_at) \
+                 tls_group, legacy, mtls_requested, mtls_required, ca_names, findings, seen_at, \
+                 mtls_enforced) \
          ON CONFLICT (endpoint_id, fingerprint) DO UPDATE SET \
              first_seen = LEAST(observations.first_seen, EXCLUDED.first_seen), \
              last_seen = GREATEST(observations.last_seen, EXCLUDED.last_seen) \
@@ -256,6 +257,7 @@ async fn upsert_observations(
     .bind(text(|r| Some(&r.ca_names)))
     .bind(text(|r| Some(&r.findings)))
     .bind(rows.iter().map(|r| r.seen_at).collect::<Vec<_>>())
+    .bind(text(|r| r.mtls_enforced))
     .fetch_all(&mut *connection)
     .await?;
     let mut ids = Vec::with_capacity(returned.len());

@@ -256,15 +256,16 @@ async fn upsert_observations(
                 r.ca_names,
                 r.findings,
                 seconds(r.seen_at),
+                r.mtls_enforced,
             ])
         })
         .collect();
     let returned = sqlx::query(
         "INSERT INTO observations (endpoint_id, fingerprint, status, leaf_sha256, tls_version, \
              cipher, alpn, tls_group, legacy, mtls_requested, mtls_required, ca_names, \
-             findings, first_seen, last_seen) \
+             findings, first_seen, last_seen, mtls_enforced) \
          SELECT v ->> 0, v ->> 1, v ->> 2, v ->> 3, v ->> 4, v ->> 5, v ->> 6, v ->> 7, \
-             v ->> 8, v ->> 9, v ->> 10, v ->> 11, v ->> 12, v ->> 13, v ->> 13 \
+             v ->> 8, v ->> 9, v ->> 10, v ->> 11, v ->> 12, v ->> 13, v ->> 13, v ->> 14 \
          FROM (SELECT value AS v FROM json_each($1)) WHERE true \
          ON CONFLICT (endpoint_id, fingerprint) DO UPDATE SET \
              first_seen = min(observations.first_seen, excluded.first_seen), \

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use certfleet_model::{
-    AgentInfo, AgentReport, CertificateInfo, HostInfo, KeyInfo, MtlsPolicy, ProbeResult,
-    ProbeStatus, Protocol, SocketInfo, SocketScope, TlsParameters,
+    AgentInfo, AgentReport, CertificateInfo, HostInfo, KeyInfo, MtlsEnforcement, MtlsPolicy,
+    ProbeResult, ProbeStatus, Protocol, SocketInfo, SocketScope, TlsParameters,
 };
 use certfleet_store::{AgentName, EndpointFilter, EndpointRecord, Store};
 use time::{Duration, OffsetDateTime};
@@ -148,6 +148,7 @@ pub fn mtls(required: bool) -> MtlsPolicy {
         requested: true,
         required: Some(required),
         ca_names: vec!["CN=Payments Client CA,O=Example".into()],
+        enforced: required.then_some(MtlsEnforcement::Tls),
     }
 }
 

@@ -1,6 +1,6 @@
 //! Recording probe results: certificates, observations, schedule.
 
-use certfleet_model::ProbeStatus;
+use certfleet_model::{MtlsEnforcement, ProbeStatus};
 use certfleet_store::{EndpointId, LeasedEndpoint};
 use time::Duration;
 
@@ -13,6 +13,7 @@ crate::on_both_backends!(
     failed_probes_back_off_and_keep_the_last_certificate,
     missing_pem_is_accepted_and_filled_in_later,
     results_for_unknown_endpoints_are_ignored,
+    mtls_enforced_by_http_is_kept,
 );
 
 /// Ingests one endpoint and leases it.
@@ -234,4 +235,22 @@ async fn results_for_unknown_endpoints_are_ignored(t: TestStore) {
         t.store.inventory().await.expect("inventory").observations,
         0
     );
+}
+
+/// `mtls.enforced` (issue 14, item 3) survives the store: `http` for a server that finished
+/// the handshake and refused the request, and the observation's history keeps it.
+async fn mtls_enforced_by_http_is_kept(t: TestStore) {
+    let lease = one_leased_endpoint(&t).await;
+    let expiry = t.clock.now() + Duration::days(90);
+    let leaf = certificate(1, &["api.example.com"], "CN=api.example.com", expiry);
+    let mut policy = mtls(true);
+    policy.enforced = Some(MtlsEnforcement::Http);
+    let result = probe_ok(vec![leaf], policy.clone(), t.clock.now());
+    t.store
+        .record_probe_results(&[(lease.id, result)])
+        .await
+        .expect("records");
+    let endpoint = &all_endpoints(&*t.store).await[0];
+    let observation = endpoint.observation.as_ref().expect("current observation");
+    assert_eq!(observation.mtls, policy);
 }

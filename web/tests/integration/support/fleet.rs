@@ -7,8 +7,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use certfleet_model::{
-    AgentInfo, AgentReport, Finding, HostInfo, MtlsPolicy, ProbeResult, ProbeStatus, Protocol,
-    SocketInfo, SocketScope, TlsParameters,
+    AgentInfo, AgentReport, Finding, HostInfo, MtlsEnforcement, MtlsPolicy, ProbeResult,
+    ProbeStatus, Protocol, SocketInfo, SocketScope, TlsParameters,
 };
 use certfleet_prober::analysis::{findings, Context, ServedCertificate};
 
@@ -137,6 +137,7 @@ fn mtls(required: Option<bool>) -> MtlsPolicy {
         ca_names: required
             .map(|_| vec!["CN=Client CA,O=Example".to_owned()])
             .unwrap_or_default(),
+        enforced: (required == Some(true)).then_some(MtlsEnforcement::Tls),
     }
 }
 
