@@ -363,11 +363,19 @@ pub struct OwnerRule {
 pub struct RetentionConfig {
     /// Endpoints not reported for this many days retire.
     pub endpoint_days: u32,
+    /// How long a socket stays its host's after the host last reported it (two agent
+    /// report intervals): another host's claim within it is a conflict; past it, a socket
+    /// whose probes fail twice no longer serves its certificate.
+    #[serde(with = "humantime_serde")]
+    pub report_window: Duration,
 }
 
 impl Default for RetentionConfig {
     fn default() -> Self {
-        RetentionConfig { endpoint_days: 7 }
+        RetentionConfig {
+            endpoint_days: 7,
+            report_window: Duration::from_secs(2 * 3600),
+        }
     }
 }
 

@@ -16,6 +16,9 @@ pub struct ProbeSchedule {
     /// Delay after a first failure; it doubles with each further failure, up to
     /// `interval`.
     pub retry_after: Duration,
+    /// A socket its host has not reported for this long whose probes fail twice in a row
+    /// no longer serves its certificate (`retention.report_window`, two report intervals).
+    pub unreported_after: Duration,
 }
 
 impl Default for ProbeSchedule {
@@ -24,6 +27,7 @@ impl Default for ProbeSchedule {
             interval: Duration::hours(24),
             jitter: 0.1,
             retry_after: Duration::minutes(10),
+            unreported_after: crate::plan::REPORT_WINDOW,
         }
     }
 }

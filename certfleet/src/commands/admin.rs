@@ -114,12 +114,16 @@ pub async fn settle(args: crate::cli::SettleArgs) -> anyhow::Result<ExitCode> {
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let interval = time::Duration::try_from(config.probe.interval)
         .context("probe.interval is out of range")?;
+    let report_window = time::Duration::try_from(config.retention.report_window)
+        .context("retention.report_window is out of range")?;
     let options = StoreOptions {
+        claim_window: report_window,
         max_connections: config.database.max_connections.max(1),
         sqlite_synchronous: config.database.sqlite_synchronous,
         present_names: config.probe.present_names,
         schedule: ProbeSchedule {
             interval,
+            unreported_after: report_window,
             ..ProbeSchedule::default()
         },
         ..StoreOptions::default()

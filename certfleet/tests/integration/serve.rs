@@ -6,6 +6,7 @@
 //! the store (every 100 ms, up to a bound) for what the service writes on its own.
 
 mod allowed_networks;
+mod churn;
 mod database;
 mod e2e;
 mod fleet_servers;

@@ -56,7 +56,12 @@ pub(super) async fn ingest_report(
             follow_named(&mut transaction, chunk, now).await?;
         }
     }
-    settle_claims(&mut transaction, host_id).await?;
+    if settle_claims(&mut transaction, host_id).await? > 0 && same_tags == Some(true) {
+        // Claims settled by taking their endpoints over: their names follow too.
+        for chunk in plan.endpoints.chunks(CHUNK) {
+            follow_named(&mut transaction, chunk, now).await?;
+        }
+    }
     if !plan.endpoints.is_empty() {
         let active: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM endpoints \
@@ -217,16 +222,16 @@ async fn record_claims(
     Ok(done.rows_affected())
 }
 
-/// Drops this host's claims on endpoints that are now its own.
-async fn settle_claims(connection: &mut sqlx::PgConnection, host_id: i64) -> Result<()> {
-    sqlx::query(
+/// Drops this host's claims on endpoints that are now its own; returns how many.
+async fn settle_claims(connection: &mut sqlx::PgConnection, host_id: i64) -> Result<u64> {
+    let done = sqlx::query(
         "DELETE FROM endpoint_claims c USING endpoints e \
          WHERE c.host_id = $1 AND e.id = c.endpoint_id AND e.host_id = $1",
     )
     .bind(host_id)
     .execute(&mut *connection)
     .await?;
-    Ok(())
+    Ok(done.rows_affected())
 }
 
 /// An operator's decision on the claims of an endpoint (see `Store::settle_conflict`).

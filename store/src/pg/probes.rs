@@ -9,7 +9,7 @@ use time::{Duration, OffsetDateTime};
 use super::{limit, CHUNK};
 use crate::error::Result;
 use crate::fence::{admitted_results, CurrentLease, Fence};
-use crate::plan::{plan_probes, CertificateRow, EndpointUpdate, ObservationRow, REPORT_WINDOW};
+use crate::plan::{plan_probes, CertificateRow, EndpointUpdate, ObservationRow};
 use crate::records::{EndpointId, Lease, LeasedEndpoint, Recorded};
 use crate::rows::leased;
 use crate::rows::ReadRow;
@@ -129,7 +129,7 @@ pub(super) async fn record_probe_results(
             Some(outcome.update(before, observation, schedule, now))
         })
         .collect();
-    update_endpoints(&mut transaction, &updates, now - REPORT_WINDOW).await?;
+    update_endpoints(&mut transaction, &updates, now - schedule.unreported_after).await?;
     // In the same transaction: see crate::sni.
     let probed: Vec<i64> = updates.iter().map(|u| u.id).collect();
     super::sni::retire_default_guesses(&mut transaction, &probed, now).await?;

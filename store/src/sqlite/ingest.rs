@@ -56,7 +56,12 @@ pub(super) async fn ingest_report(
             follow_named(&mut transaction, chunk, now).await?;
         }
     }
-    settle_claims(&mut transaction, host_id).await?;
+    if settle_claims(&mut transaction, host_id).await? > 0 && same_tags == Some(true) {
+        // Claims settled by taking their endpoints over: their names follow too.
+        for chunk in plan.endpoints.chunks(CHUNK) {
+            follow_named(&mut transaction, chunk, now).await?;
+        }
+    }
     if !plan.endpoints.is_empty() {
         let active: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM endpoints \
@@ -215,9 +220,9 @@ async fn record_claims(
     Ok(done.rows_affected())
 }
 
-/// Drops this host's claims on endpoints that are now its own.
-async fn settle_claims(connection: &mut SqliteConnection, host_id: i64) -> Result<()> {
-    sqlx::query(
+/// Drops this host's claims on endpoints that are now its own; returns how many.
+async fn settle_claims(connection: &mut SqliteConnection, host_id: i64) -> Result<u64> {
+    let done = sqlx::query(
         "DELETE FROM endpoint_claims WHERE host_id = $1 AND EXISTS \
              (SELECT 1 FROM endpoints e WHERE e.id = endpoint_claims.endpoint_id \
                  AND e.host_id = $1)",
@@ -225,7 +230,7 @@ async fn settle_claims(connection: &mut SqliteConnection, host_id: i64) -> Resul
     .bind(host_id)
     .execute(&mut *connection)
     .await?;
-    Ok(())
+    Ok(done.rows_affected())
 }
 
 /// An operator's decision on the claims of an endpoint (see `Store::settle_conflict`).

@@ -9,7 +9,7 @@ use time::{Duration, OffsetDateTime};
 use super::{seconds, write, CHUNK};
 use crate::error::Result;
 use crate::fence::{admitted_results, CurrentLease, Fence};
-use crate::plan::{plan_probes, CertificateRow, EndpointUpdate, ObservationRow, REPORT_WINDOW};
+use crate::plan::{plan_probes, CertificateRow, EndpointUpdate, ObservationRow};
 use crate::records::{EndpointId, Lease, LeasedEndpoint, Recorded};
 use crate::rows::leased;
 use crate::rows::ReadRow;
@@ -124,7 +124,7 @@ pub(super) async fn record_probe_results(
         })
         .collect();
     for chunk in updates.chunks(CHUNK) {
-        update_endpoints(&mut transaction, chunk, now - REPORT_WINDOW).await?;
+        update_endpoints(&mut transaction, chunk, now - schedule.unreported_after).await?;
     }
     // In the same transaction: see crate::sni.
     let probed: Vec<i64> = updates.iter().map(|u| u.id).collect();

@@ -1,0 +1,205 @@
+//! Sockets that change hands and names that follow their owner, against a real `serve`
+//! (issue 14, problems 4 and 5), on SQLite and PostgreSQL. The report window is 3 s here
+//! (`retention.report_window`), so that "host A stopped reporting" takes seconds.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::database::TestDatabase;
+use super::http::{Request, Response};
+use super::process::{create_token, write_config, Service};
+use super::reports::{report, Socket};
+use crate::pki::{Pki, Spec};
+use crate::tls_server::TlsServer;
+
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const LIMIT: Duration = Duration::from_secs(40);
+
+fn config_with_short_window(dir: &Path, url: &str) -> std::path::PathBuf {
+    let config = write_config(dir, url);
+    let mut text = std::fs::read_to_string(&config).expect("read the config");
+    text.push_str("\n[retention]\nreport_window = \"3s\"\n");
+    std::fs::write(&config, text).expect("write the config");
+    config
+}
+
+fn post(service: &Service, token: &str, report: &Value) -> Response {
+    let body = serde_json::to_vec(report).expect("JSON");
+    Request::post_json("/api/v1/reports", body)
+        .bearer(token)
+        .send(service.address)
+        .expect("POST a report")
+}
+
+fn endpoints_at(service: &Service, port: u16) -> Vec<Value> {
+    let page = Request::get(&format!("/api/v1/endpoints?address=127.0.0.1&port={port}"))
+        .send(service.address)
+        .expect("GET endpoints")
+        .json();
+    page["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn owned(hostname: &str, owner: &str, port: u16) -> Value {
+    let mut report = report(
+        hostname,
+        &[Socket {
+            address: LOOPBACK,
+            port,
+            process: "java",
+        }],
+    );
+    report["host"]["tags"]["owner"] = json!(owner);
+    report
+}
+
+#[test]
+fn a_socket_another_host_takes_over_starts_afresh_on_sqlite() {
+    takeover(TestDatabase::sqlite());
+}
+
+#[test]
+fn a_socket_another_host_takes_over_starts_afresh_on_postgres() {
+    takeover(TestDatabase::postgres());
+}
+
+/// Host A's workload serves a certificate; A stops, and host B's new workload takes the
+/// address and port over (it answers nothing yet): the endpoint becomes B's without A's
+/// certificate, is probed at once, and B is never mailed about A's certificate.
+fn takeover(database: TestDatabase) {
+    let kind = database.kind();
+    let pki = Pki::new();
+    let leaf = pki.issue(
+        "tenant-a",
+        Spec::leaf("tenant-a.test", &["tenant-a.test"])
+            .valid(time::Duration::days(-100), time::Duration::days(10)),
+        None,
+    );
+    let server = TlsServer::serving(&[&leaf], &leaf)
+        .start()
+        .expect("start A's TLS server");
+    let port = server.port;
+    let config = config_with_short_window(database.dir(), &database.url);
+    let service = Service::start(&config, "api,prober");
+    let token = create_token(&config, "churn-agent");
+    let answer = post(&service, &token, &owned("host-a", "a@example.com", port));
+    assert_eq!(answer.status, 202, "{kind}: {}", answer.describe());
+    certfleet_testkit::wait_until(
+        &format!("{kind}: A's certificate recorded"),
+        LIMIT,
+        &|| service.log(),
+        || {
+            endpoints_at(&service, port).iter().any(|e| {
+                e["sni"].is_null() && e["observation"]["leaf_sha256"] == json!(leaf.sha256)
+            })
+        },
+    );
+    // B claims at once: a conflict while A is live.
+    let answer = post(&service, &token, &owned("host-b", "b@example.com", port));
+    assert_eq!(
+        answer.json()["conflicts"],
+        1,
+        "{kind}: {}",
+        answer.describe()
+    );
+    // A's workload is gone; once A has not reported for the window, B's report takes over.
+    drop(server);
+    certfleet_testkit::wait_until(
+        &format!("{kind}: B takes the socket over"),
+        LIMIT,
+        &|| service.log(),
+        || {
+            let answer = post(&service, &token, &owned("host-b", "b@example.com", port));
+            answer.status == 202 && answer.json()["conflicts"] == 0
+        },
+    );
+    for endpoint in endpoints_at(&service, port) {
+        assert_eq!(endpoint["owner"], "b@example.com", "{kind}: {endpoint}");
+        assert_eq!(endpoint["hostname"], "host-b", "{kind}: {endpoint}");
+        assert!(
+            endpoint["observation"].is_null(),
+            "{kind}: A's certificate is not B's: {endpoint}"
+        );
+    }
+    let socket = endpoints_at(&service, port)
+        .into_iter()
+        .find(|e| e["sni"].is_null())
+        .expect("the socket");
+    let id = socket["id"].as_i64().expect("an id");
+    // Probed at once for its new tenant (nothing answers now), and its history still shows
+    // what A's workload served.
+    certfleet_testkit::wait_until(
+        &format!("{kind}: the socket probed for B"),
+        LIMIT,
+        &|| service.log(),
+        || {
+            let detail = Request::get(&format!("/api/v1/endpoints/{id}"))
+                .send(service.address)
+                .expect("GET the endpoint")
+                .json();
+            detail["last_status"] == "refused" || detail["last_status"] == "timeout"
+        },
+    );
+    let detail = Request::get(&format!("/api/v1/endpoints/{id}"))
+        .send(service.address)
+        .expect("GET the endpoint")
+        .json();
+    assert_eq!(
+        detail["history"][0]["leaf_sha256"],
+        json!(leaf.sha256),
+        "{kind}: {detail}"
+    );
+    let expiring = Request::get("/api/v1/certificates?expiring_within=30d")
+        .send(service.address)
+        .expect("GET expiring")
+        .json();
+    assert_eq!(
+        expiring["items"],
+        json!([]),
+        "{kind}: A's certificate is no longer served, so nobody is mailed about it"
+    );
+}
+
+#[test]
+fn names_follow_their_sockets_owner_on_sqlite() {
+    names_follow(TestDatabase::sqlite());
+}
+
+#[test]
+fn names_follow_their_sockets_owner_on_postgres() {
+    names_follow(TestDatabase::postgres());
+}
+
+/// A certificate's name becomes a named endpoint under the socket; when the host's owner
+/// tag changes, the name's owner changes with the socket's, at once.
+fn names_follow(database: TestDatabase) {
+    let kind = database.kind();
+    let pki = Pki::new();
+    let leaf = pki.issue("named", Spec::leaf("named.test", &["named.test"]), None);
+    let server = TlsServer::serving(&[&leaf], &leaf)
+        .start()
+        .expect("start the TLS server");
+    let port = server.port;
+    let config = config_with_short_window(database.dir(), &database.url);
+    let service = Service::start(&config, "api,prober");
+    let token = create_token(&config, "names-agent");
+    let answer = post(&service, &token, &owned("host-n", "old@example.com", port));
+    assert_eq!(answer.status, 202, "{kind}: {}", answer.describe());
+    certfleet_testkit::wait_until(
+        &format!("{kind}: the certificate's name presented"),
+        LIMIT,
+        &|| service.log(),
+        || {
+            endpoints_at(&service, port)
+                .iter()
+                .any(|e| e["sni"] == "named.test")
+        },
+    );
+    let answer = post(&service, &token, &owned("host-n", "new@example.com", port));
+    assert_eq!(answer.status, 202, "{kind}: {}", answer.describe());
+    for endpoint in endpoints_at(&service, port) {
+        assert_eq!(endpoint["owner"], "new@example.com", "{kind}: {endpoint}");
+    }
+}
