@@ -143,6 +143,9 @@ pub struct ProbeConfig {
     /// How often an endpoint is probed.
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
+    /// Delay before probing again after a failure; doubles per failure up to `interval`.
+    #[serde(with = "humantime_serde")]
+    pub retry_after: Duration,
     /// Deadline of one probe.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
@@ -262,6 +265,7 @@ impl Default for ProbeConfig {
             allow: nets.iter().filter_map(|net| net.parse().ok()).collect(),
             deny: Vec::new(),
             interval: Duration::from_secs(24 * 3600),
+            retry_after: Duration::from_secs(600),
             timeout: Duration::from_secs(5),
             ca_files: Vec::new(),
             concurrency: 256,

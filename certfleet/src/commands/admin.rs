@@ -123,6 +123,8 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         present_names: config.probe.present_names,
         schedule: ProbeSchedule {
             interval,
+            retry_after: time::Duration::try_from(config.probe.retry_after)
+                .context("probe.retry_after is out of range")?,
             unreported_after: report_window,
             ..ProbeSchedule::default()
         },

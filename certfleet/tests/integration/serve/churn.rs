@@ -203,3 +203,95 @@ fn names_follow(database: TestDatabase) {
         assert_eq!(endpoint["owner"], "new@example.com", "{kind}: {endpoint}");
     }
 }
+
+#[test]
+fn a_dead_workload_no_longer_serves_its_certificate_on_sqlite() {
+    dead_workload(TestDatabase::sqlite());
+}
+
+#[test]
+fn a_dead_workload_no_longer_serves_its_certificate_on_postgres() {
+    dead_workload(TestDatabase::postgres());
+}
+
+/// A workload whose certificate expires in 10 days stops: its host no longer reports the
+/// socket and the probes fail. After two failures the certificate is no longer "served":
+/// not in the expiring list (so no "still served" mail), no current observation. Reported
+/// again, the socket is due at once.
+fn dead_workload(database: TestDatabase) {
+    let kind = database.kind();
+    let pki = Pki::new();
+    let leaf = pki.issue(
+        "dying",
+        Spec::leaf("dying.test", &["dying.test"])
+            .valid(time::Duration::days(-100), time::Duration::days(10)),
+        None,
+    );
+    let server = TlsServer::serving(&[&leaf], &leaf)
+        .start()
+        .expect("start the TLS server");
+    let port = server.port;
+    let config = config_with_short_window(database.dir(), &database.url);
+    let mut text = std::fs::read_to_string(&config).expect("read the config");
+    // Probed every 2 s, retried after 1 s: the test does not wait a day for the probes.
+    text = text.replace(
+        "[probe]\n",
+        "[probe]\ninterval = \"2s\"\nretry_after = \"1s\"\npresent_names = false\n",
+    );
+    std::fs::write(&config, text).expect("write the config");
+    let service = Service::start(&config, "api,prober");
+    let token = create_token(&config, "dying-agent");
+    let answer = post(&service, &token, &owned("host-d", "d@example.com", port));
+    assert_eq!(answer.status, 202, "{kind}: {}", answer.describe());
+    let expiring = || {
+        Request::get("/api/v1/certificates?expiring_within=30d")
+            .send(service.address)
+            .expect("GET expiring")
+            .json()["items"]
+            .as_array()
+            .map(Vec::len)
+            .unwrap_or(0)
+    };
+    certfleet_testkit::wait_until(
+        &format!("{kind}: the certificate served"),
+        LIMIT,
+        &|| service.log(),
+        || expiring() == 1,
+    );
+    // The workload stops and its host no longer reports the socket.
+    drop(server);
+    let socket = endpoints_at(&service, port).remove(0);
+    let id = socket["id"].as_i64().expect("an id");
+    certfleet_testkit::wait_until(
+        &format!("{kind}: two failed probes, no longer served"),
+        LIMIT,
+        &|| service.log(),
+        || {
+            let detail = Request::get(&format!("/api/v1/endpoints/{id}"))
+                .send(service.address)
+                .expect("GET the endpoint")
+                .json();
+            detail["failures"].as_u64().unwrap_or(0) >= 2 && detail["observation"].is_null()
+        },
+    );
+    assert_eq!(
+        expiring(),
+        0,
+        "{kind}: a dead workload's certificate is not served"
+    );
+    let answer = post(&service, &token, &owned("host-d", "d@example.com", port));
+    assert_eq!(answer.status, 202, "{kind}: {}", answer.describe());
+    let detail = Request::get(&format!("/api/v1/endpoints/{id}"))
+        .send(service.address)
+        .expect("GET the endpoint")
+        .json();
+    let due = time::OffsetDateTime::parse(
+        detail["next_probe_at"].as_str().expect("a time"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("RFC 3339");
+    assert!(
+        due <= time::OffsetDateTime::now_utc(),
+        "{kind}: reported again, it is due at once: {detail}"
+    );
+}
