@@ -295,3 +295,49 @@ fn dead_workload(database: TestDatabase) {
         "{kind}: reported again, it is due at once: {detail}"
     );
 }
+
+#[test]
+fn containers_get_their_own_owners_on_sqlite() {
+    containers(TestDatabase::sqlite());
+}
+
+#[test]
+fn containers_get_their_own_owners_on_postgres() {
+    containers(TestDatabase::postgres());
+}
+
+/// One container host, two containers with their own tags (as the agent reads them from
+/// the runtime's state): each container's socket gets its own owner, the host's socket the
+/// host's.
+fn containers(database: TestDatabase) {
+    let kind = database.kind();
+    let config = config_with_short_window(database.dir(), &database.url);
+    let service = Service::start(&config, "api");
+    let token = create_token(&config, "containers-agent");
+    let sockets: Vec<Socket> = [44401, 44402, 44403]
+        .into_iter()
+        .map(|port| Socket {
+            address: LOOPBACK,
+            port,
+            process: "java",
+        })
+        .collect();
+    let mut report = report("container-host", &sockets);
+    report["host"]["tags"]["owner"] = json!("platform@example.com");
+    report["sockets"][0]["container"] = json!("0123abcd");
+    report["sockets"][0]["tags"] =
+        json!({"owner": "billing@example.com", "app": "billing", "namespace": "pay"});
+    report["sockets"][1]["container"] = json!("4567ef01");
+    report["sockets"][1]["tags"] = json!({"owner": "search@example.com", "app": "search"});
+    let answer = post(&service, &token, &report);
+    assert_eq!(answer.status, 202, "{kind}: {}", answer.describe());
+    for (port, owner, app) in [
+        (44401, "billing@example.com", "billing"),
+        (44402, "search@example.com", "search"),
+        (44403, "platform@example.com", "e2e"),
+    ] {
+        let endpoint = endpoints_at(&service, port).remove(0);
+        assert_eq!(endpoint["owner"], owner, "{kind}: {endpoint}");
+        assert_eq!(endpoint["app"], app, "{kind}: {endpoint}");
+    }
+}
