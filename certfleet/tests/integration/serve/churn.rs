@@ -9,9 +9,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::database::TestDatabase;
-use super::http::{Request, Response};
+use super::http::Request;
 use super::process::{create_token, write_config, Service};
-use super::reports::{report, Socket};
+use super::reports::{endpoints_at, post_report, report, Socket};
 use crate::pki::{Pki, Spec};
 use crate::tls_server::TlsServer;
 
@@ -24,22 +24,6 @@ fn config_with_short_window(dir: &Path, url: &str) -> std::path::PathBuf {
     text.push_str("\n[retention]\nreport_window = \"3s\"\n");
     std::fs::write(&config, text).expect("write the config");
     config
-}
-
-fn post(service: &Service, token: &str, report: &Value) -> Response {
-    let body = serde_json::to_vec(report).expect("JSON");
-    Request::post_json("/api/v1/reports", body)
-        .bearer(token)
-        .send(service.address)
-        .expect("POST a report")
-}
-
-fn endpoints_at(service: &Service, port: u16) -> Vec<Value> {
-    let page = Request::get(&format!("/api/v1/endpoints?address=127.0.0.1&port={port}"))
-        .send(service.address)
-        .expect("GET endpoints")
-        .json();
-    page["items"].as_array().cloned().unwrap_or_default()
 }
 
 fn owned(hostname: &str, owner: &str, port: u16) -> Value {
@@ -84,7 +68,7 @@ fn takeover(database: TestDatabase) {
     let config = config_with_short_window(database.dir(), &database.url);
     let service = Service::start(&config, "api,prober");
     let token = create_token(&config, "churn-agent");
-    let answer = post(&service, &token, &owned("host-a", "a@example.com", port));
+    let answer = post_report(&service, &token, &owned("host-a", "a@example.com", port));
     assert_eq!(answer.status, 202, "{kind}: {}", answer.describe());
     certfleet_testkit::wait_until(
         &format!("{kind}: A's certificate recorded"),
@@ -97,7 +81,7 @@ fn takeover(database: TestDatabase) {
         },
     );
     // B claims at once: a conflict while A is live.
-    let answer = post(&service, &token, &owned("host-b", "b@example.com", port));
+    let answer = post_report(&service, &token, &owned("host-b", "b@example.com", port));
     assert_eq!(
         answer.json()["conflicts"],
         1,
@@ -111,7 +95,7 @@ fn takeover(database: TestDatabase) {
         LIMIT,
         &|| service.log(),
         || {
-            let answer = post(&service, &token, &owned("host-b", "b@example.com", port));
+            let answer = post_report(&service, &token, &owned("host-b", "b@example.com", port));
             answer.status == 202 && answer.json()["conflicts"] == 0
         },
     );
@@ -185,7 +169,7 @@ fn names_follow(database: TestDatabase) {
     let config = config_with_short_window(database.dir(), &database.url);
     let service = Service::start(&config, "api,prober");
     let token = create_token(&config, "names-agent");
-    let answer = post(&service, &token, &owned("host-n", "old@example.com", port));
+    let answer = post_report(&service, &token, &owned("host-n", "old@example.com", port));
     assert_eq!(answer.status, 202, "{kind}: {}", answer.describe());
     certfleet_testkit::wait_until(
         &format!("{kind}: the certificate's name presented"),
@@ -197,7 +181,7 @@ fn names_follow(database: TestDatabase) {
                 .any(|e| e["sni"] == "named.test")
         },
     );
-    let answer = post(&service, &token, &owned("host-n", "new@example.com", port));
+    let answer = post_report(&service, &token, &owned("host-n", "new@example.com", port));
     assert_eq!(answer.status, 202, "{kind}: {}", answer.describe());
     for endpoint in endpoints_at(&service, port) {
         assert_eq!(endpoint["owner"], "new@example.com", "{kind}: {endpoint}");
@@ -241,7 +225,7 @@ fn dead_workload(database: TestDatabase) {
     std::fs::write(&config, text).expect("write the config");
     let service = Service::start(&config, "api,prober");
     let token = create_token(&config, "dying-agent");
-    let answer = post(&service, &token, &owned("host-d", "d@example.com", port));
+    let answer = post_report(&service, &token, &owned("host-d", "d@example.com", port));
     assert_eq!(answer.status, 202, "{kind}: {}", answer.describe());
     let expiring = || {
         Request::get("/api/v1/certificates?expiring_within=30d")
@@ -279,7 +263,7 @@ fn dead_workload(database: TestDatabase) {
         0,
         "{kind}: a dead workload's certificate is not served"
     );
-    let answer = post(&service, &token, &owned("host-d", "d@example.com", port));
+    let answer = post_report(&service, &token, &owned("host-d", "d@example.com", port));
     assert_eq!(answer.status, 202, "{kind}: {}", answer.describe());
     let detail = Request::get(&format!("/api/v1/endpoints/{id}"))
         .send(service.address)
@@ -329,7 +313,7 @@ fn containers(database: TestDatabase) {
         json!({"owner": "billing@example.com", "app": "billing", "namespace": "pay"});
     report["sockets"][1]["container"] = json!("4567ef01");
     report["sockets"][1]["tags"] = json!({"owner": "search@example.com", "app": "search"});
-    let answer = post(&service, &token, &report);
+    let answer = post_report(&service, &token, &report);
     assert_eq!(answer.status, 202, "{kind}: {}", answer.describe());
     for (port, owner, app) in [
         (44401, "billing@example.com", "billing"),

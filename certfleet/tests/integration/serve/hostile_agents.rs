@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use super::database::TestDatabase;
 use super::http::{Request, Response};
 use super::process::{certfleet, create_token, write_config, Service};
-use super::reports::{gzip, report, Socket};
+use super::reports::{endpoints_at, gzip, post_report, report, Socket};
 use crate::pki::{Pki, Spec};
 use crate::tls_server::TlsServer;
 
@@ -22,14 +22,6 @@ const REPORTS: &str = "/api/v1/reports";
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// Bound on waiting for the service's own prober and scheduler (each looks every second).
 const LIMIT: Duration = Duration::from_secs(30);
-
-fn post(service: &Service, token: &str, report: &Value) -> Response {
-    let body = serde_json::to_vec(report).expect("JSON");
-    Request::post_json(REPORTS, body)
-        .bearer(token)
-        .send(service.address)
-        .unwrap_or_else(|error| panic!("POST {REPORTS}: {error}\n{}", service.log()))
-}
 
 fn get(service: &Service, path: &str) -> Value {
     let answer = Request::get(path)
@@ -39,15 +31,11 @@ fn get(service: &Service, path: &str) -> Value {
     answer.json()
 }
 
-/// The unnamed endpoints at 127.0.0.1:`port`.
+/// The unnamed endpoint at 127.0.0.1:`port`.
 fn endpoint(service: &Service, port: u16) -> Option<Value> {
-    let page = get(
-        service,
-        &format!("/api/v1/endpoints?address=127.0.0.1&port={port}"),
-    );
-    page["items"]
-        .as_array()
-        .and_then(|items| items.iter().find(|item| item["sni"].is_null()).cloned())
+    endpoints_at(service, port)
+        .into_iter()
+        .find(|item| item["sni"].is_null())
 }
 
 /// Appends `lines` to the `[notify]` section, the last one `write_config` writes.
@@ -108,7 +96,7 @@ fn hostile_certificate_beside_good_endpoints(database: TestDatabase) {
         port: hostile_server.port,
         process: "hostile",
     });
-    let answer = post(&service, &token, &report("mixed-host", &sockets));
+    let answer = post_report(&service, &token, &report("mixed-host", &sockets));
     assert_eq!(answer.status, 202, "{kind}: {}", answer.describe());
 
     // Every one of the eight is recorded, the hostile one with its SANs escaped.
@@ -209,18 +197,18 @@ fn agents_speak_only_for_their_own_host(database: TestDatabase) {
     }];
     let mut report_a = report("host-a", &socket);
     report_a["host"]["tags"]["owner"] = json!("owner-a@example.com");
-    let answer = post(&service, &token_a, &report_a);
+    let answer = post_report(&service, &token_a, &report_a);
     assert_eq!(answer.status, 202, "{kind}: {}", answer.describe());
 
     // A token bound to host A cannot report host B: 403, naming the field.
-    let answer = post(&service, &token_a, &report("host-b", &socket));
+    let answer = post_report(&service, &token_a, &report("host-b", &socket));
     assert_eq!(answer.status, 403, "{kind}: {}", answer.describe());
     assert_eq!(answer.json()["field"], "host.machine_id");
 
     // Host B claims A's live endpoint: kept as a conflict, A keeps it.
     let mut report_b = report("host-b", &socket);
     report_b["host"]["tags"]["owner"] = json!("attacker@example.com");
-    let answer = post(&service, &token_b, &report_b);
+    let answer = post_report(&service, &token_b, &report_b);
     assert_eq!(answer.status, 202, "{kind}: {}", answer.describe());
     assert_eq!(
         answer.json()["conflicts"],
@@ -273,7 +261,7 @@ fn agents_speak_only_for_their_own_host(database: TestDatabase) {
     // Foreign reachable addresses: 400 naming the field.
     let mut foreign = report("host-a", &socket);
     foreign["sockets"][0]["reachable"] = json!(["10.200.0.9"]);
-    let answer = post(&service, &token_a, &foreign);
+    let answer = post_report(&service, &token_a, &foreign);
     assert_eq!(answer.status, 400, "{kind}: {}", answer.describe());
     assert_eq!(answer.json()["field"], "sockets[0].reachable[0]");
 
@@ -281,13 +269,13 @@ fn agents_speak_only_for_their_own_host(database: TestDatabase) {
     let mut future = report("host-a", &socket);
     future["collected_at"] = json!("9999-12-31T00:00:00Z");
     future["host"]["tags"]["owner"] = json!("frozen@example.com");
-    let answer = post(&service, &token_a, &future);
+    let answer = post_report(&service, &token_a, &future);
     assert_eq!(answer.status, 400, "{kind}: {}", answer.describe());
     assert_eq!(answer.json()["field"], "collected_at");
     let mut honest = report("host-a", &socket);
     honest["collected_at"] = json!(later(2));
     honest["host"]["tags"]["owner"] = json!("new-owner@example.com");
-    let answer = post(&service, &token_a, &honest);
+    let answer = post_report(&service, &token_a, &honest);
     assert_eq!(answer.status, 202, "{kind}: {}", answer.describe());
     let now_owned = endpoint(&service, 44301).expect("the endpoint");
     assert_eq!(
@@ -300,7 +288,7 @@ fn agents_speak_only_for_their_own_host(database: TestDatabase) {
         .output()
         .expect("run certfleet token revoke");
     assert!(revoke.status.success(), "{kind}: {revoke:?}");
-    let answer = post(&service, &token_a, &report("host-a", &socket));
+    let answer = post_report(&service, &token_a, &report("host-a", &socket));
     assert_eq!(answer.status, 401, "{kind}: {}", answer.describe());
     let list = certfleet(&["token", "list", "--config", config_arg])
         .output()
@@ -416,11 +404,11 @@ fn an_agent_enrolls_once_and_speaks_only_for_its_host() {
     }];
     let mut other = report("another-host", &socket);
     other["host"]["machine_id"] = json!("ffffffffffffffffffffffffffffffff");
-    let answer = post(&service, &token, &other);
+    let answer = post_report(&service, &token, &other);
     assert_eq!(answer.status, 403, "{}", answer.describe());
     let mut own = report("enrolled-host", &socket);
     own["host"]["machine_id"] = json!("0123456789abcdef0123456789abcdef");
-    let answer = post(&service, &token, &own);
+    let answer = post_report(&service, &token, &own);
     assert_eq!(answer.status, 202, "{}", answer.describe());
 
     // Revoked by an operator: 401 at once, and the host may enroll again.
@@ -435,7 +423,7 @@ fn an_agent_enrolls_once_and_speaks_only_for_its_host() {
     .output()
     .expect("run certfleet token revoke");
     assert!(revoke.status.success(), "{revoke:?}");
-    assert_eq!(post(&service, &token, &own).status, 401);
+    assert_eq!(post_report(&service, &token, &own).status, 401);
     let renewed = agent("fleet-enroll-secret-0123");
     assert!(renewed.status.success(), "{renewed:?}\n{}", service.log());
 }
@@ -519,6 +507,6 @@ fn report_bombs_keep_memory_bounded(database: TestDatabase) {
         port: 44303,
         process: "java",
     }];
-    let answer = post(&service, &token, &report("after-bombs", &socket));
+    let answer = post_report(&service, &token, &report("after-bombs", &socket));
     assert_eq!(answer.status, 202, "{kind}: {}", answer.describe());
 }

@@ -62,3 +62,28 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     encoder.write_all(data).expect("gzip into memory");
     encoder.finish().expect("gzip into memory")
 }
+
+/// `POST /api/v1/reports` of `report` with an agent token, against a running service.
+pub fn post_report(
+    service: &super::process::Service,
+    token: &str,
+    report: &Value,
+) -> super::http::Response {
+    super::http::Request::post_json("/api/v1/reports", bytes(report))
+        .bearer(token)
+        .send(service.address)
+        .unwrap_or_else(|error| panic!("POST /api/v1/reports: {error}\n{}", service.log()))
+}
+
+/// Every endpoint (the socket and its names) at 127.0.0.1:`port`.
+pub fn endpoints_at(service: &super::process::Service, port: u16) -> Vec<Value> {
+    let path = format!("/api/v1/endpoints?address=127.0.0.1&port={port}");
+    let answer = super::http::Request::get(&path)
+        .send(service.address)
+        .unwrap_or_else(|error| panic!("GET {path}: {error}"));
+    assert_eq!(answer.status, 200, "GET {path}: {}", answer.describe());
+    answer.json()["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
