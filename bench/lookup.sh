@@ -23,8 +23,9 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 command -v wrk >/dev/null || { as_root apt-get update -qq; DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq wrk; }
 command -v psql >/dev/null || { echo "needs PostgreSQL (scripts/test installs it)" >&2; exit 1; }
 
-cargo build --release -p certfleet >/dev/null
-BIN=target/release/certfleet
+# CERTFLEET_BIN: measure another build (e.g. an older commit's) on the same data.
+if [ -z "${CERTFLEET_BIN:-}" ]; then cargo build --release -p certfleet >/dev/null; fi
+BIN="${CERTFLEET_BIN:-target/release/certfleet}"
 WORK="$(mktemp -d)"
 SERVER_PID=""
 cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null; rm -rf "$WORK"; }
@@ -38,7 +39,8 @@ TOML
 
 exists=$(psql "$PG_ADMIN_URL" -Atc "SELECT 1 FROM pg_database WHERE datname = '$DB'")
 if [ -n "${RESEED:-}" ] || [ "$exists" != 1 ] || \
-   [ "$(psql "$DB_URL" -Atc 'SELECT count(*) FROM endpoints' 2>/dev/null || echo 0)" != 3000000 ]; then
+   [ "$(psql "$DB_URL" -Atc 'SELECT count(*) FROM endpoints' 2>/dev/null || echo 0)" != 3000000 ] || \
+   [ "$(psql "$DB_URL" -Atc "SELECT count(*) FROM endpoints WHERE sni = ''" 2>/dev/null || echo 0)" != 1000000 ]; then
   psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
   "$BIN" migrate --config "$WORK/certfleet.toml" >/dev/null
   echo "seeding 1,000,000 certificates and 3,000,000 endpoints ..."
@@ -107,5 +109,8 @@ measure "search page, serial" -s "$WORK/paths.lua" "$BASE" -- "$WORK/serials" "/
 measure "dashboard /" "$BASE/"
 measure "endpoints ?finding=weak_key" "$BASE/api/v1/endpoints?finding=weak_key"
 measure "endpoints ?mtls=required&app=app42" "$BASE/api/v1/endpoints?mtls=required&app=app42"
+measure "sockets ?finding=weak_key" "$BASE/api/v1/sockets?finding=weak_key"
+measure "sockets ?app=app42" "$BASE/api/v1/sockets?app=app42"
+measure "endpoints page ?finding=weak_key" "$BASE/endpoints?finding=weak_key"
 measure "certificates ?expiring_within=7d" "$BASE/api/v1/certificates?expiring_within=7d"
 measure "certificates ?issuer=..." "$BASE/api/v1/certificates?issuer=CN%3DExample%20Issuing%20CA%207%2CO%3DExample"

@@ -1,8 +1,9 @@
 -- Seeds a migrated certfleet PostgreSQL database with a fleet of fleet size for
 -- bench/lookup.sh: 1,000,000 certificates (2,000,000 names), 100,000 hosts,
--- 3,000,000 active endpoints, each with one current observation (leaf chain), 7,000
--- apps, 4 envs, 700 owners, 90 days of mTLS snapshots. Deterministic: certificate c is
--- served by endpoints c, c + 1,000,000 and c + 2,000,000.
+-- 3,000,000 active endpoints on 1,000,000 sockets (each probed without a name and under
+-- two names, about what the demo's sockets have), each with one current observation (leaf
+-- chain), 7,000 apps, 4 envs, 700 owners, 90 days of mTLS snapshots. Deterministic:
+-- certificate c is served by endpoints c, c + 1,000,000 and c + 2,000,000.
 --
 -- Shapes follow the store's rows: SHA-256 and SHA-1 are 64/40 lowercase hex, serials
 -- lowercase hex without leading zeros, times spread so that about 7 % of leaves are
@@ -69,7 +70,8 @@ FROM generate_series(1, 3000000) AS e;
 INSERT INTO endpoints (id, address, port, sni, host_id, process, app, env, owner, first_seen,
                        last_seen, next_probe_at, failures, last_status, last_probed_at,
                        observation_id, leaf_sha256, leaf_not_after)
-SELECT e, '10.' || (h >> 16) || '.' || ((h >> 8) & 255) || '.' || (h & 255), 1000 + e / 100000, '',
+SELECT e, '10.' || (h >> 16) || '.' || ((h >> 8) & 255) || '.' || (h & 255), 1000 + sock / 100000,
+       (ARRAY['', 'svc' || c || '.example.com', 'host' || h || '.example.net'])[1 + (e - 1) % 3],
        h, 'nginx', 'app' || (h % 7000), (ARRAY['prod','staging','dev','test'])[1 + h % 4],
        'team' || (h % 700) || '@example.com',
        now() - interval '30 days', now(), now() + make_interval(secs => e % 86400),
@@ -77,7 +79,8 @@ SELECT e, '10.' || (h >> 16) || '.' || ((h >> 8) & 255) || '.' || (h & 255), 100
        encode(sha256(('cert' || c)::bytea), 'hex'),
        now() + make_interval(days => (c % 400) - 30, hours => c % 24)
 FROM generate_series(1, 3000000) AS e,
-     LATERAL (SELECT 1 + (e - 1) % 100000 AS h, 1 + (e - 1) % 1000000 AS c) AS k;
+     LATERAL (SELECT (e - 1) / 3 AS sock) AS s,
+     LATERAL (SELECT 1 + sock % 100000 AS h, 1 + (e - 1) % 1000000 AS c) AS k;
 SELECT setval('endpoints_id_seq', 3000000);
 
 INSERT INTO mtls_snapshots (day, grouping, group_key, required, optional, absent)

@@ -102,6 +102,10 @@ pub struct EndpointSearch {
     pub after: Option<i64>,
     /// At most this many.
     pub limit: u32,
+    /// Only the endpoint that stands for its socket (what the counts count: the one probed
+    /// without a name, else the first name): set by
+    /// [`Store::search_sockets`](crate::Store::search_sockets).
+    pub per_socket: bool,
 }
 
 impl EndpointSearch {
@@ -120,6 +124,58 @@ impl EndpointSearch {
             _ => endpoint.id.0,
         }
     }
+}
+
+/// A listening socket (address, port): the endpoint that stands for it (probed without a
+/// name, so its certificate is the server's default; for a socket probed only under
+/// names, its first name) with the other names it is probed under nested in it, each
+/// with the certificate that name selects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SocketRecord {
+    /// The endpoint that stands for the socket; the filters of the search apply to it.
+    #[serde(flatten)]
+    pub endpoint: EndpointRecord,
+    /// The other active endpoints of the socket, by name (at most
+    /// [`NAMES_PER_SOCKET`]).
+    pub names: Vec<EndpointRecord>,
+    /// How many other active endpoints the socket has (more than `names` when cut).
+    pub names_total: u64,
+}
+
+/// Most names nested in one [`SocketRecord`]: a certificate with hundreds of DNS names
+/// must not make a page of sockets hundreds of times larger.
+pub const NAMES_PER_SOCKET: u32 = 20;
+
+/// Nests `names` (active endpoints of the heads' sockets, from
+/// [`crate::browse_sql::socket_names`], with their socket's endpoint count) under the
+/// heads, in the heads' order.
+pub(crate) fn nest(
+    heads: Vec<EndpointRecord>,
+    names: Vec<(EndpointRecord, u64)>,
+) -> Vec<SocketRecord> {
+    let mut by_socket: std::collections::HashMap<(String, u16), (Vec<EndpointRecord>, u64)> =
+        std::collections::HashMap::new();
+    for (endpoint, count) in names {
+        let entry = by_socket
+            .entry((endpoint.address.clone(), endpoint.port))
+            .or_insert_with(|| (Vec::new(), count));
+        entry.0.push(endpoint);
+    }
+    heads
+        .into_iter()
+        .map(|head| {
+            let (mut names, count) = by_socket
+                .remove(&(head.address.clone(), head.port))
+                .unwrap_or_default();
+            names.retain(|name| name.id != head.id);
+            names.truncate(NAMES_PER_SOCKET as usize);
+            SocketRecord {
+                endpoint: head,
+                names,
+                names_total: count.saturating_sub(1),
+            }
+        })
+        .collect()
 }
 
 /// One endpoint with what it served over time.
@@ -424,5 +480,54 @@ mod tests {
                 .as_deref(),
             Some("cn=example ca,o=example\\, inc")
         );
+    }
+
+    fn endpoint_at(id: i64, port: u16, sni: Option<&str>) -> EndpointRecord {
+        let now = OffsetDateTime::UNIX_EPOCH;
+        EndpointRecord {
+            id: crate::records::EndpointId(id),
+            address: "10.0.0.1".into(),
+            port,
+            sni: sni.map(str::to_owned),
+            hostname: None,
+            process: None,
+            container: None,
+            app: None,
+            env: None,
+            owner: None,
+            first_seen: now,
+            last_seen: now,
+            retired_at: None,
+            next_probe_at: now,
+            failures: 0,
+            last_status: None,
+            last_error: None,
+            last_probed_at: None,
+            observation: None,
+        }
+    }
+
+    #[test]
+    fn names_nest_under_their_socket_without_the_head_and_cut_at_the_bound() {
+        let heads = vec![
+            endpoint_at(1, 443, None),
+            endpoint_at(2, 8443, Some("a.test")),
+        ];
+        let mut names = vec![(endpoint_at(1, 443, None), 31)];
+        for n in 0..NAMES_PER_SOCKET + 2 {
+            names.push((endpoint_at(100 + i64::from(n), 443, Some("n.test")), 31));
+        }
+        names.push((endpoint_at(2, 8443, Some("a.test")), 2));
+        names.push((endpoint_at(3, 8443, Some("b.test")), 2));
+        let sockets = nest(heads, names);
+        assert_eq!(sockets.len(), 2);
+        assert_eq!(sockets[0].endpoint.id.0, 1);
+        assert_eq!(sockets[0].names.len(), NAMES_PER_SOCKET as usize);
+        assert!(sockets[0].names.iter().all(|n| n.id.0 >= 100));
+        assert_eq!(sockets[0].names_total, 30);
+        assert_eq!(sockets[1].endpoint.sni.as_deref(), Some("a.test"));
+        assert_eq!(sockets[1].names.len(), 1);
+        assert_eq!(sockets[1].names[0].sni.as_deref(), Some("b.test"));
+        assert_eq!(sockets[1].names_total, 1);
     }
 }

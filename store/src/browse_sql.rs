@@ -202,6 +202,9 @@ pub(crate) fn endpoint_search(dialect: Dialect, search: &EndpointSearch) -> Quer
     if let Some(finding) = search.finding {
         conditions.push(dialect.finding(finding));
     }
+    if search.per_socket {
+        conditions.push(format!("({}) = 1", crate::overview_sql::REPRESENTS));
+    }
     let key = if by_observation { "o.id" } else { "e.id" };
     if let Some(after) = search.after {
         conditions.push(format!("{key} > {}", query.arg(Bind::Int(after))));
@@ -212,6 +215,38 @@ pub(crate) fn endpoint_search(dialect: Dialect, search: &EndpointSearch) -> Quer
         conditions.join(" AND ")
     );
     query
+}
+
+/// The active endpoints of the sockets of `heads`, the first
+/// [`NAMES_PER_SOCKET`] + 1 of each by name (the head is one of them: it is the first),
+/// with `socket_endpoints`, how many the socket has; `None` for no heads. Read with
+/// `rows::endpoint` and [`nest`].
+pub(crate) fn socket_names(heads: &[crate::records::EndpointRecord]) -> Option<Query> {
+    if heads.is_empty() {
+        return None;
+    }
+    let mut query = Query::default();
+    let sockets: Vec<String> = heads
+        .iter()
+        .map(|head| {
+            let address = query.arg(Bind::Text(head.address.clone()));
+            let port = query.arg(Bind::Int(i64::from(head.port)));
+            format!("(e.address = {address} AND e.port = {port})")
+        })
+        .collect();
+    let ranked = ENDPOINT_SELECT.replacen(
+        " FROM endpoints e",
+        ", ROW_NUMBER() OVER (PARTITION BY e.address, e.port ORDER BY e.sni) AS name_rank, \
+         COUNT(*) OVER (PARTITION BY e.address, e.port) AS socket_endpoints FROM endpoints e",
+        1,
+    );
+    let keep = query.arg(Bind::Int(i64::from(NAMES_PER_SOCKET) + 1));
+    query.sql = format!(
+        "SELECT * FROM ({ranked} WHERE e.retired_at IS NULL AND ({})) named \
+         WHERE name_rank <= {keep} ORDER BY address, port, sni",
+        sockets.join(" OR ")
+    );
+    Some(query)
 }
 
 /// One endpoint, retired or not, by `$1`; read with `rows::endpoint`.

@@ -44,7 +44,8 @@ use time::{Duration, OffsetDateTime};
 pub use browse::{
     normalize_fingerprint, serial_candidates, CertificateHistory, CertificateLookup,
     CertificateSearch, EndpointClaim, EndpointDetail, EndpointSearch, ExpiryBuckets, FleetOverview,
-    MtlsState, NamedCount, NotificationFilter, QueueDepth, Succession, FINDINGS,
+    MtlsState, NamedCount, NotificationFilter, QueueDepth, SocketRecord, Succession, FINDINGS,
+    NAMES_PER_SOCKET,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
@@ -257,6 +258,11 @@ pub trait Store: NotificationStore + Send + Sync + std::fmt::Debug {
     /// Active endpoints matching a search, a page at a time (see [`EndpointSearch`] for
     /// the order).
     async fn search_endpoints(&self, search: &EndpointSearch) -> Result<Vec<EndpointRecord>>;
+
+    /// Active sockets matching a search, a page at a time: the endpoint that stands for
+    /// each (the filters apply to it, as the counts of the overview count it) with the
+    /// other names it is probed under (see [`SocketRecord`]).
+    async fn search_sockets(&self, search: &EndpointSearch) -> Result<Vec<SocketRecord>>;
 
     /// One endpoint (retired or not) and what it served over time; `NotFound` when
     /// unknown.

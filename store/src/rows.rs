@@ -93,6 +93,15 @@ pub(crate) const ENDPOINT_SELECT: &str = "SELECT e.id, e.address, e.port, e.sni,
     LEFT JOIN observations o ON o.id = e.observation_id \
     LEFT JOIN certificates c ON c.sha256 = o.leaf_sha256";
 
+/// A name of a socket from [`crate::browse_sql::socket_names`], with how many active
+/// endpoints its socket has.
+pub(crate) fn socket_name(row: &impl ReadRow) -> Result<(EndpointRecord, u64)> {
+    let count = row.int("socket_endpoints")?;
+    let count = u64::try_from(count)
+        .map_err(|_| Error::other(format!("socket_endpoints {count} is negative")))?;
+    Ok((endpoint(row)?, count))
+}
+
 /// An endpoint from [`ENDPOINT_SELECT`].
 pub(crate) fn endpoint(row: &impl ReadRow) -> Result<EndpointRecord> {
     Ok(EndpointRecord {

@@ -104,6 +104,7 @@ fn table() -> Vec<Route> {
             get(api::certificates::show),
         ),
         route("GET", "/api/v1/endpoints", Read, get(api::endpoints::index)),
+        route("GET", "/api/v1/sockets", Read, get(api::endpoints::sockets)),
         route(
             "GET",
             "/api/v1/endpoints/{id}",

@@ -83,6 +83,18 @@ fn demo_dashboard_shows_the_demo_certificates_in_a_real_browser() {
     );
     assert!(endpoints.contains("incomplete_chain"), "{endpoints}");
     assert!(endpoints.contains("self_signed"), "{endpoints}");
+    // The list shows each of the seven sockets once, the names each is probed under
+    // nested beneath it.
+    let table = dump_dom(&chromium, &format!("{url}endpoints"), folder.path());
+    assert_eq!(
+        table.matches("<tr class=\"socket\"").count(),
+        7,
+        "one row per socket:\n{endpoints}"
+    );
+    assert!(
+        table.matches("<tr class=\"name\"").count() >= 7,
+        "the sockets' names nested under them:\n{endpoints}"
+    );
 
     let dashboard = visible(&dump_dom(&chromium, &url, folder.path()));
     assert!(dashboard.contains("Dashboard"), "{dashboard}");

@@ -67,6 +67,26 @@ pub(super) async fn search_endpoints(
         .collect()
 }
 
+pub(super) async fn search_sockets(
+    pool: &PgPool,
+    search: &EndpointSearch,
+) -> Result<Vec<SocketRecord>> {
+    let search = EndpointSearch {
+        per_socket: true,
+        ..search.clone()
+    };
+    let heads = search_endpoints(pool, &search).await?;
+    let Some(query) = browse_sql::socket_names(&heads) else {
+        return Ok(Vec::new());
+    };
+    let names = fetch(pool, &query)
+        .await?
+        .iter()
+        .map(rows::socket_name)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(nest(heads, names))
+}
+
 pub(super) async fn endpoint(pool: &PgPool, id: EndpointId) -> Result<EndpointDetail> {
     let row = sqlx::query(&browse_sql::endpoint_by_id())
         .bind(id.0)

@@ -226,6 +226,10 @@ impl Store for PostgresStore {
         browse::search_endpoints(&self.pool, search).await
     }
 
+    async fn search_sockets(&self, search: &EndpointSearch) -> Result<Vec<SocketRecord>> {
+        browse::search_sockets(&self.pool, search).await
+    }
+
     async fn endpoint(&self, id: EndpointId) -> Result<EndpointDetail> {
         browse::endpoint(&self.pool, id).await
     }

@@ -209,4 +209,40 @@ async fn a_socket_counts_once_however_many_names_it_is_probed_under(t: TestStore
         .map(|g| g.counts.required + g.counts.optional + g.counts.none)
         .sum();
     assert_eq!(total, 1, "{summary:?}");
+
+    // The socket list shows it once, its names nested in it, as the counts count it.
+    let every = certfleet_store::EndpointSearch {
+        limit: 10,
+        ..Default::default()
+    };
+    let sockets = t.store.search_sockets(&every).await.expect("sockets");
+    assert_eq!(sockets.len(), 1, "{sockets:?}");
+    let socket = &sockets[0];
+    assert_eq!(
+        socket.endpoint.sni, None,
+        "the socket probed without a name"
+    );
+    assert_eq!(socket.names.len(), active, "{socket:?}");
+    assert_eq!(socket.names_total, active as u64);
+    assert!(socket
+        .names
+        .iter()
+        .all(|n| n.sni.is_some() && n.port == 443));
+    let endpoints = t.store.search_endpoints(&every).await.expect("endpoints");
+    assert_eq!(
+        endpoints.len(),
+        1 + active,
+        "the flat list keeps every name"
+    );
+    for (mtls, expected) in [
+        (certfleet_store::MtlsState::Required, 1),
+        (certfleet_store::MtlsState::None, 0),
+    ] {
+        let search = certfleet_store::EndpointSearch {
+            mtls: Some(mtls),
+            ..every.clone()
+        };
+        let found = t.store.search_sockets(&search).await.expect("sockets");
+        assert_eq!(found.len(), expected, "{mtls:?}: {found:?}");
+    }
 }

@@ -1,11 +1,13 @@
-//! `GET /api/v1/endpoints?address=&port=&app=&env=&owner=&mtls=&finding=&limit=&cursor=`
-//! and `GET /api/v1/endpoints/{id}`.
+//! `GET /api/v1/endpoints?address=&port=&app=&env=&owner=&mtls=&finding=&limit=&cursor=`,
+//! `GET /api/v1/sockets?...` (the same filters) and `GET /api/v1/endpoints/{id}`.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::Json;
-use certfleet_store::{EndpointDetail, EndpointId, EndpointRecord, EndpointSearch, Store};
+use certfleet_store::{
+    EndpointDetail, EndpointId, EndpointRecord, EndpointSearch, SocketRecord, Store,
+};
 use serde::Deserialize;
 
 use super::params::{id_cursor, parse_finding, parse_limit, parse_mtls, present, Page};
@@ -56,6 +58,7 @@ impl EndpointQuery {
             finding: present(&self.finding).map(parse_finding).transpose()?,
             after: id_cursor(self.cursor.as_deref())?,
             limit: parse_limit(self.limit.as_deref())?,
+            per_socket: false,
         })
     }
 }
@@ -77,6 +80,26 @@ pub async fn index(
 ) -> Result<Json<Page<EndpointRecord>>, ApiError> {
     let search = query.search()?;
     Ok(Json(page(&state.store, &search).await?))
+}
+
+/// One page of a socket list: each socket once, its names nested in it.
+pub async fn socket_page(
+    store: &Arc<dyn Store>,
+    search: &EndpointSearch,
+) -> Result<Page<SocketRecord>, ApiError> {
+    let items = store.search_sockets(search).await?;
+    Ok(Page::new(items, search.limit, |socket| {
+        search.key_of(&socket.endpoint).to_string()
+    }))
+}
+
+/// `GET /api/v1/sockets`: what people count, each listening socket once.
+pub async fn sockets(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<EndpointQuery>,
+) -> Result<Json<Page<SocketRecord>>, ApiError> {
+    let search = query.search()?;
+    Ok(Json(socket_page(&state.store, &search).await?))
 }
 
 /// An endpoint id from a path.

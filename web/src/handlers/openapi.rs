@@ -190,6 +190,9 @@ pub fn document() -> Value {
             "/api/v1/endpoints": read(
                 "Active endpoints with their current certificate and mTLS policy",
                 endpoint_params(), "{items, next_cursor}"),
+            "/api/v1/sockets": read(
+                "Active listening sockets (address, port), each once as the counts count it, with the names it is probed under nested in it (`names`, at most 20; `names_total`); filters apply to the socket's own endpoint",
+                endpoint_params(), "{items, next_cursor}"),
             "/api/v1/endpoints/{id}": read(
                 "One endpoint and its observations over time",
                 vec![path("id", "endpoint id")], "the endpoint"),

@@ -7,7 +7,7 @@ use maud::html;
 use serde::Deserialize;
 
 use super::certificate::notification_table;
-use super::endpoints::endpoint_table;
+use super::endpoints::socket_table;
 use super::layout::{encode, next_page, page};
 use crate::extract::ApiQuery;
 use crate::handlers::params::{id_cursor, DEFAULT_LIMIT};
@@ -38,7 +38,7 @@ pub async fn show(
         limit: DEFAULT_LIMIT,
         ..EndpointSearch::default()
     };
-    let endpoints_page = endpoints::page(&state.store, &search).await?;
+    let endpoints_page = endpoints::socket_page(&state.store, &search).await?;
     let filter = NotificationFilter {
         owner: Some(owner.clone()),
         limit: 50,
@@ -49,7 +49,7 @@ pub async fn show(
     let body = html! {
         p { "Endpoints whose workload carries the owner tag " strong { (owner) } ", and the expiry notifications sent to this address." }
         h2 { "Endpoints" }
-        (endpoint_table(&endpoints_page.items))
+        (socket_table(&endpoints_page.items))
         (next_page(&path, &[], endpoints_page.next_cursor.as_deref()))
         h2 { "Notifications (latest 50)" }
         (notification_table(&notifications_page.items))

@@ -12,6 +12,7 @@ use crate::support::TestApp;
 crate::on_both_backends!(
     endpoints_filter_by_tags_address_port_mtls_and_finding,
     endpoint_pages_are_stable_and_complete,
+    socket_lists_filter_and_page_like_endpoint_lists,
     endpoint_detail_shows_what_it_served_over_time,
     mtls_summary_and_overview_count_the_fleet,
     notifications_list_failed_deliveries_and_by_owner,
@@ -96,6 +97,31 @@ async fn endpoint_pages_are_stable_and_complete(app: TestApp) {
         app.fleet.bulk.iter().map(|id| id.0).collect::<Vec<_>>()
     );
     assert_eq!(bulk["items"][0]["last_status"], Value::Null, "never probed");
+}
+
+/// The seeded fleet has one endpoint per socket: the socket list finds the same ones, in
+/// the same pages, each with no names under it.
+async fn socket_lists_filter_and_page_like_endpoint_lists(app: TestApp) {
+    for filter in ["app=billing", "mtls=none", "finding=untrusted", "app=bulk"] {
+        let endpoints = app.json(&format!("/api/v1/endpoints?{filter}")).await;
+        let sockets = app.json(&format!("/api/v1/sockets?{filter}")).await;
+        assert_eq!(ids(&sockets), ids(&endpoints), "{filter}: {sockets}");
+        for item in sockets["items"].as_array().expect("items") {
+            assert_eq!(item["names"], serde_json::json!([]), "{item}");
+            assert_eq!(item["names_total"], 0, "{item}");
+        }
+        let mut seen = Vec::new();
+        let mut path = format!("/api/v1/sockets?{filter}&limit=1");
+        loop {
+            let page = app.json(&path).await;
+            seen.extend(ids(&page));
+            match page["next_cursor"].as_str() {
+                Some(cursor) => path = format!("/api/v1/sockets?{filter}&limit=1&cursor={cursor}"),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ids(&endpoints), "{filter}: pages of one");
+    }
 }
 
 async fn endpoint_detail_shows_what_it_served_over_time(app: TestApp) {
@@ -203,6 +229,10 @@ async fn bad_endpoint_parameters_are_json_errors_naming_the_parameter(app: TestA
         ("/api/v1/endpoints?cursor=-4", "cursor"),
         ("/api/v1/endpoints?limit=1001", "limit"),
         ("/api/v1/endpoints?hostname=x", "hostname"),
+        ("/api/v1/sockets?port=0", "port"),
+        ("/api/v1/sockets?mtls=maybe", "mtls"),
+        ("/api/v1/sockets?limit=0", "limit"),
+        ("/api/v1/sockets?sni=x", "sni"),
         ("/api/v1/mtls/summary?by=team", "by"),
         ("/api/v1/notifications?failed=perhaps", "failed"),
         ("/api/v1/notifications?cursor=x", "cursor"),
