@@ -95,6 +95,16 @@ fn demo_dashboard_shows_the_demo_certificates_in_a_real_browser() {
         table.matches("<tr class=\"name\"").count() >= 7,
         "the sockets' names nested under them:\n{endpoints}"
     );
+    // A name's own page shows the socket it belongs to.
+    let name_row = &table[table.find("<tr class=\"name\"").expect("a name row")..];
+    let link = &name_row[name_row.find("href=\"/endpoints/").expect("a link") + 6..];
+    let path = &link[..link.find('"').expect("the link ends")];
+    let page_url = format!("{}{path}", url.trim_end_matches('/'));
+    let name_page = visible(&dump_dom(&chromium, &page_url, folder.path()));
+    assert!(
+        name_page.contains("The socket's names"),
+        "{path} shows its socket:\n{name_page}"
+    );
 
     let dashboard = visible(&dump_dom(&chromium, &url, folder.path()));
     assert!(dashboard.contains("Dashboard"), "{dashboard}");

@@ -4,6 +4,9 @@ use axum::extract::{Path, State};
 use axum::response::Html;
 use maud::html;
 
+use certfleet_store::EndpointSearch;
+
+use super::endpoints::socket_table;
 use super::layout::{day, days_left_cell, encode, mtls_label, or_dash, page};
 use crate::handlers::endpoints::parse_id;
 use crate::{ApiError, AppState};
@@ -14,6 +17,19 @@ pub async fn show(
 ) -> Result<Html<String>, ApiError> {
     let detail = state.store.endpoint(parse_id(&id)?).await?;
     let e = &detail.endpoint;
+    // The socket this endpoint is one name of, with its other names.
+    let socket = match e.address.parse() {
+        Ok(address) if e.retired_at.is_none() => {
+            let search = EndpointSearch {
+                address: Some(address),
+                port: Some(e.port),
+                limit: 1,
+                ..EndpointSearch::default()
+            };
+            state.store.search_sockets(&search).await?.pop()
+        }
+        _ => None,
+    };
     let title = format!("Endpoint {}:{}", e.address, e.port);
     let body = html! {
         table class="fields" {
@@ -25,6 +41,11 @@ pub async fn show(
             tr { th { "Reported" } td { (day(e.first_seen)) " to " (day(e.last_seen)) @if let Some(at) = e.retired_at { " (retired " (day(at)) ")" } } }
             tr { th { "Last probe" } td { (e.last_status.map(|s| s.as_str()).unwrap_or("not probed yet")) @if let Some(error) = &e.last_error { ": " (error) } } }
             tr { th { "Next probe" } td { (day(e.next_probe_at)) " (" (e.failures) " failure(s) in a row)" } }
+        }
+        @if let Some(socket) = socket.filter(|s| s.names_total > 0) {
+            h2 { "The socket's names" }
+            p { "The listening socket " (e.address) ":" (e.port) " is probed without a name and under each of these names; it counts once." }
+            (socket_table(std::slice::from_ref(&socket)))
         }
         @if !detail.conflicts.is_empty() {
             h2 { "Conflicting claims" }
