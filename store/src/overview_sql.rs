@@ -92,10 +92,11 @@ pub(crate) fn overview_groups(dialect: Dialect, now: OffsetDateTime) -> Query {
     }
     query.sql = format!(
         "SELECT {} FROM (SELECT e.*, {REPRESENTS} AS rep FROM endpoints e \
-             WHERE e.retired_at IS NULL) e \
+             WHERE e.retired_at IS NULL{}) e \
          LEFT JOIN observations o ON o.id = e.observation_id \
          GROUP BY e.app, e.env",
-        columns.join(", ")
+        columns.join(", "),
+        dialect.fence(),
     );
     query
 }
