@@ -2,84 +2,12 @@
 //! text is the same but for a few predicates ([`Dialect`]); each backend binds the
 //! values ([`Bind`]) in its own types and reads the rows with [`ReadRow`].
 
-use certfleet_model::Finding;
 use time::OffsetDateTime;
 
 use crate::browse::*;
+pub(crate) use crate::db::{Bind, Dialect, Query};
 use crate::error::{Error, Result};
 use crate::rows::{ReadRow, CERTIFICATE_COLUMNS, ENDPOINT_SELECT};
-
-/// Where the two SQL dialects differ for these queries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Dialect {
-    Postgres,
-    Sqlite,
-}
-
-/// A value to bind, in the order of the `$n` placeholders.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Bind {
-    Text(String),
-    Int(i64),
-    Time(OffsetDateTime),
-}
-
-/// SQL text and its arguments.
-#[derive(Debug, Default)]
-pub(crate) struct Query {
-    pub sql: String,
-    pub binds: Vec<Bind>,
-}
-
-impl Query {
-    /// Adds an argument; returns its placeholder.
-    pub(crate) fn arg(&mut self, bind: Bind) -> String {
-        self.binds.push(bind);
-        format!("${}", self.binds.len())
-    }
-}
-
-impl Dialect {
-    /// True when observation `o` has `finding`. The same text as the partial index of
-    /// migration 20260401000001, so the planner uses it (the name is a fixed literal).
-    pub fn finding(self, finding: Finding) -> String {
-        match self {
-            Dialect::Postgres => format!("o.findings ? '{}'", finding.as_str()),
-            Dialect::Sqlite => format!("instr(o.findings, '\"{}\"') > 0", finding.as_str()),
-        }
-    }
-
-    /// A clause that keeps a subquery from being merged into the query around it, so that
-    /// a column it computes (the per-socket subquery `rep`) is computed once per row, not
-    /// once per use: merged, PostgreSQL ran it for each of the 20 sums that read it, and
-    /// the first overview at 3,000,000 endpoints (three per socket) took 166 s.
-    pub fn fence(self) -> &'static str {
-        match self {
-            Dialect::Postgres => " OFFSET 0",
-            Dialect::Sqlite => " LIMIT -1",
-        }
-    }
-
-    /// True when observation `o` has this client-certificate policy.
-    pub fn mtls(self, state: MtlsState) -> &'static str {
-        match (self, state) {
-            (Dialect::Postgres, MtlsState::Required) => {
-                "o.mtls_requested AND o.mtls_required IS TRUE"
-            }
-            (Dialect::Postgres, MtlsState::Optional) => {
-                "o.mtls_requested AND o.mtls_required IS NOT TRUE"
-            }
-            (Dialect::Postgres, MtlsState::None) => "NOT o.mtls_requested",
-            (Dialect::Sqlite, MtlsState::Required) => {
-                "o.mtls_requested = 1 AND o.mtls_required = 1"
-            }
-            (Dialect::Sqlite, MtlsState::Optional) => {
-                "o.mtls_requested = 1 AND o.mtls_required IS NOT 1"
-            }
-            (Dialect::Sqlite, MtlsState::None) => "o.mtls_requested = 0",
-        }
-    }
-}
 
 /// Certificates of a lookup, newest expiry first; read with `rows::certificate`.
 pub(crate) fn certificate_search(search: &CertificateSearch) -> Result<Query> {
@@ -376,6 +304,7 @@ pub(crate) fn claim(row: &impl ReadRow) -> Result<EndpointClaim> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use certfleet_model::Finding;
 
     #[test]
     fn observation_first_lists_rewrite_the_endpoint_select() {

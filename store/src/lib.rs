@@ -16,6 +16,7 @@
 mod browse;
 mod browse_sql;
 mod clock;
+mod db;
 mod error;
 mod fence;
 #[doc(hidden)]
@@ -28,6 +29,7 @@ mod osquery;
 mod overview_sql;
 mod pg;
 mod plan;
+mod read_model;
 mod records;
 mod rows;
 mod schedule;

@@ -31,6 +31,8 @@ pub(crate) trait ReadRow {
     fn opt_time(&self, column: &str) -> Result<Option<OffsetDateTime>>;
     /// A nullable JSON column.
     fn opt_json<T: DeserializeOwned>(&self, column: &str) -> Result<Option<T>>;
+    /// A date column (a day, no time).
+    fn date(&self, column: &str) -> Result<time::Date>;
 
     /// A time column.
     fn time(&self, column: &str) -> Result<OffsetDateTime> {

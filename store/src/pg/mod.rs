@@ -2,9 +2,7 @@
 //! database. Batched writes bind whole columns as arrays and `UNNEST` them; leases use
 //! `FOR UPDATE SKIP LOCKED`.
 
-mod browse;
 mod ingest;
-mod lookup;
 mod notify;
 mod osquery;
 mod probes;
@@ -26,6 +24,7 @@ use crate::browse::*;
 use crate::error::{Error, Result};
 use crate::fence::Fence;
 use crate::notify_records::NotificationRecord;
+use crate::read_model;
 use crate::records::*;
 use crate::rows::ReadRow;
 use crate::{Store, StoreOptions};
@@ -95,7 +94,7 @@ impl Store for PostgresStore {
     }
 
     async fn tokens(&self) -> Result<Vec<TokenRecord>> {
-        summary::tokens(&self.pool).await
+        read_model::tokens(&self.pool).await
     }
 
     async fn revoke_tokens(&self, agent: &AgentName) -> Result<u64> {
@@ -159,7 +158,7 @@ impl Store for PostgresStore {
     }
 
     async fn certificate(&self, sha256: &str) -> Result<CertificateDetail> {
-        lookup::certificate(&self.pool, sha256).await
+        read_model::certificate(&self.pool, sha256).await
     }
 
     async fn certificates_by_hostname(
@@ -167,7 +166,7 @@ impl Store for PostgresStore {
         hostname: &str,
         limit: u32,
     ) -> Result<Vec<CertificateRecord>> {
-        lookup::certificates_by_hostname(&self.pool, hostname, limit).await
+        read_model::certificates_by_hostname(&self.pool, hostname, limit).await
     }
 
     async fn certificates_by_serial(
@@ -175,7 +174,7 @@ impl Store for PostgresStore {
         serial: &str,
         limit: u32,
     ) -> Result<Vec<CertificateRecord>> {
-        lookup::certificates_by_serial(&self.pool, serial, limit).await
+        read_model::certificates_by_serial(&self.pool, serial, limit).await
     }
 
     async fn expiring_within(
@@ -183,15 +182,15 @@ impl Store for PostgresStore {
         within: Duration,
         limit: u32,
     ) -> Result<Vec<ExpiringCertificate>> {
-        lookup::expiring_within(&self.pool, self.now() + within, limit).await
+        read_model::expiring_within(&self.pool, self.now() + within, limit).await
     }
 
     async fn endpoints(&self, filter: &EndpointFilter) -> Result<Vec<EndpointRecord>> {
-        lookup::endpoints(&self.pool, filter).await
+        read_model::endpoints(&self.pool, filter).await
     }
 
     async fn mtls_summary(&self, by: MtlsGrouping) -> Result<MtlsSummary> {
-        summary::mtls_summary(&self.pool, by).await
+        read_model::mtls_summary(&self.pool, by).await
     }
 
     async fn snapshot_mtls_adoption(&self) -> Result<u64> {
@@ -203,14 +202,14 @@ impl Store for PostgresStore {
     }
 
     async fn inventory(&self) -> Result<Inventory> {
-        summary::inventory(&self.pool).await
+        read_model::inventory(&self.pool).await
     }
 
     async fn search_certificates(
         &self,
         search: &CertificateSearch,
     ) -> Result<Vec<CertificateRecord>> {
-        browse::search_certificates(&self.pool, search).await
+        read_model::search_certificates(&self.pool, search).await
     }
 
     async fn expiring_leaves(
@@ -219,38 +218,42 @@ impl Store for PostgresStore {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<ExpiringCertificate>> {
-        browse::expiring_leaves(&self.pool, self.now() + within, after, limit).await
+        read_model::expiring_leaves(&self.pool, self.now() + within, after, limit).await
     }
 
     async fn search_endpoints(&self, search: &EndpointSearch) -> Result<Vec<EndpointRecord>> {
-        browse::search_endpoints(&self.pool, search).await
+        read_model::search_endpoints(&self.pool, search).await
     }
 
     async fn search_sockets(&self, search: &EndpointSearch) -> Result<Vec<SocketRecord>> {
-        browse::search_sockets(&self.pool, search).await
+        read_model::search_sockets(&self.pool, search).await
     }
 
     async fn endpoint(&self, id: EndpointId) -> Result<EndpointDetail> {
-        browse::endpoint(&self.pool, id).await
+        read_model::endpoint(&self.pool, id).await
     }
 
     async fn certificate_history(&self, sha256: &str) -> Result<CertificateHistory> {
-        browse::certificate_history(&self.pool, sha256).await
+        read_model::certificate_history(&self.pool, sha256).await
     }
 
     async fn notification_page(
         &self,
         filter: &NotificationFilter,
     ) -> Result<Vec<NotificationRecord>> {
-        browse::notification_page(&self.pool, filter).await
+        read_model::notification_page(&self.pool, filter).await
     }
 
     async fn fleet_overview(&self) -> Result<FleetOverview> {
-        browse::fleet_overview(&self.pool, self.now()).await
+        read_model::fleet_overview(&self.pool, self.now()).await
     }
 }
 
 impl ReadRow for PgRow {
+    fn date(&self, column: &str) -> Result<time::Date> {
+        Ok(self.try_get(column)?)
+    }
+
     fn text(&self, column: &str) -> Result<String> {
         Ok(self.try_get(column)?)
     }

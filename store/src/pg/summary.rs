@@ -1,6 +1,6 @@
 //! Agent tokens, mTLS adoption and inventory counts.
 
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use time::{Date, OffsetDateTime};
 
 use crate::error::{Error, Result};
@@ -36,28 +36,6 @@ pub(super) async fn authenticate(pool: &PgPool, presented: &str) -> Result<Optio
     .fetch_all(pool)
     .await?;
     rows::matching_agent(presented, &candidates)
-}
-
-pub(super) async fn tokens(pool: &PgPool) -> Result<Vec<TokenRecord>> {
-    let rows: Vec<(
-        String,
-        Option<String>,
-        OffsetDateTime,
-        Option<OffsetDateTime>,
-    )> = sqlx::query_as(
-        "SELECT agent, host_key, created_at, revoked_at FROM agent_tokens ORDER BY id",
-    )
-    .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(agent, host_key, created_at, revoked_at)| TokenRecord {
-            agent,
-            host_key,
-            created_at,
-            revoked_at,
-        })
-        .collect())
 }
 
 pub(super) async fn revoke_tokens(
@@ -101,34 +79,6 @@ pub(super) async fn insert_token(
     Ok((done.rows_affected() == 1).then_some(new.token))
 }
 
-pub(super) async fn mtls_summary(pool: &PgPool, by: MtlsGrouping) -> Result<MtlsSummary> {
-    let mut groups = sqlx::query(&rows::mtls_groups_query(by))
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(rows::mtls_group)
-        .collect::<Result<Vec<_>>>()?;
-    groups.sort_by(|a, b| a.key.cmp(&b.key));
-    let mut trend = Vec::new();
-    let days = sqlx::query(
-        "SELECT day, SUM(required)::int8 AS required, SUM(optional)::int8 AS optional, \
-             SUM(absent)::int8 AS absent \
-         FROM mtls_snapshots WHERE grouping = $1 \
-         GROUP BY day ORDER BY day DESC LIMIT 90",
-    )
-    .bind(by.as_str())
-    .fetch_all(pool)
-    .await?;
-    for row in days.iter().rev() {
-        let day: Date = row.try_get("day")?;
-        trend.push(MtlsDay {
-            day,
-            counts: rows::mtls_counts(row)?,
-        });
-    }
-    Ok(MtlsSummary { by, groups, trend })
-}
-
 pub(super) async fn snapshot_mtls_adoption(pool: &PgPool, day: Date) -> Result<u64> {
     let mut transaction = pool.begin().await?;
     sqlx::query("DELETE FROM mtls_snapshots WHERE day = $1")
@@ -146,9 +96,4 @@ pub(super) async fn snapshot_mtls_adoption(pool: &PgPool, day: Date) -> Result<u
     }
     transaction.commit().await?;
     Ok(written)
-}
-
-pub(super) async fn inventory(pool: &PgPool) -> Result<Inventory> {
-    let row = sqlx::query(rows::INVENTORY).fetch_one(pool).await?;
-    rows::inventory(&row)
 }

@@ -8,9 +8,7 @@
 //! Files run in WAL mode with `synchronous = FULL` unless the options choose `NORMAL`
 //! ([`SqliteSynchronous`](crate::SqliteSynchronous)): a commit is on disk when it returns.
 
-mod browse;
 mod ingest;
-mod lookup;
 mod notify;
 mod osquery;
 mod probes;
@@ -34,6 +32,7 @@ use crate::browse::*;
 use crate::error::{Error, Result};
 use crate::fence::Fence;
 use crate::notify_records::NotificationRecord;
+use crate::read_model;
 use crate::records::*;
 use crate::rows::ReadRow;
 use crate::{Store, StoreOptions};
@@ -103,12 +102,6 @@ fn seconds(time: OffsetDateTime) -> i64 {
     time.unix_timestamp()
 }
 
-/// A stored time back: out of range is bad data, reported, never zeroed.
-fn time_of(seconds: i64) -> Result<OffsetDateTime> {
-    OffsetDateTime::from_unix_timestamp(seconds)
-        .map_err(|_| Error::other(format!("time {seconds} out of range")))
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<()> {
@@ -140,7 +133,7 @@ impl Store for SqliteStore {
     }
 
     async fn tokens(&self) -> Result<Vec<TokenRecord>> {
-        summary::tokens(&self.pool).await
+        read_model::tokens(&self.pool).await
     }
 
     async fn revoke_tokens(&self, agent: &AgentName) -> Result<u64> {
@@ -204,7 +197,7 @@ impl Store for SqliteStore {
     }
 
     async fn certificate(&self, sha256: &str) -> Result<CertificateDetail> {
-        lookup::certificate(&self.pool, sha256).await
+        read_model::certificate(&self.pool, sha256).await
     }
 
     async fn certificates_by_hostname(
@@ -212,7 +205,7 @@ impl Store for SqliteStore {
         hostname: &str,
         limit: u32,
     ) -> Result<Vec<CertificateRecord>> {
-        lookup::certificates_by_hostname(&self.pool, hostname, limit).await
+        read_model::certificates_by_hostname(&self.pool, hostname, limit).await
     }
 
     async fn certificates_by_serial(
@@ -220,7 +213,7 @@ impl Store for SqliteStore {
         serial: &str,
         limit: u32,
     ) -> Result<Vec<CertificateRecord>> {
-        lookup::certificates_by_serial(&self.pool, serial, limit).await
+        read_model::certificates_by_serial(&self.pool, serial, limit).await
     }
 
     async fn expiring_within(
@@ -228,15 +221,15 @@ impl Store for SqliteStore {
         within: Duration,
         limit: u32,
     ) -> Result<Vec<ExpiringCertificate>> {
-        lookup::expiring_within(&self.pool, self.now() + within, limit).await
+        read_model::expiring_within(&self.pool, self.now() + within, limit).await
     }
 
     async fn endpoints(&self, filter: &EndpointFilter) -> Result<Vec<EndpointRecord>> {
-        lookup::endpoints(&self.pool, filter).await
+        read_model::endpoints(&self.pool, filter).await
     }
 
     async fn mtls_summary(&self, by: MtlsGrouping) -> Result<MtlsSummary> {
-        summary::mtls_summary(&self.pool, by).await
+        read_model::mtls_summary(&self.pool, by).await
     }
 
     async fn snapshot_mtls_adoption(&self) -> Result<u64> {
@@ -259,17 +252,14 @@ impl Store for SqliteStore {
     }
 
     async fn inventory(&self) -> Result<Inventory> {
-        let row = sqlx::query(crate::rows::INVENTORY)
-            .fetch_one(&self.pool)
-            .await?;
-        crate::rows::inventory(&row)
+        read_model::inventory(&self.pool).await
     }
 
     async fn search_certificates(
         &self,
         search: &CertificateSearch,
     ) -> Result<Vec<CertificateRecord>> {
-        browse::search_certificates(&self.pool, search).await
+        read_model::search_certificates(&self.pool, search).await
     }
 
     async fn expiring_leaves(
@@ -278,38 +268,48 @@ impl Store for SqliteStore {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<ExpiringCertificate>> {
-        browse::expiring_leaves(&self.pool, self.now() + within, after, limit).await
+        read_model::expiring_leaves(&self.pool, self.now() + within, after, limit).await
     }
 
     async fn search_endpoints(&self, search: &EndpointSearch) -> Result<Vec<EndpointRecord>> {
-        browse::search_endpoints(&self.pool, search).await
+        read_model::search_endpoints(&self.pool, search).await
     }
 
     async fn search_sockets(&self, search: &EndpointSearch) -> Result<Vec<SocketRecord>> {
-        browse::search_sockets(&self.pool, search).await
+        read_model::search_sockets(&self.pool, search).await
     }
 
     async fn endpoint(&self, id: EndpointId) -> Result<EndpointDetail> {
-        browse::endpoint(&self.pool, id).await
+        read_model::endpoint(&self.pool, id).await
     }
 
     async fn certificate_history(&self, sha256: &str) -> Result<CertificateHistory> {
-        browse::certificate_history(&self.pool, sha256).await
+        read_model::certificate_history(&self.pool, sha256).await
     }
 
     async fn notification_page(
         &self,
         filter: &NotificationFilter,
     ) -> Result<Vec<NotificationRecord>> {
-        browse::notification_page(&self.pool, filter).await
+        read_model::notification_page(&self.pool, filter).await
     }
 
     async fn fleet_overview(&self) -> Result<FleetOverview> {
-        browse::fleet_overview(&self.pool, self.now()).await
+        read_model::fleet_overview(&self.pool, self.now()).await
     }
 }
 
 impl ReadRow for SqliteRow {
+    /// Days are stored as `YYYY-MM-DD` text.
+    fn date(&self, column: &str) -> Result<time::Date> {
+        let text = self.text(column)?;
+        time::Date::parse(
+            &text,
+            time::macros::format_description!("[year]-[month]-[day]"),
+        )
+        .map_err(|_| Error::other(format!("column {column}: {text:?} is not a date")))
+    }
+
     fn text(&self, column: &str) -> Result<String> {
         Ok(self.try_get(column)?)
     }

@@ -1,13 +1,12 @@
 //! Agent tokens and mTLS adoption.
 
 use sqlx::SqlitePool;
-use time::macros::format_description;
 use time::{Date, OffsetDateTime};
 
 use super::{seconds, write};
 use crate::error::{Error, Result};
 use crate::records::*;
-use crate::rows::{self, ReadRow};
+use crate::rows;
 use crate::token;
 
 pub(super) async fn create_token(
@@ -38,24 +37,6 @@ pub(super) async fn authenticate(pool: &SqlitePool, presented: &str) -> Result<O
     .fetch_all(pool)
     .await?;
     rows::matching_agent(presented, &candidates)
-}
-
-pub(super) async fn tokens(pool: &SqlitePool) -> Result<Vec<TokenRecord>> {
-    let rows: Vec<(String, Option<String>, i64, Option<i64>)> = sqlx::query_as(
-        "SELECT agent, host_key, created_at, revoked_at FROM agent_tokens ORDER BY id",
-    )
-    .fetch_all(pool)
-    .await?;
-    rows.into_iter()
-        .map(|(agent, host_key, created_at, revoked_at)| {
-            Ok(TokenRecord {
-                agent,
-                host_key,
-                created_at: super::time_of(created_at)?,
-                revoked_at: revoked_at.map(super::time_of).transpose()?,
-            })
-        })
-        .collect()
 }
 
 pub(super) async fn revoke_tokens(
@@ -101,36 +82,6 @@ pub(super) async fn insert_token(
         .await?;
     transaction.commit().await?;
     Ok((done.rows_affected() == 1).then_some(new.token))
-}
-
-pub(super) async fn mtls_summary(pool: &SqlitePool, by: MtlsGrouping) -> Result<MtlsSummary> {
-    let mut groups = sqlx::query(&rows::mtls_groups_query(by))
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(rows::mtls_group)
-        .collect::<Result<Vec<_>>>()?;
-    groups.sort_by(|a, b| a.key.cmp(&b.key));
-    let days = sqlx::query(
-        "SELECT day, SUM(required) AS required, SUM(optional) AS optional, \
-             SUM(absent) AS absent \
-         FROM mtls_snapshots WHERE grouping = $1 \
-         GROUP BY day ORDER BY day DESC LIMIT 90",
-    )
-    .bind(by.as_str())
-    .fetch_all(pool)
-    .await?;
-    let mut trend = Vec::new();
-    for row in days.iter().rev() {
-        let text = row.text("day")?;
-        let day = Date::parse(&text, format_description!("[year]-[month]-[day]"))
-            .map_err(|_| Error::other(format!("stored day {text:?} is not a date")))?;
-        trend.push(MtlsDay {
-            day,
-            counts: rows::mtls_counts(row)?,
-        });
-    }
-    Ok(MtlsSummary { by, groups, trend })
 }
 
 pub(super) async fn snapshot_mtls_adoption(pool: &SqlitePool, day: Date) -> Result<u64> {
