@@ -11,6 +11,7 @@ mod handlers;
 mod metrics;
 mod osquery;
 mod overview;
+mod roles;
 mod state;
 mod views;
 
@@ -25,9 +26,11 @@ use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use tokio::sync::Semaphore;
 use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 pub use handlers::openapi::document as openapi_document;
+pub use roles::RoleHealth;
 pub use state::{AppState, IngestLimits, WebOptions};
 
 use state::Web;
@@ -202,6 +205,8 @@ pub fn router_with(state: AppState, options: WebOptions) -> Router {
     ));
     open.merge(reads)
         .layer(middleware::from_fn_with_state(web.clone(), metrics::track))
+        // A span per request (method, path), so that what a request logs says which it was.
+        .layer(TraceLayer::new_for_http())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(60),

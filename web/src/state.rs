@@ -21,6 +21,8 @@ pub struct AppState {
     pub osquery_enroll_secret: Option<String>,
     /// `server.agent_enroll_secret`; `None` or empty: agent enrollment answers 404.
     pub agent_enroll_secret: Option<String>,
+    /// The process's roles, for `/readyz` (empty when nothing supervises them).
+    pub roles: crate::RoleHealth,
 }
 
 /// Limits of the ingest routes (`POST /api/v1/reports`, the osquery enroll and logger).

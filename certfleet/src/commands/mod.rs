@@ -14,6 +14,7 @@ mod ptr_names;
 mod scheduler;
 mod serve;
 mod static_targets;
+mod supervise;
 mod targets;
 
 use std::process::ExitCode;

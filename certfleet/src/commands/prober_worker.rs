@@ -19,9 +19,10 @@ use certfleet_model::{Finding, ProbeResult, ProbeStatus};
 use certfleet_prober::{Host, Prober, StartTlsMode, Target};
 use certfleet_store::{Lease, LeasedEndpoint, NameSource, Store};
 use time::OffsetDateTime;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::probe_lines::{Pace, ProbeLines};
 use super::ptr_names::PtrNames;
@@ -58,14 +59,14 @@ const RECORD_LINGER: Duration = Duration::from_millis(100);
 /// lease, well inside the default lease (four probe timeouts, at least five minutes).
 const ROUNDS_WAITING: usize = 2;
 
-/// Runs until `shutdown` turns true; in-flight probes are finished and recorded, waiting
+/// Runs until `shutdown` is cancelled; in-flight probes are finished and recorded, waiting
 /// ones are handed back.
 pub async fn run(
     store: Arc<dyn Store>,
     prober: Arc<Prober>,
     ptr_names: Option<Arc<PtrNames>>,
     options: WorkerOptions,
-    shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) {
     let concurrency = options.concurrency.max(1);
     // Endpoints waiting in memory: two batches, and at least two per slot, so that
@@ -98,20 +99,30 @@ pub async fn run(
                 break;
             };
             let (prober, pace, ptr_names) = (prober.clone(), pace.clone(), ptr_names.clone());
-            running.spawn(async move {
-                pace.wait().await;
-                let started = Instant::now();
-                let result = probe_one(&prober, &endpoint).await;
-                // The PTR name is a name to present of the endpoint probed without one,
-                // once it is known to serve TLS.
-                let names = match &ptr_names {
-                    Some(ptr) if endpoint.sni.is_none() && result.status == ProbeStatus::Ok => {
-                        ptr.of(endpoint.address).await
-                    }
-                    _ => Vec::new(),
-                };
-                (endpoint.address, started, (endpoint.lease(), result, names))
-            });
+            let span = tracing::info_span!(
+                "probe",
+                endpoint = endpoint.id.0,
+                address = %endpoint.address,
+                port = endpoint.port,
+                sni = endpoint.sni.as_deref().unwrap_or(""),
+            );
+            running.spawn(tracing::Instrument::instrument(
+                async move {
+                    pace.wait().await;
+                    let started = Instant::now();
+                    let result = probe_one(&prober, &endpoint).await;
+                    // The PTR name is a name to present of the endpoint probed without one,
+                    // once it is known to serve TLS.
+                    let names = match &ptr_names {
+                        Some(ptr) if endpoint.sni.is_none() && result.status == ProbeStatus::Ok => {
+                            ptr.of(endpoint.address).await
+                        }
+                        _ => Vec::new(),
+                    };
+                    (endpoint.address, started, (endpoint.lease(), result, names))
+                },
+                span,
+            ));
         }
         waiting.store(lines.waiting(), Ordering::Relaxed);
         if !leasing && running.is_empty() {
@@ -215,24 +226,23 @@ async fn lease_loop(
     room: usize,
     waiting: Arc<AtomicUsize>,
     queue: mpsc::Sender<Vec<LeasedEndpoint>>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) {
     let lease_for =
         time::Duration::try_from(options.lease_for).unwrap_or(time::Duration::minutes(10));
     let mut pause = options.idle_poll;
-    while !*shutdown.borrow() {
+    while !shutdown.is_cancelled() {
         // Lease only when the endpoints waiting in memory leave room for a whole batch,
         // so leases are not spent waiting there.
         if waiting.load(Ordering::Relaxed) + options.batch as usize > room {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(20)) => continue,
-                _ = shutdown.changed() => break,
+                _ = shutdown.cancelled() => break,
             }
         }
-        match store
-            .lease_due_endpoints(&options.worker_id, options.batch, lease_for)
-            .await
-        {
+        let lease = store.lease_due_endpoints(&options.worker_id, options.batch, lease_for);
+        let span = tracing::info_span!("lease", worker = %options.worker_id, batch = options.batch);
+        match tracing::Instrument::instrument(lease, span).await {
             Ok(endpoints) if !endpoints.is_empty() => {
                 pause = options.idle_poll;
                 if queue.send(endpoints).await.is_err() {
@@ -248,7 +258,7 @@ async fn lease_loop(
         }
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
-            _ = shutdown.changed() => break,
+            _ = shutdown.cancelled() => break,
         }
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use certfleet_notifier::Notifier;
 use certfleet_store::Store;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// Every `every`: write today's mTLS adoption snapshot, retire endpoints that no report
 /// mentioned for `retire_after`, and run the notifier (if any). When a delivery failed,
@@ -16,7 +16,7 @@ pub async fn run(
     every: Duration,
     retire_after: time::Duration,
     notifier: Option<Notifier>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) {
     let mut housekeeping_due = tokio::time::Instant::now();
     loop {
@@ -51,7 +51,7 @@ pub async fn run(
         }
         tokio::select! {
             _ = tokio::time::sleep(wait.max(Duration::from_secs(5))) => {}
-            _ = shutdown.changed() => return,
+            _ = shutdown.cancelled() => return,
         }
     }
 }

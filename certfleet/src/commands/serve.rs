@@ -6,14 +6,19 @@ use std::time::Duration;
 
 use anyhow::Context;
 use certfleet_prober::{NetworkPolicy, Prober, ProberConfig, Resolver, TrustStore};
+use certfleet_web::RoleHealth;
 use certfleet_web::{AppState, IngestLimits};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::admin::open_store;
 use super::ptr_names::PtrNames;
+use super::supervise::{Ended, Roles};
 use super::{notify, prober_worker, scheduler, static_targets};
 use crate::cli::{Role, ServeArgs};
 use crate::config::{Config, ServerConfig};
+
+/// How long in-flight work may take to finish once the roles are asked to stop.
+const DRAIN: Duration = Duration::from_secs(30);
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(args.config.config.as_deref())?;
@@ -21,31 +26,28 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(address) = service.address {
         println!("certfleet: listening on http://{address}");
     }
-    wait_for_signal().await;
-    service.stop().await;
-    Ok(ExitCode::SUCCESS)
+    match service.roles.run_until(wait_for_signal(), DRAIN).await {
+        Ended::Stopped => Ok(ExitCode::SUCCESS),
+        // Exit non-zero so that the service manager starts the whole process again.
+        Ended::Failed { role, .. } => {
+            eprintln!("certfleet: the {role} role stopped; exiting");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
-/// A running service: its tasks, and the HTTP address when the api role runs.
+/// A running service: its supervised roles, and the HTTP address when the api role runs.
 pub struct Service {
     pub address: Option<std::net::SocketAddr>,
     pub store: Arc<dyn certfleet_store::Store>,
-    stop: watch::Sender<bool>,
-    tasks: tokio::task::JoinSet<()>,
+    roles: Roles,
 }
 
 impl Service {
-    /// Asks every task to stop and waits (at most 30 s) for in-flight work to finish.
-    pub async fn stop(mut self) {
+    /// Asks every role to stop and waits (at most 30 s) for in-flight work to finish.
+    pub async fn stop(self) {
         tracing::info!("shutting down");
-        let _ = self.stop.send(true);
-        let drain = async { while self.tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(Duration::from_secs(30), drain)
-            .await
-            .is_err()
-        {
-            tracing::warn!("tasks did not stop within 30 s");
-        }
+        self.roles.stop(DRAIN).await;
     }
 }
 
@@ -56,8 +58,9 @@ pub async fn start(
     listen: Option<String>,
 ) -> anyhow::Result<Service> {
     let store = open_store(config).await?;
-    let (stop, shutdown) = watch::channel(false);
-    let mut tasks = tokio::task::JoinSet::new();
+    let health = RoleHealth::default();
+    let mut tasks = Roles::new(health.clone(), CancellationToken::new());
+    let shutdown = tasks.shutdown();
 
     let mut address = None;
     // Bound first, so that the links in mails can name where the service really answers.
@@ -88,22 +91,22 @@ pub async fn start(
             .probe
             .ptr_names
             .then(|| Arc::new(PtrNames::new(resolver(config))));
-        tasks.spawn(prober_worker::run(
-            store.clone(),
-            prober,
-            ptr_names,
-            options,
-            shutdown.clone(),
-        ));
+        tasks.spawn(
+            "prober",
+            prober_worker::run(store.clone(), prober, ptr_names, options, shutdown.clone()),
+        );
     }
     if roles.contains(&Role::Scheduler) && !config.probe.targets.is_empty() {
-        tasks.spawn(static_targets::run(
-            store.clone(),
-            config.probe.targets.clone(),
-            resolver(config),
-            config.probe.targets_refresh,
-            shutdown.clone(),
-        ));
+        tasks.spawn(
+            "static-targets",
+            static_targets::run(
+                store.clone(),
+                config.probe.targets.clone(),
+                resolver(config),
+                config.probe.targets_refresh,
+                shutdown.clone(),
+            ),
+        );
     }
     if roles.contains(&Role::Scheduler) {
         let retire_after = time::Duration::days(i64::from(config.retention.endpoint_days.max(1)));
@@ -115,13 +118,16 @@ pub async fn start(
             }
             _ => notify::build(config, store.clone())?,
         };
-        tasks.spawn(scheduler::run(
-            store.clone(),
-            every,
-            retire_after,
-            Some(notifier),
-            shutdown.clone(),
-        ));
+        tasks.spawn(
+            "scheduler",
+            scheduler::run(
+                store.clone(),
+                every,
+                retire_after,
+                Some(notifier),
+                shutdown.clone(),
+            ),
+        );
     }
     if let Some(listener) = listener {
         let bound = listener.local_addr()?;
@@ -138,6 +144,7 @@ pub async fn start(
                 .filter(|secret| !secret.is_empty()),
             agent_enroll_secret: Some(config.server.agent_enroll_secret.clone())
                 .filter(|secret| !secret.is_empty()),
+            roles: health.clone(),
         };
         let window = config.server.metrics_expiry_window;
         let options = certfleet_web::WebOptions {
@@ -146,12 +153,10 @@ pub async fn start(
             ..certfleet_web::WebOptions::default()
         };
         let app = certfleet_web::router_with(state, options);
-        let mut api_shutdown = shutdown.clone();
-        tasks.spawn(async move {
+        let api_shutdown = shutdown.clone();
+        tasks.spawn("api", async move {
             let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = api_shutdown.changed().await;
-                })
+                .with_graceful_shutdown(async move { api_shutdown.cancelled().await })
                 .await;
             if let Err(error) = served {
                 tracing::error!(%error, "HTTP server failed");
@@ -167,8 +172,7 @@ pub async fn start(
     Ok(Service {
         address,
         store,
-        stop,
-        tasks,
+        roles: tasks,
     })
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use certfleet_prober::Resolver;
 use certfleet_store::{StaticEndpoint, Store, NAMES_PER_ENDPOINT};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{StaticTarget, TargetHost};
 
@@ -29,7 +29,7 @@ pub async fn run(
     targets: Vec<StaticTarget>,
     resolver: Resolver,
     every: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) {
     loop {
         let endpoints = expand(&targets, &resolver).await;
@@ -44,7 +44,7 @@ pub async fn run(
         }
         tokio::select! {
             _ = tokio::time::sleep(every.max(Duration::from_secs(10))) => {}
-            _ = shutdown.changed() => return,
+            _ = shutdown.cancelled() => return,
         }
     }
 }

@@ -48,6 +48,14 @@ async fn reads_need_the_read_token_and_agent_tokens_cannot_read(app: TestApp) {
     for open in ["/healthz", "/readyz", "/api/v1/openapi.json"] {
         assert_eq!(app.get_with(open, &[]).await.status, 200, "{open} is open");
     }
+    // `/readyz` names each role; one that failed makes the process not ready.
+    let ready = app.get_with("/readyz", &[]).await;
+    assert_eq!(ready.text(), "ready\napi: running\n");
+    app.roles.running("prober");
+    app.roles.stopped("prober", "failed");
+    let failed = app.get_with("/readyz", &[]).await;
+    assert_eq!(failed.status, 503, "{}", failed.text());
+    assert_eq!(failed.text(), "not ready\napi: running\nprober: failed\n");
 }
 
 async fn ingest_needs_an_agent_token_and_validates_the_report(app: TestApp) {

@@ -304,4 +304,9 @@ fn ingest_refuses_what_the_contract_refuses(service: &Service, token: &str, body
 
     let ready = Request::get("/readyz").send(address).expect("GET /readyz");
     assert_eq!(ready.status, 200, "{}", ready.describe());
+    // Each supervised role of the process, by name.
+    let roles = String::from_utf8_lossy(&ready.body);
+    for role in ["api: running", "prober: running", "scheduler: running"] {
+        assert!(roles.contains(role), "{role} in /readyz: {roles}");
+    }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use certfleet_store::{AgentName, PostgresStore, SqliteStore, Store, StoreOptions};
 use certfleet_testkit::postgres::ScratchDatabase;
-use certfleet_web::{AppState, IngestLimits, WebOptions};
+use certfleet_web::{AppState, IngestLimits, RoleHealth, WebOptions};
 use serde_json::Value;
 
 use super::fleet::Fleet;
@@ -26,6 +26,8 @@ pub struct TestApp {
     pub agent_token: String,
     /// Whether reads need [`READ_TOKEN`].
     pub read_token: Option<&'static str>,
+    /// The roles `/readyz` reports (the API role runs).
+    pub roles: RoleHealth,
 }
 
 impl TestApp {
@@ -74,12 +76,15 @@ async fn serve(store: Arc<dyn Store>, setup: Setup) -> TestApp {
     let agent_token = store.create_agent_token(&agent).await.expect("agent token");
     let fleet = Fleet::seed(&store).await;
     let read_token = setup.read_token.then_some(READ_TOKEN);
+    let roles = RoleHealth::default();
+    roles.running("api");
     let state = AppState {
         store: store.clone(),
         ingest: IngestLimits::default(),
         read_token: read_token.map(str::to_owned),
         osquery_enroll_secret: Some("osquery-secret-for-tests".into()),
         agent_enroll_secret: Some("agent-enroll-secret-for-tests".into()),
+        roles: roles.clone(),
     };
     // Every request computes the overview, so what a test seeded is what it sees.
     let options = WebOptions {
@@ -99,6 +104,7 @@ async fn serve(store: Arc<dyn Store>, setup: Setup) -> TestApp {
         fleet,
         agent_token,
         read_token,
+        roles,
     }
 }
 
