@@ -11,7 +11,7 @@ use flate2::Compression;
 use serde::Deserialize;
 
 use crate::error::Error;
-use crate::http::Client;
+use crate::http::{Bearer, Client};
 
 const ENROLL_PATH: &str = "/api/v1/agents/enroll";
 
@@ -23,7 +23,7 @@ struct Enrolled {
 /// The credential in `credential_file`, or a new one from the server, written there.
 pub async fn credential(
     client: &Client,
-    secret: &str,
+    secret: &Bearer,
     credential_file: &Path,
     machine_id: &str,
     hostname: &str,
