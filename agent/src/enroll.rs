@@ -64,7 +64,7 @@ fn read_credential(path: &Path) -> Result<Option<String>, Error> {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(Error::ReadFile {
             path: path.to_owned(),
-            source,
+            error: source,
         }),
     }
 }
@@ -75,7 +75,7 @@ fn write_credential(path: &Path, token: &str) -> Result<(), Error> {
     use std::os::unix::fs::OpenOptionsExt;
     let failed = |source| Error::Spool {
         path: path.to_owned(),
-        source,
+        error: source,
     };
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(failed)?;

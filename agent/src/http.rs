@@ -235,7 +235,7 @@ fn tls_config(ca_file: Option<&Path>) -> Result<ClientConfig, Error> {
     if let Some(path) = ca_file {
         let pem = std::fs::read(path).map_err(|source| Error::ReadFile {
             path: path.to_owned(),
-            source,
+            error: source,
         })?;
         let bad = |message: String| Error::config("agent.ca_file", message);
         let mut added = 0;

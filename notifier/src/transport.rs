@@ -12,7 +12,9 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::settings::{redact, Delivery, Settings};
 
-/// Why a message was not delivered; kept in the outbox as the notification's last error.
+/// Why a message was not delivered; kept in the outbox as the notification's last error,
+/// which is its message alone: so each message says its cause, and no variant also hands
+/// it on as `source()`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DeliveryError {
@@ -21,14 +23,14 @@ pub enum DeliveryError {
     Message(String),
     /// The SMTP server refused or could not be reached.
     #[error("SMTP: {0}")]
-    Smtp(#[from] lettre::transport::smtp::Error),
+    Smtp(lettre::transport::smtp::Error),
     /// The `.eml` file could not be written.
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}: {error}")]
     File {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -87,7 +89,7 @@ impl Mailer {
     pub async fn send(&self, message: Message) -> Result<(), DeliveryError> {
         match self {
             Mailer::Smtp(transport) => {
-                transport.send(message).await?;
+                transport.send(message).await.map_err(DeliveryError::Smtp)?;
                 Ok(())
             }
             Mailer::Files(dir) => write_eml(dir, &message.formatted()).await,
@@ -147,7 +149,10 @@ async fn write_eml(dir: &Path, bytes: &[u8]) -> Result<(), DeliveryError> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let failed = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| DeliveryError::File { path, source }
+        move |source| DeliveryError::File {
+            path,
+            error: source,
+        }
     };
     tokio::fs::create_dir_all(dir).await.map_err(failed(dir))?;
     let stamp = std::time::SystemTime::now()
