@@ -10,7 +10,8 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::settings::{redact, Delivery, Settings};
+use crate::settings::{Delivery, Settings};
+use certfleet_model::redact_url;
 
 /// Why a message was not delivered; kept in the outbox as the notification's last error,
 /// which is its message alone: so each message says its cause, and no variant also hands
@@ -70,7 +71,7 @@ impl Mailer {
         match &settings.delivery {
             Delivery::Smtp(url) => {
                 let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url).map_err(|e| {
-                    Error::setting("notify.smtp_url", format!("{}: {e}", redact(url)))
+                    Error::setting("notify.smtp_url", format!("{}: {e}", redact_url(url)))
                 })?;
                 let pool = PoolConfig::new()
                     .max_size(u32::try_from(settings.concurrency.max(1)).unwrap_or(8))
