@@ -110,7 +110,7 @@ pub fn collect(options: &CollectOptions) -> Result<Collection, Error> {
     let proc = ProcFs::new(&options.proc_root);
     let pids = proc.pids().map_err(|source| Error::Proc {
         path: options.proc_root.clone(),
-        source,
+        error: source,
     })?;
     let mut visibility = Visibility {
         uid: proc.own_status().as_deref().and_then(text::effective_uid),

@@ -148,7 +148,7 @@ impl AgentConfig {
         let text = match path {
             Some(path) => std::fs::read_to_string(path).map_err(|source| Error::ReadFile {
                 path: path.to_owned(),
-                source,
+                error: source,
             })?,
             None => String::new(),
         };
@@ -251,7 +251,7 @@ fn value_or_file(value: &str, file: Option<&Path>) -> Result<String, Error> {
     };
     let text = std::fs::read_to_string(path).map_err(|source| Error::ReadFile {
         path: path.to_owned(),
-        source,
+        error: source,
     })?;
     Ok(text.lines().next().unwrap_or_default().trim().to_owned())
 }

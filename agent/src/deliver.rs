@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::http::Client;
+use crate::http::{Bearer, Client};
 use crate::spool::Spool;
 use crate::Error;
 
@@ -58,14 +58,14 @@ impl Outcome {
 /// Posts reports to the server, through the spool when it is down.
 pub struct Sender {
     client: Client,
-    token: String,
+    token: Bearer,
     retry: RetryPolicy,
     spool: Option<Spool>,
 }
 
 impl Sender {
     /// A sender; without a spool, undeliverable reports are lost (and said so).
-    pub fn new(client: Client, token: String, retry: RetryPolicy, spool: Option<Spool>) -> Self {
+    pub fn new(client: Client, token: Bearer, retry: RetryPolicy, spool: Option<Spool>) -> Self {
         Sender {
             client,
             token,

@@ -11,7 +11,7 @@ use flate2::Compression;
 use serde::Deserialize;
 
 use crate::error::Error;
-use crate::http::Client;
+use crate::http::{Bearer, Client};
 
 const ENROLL_PATH: &str = "/api/v1/agents/enroll";
 
@@ -23,7 +23,7 @@ struct Enrolled {
 /// The credential in `credential_file`, or a new one from the server, written there.
 pub async fn credential(
     client: &Client,
-    secret: &str,
+    secret: &Bearer,
     credential_file: &Path,
     machine_id: &str,
     hostname: &str,
@@ -64,7 +64,7 @@ fn read_credential(path: &Path) -> Result<Option<String>, Error> {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(Error::ReadFile {
             path: path.to_owned(),
-            source,
+            error: source,
         }),
     }
 }
@@ -75,7 +75,7 @@ fn write_credential(path: &Path, token: &str) -> Result<(), Error> {
     use std::os::unix::fs::OpenOptionsExt;
     let failed = |source| Error::Spool {
         path: path.to_owned(),
-        source,
+        error: source,
     };
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(failed)?;

@@ -1,4 +1,7 @@
 //! The agent's errors, with the predicates delivery decides by.
+//!
+//! Each message says its cause itself (logs show only the message), so no variant also
+//! hands the cause on as `source()`: a printed chain says every part once.
 
 use std::path::PathBuf;
 
@@ -7,12 +10,12 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// The /proc root could not be listed: nothing can be collected.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Proc {
         /// The /proc root.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The configuration is invalid; `key` names the setting.
     #[error("invalid agent configuration: {key}: {message}")]
@@ -23,27 +26,27 @@ pub enum Error {
         message: String,
     },
     /// A file the configuration names could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     ReadFile {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The report failed the contract's own validation (a bug: the agent sanitises what it
     /// collects).
     #[error("the collected report is invalid: {0}")]
-    InvalidReport(#[from] certfleet_model::ReportError),
+    InvalidReport(certfleet_model::ReportError),
     /// Encoding the report (JSON, gzip) failed.
     #[error("cannot encode the report: {0}")]
     Encode(String),
     /// The spool directory could not be used.
-    #[error("spool {path}: {source}")]
+    #[error("spool {path}: {error}")]
     Spool {
         /// The file or directory.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The server could not be reached, or the exchange broke off.
     #[error("cannot reach {server}: {reason}")]
@@ -64,6 +67,13 @@ pub enum Error {
     /// Writing the report to standard output failed.
     #[error("cannot print the report: {0}")]
     Print(std::io::Error),
+}
+
+/// Not thiserror's `#[from]`, which would make the report error a `source()` too.
+impl From<certfleet_model::ReportError> for Error {
+    fn from(error: certfleet_model::ReportError) -> Self {
+        Error::InvalidReport(error)
+    }
 }
 
 impl Error {
@@ -124,5 +134,23 @@ mod tests {
             reason: "refused".into(),
         };
         assert!(down.is_transient());
+    }
+
+    #[test]
+    fn a_printed_chain_says_the_cause_once() {
+        let error = Error::ReadFile {
+            path: "/etc/certfleet/token".into(),
+            error: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        assert!(std::error::Error::source(&error).is_none());
+        assert_eq!(
+            error.to_string(),
+            "cannot read /etc/certfleet/token: entity not found"
+        );
+        let invalid = Error::from(certfleet_model::ReportError {
+            field: "host.hostname".into(),
+            message: "empty".into(),
+        });
+        assert!(std::error::Error::source(&invalid).is_none());
     }
 }

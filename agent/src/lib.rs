@@ -28,7 +28,7 @@ pub use config::{parse_tags, AgentConfig, ENV_PREFIX};
 pub use containers::{workload_tags, Lookup, RuntimeState, MAX_STATE_FILE};
 pub use deliver::{Outcome, RetryPolicy, Sender, REPORTS_PATH};
 pub use error::Error;
-pub use http::{Client, Response, ServerUrl};
+pub use http::{Bearer, Client, Response, ServerUrl};
 pub use report::{Collected, Identity, VERSION};
 pub use run::{collect_once, run, Mode};
 pub use sockets::{place, Collection};

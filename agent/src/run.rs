@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::collect::{collect, CollectOptions, Visibility};
 use crate::deliver::{random_fraction, RetryPolicy, Sender};
-use crate::http::Client;
+use crate::http::{Bearer, Client};
 use crate::proc::{text, ProcFs};
 use crate::report::Collected;
 use crate::spool::Spool;
@@ -72,6 +72,7 @@ async fn sender(config: &AgentConfig) -> Result<Sender, Error> {
             return Err(Error::config("agent.token", message));
         }
         let identity = Collected::identity(config);
+        let secret = Bearer::new("agent.enroll_secret", &secret)?;
         token = crate::enroll::credential(
             &client,
             &secret,
@@ -81,10 +82,7 @@ async fn sender(config: &AgentConfig) -> Result<Sender, Error> {
         )
         .await?;
     }
-    if !token.bytes().all(|b| b.is_ascii_graphic()) {
-        let message = "must be printable ASCII without spaces";
-        return Err(Error::config("agent.token", message));
-    }
+    let token = Bearer::new("agent.token", &token)?;
     let spool = if config.spool_dir.as_os_str().is_empty() {
         None
     } else {

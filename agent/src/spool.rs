@@ -46,7 +46,7 @@ impl Spool {
             .create(dir)
             .map_err(|source| Error::Spool {
                 path: dir.to_owned(),
-                source,
+                error: source,
             })?;
         Ok(Spool {
             dir: dir.to_owned(),
@@ -177,7 +177,7 @@ impl Spool {
     fn error(&self, path: &Path, source: std::io::Error) -> Error {
         Error::Spool {
             path: path.to_owned(),
-            source,
+            error: source,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `certfleet.toml`, overridable by `CERTFLEET_SECTION__KEY` environment variables.
 //! Unknown keys are an error that names the key.
 
+use certfleet_model::redact_url;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -58,20 +59,6 @@ impl std::fmt::Debug for DatabaseConfig {
             .field("max_connections", &self.max_connections)
             .field("sqlite_synchronous", &self.sqlite_synchronous)
             .finish()
-    }
-}
-
-/// `postgres://user:secret@host/db` becomes `postgres://user:***@host/db`.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((credentials, host)) = rest.split_once('@') else {
-        return url.to_owned();
-    };
-    match credentials.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
     }
 }
 

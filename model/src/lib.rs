@@ -6,6 +6,7 @@
 mod bounded;
 pub mod osquery;
 mod probe;
+mod redact;
 mod report;
 pub mod text;
 
@@ -14,6 +15,7 @@ pub use probe::{
     CertificateInfo, Finding, KeyInfo, MtlsEnforcement, MtlsPolicy, ProbeResult, ProbeStatus,
     TlsParameters,
 };
+pub use redact::redact_url;
 pub use report::{
     AgentInfo, AgentReport, HostInfo, Protocol, ReportError, ReportLimits, SocketInfo, SocketScope,
 };

@@ -5,8 +5,9 @@
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The store failed; see [`certfleet_store::Error::is_unavailable`] for retrying.
-    #[error("store: {0}")]
+    /// The store failed; see [`certfleet_store::Error::is_unavailable`] for retrying. The
+    /// store's own message ("database unavailable: ...") says what failed.
+    #[error(transparent)]
     Store(#[from] certfleet_store::Error),
     /// A setting is unusable; `setting` names it (`notify.smtp_url`, `owners.rules[2]`).
     #[error("invalid {setting}: {message}")]
@@ -17,8 +18,16 @@ pub enum Error {
         message: String,
     },
     /// A message could not be delivered (only from [`Notifier::send_test`](crate::Notifier::send_test)).
+    /// The cause is in the message, not also a `source()`.
     #[error("delivery failed: {0}")]
-    Delivery(#[from] crate::transport::DeliveryError),
+    Delivery(crate::transport::DeliveryError),
+}
+
+/// Not thiserror's `#[from]`, which would make the delivery error a `source()` too.
+impl From<crate::transport::DeliveryError> for Error {
+    fn from(error: crate::transport::DeliveryError) -> Self {
+        Error::Delivery(error)
+    }
 }
 
 impl Error {

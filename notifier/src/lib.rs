@@ -31,5 +31,5 @@ pub use error::{Error, Result};
 pub use owners::{OwnerRule, OwnerRules, Ownership};
 pub use plan::{cleanup, Cleanup, Decision, Served, ServedAt};
 pub use run::{Failure, Notifier, RunReport};
-pub use settings::{redact, Backoff, Delivery, Settings};
+pub use settings::{Backoff, Delivery, Settings};
 pub use transport::{message, DeliveryError, Mailer};

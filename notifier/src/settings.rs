@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use certfleet_model::redact_url;
 use time::Duration;
 
 use crate::error::{Error, Result};
@@ -23,23 +24,9 @@ pub enum Delivery {
 impl std::fmt::Debug for Delivery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Delivery::Smtp(url) => f.debug_tuple("Smtp").field(&redact(url)).finish(),
+            Delivery::Smtp(url) => f.debug_tuple("Smtp").field(&redact_url(url)).finish(),
             Delivery::Files(dir) => f.debug_tuple("Files").field(dir).finish(),
         }
-    }
-}
-
-/// `smtp://user:secret@host` becomes `smtp://user:***@host`.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    match rest.split_once('@') {
-        Some((credentials, host)) => match credentials.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
     }
 }
 
@@ -156,7 +143,7 @@ impl Settings {
     /// outbox`.
     pub fn delivery_name(&self) -> String {
         match &self.delivery {
-            Delivery::Smtp(url) => redact(url),
+            Delivery::Smtp(url) => redact_url(url),
             Delivery::Files(dir) => format!(".eml files in {}", dir.display()),
         }
     }
@@ -187,8 +174,6 @@ mod tests {
 
     #[test]
     fn smtp_passwords_are_redacted() {
-        assert_eq!(redact("smtp://u:secret@mail:587"), "smtp://u:***@mail:587");
-        assert_eq!(redact("smtp://mail:25"), "smtp://mail:25");
         let delivery = Delivery::Smtp("smtps://u:secret@mail".into());
         assert!(!format!("{delivery:?}").contains("secret"));
     }

@@ -10,9 +10,12 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::settings::{redact, Delivery, Settings};
+use crate::settings::{Delivery, Settings};
+use certfleet_model::redact_url;
 
-/// Why a message was not delivered; kept in the outbox as the notification's last error.
+/// Why a message was not delivered; kept in the outbox as the notification's last error,
+/// which is its message alone: so each message says its cause, and no variant also hands
+/// it on as `source()`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DeliveryError {
@@ -21,14 +24,14 @@ pub enum DeliveryError {
     Message(String),
     /// The SMTP server refused or could not be reached.
     #[error("SMTP: {0}")]
-    Smtp(#[from] lettre::transport::smtp::Error),
+    Smtp(lettre::transport::smtp::Error),
     /// The `.eml` file could not be written.
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}: {error}")]
     File {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -68,7 +71,7 @@ impl Mailer {
         match &settings.delivery {
             Delivery::Smtp(url) => {
                 let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url).map_err(|e| {
-                    Error::setting("notify.smtp_url", format!("{}: {e}", redact(url)))
+                    Error::setting("notify.smtp_url", format!("{}: {e}", redact_url(url)))
                 })?;
                 let pool = PoolConfig::new()
                     .max_size(u32::try_from(settings.concurrency.max(1)).unwrap_or(8))
@@ -87,7 +90,7 @@ impl Mailer {
     pub async fn send(&self, message: Message) -> Result<(), DeliveryError> {
         match self {
             Mailer::Smtp(transport) => {
-                transport.send(message).await?;
+                transport.send(message).await.map_err(DeliveryError::Smtp)?;
                 Ok(())
             }
             Mailer::Files(dir) => write_eml(dir, &message.formatted()).await,
@@ -147,7 +150,10 @@ async fn write_eml(dir: &Path, bytes: &[u8]) -> Result<(), DeliveryError> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let failed = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| DeliveryError::File { path, source }
+        move |source| DeliveryError::File {
+            path,
+            error: source,
+        }
     };
     tokio::fs::create_dir_all(dir).await.map_err(failed(dir))?;
     let stamp = std::time::SystemTime::now()

@@ -34,7 +34,8 @@ pub struct LegacyCapture {
 pub enum LegacyError {
     #[error("deadline passed")]
     Timeout,
-    #[error("{0}")]
+    /// The I/O error itself: its message and its source, said once.
+    #[error(transparent)]
     Io(#[from] io::Error),
     #[error("connection closed before ServerHelloDone")]
     Closed,

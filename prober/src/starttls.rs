@@ -35,10 +35,12 @@ pub enum StartTlsError {
     Unexpected { protocol: StartTls, reply: String },
     #[error("{protocol} STARTTLS dialogue timed out")]
     Timeout { protocol: StartTls },
-    #[error("{protocol} STARTTLS dialogue: {source}")]
+    /// The cause is in the message (a probe result's `error` shows only the message), not
+    /// also a `source()`.
+    #[error("{protocol} STARTTLS dialogue: {error}")]
     Io {
         protocol: StartTls,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{protocol} server closed the connection during STARTTLS")]
     Closed { protocol: StartTls },
@@ -173,7 +175,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dialogue<'_, S> {
             }),
             Ok(Err(source)) => Err(StartTlsError::Io {
                 protocol: self.protocol,
-                source,
+                error: source,
             }),
             Ok(Ok(())) => Ok(()),
         }
@@ -210,7 +212,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dialogue<'_, S> {
             }
             Ok(Err(source)) => Err(StartTlsError::Io {
                 protocol: self.protocol,
-                source,
+                error: source,
             }),
             Ok(Ok(_)) => Ok(buf),
         }

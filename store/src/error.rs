@@ -13,8 +13,10 @@ pub enum Error {
     /// The database could not be reached or refused work for now (connection refused or
     /// lost, pool exhausted, server shutting down). Worth retrying; the web layer answers
     /// `503`.
+    /// The cause is in the message (logs and `503` bodies show only the message), not
+    /// also a `source()`, so a printed chain says it once.
     #[error("database unavailable: {0}")]
-    Unavailable(#[source] sqlx::Error),
+    Unavailable(sqlx::Error),
     /// An argument was refused before any write; `field` names it.
     #[error("invalid {field}: {message}")]
     Invalid {
@@ -125,5 +127,15 @@ mod tests {
         let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
         assert!(Error::from(sqlx::Error::Io(refused)).is_unavailable());
         assert!(!Error::from(sqlx::Error::ColumnNotFound("x".into())).is_unavailable());
+    }
+
+    #[test]
+    fn an_unavailable_database_says_why_once() {
+        let error = Error::from(sqlx::Error::PoolTimedOut);
+        assert!(std::error::Error::source(&error).is_none());
+        let message = error.to_string();
+        assert!(message.starts_with("database unavailable: "), "{message}");
+        let cause = sqlx::Error::PoolTimedOut.to_string();
+        assert_eq!(message.matches(&cause).count(), 1, "{message}");
     }
 }

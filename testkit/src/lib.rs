@@ -1,10 +1,11 @@
 //! Test support shared by the integration tests of several crates (never a dependency of
 //! anything shipped): network namespaces (addresses other than loopback without traffic
-//! off the machine), headless Chromium, skips, waits, the fuzz seed corpus.
+//! off the machine), headless Chromium, promtool, skips, waits, the fuzz seed corpus.
 
 pub mod browser;
 pub mod netns;
 pub mod postgres;
+pub mod promtool;
 
 /// Says why the calling test (or part of it) cannot run on this machine. Under
 /// `CERTFLEET_TEST_STRICT=1`, which `scripts/test` sets when it runs as root after

@@ -1,14 +1,23 @@
-//! `/metrics` in the Prometheus text format (version 0.0.4).
+//! `/metrics` in the OpenMetrics text format (which Prometheus reads), written by
+//! `prometheus-client`: names, types, escaping and the exposition are the library's.
 //!
 //! Every label has a bounded set of values: requests are counted by route template
 //! (`MatchedPath`, never the raw path; `unmatched` when no route matched), method (the
-//! nine of RFC 9110 and PATCH; any other spelling counts as `other`) and status; fleet gauges come from the
-//! cached overview (fixed finding, status and bucket names); per-certificate expiry series
-//! exist only for leaves in use that expire within a window, and at most a few hundred.
+//! nine of RFC 9110 and PATCH; any other spelling counts as `other`) and status; fleet
+//! gauges come from the cached overview (fixed finding, status and bucket names);
+//! per-certificate expiry series exist only for leaves in use that expire within a window,
+//! and at most a few hundred.
+//!
+//! The request metrics live as long as the service; the fleet gauges are made afresh from
+//! the overview at each scrape, in a registry that also holds (shared handles to) the
+//! request metrics.
+//!
+//! There is no counter: prometheus-client writes OpenMetrics, where a counter's `# TYPE`
+//! and `# HELP` name the family without `_total`, which `promtool check metrics` (it reads
+//! the older Prometheus text format) reports as a series without help. Requests are
+//! counted by the duration histogram's `_count`, with the same labels.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -16,6 +25,12 @@ use axum::http::{header, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use certfleet_store::{ExpiryBuckets, FleetOverview};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 use crate::state::Web;
 use crate::ApiError;
@@ -23,76 +38,51 @@ use crate::ApiError;
 /// Upper bounds of the request duration histogram, in seconds.
 const BUCKETS: [f64; 10] = [0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0];
 
-#[derive(Default)]
-struct Series {
-    count: u64,
-    sum: f64,
-    /// Observations at or below each bound of [`BUCKETS`].
-    buckets: [u64; BUCKETS.len()],
+/// What `/metrics` answers with.
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The labels of the request metrics, in this order.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: &'static str,
+    route: String,
+    status: u16,
 }
 
-/// Request counts and durations by (method, route template, status).
-#[derive(Default)]
+fn request_histogram() -> Histogram {
+    Histogram::new(BUCKETS)
+}
+
+/// Request durations (and so counts) by (method, route template, status).
 pub(crate) struct RequestMetrics {
-    series: Mutex<BTreeMap<(String, String, u16), Series>>,
+    durations: Family<RequestLabels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for RequestMetrics {
+    fn default() -> Self {
+        RequestMetrics {
+            durations: Family::new_with_constructor(request_histogram),
+        }
+    }
 }
 
 impl RequestMetrics {
-    fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
-        let mut series = self
-            .series
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let entry = series
-            .entry((method.to_owned(), route.to_owned(), status))
-            .or_default();
-        entry.count += 1;
-        entry.sum += seconds;
-        for (bound, count) in BUCKETS.iter().zip(entry.buckets.iter_mut()) {
-            if seconds <= *bound {
-                *count += 1;
-            }
-        }
+    fn observe(&self, method: &'static str, route: String, status: u16, seconds: f64) {
+        let labels = RequestLabels {
+            method,
+            route,
+            status,
+        };
+        self.durations.get_or_create(&labels).observe(seconds);
     }
 
-    fn render(&self, out: &mut String) {
-        let series = self
-            .series
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        header(
-            out,
-            "certfleet_http_requests_total",
-            "counter",
-            "HTTP requests by route template and status.",
+    /// Adds the request metrics (shared, not copied) to a scrape's registry.
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "certfleet_http_request_duration_seconds",
+            "HTTP request durations (and, as _count, requests) by method, route template and status",
+            self.durations.clone(),
         );
-        for ((method, route, status), s) in series.iter() {
-            let _ = writeln!(
-                out,
-                "certfleet_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {}",
-                escape(route),
-                s.count
-            );
-        }
-        let name = "certfleet_http_request_duration_seconds";
-        header(
-            out,
-            name,
-            "histogram",
-            "HTTP request durations by route template.",
-        );
-        for ((method, route, status), s) in series.iter() {
-            let labels = format!(
-                "method=\"{method}\",route=\"{}\",status=\"{status}\"",
-                escape(route)
-            );
-            for (bound, count) in BUCKETS.iter().zip(s.buckets.iter()) {
-                let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {count}");
-            }
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", s.count);
-            let _ = writeln!(out, "{name}_sum{{{labels}}} {}", s.sum);
-            let _ = writeln!(out, "{name}_count{{{labels}}} {}", s.count);
-        }
     }
 }
 
@@ -106,10 +96,9 @@ pub(crate) async fn track(State(web): State<Web>, request: Request, next: Next) 
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
     let response = next.run(request).await;
     let seconds = started.elapsed().as_secs_f64();
-    web.requests
-        .observe(method, &route, response.status().as_u16(), seconds);
     let status = response.status().as_u16();
     tracing::debug!(%method, %route, status, seconds, "request");
+    web.requests.observe(method, route, status, seconds);
     response
 }
 
@@ -137,188 +126,185 @@ pub(crate) async fn get(State(web): State<Web>) -> Result<Response, ApiError> {
             web.options.metrics_expiry_series,
         )
         .await?;
-    let mut out = String::with_capacity(16 * 1024);
-    fleet(&mut out, &overview);
-    let name = "certfleet_certificate_expiry_timestamp_seconds";
-    header(
-        &mut out,
-        name,
-        "gauge",
-        "End of validity of each leaf in use that expires within the configured window.",
-    );
+    let mut registry = Registry::default();
+    fleet(&mut registry, &overview);
+    let expiry = Family::<ExpiryLabels, Gauge>::default();
     for certificate in expiring.iter() {
         let record = &certificate.certificate;
-        let _ = writeln!(
-            out,
-            "{name}{{sha256=\"{}\",serial=\"{}\",subject=\"{}\"}} {}",
-            record.sha256,
-            escape(&record.serial),
-            escape(&record.subject),
-            record.not_after.unix_timestamp()
-        );
+        let labels = ExpiryLabels {
+            sha256: record.sha256.clone(),
+            serial: record.serial.clone(),
+            subject: record.subject.clone(),
+        };
+        expiry
+            .get_or_create(&labels)
+            .set(record.not_after.unix_timestamp());
     }
-    web.requests.render(&mut out);
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        out,
-    )
-        .into_response())
+    registry.register(
+        "certfleet_certificate_expiry_timestamp_seconds",
+        "End of validity of each leaf in use that expires within the configured window",
+        expiry,
+    );
+    web.requests.register(&mut registry);
+    let mut out = String::with_capacity(16 * 1024);
+    encode(&mut out, &registry)
+        .map_err(|_| ApiError::Internal("cannot encode the metrics".into()))?;
+    Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], out).into_response())
 }
 
-fn fleet(out: &mut String, overview: &FleetOverview) {
+/// One series per leaf in use that expires soon.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ExpiryLabels {
+    sha256: String,
+    serial: String,
+    subject: String,
+}
+
+fn fleet(registry: &mut Registry, overview: &FleetOverview) {
     let age = (time::OffsetDateTime::now_utc() - overview.computed_at).as_seconds_f64();
-    gauge(
-        out,
+    let overview_age = Gauge::<f64, AtomicU64>::default();
+    overview_age.set(age.max(0.0));
+    registry.register(
         "certfleet_overview_age_seconds",
-        "How old the fleet gauges below are.",
-        &[("", age.max(0.0))],
+        "How old the fleet gauges are",
+        overview_age,
     );
-    let plain = |value: u64| [("", value as f64)];
-    gauge(
-        out,
+    count(
+        registry,
         "certfleet_hosts",
-        "Hosts ever reported.",
-        &plain(overview.hosts),
+        "Hosts ever reported",
+        overview.hosts,
     );
-    gauge(
-        out,
+    count(
+        registry,
         "certfleet_certificates_known",
-        "Distinct certificates ever seen.",
-        &plain(overview.certificates),
+        "Distinct certificates ever seen",
+        overview.certificates,
     );
-    gauge(
-        out,
+    count(
+        registry,
         "certfleet_endpoints_active",
-        "Endpoints not retired: each socket once, plus once per name it is probed under.",
-        &plain(overview.active_endpoints),
+        "Endpoints not retired: each socket once, plus once per name it is probed under",
+        overview.active_endpoints,
     );
-    gauge(
-        out,
+    count(
+        registry,
         "certfleet_sockets_active",
-        "Listening sockets (address, port) with an active endpoint; the mTLS, finding and expiry gauges count these.",
-        &plain(overview.sockets),
+        "Listening sockets (address, port) with an active endpoint; the mTLS, finding and expiry gauges count these",
+        overview.sockets,
     );
-    gauge(
-        out,
+    count(
+        registry,
         "certfleet_notifications_failed",
-        "Pending notifications with a failed delivery attempt.",
-        &plain(overview.failed_notifications),
+        "Pending notifications with a failed delivery attempt",
+        overview.failed_notifications,
     );
-    gauge(
-        out,
+    count(
+        registry,
         "certfleet_endpoint_conflicts",
-        "Claims on an endpoint by a host other than its live one, kept and not applied.",
-        &plain(overview.endpoint_conflicts),
+        "Claims on an endpoint by a host other than its live one, kept and not applied",
+        overview.endpoint_conflicts,
     );
+    // Expiry buckets are labels, not a unit in the name: promtool's base-unit rule
+    // rejects `_days` in a metric name. The same `days_left` values on both gauges, so
+    // one alert vocabulary serves certificates and endpoints.
     let buckets = |b: &ExpiryBuckets, with_later: bool| {
         let mut values = vec![
-            ("days_left=\"expired\"".to_owned(), b.expired),
-            ("days_left=\"0-7\"".to_owned(), b.within_7_days),
-            ("days_left=\"7-30\"".to_owned(), b.within_30_days),
-            ("days_left=\"30-90\"".to_owned(), b.within_90_days),
+            ("expired", b.expired),
+            ("0-7", b.within_7_days),
+            ("7-30", b.within_30_days),
+            ("30-90", b.within_90_days),
         ];
         if with_later {
-            values.push(("days_left=\"90+\"".to_owned(), b.later));
+            values.push(("90+", b.later));
         }
         values
     };
-    labelled(
-        out,
+    counts(
+        registry,
         "certfleet_certificates_in_use",
-        "Distinct leaf certificates served now, by days left.",
-        &buckets(&overview.certificates_by_days_left, false),
+        "Distinct leaf certificates served now, by days left",
+        "days_left",
+        buckets(&overview.certificates_by_days_left, false),
     );
-    labelled(
-        out,
-        "certfleet_endpoints_by_days_left",
-        "Active endpoints by the days left of their leaf.",
-        &buckets(&overview.endpoints_by_days_left, true),
+    counts(
+        registry,
+        "certfleet_endpoints_by_expiry",
+        "Active endpoints by the days left of their leaf",
+        "days_left",
+        buckets(&overview.endpoints_by_days_left, true),
     );
-    let mtls = [
-        ("state=\"required\"".to_owned(), overview.mtls.required),
-        ("state=\"optional\"".to_owned(), overview.mtls.optional),
-        ("state=\"none\"".to_owned(), overview.mtls.none),
-    ];
-    labelled(
-        out,
+    let mtls = &overview.mtls;
+    counts(
+        registry,
         "certfleet_endpoints_mtls",
-        "Probed active endpoints by client-certificate policy.",
-        &mtls,
+        "Probed active endpoints by client-certificate policy",
+        "state",
+        [
+            ("required", mtls.required),
+            ("optional", mtls.optional),
+            ("none", mtls.none),
+        ],
     );
-    let findings: Vec<_> = overview
-        .findings
-        .iter()
-        .map(|f| (format!("finding=\"{}\"", f.name), f.count))
-        .collect();
-    labelled(
-        out,
+    counts(
+        registry,
         "certfleet_endpoints_with_finding",
-        "Active endpoints whose current observation has a finding.",
-        &findings,
+        "Active endpoints whose current observation has a finding",
+        "finding",
+        overview.findings.iter().map(|f| (f.name.as_str(), f.count)),
     );
-    let status: Vec<_> = overview
-        .probe_status
-        .iter()
-        .map(|s| (format!("status=\"{}\"", s.name), s.count))
-        .collect();
-    labelled(
-        out,
+    counts(
+        registry,
         "certfleet_endpoints_probe_status",
-        "Active endpoints by the outcome of their last probe.",
-        &status,
+        "Active endpoints by the outcome of their last probe",
+        "status",
+        overview
+            .probe_status
+            .iter()
+            .map(|s| (s.name.as_str(), s.count)),
     );
     let queue = &overview.queue;
-    let queue = [
-        ("state=\"due\"".to_owned(), queue.due),
-        ("state=\"overdue\"".to_owned(), queue.overdue),
-        ("state=\"leased\"".to_owned(), queue.leased),
-        ("state=\"failing\"".to_owned(), queue.failing),
-    ];
-    labelled(
-        out,
+    counts(
+        registry,
         "certfleet_probe_queue",
-        "Active endpoints due (over an hour: overdue), leased, or failing.",
-        &queue,
+        "Active endpoints due (over an hour: overdue), leased, or failing",
+        "state",
+        [
+            ("due", queue.due),
+            ("overdue", queue.overdue),
+            ("leased", queue.leased),
+            ("failing", queue.failing),
+        ],
     );
-    let rate = overview.queue.probed_last_5m as f64 / 300.0;
-    gauge(
-        out,
+    let rate = Gauge::<f64, AtomicU64>::default();
+    rate.set(queue.probed_last_5m as f64 / 300.0);
+    registry.register(
         "certfleet_probe_rate",
-        "Endpoints probed per second by all probers, over the last five minutes.",
-        &[("", rate)],
+        "Endpoints probed per second by all probers, over the last five minutes",
+        rate,
     );
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
+/// A gauge of one count.
+fn count(registry: &mut Registry, name: &str, help: &str, value: u64) {
+    let gauge = Gauge::<i64>::default();
+    gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+    registry.register(name, help, gauge);
 }
 
-fn gauge(out: &mut String, name: &str, help: &str, values: &[(&str, f64)]) {
-    header(out, name, "gauge", help);
-    for (labels, value) in values {
-        if labels.is_empty() {
-            let _ = writeln!(out, "{name} {value}");
-        } else {
-            let _ = writeln!(out, "{name}{{{labels}}} {value}");
-        }
+/// A gauge of counts by the values of one label.
+fn counts<'a>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    label: &'static str,
+    values: impl IntoIterator<Item = (&'a str, u64)>,
+) {
+    let family = Family::<Vec<(&'static str, String)>, Gauge>::default();
+    for (value, count) in values {
+        family
+            .get_or_create(&vec![(label, value.to_owned())])
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
-}
-
-fn labelled(out: &mut String, name: &str, help: &str, values: &[(String, u64)]) {
-    header(out, name, "gauge", help);
-    for (labels, value) in values {
-        let _ = writeln!(out, "{name}{{{labels}}} {value}");
-    }
-}
-
-/// A label value: backslash, double quote and newline escaped.
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    registry.register(name, help, family);
 }

@@ -7,7 +7,9 @@ use anyhow::Context;
 use certfleet_store::{AgentName, ProbeSchedule, Store, StoreOptions};
 
 use crate::cli::ConfigArgs;
-use crate::config::{redact_url, Config};
+use certfleet_model::redact_url;
+
+use crate::config::Config;
 
 pub async fn migrate(args: ConfigArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(args.config.as_deref())?;

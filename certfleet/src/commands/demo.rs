@@ -116,7 +116,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .await?;
     let sender = certfleet_agent::Sender::new(
         certfleet_agent::Client::new(&format!("http://{address}"), None, Duration::from_secs(10))?,
-        token,
+        certfleet_agent::Bearer::new("demo agent token", &token)?,
         certfleet_agent::RetryPolicy {
             attempts: 5,
             backoff: Duration::from_millis(200),

@@ -4,7 +4,8 @@
 //! agent reports to it once, and `dpkg --purge` removes every trace.
 //!
 //! It changes the machine (packages, a system user), so it runs only with
-//! `CERTFLEET_TEST_PACKAGES=1`, which `scripts/test` sets when it runs as root with dpkg.
+//! `CERTFLEET_TEST_PACKAGES=1`, which `scripts/test` sets when it runs as root with dpkg;
+//! otherwise it skips through `testkit::skip` (a failure under `CERTFLEET_TEST_STRICT=1`).
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;
@@ -33,7 +34,10 @@ const WANTS: &str = "/etc/systemd/system/multi-user.target.wants";
 #[test]
 fn debian_packages_install_run_report_and_purge() {
     if std::env::var("CERTFLEET_TEST_PACKAGES").as_deref() != Ok("1") {
-        eprintln!("skipped: set CERTFLEET_TEST_PACKAGES=1 (root, dpkg) to install the packages");
+        certfleet_testkit::skip(
+            "installs packages into this machine: set CERTFLEET_TEST_PACKAGES=1 (root, dpkg; \
+             scripts/test does)",
+        );
         return;
     }
     let out = tempfile::tempdir().expect("a temporary folder");

@@ -128,3 +128,28 @@ fn many_targets_with_low_concurrency_are_all_reported_once() {
     }
     assert_ok(&run.result(&targets.ok), &targets.ok, &run);
 }
+
+/// The command line prints an error and its causes (anyhow's `{:#}`); each is said once.
+#[test]
+fn a_missing_ca_file_is_reported_with_its_cause_said_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("missing-ca.pem");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_certfleet"))
+        .arg("probe")
+        .arg("--ca-file")
+        .arg(&missing)
+        .arg("127.0.0.1:1")
+        .output()
+        .expect("run certfleet probe");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot read CA file {}", missing.display())),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "{stderr}"
+    );
+}

@@ -15,6 +15,7 @@ mod hostile_agents;
 mod http;
 mod injection;
 mod load;
+mod metrics;
 mod outage;
 mod paused_prober;
 pub mod private_pg;

@@ -11,13 +11,14 @@ use time::OffsetDateTime;
 
 use super::certificate::ServedCertificate;
 
-/// Why extra trust roots could not be loaded.
+/// Why extra trust roots could not be loaded. The message says the cause; it is not also
+/// a `source()`, so a printed chain says it once.
 #[derive(Debug, thiserror::Error)]
 pub enum TrustError {
-    #[error("cannot read CA file {path}: {source}")]
+    #[error("cannot read CA file {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("CA file {path} holds no PEM certificate")]
     Empty { path: PathBuf },
@@ -68,7 +69,7 @@ impl TrustStore {
     pub fn add_pem_file(&mut self, path: &Path) -> Result<usize, TrustError> {
         let pem = std::fs::read(path).map_err(|source| TrustError::Read {
             path: path.to_owned(),
-            source,
+            error: source,
         })?;
         let mut reader = pem.as_slice();
         let mut added = 0;

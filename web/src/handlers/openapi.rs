@@ -216,7 +216,7 @@ pub fn document() -> Value {
             "/owners/{owner}": page("Owner page: endpoints and notifications", vec![path("owner", "owner email"), query("cursor", "next page of endpoints")]),
             "/mtls": page("mTLS adoption of every app or env, a page at a time", vec![query("by", "app or env"), query("cursor", "last key of the previous page")]),
             "/notifications/failed": page("Notifications whose delivery failed", vec![query("cursor", "next page")]),
-            "/metrics": {"get": {"summary": "Prometheus metrics (text format 0.0.4)",
+            "/metrics": {"get": {"summary": "Prometheus metrics (OpenMetrics text format 1.0.0)",
                 "security": [{"readToken": []}],
                 "responses": {"200": text("metrics"), "401": error_response("read token required")}}},
             "/healthz": {"get": {"summary": "The process answers", "responses": {"200": text("ok")}}},

@@ -1,4 +1,4 @@
-//! `/metrics`: Prometheus text with fleet gauges, bounded per-certificate expiry series,
+//! `/metrics`: OpenMetrics text with fleet gauges, bounded per-certificate expiry series,
 //! and request metrics labelled by route template.
 
 use crate::support::http::send;
@@ -29,7 +29,8 @@ async fn metrics_expose_fleet_gauges_expiry_series_and_route_templates(app: Test
     assert!(response
         .header("content-type")
         .unwrap_or_default()
-        .starts_with("text/plain; version=0.0.4"));
+        .starts_with("application/openmetrics-text; version=1.0.0"));
+    assert!(response.text().ends_with("# EOF\n"));
     let metrics = response.text();
     let expect = [
         ("certfleet_endpoints_active", 9.0),
@@ -37,7 +38,7 @@ async fn metrics_expose_fleet_gauges_expiry_series_and_route_templates(app: Test
         ("certfleet_endpoints_mtls{state=\"none\"}", 2.0),
         ("certfleet_certificates_in_use{days_left=\"expired\"}", 1.0),
         ("certfleet_certificates_in_use{days_left=\"7-30\"}", 1.0),
-        ("certfleet_endpoints_by_days_left{days_left=\"90+\"}", 2.0),
+        ("certfleet_endpoints_by_expiry{days_left=\"90+\"}", 2.0),
         (
             "certfleet_endpoints_with_finding{finding=\"weak_key\"}",
             1.0,
@@ -68,21 +69,25 @@ async fn metrics_expose_fleet_gauges_expiry_series_and_route_templates(app: Test
     assert!(!expiry(&fleet.shop.info.sha256) && !expiry(&fleet.api_old.info.sha256));
     // Requests are labelled by template: two certificates, one series.
     let template = "route=\"/api/v1/certificates/{sha256}\",status=\"200\"";
-    let counted = format!("certfleet_http_requests_total{{method=\"GET\",{template}}}");
+    let counted =
+        format!("certfleet_http_request_duration_seconds_count{{method=\"GET\",{template}}}");
     assert_eq!(value(&metrics, &counted), Some(2.0), "{metrics}");
     assert!(metrics.contains("route=\"unmatched\",status=\"404\""));
     assert!(
         !metrics.contains("/no/such/page"),
         "raw paths never become labels"
     );
-    assert!(metrics.contains("certfleet_http_request_duration_seconds_bucket{method=\"GET\",route=\"/api/v1/certificates/{sha256}\""));
+    assert!(metrics.lines().any(|line| {
+        line.starts_with("certfleet_http_request_duration_seconds_bucket{")
+            && line.contains("method=\"GET\",route=\"/api/v1/certificates/{sha256}\"")
+    }));
 }
 
-/// Request series of the request counter.
+/// Request series: the request duration histogram's counts.
 fn request_series(metrics: &str) -> Vec<&str> {
     metrics
         .lines()
-        .filter(|line| line.starts_with("certfleet_http_requests_total{"))
+        .filter(|line| line.starts_with("certfleet_http_request_duration_seconds_count{"))
         .collect()
 }
 
@@ -121,7 +126,9 @@ async fn request_labels_never_take_request_data(app: TestApp) {
         series.join("\n")
     );
     assert!(
-        metrics.contains("certfleet_http_requests_total{method=\"other\",route=\"unmatched\""),
+        metrics.contains(
+            "certfleet_http_request_duration_seconds_count{method=\"other\",route=\"unmatched\""
+        ),
         "{metrics}"
     );
     for needle in [

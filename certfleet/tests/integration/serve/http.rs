@@ -46,6 +46,12 @@ impl Request {
         }
     }
 
+    /// The same request with another method (any token is a valid HTTP method).
+    pub fn method(mut self, method: &'static str) -> Request {
+        self.method = method;
+        self
+    }
+
     pub fn header(mut self, name: &str, value: &str) -> Request {
         self.headers.push((name.to_owned(), value.to_owned()));
         self
