@@ -2,18 +2,11 @@
 //! `CERTFLEET_LOG__FORMAT=json` or `--log-format json`). `-v` raises the default level,
 //! `RUST_LOG` still wins.
 //!
-//! The JSON formatter is written here on `serde_json` rather than taken from
-//! tracing-subscriber's `json` feature, which would add crates to the build for one
-//! object per line.
-
-use std::fmt;
+//! JSON lines are tracing-subscriber's own JSON format, the event's fields at the top
+//! level, with the span it happened in (`span`: a request, a probe, a lease, a send) and
+//! the spans around it (`spans`).
 
 use serde::Deserialize;
-use tracing::field::{Field, Visit};
-use tracing::{Event, Subscriber};
-use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
-use tracing_subscriber::registry::LookupSpan;
 
 /// How log lines are written.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -22,8 +15,8 @@ pub enum LogFormat {
     /// One human-readable line per event.
     #[default]
     Text,
-    /// One JSON object per line: `timestamp`, `level`, `target`, `message` and the event's
-    /// fields.
+    /// One JSON object per line: `timestamp`, `level`, `target`, `message`, the event's
+    /// fields, and its spans (`span`, `spans`).
     Json,
 }
 
@@ -41,65 +34,12 @@ pub fn init(verbose: u8, format: LogFormat) {
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.event_format(JsonLines).init(),
-    }
-}
-
-/// Writes each event as one JSON object on one line.
-struct JsonLines;
-
-impl<S, N> FormatEvent<S, N> for JsonLines
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
-{
-    fn format_event(
-        &self,
-        _context: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
-        let metadata = event.metadata();
-        let timestamp = time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
-        let mut object = serde_json::Map::new();
-        object.insert("timestamp".into(), timestamp.into());
-        object.insert("level".into(), metadata.level().as_str().into());
-        object.insert("target".into(), metadata.target().into());
-        event.record(&mut JsonFields(&mut object));
-        let line = serde_json::Value::Object(object).to_string();
-        writeln!(writer, "{line}")
-    }
-}
-
-/// Collects an event's fields (the message included) into a JSON object.
-struct JsonFields<'a>(&'a mut serde_json::Map<String, serde_json::Value>);
-
-impl Visit for JsonFields<'_> {
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0
-            .insert(field.name().into(), format!("{value:?}").into());
-    }
-
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().into(), value.into());
-    }
-
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().into(), value.into());
-    }
-
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().into(), value.into());
-    }
-
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().into(), value.into());
-    }
-
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().into(), value.into());
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
     }
 }
 
@@ -132,11 +72,16 @@ mod tests {
         let buffer = Buffer::default();
         let writer = buffer.clone();
         let subscriber = tracing_subscriber::fmt()
-            .event_format(JsonLines)
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(true)
             .with_writer(move || writer.clone())
             .finish();
         tracing::subscriber::with_default(subscriber, || {
             tracing::info!(probed = 3, ok = 2, worker = "a\"b", "probe round recorded");
+            let probe = tracing::info_span!("probe", address = "127.0.0.1", port = 443);
+            let _inside = probe.enter();
             tracing::warn!(retry = true, "second");
         });
         let text =
@@ -154,6 +99,11 @@ mod tests {
             .as_str()
             .is_some_and(|t| t.ends_with('Z')));
         assert_eq!(lines[1]["retry"], true);
+        // The span the event happened in, with its fields: which probe it was.
+        assert_eq!(lines[1]["span"]["name"], "probe");
+        assert_eq!(lines[1]["span"]["address"], "127.0.0.1");
+        assert_eq!(lines[1]["span"]["port"], 443);
+        assert_eq!(lines[1]["spans"][0]["name"], "probe");
     }
 
     #[test]
