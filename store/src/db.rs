@@ -102,6 +102,15 @@ pub(crate) trait Db: Sync {
     async fn row(&self, query: &Query, what: &'static str) -> Result<Self::Row>;
 }
 
+/// Every row of a query, each read with `read`.
+pub(crate) async fn read_all<D: Db, T>(
+    db: &D,
+    query: &Query,
+    read: impl Fn(&D::Row) -> Result<T>,
+) -> Result<Vec<T>> {
+    db.rows(query).await?.iter().map(read).collect()
+}
+
 /// A query of fixed text whose only argument (`$1`) is `value`.
 pub(crate) fn with_arg(sql: impl Into<String>, value: Bind) -> Query {
     Query {

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use crate::browse::*;
 use crate::browse_sql;
-use crate::db::{plain, with_arg, Bind, Db, Query};
+use crate::db::{plain, read_all, with_arg, Bind, Db, Query};
 use crate::error::Result;
 use crate::names::normalize_serial;
 use crate::notify_records::{notification, NotificationRecord};
@@ -20,11 +20,7 @@ pub(crate) async fn search_certificates(
     search: &CertificateSearch,
 ) -> Result<Vec<CertificateRecord>> {
     let query = browse_sql::certificate_search(search)?;
-    db.rows(&query)
-        .await?
-        .iter()
-        .map(rows::certificate)
-        .collect()
+    read_all(db, &query, rows::certificate).await
 }
 
 pub(crate) async fn expiring_leaves(
@@ -34,7 +30,7 @@ pub(crate) async fn expiring_leaves(
     limit: u32,
 ) -> Result<Vec<ExpiringCertificate>> {
     let query = browse_sql::expiring_leaves(deadline, after, limit)?;
-    db.rows(&query).await?.iter().map(rows::expiring).collect()
+    read_all(db, &query, rows::expiring).await
 }
 
 pub(crate) async fn search_endpoints<D: Db>(
@@ -42,7 +38,7 @@ pub(crate) async fn search_endpoints<D: Db>(
     search: &EndpointSearch,
 ) -> Result<Vec<EndpointRecord>> {
     let query = browse_sql::endpoint_search(D::DIALECT, search);
-    db.rows(&query).await?.iter().map(rows::endpoint).collect()
+    read_all(db, &query, rows::endpoint).await
 }
 
 pub(crate) async fn search_sockets<D: Db>(
@@ -105,7 +101,7 @@ pub(crate) async fn notification_page(
     filter: &NotificationFilter,
 ) -> Result<Vec<NotificationRecord>> {
     let query = browse_sql::notification_page(filter);
-    db.rows(&query).await?.iter().map(notification).collect()
+    read_all(db, &query, notification).await
 }
 
 pub(crate) async fn fleet_overview<D: Db>(db: &D, now: OffsetDateTime) -> Result<FleetOverview> {
@@ -233,11 +229,7 @@ pub(crate) async fn certificates_by_serial(
         "SELECT {CERTIFICATE_COLUMNS} FROM certificates c WHERE c.serial = {serial} \
          ORDER BY c.not_after DESC, c.sha256 LIMIT {limit}"
     );
-    db.rows(&query)
-        .await?
-        .iter()
-        .map(rows::certificate)
-        .collect()
+    read_all(db, &query, rows::certificate).await
 }
 
 pub(crate) async fn expiring_within(
@@ -249,7 +241,7 @@ pub(crate) async fn expiring_within(
         sql: rows::expiring_query(),
         binds: vec![Bind::Time(deadline), Bind::Int(i64::from(limit))],
     };
-    db.rows(&query).await?.iter().map(rows::expiring).collect()
+    read_all(db, &query, rows::expiring).await
 }
 
 pub(crate) async fn endpoints(
@@ -282,5 +274,5 @@ pub(crate) async fn endpoints(
         "{ENDPOINT_SELECT} WHERE {} ORDER BY e.id LIMIT {limit}",
         conditions.join(" AND ")
     );
-    db.rows(&query).await?.iter().map(rows::endpoint).collect()
+    read_all(db, &query, rows::endpoint).await
 }
