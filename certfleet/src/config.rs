@@ -127,9 +127,16 @@ pub struct ProbeConfig {
     pub allow: Vec<IpNet>,
     /// Networks never probed, even inside `allow`.
     pub deny: Vec<IpNet>,
-    /// How often an endpoint is probed.
+    /// Longest time between two probes of a healthy endpoint.
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
+    /// Shortest time between two probes of a healthy endpoint whose certificate is close
+    /// to its end (docs/probing.md, "When endpoints are probed").
+    #[serde(with = "humantime_serde")]
+    pub min_interval: Duration,
+    /// A healthy endpoint is probed again after this fraction of its leaf's remaining
+    /// lifetime, between `min_interval` and `interval`; 0: every `interval`.
+    pub lifetime_fraction: f64,
     /// Delay before probing again after a failure; doubles per failure up to `interval`.
     #[serde(with = "humantime_serde")]
     pub retry_after: Duration,
@@ -252,6 +259,8 @@ impl Default for ProbeConfig {
             allow: nets.iter().filter_map(|net| net.parse().ok()).collect(),
             deny: Vec::new(),
             interval: Duration::from_secs(24 * 3600),
+            min_interval: Duration::from_secs(3600),
+            lifetime_fraction: 0.1,
             retry_after: Duration::from_secs(600),
             timeout: Duration::from_secs(5),
             ca_files: Vec::new(),
@@ -288,6 +297,13 @@ pub struct NotifyConfig {
     /// Certificates whose whole lifetime is at most this many days are short-lived: they
     /// are reported only when under a third of their lifetime is left (0: no such rule).
     pub short_lived_days: u32,
+    /// Before mail about an endpoint's certificate, the endpoint is probed again when its
+    /// last probe is older than this: no mail about a certificate already replaced.
+    #[serde(with = "humantime_serde")]
+    pub confirm_within: Duration,
+    /// How long a notification run waits for those confirming probes at most.
+    #[serde(with = "humantime_serde")]
+    pub confirm_wait: Duration,
 }
 
 impl Default for NotifyConfig {
@@ -301,6 +317,8 @@ impl Default for NotifyConfig {
             default_owner: "security@example.com".into(),
             security_copy: String::new(),
             short_lived_days: 30,
+            confirm_within: Duration::from_secs(3600),
+            confirm_wait: Duration::from_secs(60),
         }
     }
 }
@@ -424,6 +442,10 @@ impl Config {
             .with_context(|| format!("invalid config {origin}"))?;
         if config.server.ingest_concurrency == 0 {
             bail!("invalid config {origin}: server.ingest_concurrency must be at least 1");
+        }
+        let fraction = config.probe.lifetime_fraction;
+        if !(0.0..=1.0).contains(&fraction) {
+            bail!("invalid config {origin}: probe.lifetime_fraction must be between 0 and 1, not {fraction}");
         }
         for (index, target) in config.probe.targets.iter().enumerate() {
             if target.hosts.is_empty() || target.ports.is_empty() || target.ports.contains(&0) {
@@ -592,6 +614,12 @@ mod tests {
     fn malformed_values_are_refused() {
         assert!(Config::from_parts("[probe]\nallow = [\"10.0.0.0/33\"]\n", no_env(), "t").is_err());
         assert!(Config::from_parts("[probe]\ninterval = \"soon\"\n", no_env(), "t").is_err());
+        let error = Config::from_parts("[probe]\nlifetime_fraction = 2.0\n", no_env(), "t")
+            .expect_err("a fraction above 1");
+        assert!(
+            error.to_string().contains("probe.lifetime_fraction"),
+            "{error}"
+        );
         assert!(Config::from_parts("not toml at all [", no_env(), "t").is_err());
         let env = vec![("CERTFLEET_NOSUCH__KEY".to_owned(), "1".to_owned())];
         assert!(Config::from_parts("", env, "t").is_err());

@@ -209,7 +209,14 @@ fn facts(
                     its automated renewal looks late";
         facts.push(("Renewal:", note.into()));
     }
-    facts.push(("Served at:", places(&served.endpoints).join("\n")));
+    // A failed confirming probe: say when the certificate was last seen, not that it is
+    // served.
+    let label = if served.endpoints.iter().all(ServedAt::unreachable) {
+        "Last seen at:"
+    } else {
+        "Served at:"
+    };
+    facts.push((label, places(&served.endpoints).join("\n")));
     facts
 }
 
@@ -256,11 +263,24 @@ fn place(socket: &str, endpoint: &ServedAt) -> String {
     if let Some(env) = &endpoint.env {
         details.push(format!("env {env}"));
     }
-    if details.is_empty() {
+    let mut place = if details.is_empty() {
         socket.to_owned()
     } else {
         format!("{socket} ({})", details.join(", "))
+    };
+    if endpoint.unreachable() {
+        let status = endpoint.probe_status.as_deref().unwrap_or("failed");
+        let probed = endpoint
+            .probed_at
+            .map_or_else(|| "recently".to_owned(), date);
+        place.push_str(&format!(
+            "; not reachable when probed at {probed} ({status})"
+        ));
+        if let Some(seen) = endpoint.seen_at {
+            place.push_str(&format!(", last seen serving it {}", date(seen)));
+        }
     }
+    place
 }
 
 /// SANs, or the subject's CN when there are none.
@@ -358,6 +378,9 @@ mod tests {
             hostname: Some("web-1".into()),
             app: Some("web".into()),
             env: None,
+            probed_at: None,
+            probe_status: Some("ok".into()),
+            seen_at: None,
         };
         let endpoints = [
             at(None, 41185),
@@ -371,6 +394,29 @@ mod tests {
                 "127.0.0.1:41185 (host web-1, app web)\n  names: www.demo.test, demo.test"
                     .to_owned(),
                 "127.0.0.1:8443 (host web-1, app web)".to_owned(),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unreachable_endpoint_says_when_the_certificate_was_last_seen() {
+        let at = ServedAt {
+            endpoint_id: certfleet_store::EndpointId(1),
+            address: "10.0.0.7:443".into(),
+            sni: None,
+            hostname: None,
+            app: None,
+            env: None,
+            probed_at: Some(time::macros::datetime!(2026-12-04 10:00 UTC)),
+            probe_status: Some("timeout".into()),
+            seen_at: Some(time::macros::datetime!(2026-12-03 09:30 UTC)),
+        };
+        assert_eq!(
+            places(&[at]),
+            vec![
+                "10.0.0.7:443; not reachable when probed at 2026-12-04 10:00 UTC (timeout), \
+                  last seen serving it 2026-12-03 09:30 UTC"
+                    .to_owned()
             ]
         );
     }

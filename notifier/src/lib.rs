@@ -7,6 +7,10 @@
 //!    expires within the largest threshold, work out each endpoint's owner
 //!    ([`OwnerRules`]) and what is due ([`policy::level`]): the tightest threshold crossed,
 //!    "renewal late" for short-lived certificates, or "expired but still served".
+//!    Before mail goes out about an endpoint last probed longer ago than
+//!    `confirm_within`, the endpoint is probed again ([`Confirm`]) and the decision made
+//!    again: a certificate replaced since is not mailed about (a pending notification of
+//!    it resolves as rotated).
 //! 2. **Claim** each (certificate, owner, level) in the store. The unique constraint makes
 //!    a claim happen once, whichever scheduler gets there first; a claimed row stays in
 //!    the outbox until sent or resolved.
@@ -17,6 +21,7 @@
 //!    (SMTP through lettre, or `.eml` files), and record it as sent, or record the
 //!    failure's reason and when to try again.
 
+mod confirm;
 mod digest;
 mod error;
 mod owners;
@@ -26,6 +31,7 @@ mod run;
 mod settings;
 mod transport;
 
+pub use confirm::{Confirm, Confirmed};
 pub use digest::{display_name, time_left, Digest};
 pub use error::{Error, Result};
 pub use owners::{OwnerRule, OwnerRules, Ownership};

@@ -217,6 +217,9 @@ mod tests {
             owner: owner.map(Into::into),
             namespace: None,
             container: None,
+            probed_at: None,
+            probe_status: None,
+            seen_at: None,
         }
     }
 

@@ -30,6 +30,22 @@ pub struct ServedAt {
     pub app: Option<String>,
     /// `env` tag.
     pub env: Option<String>,
+    /// When the endpoint was last probed.
+    pub probed_at: Option<OffsetDateTime>,
+    /// The status of that probe; anything but `ok` means the certificate was not seen
+    /// then, and the mail says when it last was (`seen_at`).
+    pub probe_status: Option<String>,
+    /// When a probe last saw the endpoint serve this certificate.
+    pub seen_at: Option<OffsetDateTime>,
+}
+
+impl ServedAt {
+    /// The last probe failed: what it served is what an earlier probe saw.
+    pub fn unreachable(&self) -> bool {
+        self.probe_status
+            .as_deref()
+            .is_some_and(|status| status != "ok")
+    }
 }
 
 /// One certificate served by one owner's endpoints.
@@ -154,6 +170,9 @@ fn served_at(candidate: &NotificationCandidate) -> ServedAt {
         hostname: candidate.hostname.clone(),
         app: candidate.app.clone(),
         env: candidate.env.clone(),
+        probed_at: candidate.probed_at,
+        probe_status: candidate.probe_status.clone(),
+        seen_at: candidate.seen_at,
     }
 }
 

@@ -8,14 +8,15 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use certfleet_store::{CertificateRecord, Clock, NotificationClaim, Resolution, Store};
+use certfleet_store::{CertificateRecord, Clock, EndpointId, NotificationClaim, Resolution, Store};
 use futures::StreamExt;
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::confirm::{Confirm, Confirmed};
 use crate::digest::{self, Digest, Item, Reason};
 use crate::error::Result;
-use crate::plan::{cleanup, Decision};
+use crate::plan::{cleanup, Decision, Key};
 use crate::policy::Level;
 use crate::settings::Settings;
 use crate::transport::{message, Mailer};
@@ -43,6 +44,11 @@ pub struct RunReport {
     /// Digests not sent because this run no longer held their lease when their turn
     /// came (it was paused past the lease, and another scheduler took them over).
     pub lease_lost: usize,
+    /// Endpoints probed again before mail about them (`confirm_within`).
+    pub confirmed: Confirmed,
+    /// (certificate, owner) pairs due before those probes and no longer served after
+    /// them: rotated, not mailed about (their pending notifications resolve as rotated).
+    pub rotated: usize,
     /// When the earliest pending notification may be attempted again.
     #[serde(with = "time::serde::rfc3339::option")]
     pub next_attempt_at: Option<OffsetDateTime>,
@@ -91,6 +97,9 @@ pub struct Notifier {
     nonce: u64,
     /// Leases taken so far.
     leases: AtomicU64,
+    /// Probes endpoints again before mail about them; `None`: mail rests on the last
+    /// scheduled probe.
+    confirm: Option<Arc<dyn Confirm>>,
 }
 
 impl Notifier {
@@ -106,7 +115,15 @@ impl Notifier {
             worker: format!("notifier/{}", std::process::id()),
             nonce: RandomState::new().hash_one(std::process::id()),
             leases: AtomicU64::new(0),
+            confirm: None,
         })
+    }
+
+    /// Probes endpoints again with `confirm` before mail about them, when their last
+    /// probe is older than `confirm_within`.
+    pub fn with_confirm(mut self, confirm: Arc<dyn Confirm>) -> Self {
+        self.confirm = Some(confirm);
+        self
     }
 
     /// Names this notifier in leases (default `notifier/<pid>`); each lease's token is
@@ -133,23 +150,43 @@ impl Notifier {
         Ok((decision, candidates.len()))
     }
 
-    /// One run: decide, claim, resolve, deliver everything due in the outbox.
+    /// One run: decide (confirming what mail would be about), claim, resolve, deliver
+    /// everything due in the outbox.
     pub async fn run_once(&self) -> Result<RunReport> {
         let (decision, candidates) = self.decide().await?;
+        let (decision, confirmed, rotated) = self.confirmed(decision).await?;
         let claims = decision.claims();
         let mut report = RunReport {
             candidates,
             due: claims.len(),
             claimed: self.store.claim_notifications(&claims).await?,
+            confirmed,
+            rotated: rotated.len(),
             ..RunReport::default()
         };
         let open = self.store.open_notifications().await?;
         let stale = cleanup(&decision, &open);
         // Claim the notices before resolving, so that a crash in between loses none.
         report.claimed += self.store.claim_notifications(&stale.notices).await?;
+        // Pending rows of a rotation the confirming probes saw: rotated, not "no longer
+        // served" (what the owner is told is the same: nothing).
+        let pending_rotated: HashSet<i64> = open
+            .iter()
+            .filter(|row| row.is_pending())
+            .filter(|row| rotated.contains(&(row.sha256.clone(), row.owner.clone())))
+            .map(|row| row.id)
+            .collect();
+        let (rotated_ids, not_served): (Vec<i64>, Vec<i64>) = stale
+            .not_served
+            .iter()
+            .partition(|id| pending_rotated.contains(id));
         report.resolved += self
             .store
-            .resolve_notifications(&stale.not_served, Resolution::NotServed)
+            .resolve_notifications(&rotated_ids, Resolution::Rotated)
+            .await?;
+        report.resolved += self
+            .store
+            .resolve_notifications(&not_served, Resolution::NotServed)
             .await?;
         report.resolved += self
             .store
@@ -183,6 +220,74 @@ impl Notifier {
         }
         report.next_attempt_at = self.store.notification_status(0).await?.next_attempt_at;
         Ok(report)
+    }
+
+    /// Probes again (with the [`Confirm`] given) the endpoints that mail would now be
+    /// about and whose last probe is older than `confirm_within`, then decides again.
+    /// Returns the new decision, what the probes did, and the (certificate, owner) pairs
+    /// that were due before and are no longer served: rotated.
+    async fn confirmed(&self, decision: Decision) -> Result<(Decision, Confirmed, HashSet<Key>)> {
+        let Some(confirm) = &self.confirm else {
+            return Ok((decision, Confirmed::default(), HashSet::new()));
+        };
+        let mailed = self.about_to_mail(&decision).await?;
+        let probed_before = self.clock.now() - self.settings.confirm_within;
+        let mut endpoints: Vec<EndpointId> = mailed
+            .iter()
+            .filter_map(|key| decision.served.get(key))
+            .flat_map(|served| &served.endpoints)
+            .filter(|at| at.probed_at.is_none_or(|probed| probed < probed_before))
+            .map(|at| at.endpoint_id)
+            .collect();
+        endpoints.sort_unstable_by_key(|id| id.0);
+        endpoints.dedup();
+        if endpoints.is_empty() {
+            return Ok((decision, Confirmed::default(), HashSet::new()));
+        }
+        let count = endpoints.len();
+        let confirmed = confirm.confirm(endpoints, self.settings.confirm_wait).await;
+        tracing::info!(
+            endpoints = count,
+            probed = confirmed.probed,
+            failed = confirmed.failed,
+            skipped = confirmed.skipped,
+            "endpoints probed again before mail about them"
+        );
+        let (again, _) = self.decide().await?;
+        let rotated: HashSet<Key> = mailed
+            .into_iter()
+            .filter(|key| !again.served.contains_key(key))
+            .collect();
+        Ok((again, confirmed, rotated))
+    }
+
+    /// The (certificate, owner) pairs a run would mail about now: a level due that was
+    /// never claimed, or a pending notification due for an attempt.
+    async fn about_to_mail(&self, decision: &Decision) -> Result<HashSet<Key>> {
+        let claims = decision.claims();
+        let existing: HashSet<NotificationClaim> = self
+            .store
+            .existing_claims(&claims)
+            .await?
+            .into_iter()
+            .collect();
+        let mut keys: HashSet<Key> = claims
+            .into_iter()
+            .filter(|claim| !existing.contains(claim))
+            .map(|claim| (claim.sha256, claim.owner))
+            .collect();
+        let now = self.clock.now();
+        keys.extend(
+            self.store
+                .open_notifications()
+                .await?
+                .into_iter()
+                .filter(|row| row.is_pending())
+                .filter(|row| row.next_attempt_at.is_none_or(|at| at <= now))
+                .map(|row| (row.sha256, row.owner))
+                .filter(|key| decision.served.contains_key(key)),
+        );
+        Ok(keys)
     }
 
     /// The digests a run would send now, without claiming or sending anything.

@@ -77,6 +77,11 @@ pub struct Settings {
     pub retry: Backoff,
     /// Deadline of one SMTP exchange.
     pub smtp_timeout: std::time::Duration,
+    /// An endpoint last probed longer ago than this is probed again before mail about its
+    /// certificate is sent (`notify.confirm_within`; needs a [`crate::Confirm`]).
+    pub confirm_within: Duration,
+    /// How long a run waits for those probes at most (`notify.confirm_wait`).
+    pub confirm_wait: std::time::Duration,
 }
 
 impl Settings {
@@ -98,6 +103,8 @@ impl Settings {
                 max: Duration::hours(1),
             },
             smtp_timeout: std::time::Duration::from_secs(30),
+            confirm_within: Duration::hours(1),
+            confirm_wait: std::time::Duration::from_secs(60),
         }
     }
 

@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 use crate::records::{EndpointRecord, MtlsCounts, MtlsDay, MtlsGroup, ObservationRecord};
+use crate::rotation::DiscoveryLatency;
 
 /// Every finding, in the model's order: the kinds the overview counts and lists filter by.
 pub const FINDINGS: [Finding; 12] = [
@@ -328,6 +329,8 @@ pub struct FleetOverview {
     /// Claims on endpoints by a host other than their live one (hostile or misconfigured
     /// agents), kept and not applied.
     pub endpoint_conflicts: u64,
+    /// How long the service took to see certificate rotations.
+    pub discovery: DiscoveryLatency,
 }
 
 impl FleetOverview {

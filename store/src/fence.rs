@@ -10,7 +10,9 @@ use std::collections::{HashMap, HashSet};
 use certfleet_model::ProbeResult;
 use time::OffsetDateTime;
 
+use crate::error::Result;
 use crate::records::{EndpointId, Lease};
+use crate::rows::ReadRow;
 
 /// The leases a batch of results was probed under, all of one worker.
 pub(crate) struct Fence<'a> {
@@ -24,12 +26,35 @@ pub(crate) struct CurrentLease {
     pub failures: i32,
     pub owner: Option<String>,
     pub until: Option<OffsetDateTime>,
+    /// The leaf it served until this probe, and when a probe last saw it there.
+    pub leaf: Option<(String, OffsetDateTime)>,
 }
 
-/// What may be written: the failures before this probe of each endpoint to update, and
-/// the endpoints whose results are stale.
+/// The columns [`current_lease`] reads, for `FROM endpoints e LEFT JOIN observations o
+/// ON o.id = e.observation_id`.
+pub(crate) const CURRENT_LEASE_COLUMNS: &str =
+    "e.id, e.failures, e.lease_owner, e.lease_until, e.leaf_sha256, o.last_seen AS leaf_seen_at";
+
+/// A row of [`CURRENT_LEASE_COLUMNS`].
+pub(crate) fn current_lease(row: &impl ReadRow) -> Result<CurrentLease> {
+    let leaf = match (row.opt_text("leaf_sha256")?, row.opt_time("leaf_seen_at")?) {
+        (Some(sha256), Some(seen_at)) => Some((sha256, seen_at)),
+        _ => None,
+    };
+    Ok(CurrentLease {
+        id: row.int("id")?,
+        failures: i32::try_from(row.int("failures")?).unwrap_or(i32::MAX),
+        owner: row.opt_text("lease_owner")?,
+        until: row.opt_time("lease_until")?,
+        leaf,
+    })
+}
+
+/// What may be written: the failures before this probe of each endpoint to update (and
+/// the leaf it served until now), and the endpoints whose results are stale.
 pub(crate) struct Admitted {
     pub failures: HashMap<i64, i32>,
+    pub leaves: HashMap<i64, (String, OffsetDateTime)>,
     pub stale: Vec<EndpointId>,
 }
 
@@ -70,17 +95,25 @@ impl<'a> Fence<'a> {
         rows: Vec<CurrentLease>,
     ) -> Admitted {
         let mut failures = HashMap::with_capacity(rows.len());
+        let mut leaves = HashMap::new();
         let mut stale = Vec::new();
-        for row in &rows {
+        for row in rows {
             match fence {
-                Some(fence) if !fence.holds(row) => stale.push(EndpointId(row.id)),
+                Some(fence) if !fence.holds(&row) => stale.push(EndpointId(row.id)),
                 _ => {
                     failures.insert(row.id, row.failures);
+                    if let Some(leaf) = row.leaf {
+                        leaves.insert(row.id, leaf);
+                    }
                 }
             }
         }
         if fence.is_some() {
-            let found: HashSet<i64> = rows.iter().map(|row| row.id).collect();
+            let found: HashSet<i64> = failures
+                .keys()
+                .copied()
+                .chain(stale.iter().map(|id| id.0))
+                .collect();
             let mut unknown: Vec<i64> = requested
                 .iter()
                 .copied()
@@ -90,7 +123,11 @@ impl<'a> Fence<'a> {
             unknown.dedup();
             stale.extend(unknown.into_iter().map(EndpointId));
         }
-        Admitted { failures, stale }
+        Admitted {
+            failures,
+            leaves,
+            stale,
+        }
     }
 }
 

@@ -31,6 +31,7 @@ mod pg;
 mod plan;
 mod read_model;
 mod records;
+mod rotation;
 mod rows;
 mod schedule;
 mod sni;
@@ -65,7 +66,8 @@ pub use records::{
     MtlsCounts, MtlsDay, MtlsGroup, MtlsGrouping, MtlsSummary, NameSource, ObservationRecord,
     Recorded, ServedAt, StaticEndpoint, TokenRecord,
 };
-pub use schedule::ProbeSchedule;
+pub use rotation::{DiscoveryLatency, LatencyHistogram, LATENCY_BUCKETS};
+pub use schedule::{ProbeSchedule, Validity};
 pub use sni::{usable_sni, NAMES_PER_ENDPOINT};
 pub use sqlite::SqliteStore;
 
@@ -141,6 +143,17 @@ pub trait Store: NotificationStore + Send + Sync + std::fmt::Debug {
         &self,
         worker: &str,
         limit: u32,
+        lease_for: Duration,
+    ) -> Result<Vec<LeasedEndpoint>>;
+
+    /// Leases these endpoints to `worker` until now + `lease_for`, whether they are due
+    /// or not: those active and not under another lease now (a prober probing one right
+    /// now keeps it). For a probe outside the schedule, such as the one that confirms what
+    /// an endpoint serves before a notification about it is sent.
+    async fn lease_endpoints(
+        &self,
+        worker: &str,
+        ids: &[EndpointId],
         lease_for: Duration,
     ) -> Result<Vec<LeasedEndpoint>>;
 

@@ -45,6 +45,14 @@ pub struct NotificationCandidate {
     pub namespace: Option<String>,
     /// The container's name (its `container` tag), else its id; `None` outside containers.
     pub container: Option<String>,
+    /// When the endpoint was last probed; `None`: never.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub probed_at: Option<OffsetDateTime>,
+    /// The status of that probe (`ok`, `timeout`, `refused`, ...).
+    pub probe_status: Option<String>,
+    /// When a probe last saw the endpoint serve its current chain (this certificate).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub seen_at: Option<OffsetDateTime>,
 }
 
 /// A (certificate, owner, threshold) to claim for sending.
@@ -66,6 +74,8 @@ pub enum Resolution {
     NotServed,
     /// The certificate was muted.
     Muted,
+    /// A probe just before sending found the endpoints serving another certificate.
+    Rotated,
 }
 
 impl Resolution {
@@ -74,6 +84,7 @@ impl Resolution {
         match self {
             Resolution::NotServed => "not_served",
             Resolution::Muted => "muted",
+            Resolution::Rotated => "rotated",
         }
     }
 }
@@ -175,19 +186,22 @@ pub(crate) fn sha256_key(text: &str) -> Result<String> {
 pub(crate) const CANDIDATES: &str = "SELECT c.sha256, c.not_before, c.not_after, \
         0 AS position, e.id AS endpoint_id, e.address, e.port, e.sni, e.app, e.env, \
         e.owner, e.namespace, COALESCE(e.container_name, e.container) AS container, \
-        h.hostname \
+        h.hostname, e.last_probed_at, e.last_status, o.last_seen AS seen_at \
     FROM endpoints e \
     JOIN certificates c ON c.sha256 = e.leaf_sha256 \
     LEFT JOIN hosts h ON h.id = e.host_id \
+    LEFT JOIN observations o ON o.id = e.observation_id \
     WHERE e.retired_at IS NULL AND e.leaf_not_after <= $1 \
     UNION ALL \
     SELECT c.sha256, c.not_before, c.not_after, oc.position, e.id AS endpoint_id, \
         e.address, e.port, e.sni, e.app, e.env, e.owner, e.namespace, \
-        COALESCE(e.container_name, e.container) AS container, h.hostname \
+        COALESCE(e.container_name, e.container) AS container, h.hostname, \
+        e.last_probed_at, e.last_status, o.last_seen AS seen_at \
     FROM certificates c \
     JOIN observation_chain oc ON oc.sha256 = c.sha256 AND oc.position > 0 \
     JOIN endpoints e ON e.observation_id = oc.observation_id AND e.retired_at IS NULL \
     LEFT JOIN hosts h ON h.id = e.host_id \
+    LEFT JOIN observations o ON o.id = e.observation_id \
     WHERE c.is_ca AND c.not_after <= $1 AND c.not_after < e.leaf_not_after";
 
 /// A row of [`CANDIDATES`].
@@ -207,6 +221,9 @@ pub(crate) fn candidate(row: &impl ReadRow) -> Result<NotificationCandidate> {
         owner: row.opt_text("owner")?,
         namespace: row.opt_text("namespace")?,
         container: row.opt_text("container")?,
+        probed_at: row.opt_time("last_probed_at")?,
+        probe_status: row.opt_text("last_status")?,
+        seen_at: row.opt_time("seen_at")?,
     })
 }
 

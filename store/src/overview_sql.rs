@@ -11,6 +11,7 @@ use crate::browse::*;
 use crate::browse_sql::{count, Bind, Dialect, Query};
 use crate::error::Result;
 use crate::records::{MtlsCounts, MtlsGroup};
+use crate::rotation::DiscoveryLatency;
 use crate::rows::ReadRow;
 
 /// Probe statuses in the contract's order, for the overview's counts.
@@ -178,6 +179,7 @@ pub(crate) fn fold_groups<R: ReadRow>(
         queue: QueueDepth::default(),
         failed_notifications: count(counts, "failed_notifications")?,
         endpoint_conflicts: count(counts, "endpoint_conflicts")?,
+        discovery: DiscoveryLatency::default(),
     };
     for row in rows {
         let mtls = MtlsCounts {

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use crate::error::{Error, Result};
 use crate::names::{certificate_names, normalize_serial};
 use crate::records::{AgentName, EndpointId, IngestCounts};
-use crate::schedule::ProbeSchedule;
+use crate::schedule::{ProbeSchedule, Validity};
 
 /// How far ahead of the server's clock an agent's `collected_at` may be (the web layer
 /// refuses more; the store caps it, whoever calls it).
@@ -186,8 +186,8 @@ pub(crate) struct Outcome {
     /// Without a new observation: keep the previous one as current (a transient failure)
     /// or clear it (the port no longer speaks TLS, or it is no longer allowed).
     pub keep_previous: bool,
-    /// The leaf this probe captured: SHA-256 and end of validity.
-    pub leaf: Option<(String, OffsetDateTime)>,
+    /// The leaf this probe captured: SHA-256 and validity.
+    pub leaf: Option<(String, Validity)>,
 }
 
 /// The `endpoints` update of one outcome, once failures and observation ids are known.
@@ -225,11 +225,17 @@ impl Outcome {
             error: self.error.clone(),
             probed_at: self.probed_at,
             failures: i32::try_from(failures).unwrap_or(i32::MAX),
-            next_probe_at: schedule.next_probe_at(self.endpoint_id, self.status, failures, now),
+            next_probe_at: schedule.next_probe_at(
+                self.endpoint_id,
+                self.status,
+                failures,
+                now,
+                self.leaf.as_ref().map(|(_, validity)| *validity),
+            ),
             observation_id,
             keep_observation: observation_id.is_none() && self.keep_previous,
             leaf_sha256: leaf.map(|(sha256, _)| sha256.clone()),
-            leaf_not_after: leaf.map(|(_, not_after)| *not_after),
+            leaf_not_after: leaf.map(|(_, validity)| validity.not_after),
         }
     }
 }
@@ -263,10 +269,13 @@ pub(crate) fn plan_probes(results: &[(EndpointId, ProbeResult)]) -> Result<Probe
             probed_at: result.probed_at,
             fingerprint,
             keep_previous,
-            leaf: result
-                .chain
-                .first()
-                .map(|leaf| (leaf.sha256.to_ascii_lowercase(), leaf.not_after)),
+            leaf: result.chain.first().map(|leaf| {
+                let validity = Validity {
+                    not_before: leaf.not_before,
+                    not_after: leaf.not_after,
+                };
+                (leaf.sha256.to_ascii_lowercase(), validity)
+            }),
         };
         outcomes.insert(*endpoint_id, outcome);
     }

@@ -13,6 +13,7 @@ use crate::names::normalize_serial;
 use crate::notify_records::{notification, NotificationRecord};
 use crate::overview_sql;
 use crate::records::*;
+use crate::rotation;
 use crate::rows::{self, ReadRow, CERTIFICATE_COLUMNS, ENDPOINT_SELECT};
 
 pub(crate) async fn search_certificates(
@@ -117,6 +118,8 @@ pub(crate) async fn fleet_overview<D: Db>(db: &D, now: OffsetDateTime) -> Result
         .await?;
     overview.certificates_by_days_left = overview_sql::leaf_buckets(&leaves)?;
     overview.mtls_trend = mtls_trend(db, MtlsGrouping::App).await?;
+    let latency = db.row(&rotation::latency_query(now), "overview").await?;
+    overview.discovery = rotation::latency(&latency)?;
     Ok(overview)
 }
 

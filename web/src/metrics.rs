@@ -24,12 +24,14 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use certfleet_store::{ExpiryBuckets, FleetOverview};
+use certfleet_store::{ExpiryBuckets, FleetOverview, LatencyHistogram};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::state::Web;
@@ -276,6 +278,11 @@ fn fleet(registry: &mut Registry, overview: &FleetOverview) {
             ("failing", queue.failing),
         ],
     );
+    registry.register(
+        "certfleet_rotation_discovery_latency_seconds",
+        "Certificate rotations seen, by the time between the last probe that saw the old leaf and the first that saw the new one",
+        RecordedHistogram(overview.discovery.all.clone()),
+    );
     let rate = Gauge::<f64, AtomicU64>::default();
     rate.set(queue.probed_last_5m as f64 / 300.0);
     registry.register(
@@ -283,6 +290,29 @@ fn fleet(registry: &mut Registry, overview: &FleetOverview) {
         "Endpoints probed per second by all probers, over the last five minutes",
         rate,
     );
+}
+
+/// A histogram whose counts the store keeps (rotations are recorded by the probers,
+/// wherever they run): written as prometheus-client writes its own.
+#[derive(Debug)]
+struct RecordedHistogram(LatencyHistogram);
+
+impl EncodeMetric for RecordedHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        // The encoder adds the buckets up itself: hand it each bucket's own count.
+        let mut buckets = Vec::with_capacity(self.0.within.len() + 1);
+        let mut below = 0;
+        for (bound, within) in &self.0.within {
+            buckets.push((*bound as f64, within.saturating_sub(below)));
+            below = *within;
+        }
+        buckets.push((f64::INFINITY, self.0.count.saturating_sub(below)));
+        encoder.encode_histogram::<NoLabelSet>(self.0.sum_seconds, self.0.count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
 }
 
 /// A gauge of one count.

@@ -112,6 +112,17 @@ pub async fn settle(args: crate::cli::SettleArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Every threshold an owner may be told at: `notify.thresholds` and the owner rules' own.
+fn every_threshold(config: &Config) -> Vec<u32> {
+    let mut thresholds = config.notify.thresholds.clone();
+    for rule in &config.owners.rules {
+        thresholds.extend(rule.thresholds.iter().flatten());
+    }
+    thresholds.sort_unstable();
+    thresholds.dedup();
+    thresholds
+}
+
 /// Opens the configured database and applies pending migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let interval = time::Duration::try_from(config.probe.interval)
@@ -125,6 +136,11 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         present_names: config.probe.present_names,
         schedule: ProbeSchedule {
             interval,
+            min_interval: time::Duration::try_from(config.probe.min_interval)
+                .context("probe.min_interval is out of range")?,
+            lifetime_fraction: config.probe.lifetime_fraction,
+            thresholds: every_threshold(config),
+            short_lived_days: config.notify.short_lived_days,
             retry_after: time::Duration::try_from(config.probe.retry_after)
                 .context("probe.retry_after is out of range")?,
             unreported_after: report_window,

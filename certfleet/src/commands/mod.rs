@@ -2,6 +2,7 @@
 
 mod admin;
 mod agent;
+mod confirm;
 mod demo;
 mod demo_pki;
 mod demo_servers;

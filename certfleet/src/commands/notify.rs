@@ -5,10 +5,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use certfleet_notifier::{Delivery, Notifier, OwnerRule, OwnerRules, Settings};
+use certfleet_notifier::{Confirmed, Delivery, Notifier, OwnerRule, OwnerRules, Settings};
 use certfleet_store::{Store, SystemClock};
 
+use certfleet_prober::Prober;
+
 use super::admin::open_store;
+use super::confirm::ProbeBeforeMail;
+use super::serve::prober_config;
 use crate::cli::NotifyArgs;
 use crate::config::Config;
 
@@ -51,6 +55,15 @@ pub async fn run(args: NotifyArgs) -> anyhow::Result<ExitCode> {
         .run_once()
         .await
         .context("notification run failed")?;
+    if report.confirmed != Confirmed::default() {
+        println!(
+            "{} endpoint(s) probed again before mail ({} failed, {} not probed), {} certificate(s) found rotated",
+            report.confirmed.probed,
+            report.confirmed.failed,
+            report.confirmed.skipped,
+            report.rotated
+        );
+    }
     println!(
         "{} due, {} claimed, {} resolved, {} digests sent ({} notifications), {} failed",
         report.due,
@@ -111,10 +124,22 @@ pub fn build_linked(
         thresholds: notify.thresholds.clone(),
         short_lived_days: notify.short_lived_days,
         security_copy: Some(notify.security_copy.trim().to_owned()).filter(|s| !s.is_empty()),
+        confirm_within: time::Duration::try_from(notify.confirm_within)
+            .context("notify.confirm_within is out of range")?,
+        confirm_wait: notify.confirm_wait,
         ..Settings::new(owners)
     };
     let worker = format!("{}/{}", hostname(), std::process::id());
-    Ok(Notifier::new(store, settings, Arc::new(SystemClock))?.with_worker(worker))
+    let prober = Arc::new(Prober::new(prober_config(config)?));
+    let confirm = ProbeBeforeMail::new(
+        store.clone(),
+        prober,
+        format!("confirm/{worker}"),
+        config.probe.concurrency,
+    );
+    Ok(Notifier::new(store, settings, Arc::new(SystemClock))?
+        .with_worker(worker)
+        .with_confirm(Arc::new(confirm)))
 }
 
 async fn dry_run(notifier: &Notifier) -> anyhow::Result<ExitCode> {

@@ -263,7 +263,7 @@ async fn lease_loop(
     }
 }
 
-async fn probe_one(prober: &Prober, endpoint: &LeasedEndpoint) -> ProbeResult {
+pub(super) async fn probe_one(prober: &Prober, endpoint: &LeasedEndpoint) -> ProbeResult {
     // Checked when the config was read; a value stored by another version falls back to
     // the port's protocol.
     let starttls = endpoint

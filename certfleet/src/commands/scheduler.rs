@@ -34,6 +34,8 @@ pub async fn run(
                             due = report.due,
                             claimed = report.claimed,
                             resolved = report.resolved,
+                            confirmed = report.confirmed.probed,
+                            rotated = report.rotated,
                             digests = report.digests_sent,
                             failed = report.failures.len(),
                             "notification run"

@@ -176,7 +176,7 @@ pub async fn start(
     })
 }
 
-fn prober_config(config: &Config) -> anyhow::Result<ProberConfig> {
+pub(super) fn prober_config(config: &Config) -> anyhow::Result<ProberConfig> {
     let mut trust = TrustStore::mozilla();
     for path in &config.probe.ca_files {
         trust.add_pem_file(path)?;

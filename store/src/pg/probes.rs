@@ -8,11 +8,11 @@ use time::{Duration, OffsetDateTime};
 
 use super::{limit, CHUNK};
 use crate::error::Result;
-use crate::fence::{admitted_results, CurrentLease, Fence};
+use crate::fence::{admitted_results, current_lease, Fence, CURRENT_LEASE_COLUMNS};
 use crate::plan::{plan_probes, CertificateRow, EndpointUpdate, ObservationRow};
 use crate::records::{EndpointId, Lease, LeasedEndpoint, Recorded};
+use crate::rotation::{rotations, RotationRow};
 use crate::rows::leased;
-use crate::rows::ReadRow;
 use crate::schedule::ProbeSchedule;
 
 /// One statement: lock due rows other transactions have not locked, and push their
@@ -46,6 +46,37 @@ pub(super) async fn lease_due_endpoints(
     rows.iter().map(leased).collect()
 }
 
+/// Leases these endpoints to `worker` until now + `lease_for`, due or not (a confirming
+/// probe before a notification): those active and not under another lease right now.
+pub(super) async fn lease_endpoints(
+    pool: &PgPool,
+    worker: &str,
+    ids: &[EndpointId],
+    lease_for: Duration,
+    now: OffsetDateTime,
+) -> Result<Vec<LeasedEndpoint>> {
+    let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
+    let lease_until = now + lease_for;
+    let rows = sqlx::query(
+        "WITH free AS ( \
+             SELECT id FROM endpoints \
+             WHERE id = ANY($1) AND retired_at IS NULL \
+                 AND (lease_until IS NULL OR lease_until <= $2) \
+             ORDER BY id FOR UPDATE SKIP LOCKED) \
+         UPDATE endpoints e SET lease_owner = $3, lease_until = $4, next_probe_at = $4 \
+         FROM free WHERE e.id = free.id \
+         RETURNING e.id, e.address, e.port, e.sni, e.sni_source, e.starttls, e.failures, \
+             e.lease_until",
+    )
+    .bind(&ids)
+    .bind(now)
+    .bind(worker)
+    .bind(lease_until)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(leased).collect()
+}
+
 pub(super) async fn record_probe_results(
     pool: &PgPool,
     results: &[(EndpointId, ProbeResult)],
@@ -65,28 +96,21 @@ pub(super) async fn record_probe_results(
         return Ok(Recorded::default());
     }
     let mut transaction = pool.begin().await?;
-    let rows = sqlx::query(
-        "SELECT id, failures, lease_owner, lease_until FROM endpoints \
-         WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-    )
-    .bind(&ids)
-    .fetch_all(&mut *transaction)
-    .await?;
-    let rows = rows
-        .iter()
-        .map(|row| {
-            Ok(CurrentLease {
-                id: row.int("id")?,
-                failures: i32::try_from(row.int("failures")?).unwrap_or(i32::MAX),
-                owner: row.opt_text("lease_owner")?,
-                until: row.opt_time("lease_until")?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let select = format!(
+        "SELECT {CURRENT_LEASE_COLUMNS} FROM endpoints e \
+         LEFT JOIN observations o ON o.id = e.observation_id \
+         WHERE e.id = ANY($1) ORDER BY e.id FOR UPDATE OF e"
+    );
+    let rows = sqlx::query(&select)
+        .bind(&ids)
+        .fetch_all(&mut *transaction)
+        .await?;
+    let rows = rows.iter().map(current_lease).collect::<Result<Vec<_>>>()?;
     let admitted = Fence::admit(fence, &ids, rows);
     let results = admitted_results(results, &admitted);
     let stale = admitted.stale;
     let failures = admitted.failures;
+    let leaves = admitted.leaves;
     let batch = plan_probes(&results)?;
     if batch.outcomes.is_empty() {
         transaction.commit().await?;
@@ -130,6 +154,7 @@ pub(super) async fn record_probe_results(
         })
         .collect();
     update_endpoints(&mut transaction, &updates, now - schedule.unreported_after).await?;
+    insert_rotations(&mut transaction, &rotations(&leaves, &updates)).await?;
     // In the same transaction: see crate::sni.
     let probed: Vec<i64> = updates.iter().map(|u| u.id).collect();
     super::sni::retire_default_guesses(&mut transaction, &probed, now).await?;
@@ -287,6 +312,35 @@ async fn upsert_observations(
     .execute(&mut *connection)
     .await?;
     Ok(ids)
+}
+
+async fn insert_rotations(connection: &mut PgConnection, rows: &[RotationRow]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO rotations (endpoint_id, old_sha256, new_sha256, old_seen_at, \
+             new_seen_at, latency_ms) \
+         SELECT * FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::timestamptz[], \
+             $5::timestamptz[], $6::int8[])",
+    )
+    .bind(rows.iter().map(|r| r.endpoint_id).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|r| r.old_sha256.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|r| r.new_sha256.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(rows.iter().map(|r| r.old_seen_at).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.new_seen_at).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.latency_ms).collect::<Vec<_>>())
+    .execute(connection)
+    .await?;
+    Ok(())
 }
 
 /// Status, schedule and current observation of each probed endpoint; ends its lease.

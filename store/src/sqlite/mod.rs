@@ -165,6 +165,15 @@ impl Store for SqliteStore {
         probes::lease_due_endpoints(&self.pool, worker, limit, lease_for, self.now()).await
     }
 
+    async fn lease_endpoints(
+        &self,
+        worker: &str,
+        ids: &[EndpointId],
+        lease_for: Duration,
+    ) -> Result<Vec<LeasedEndpoint>> {
+        probes::lease_endpoints(&self.pool, worker, ids, lease_for, self.now()).await
+    }
+
     async fn record_probe_results_with_names(
         &self,
         results: &[(EndpointId, ProbeResult)],

@@ -8,11 +8,11 @@ use time::{Duration, OffsetDateTime};
 
 use super::{seconds, write, CHUNK};
 use crate::error::Result;
-use crate::fence::{admitted_results, CurrentLease, Fence};
+use crate::fence::{admitted_results, current_lease, Fence, CURRENT_LEASE_COLUMNS};
 use crate::plan::{plan_probes, CertificateRow, EndpointUpdate, ObservationRow};
 use crate::records::{EndpointId, Lease, LeasedEndpoint, Recorded};
+use crate::rotation::{rotations, RotationRow};
 use crate::rows::leased;
-use crate::rows::ReadRow;
 use crate::schedule::ProbeSchedule;
 
 /// One statement under the write lock: pick due endpoints and push their next probe time
@@ -42,6 +42,33 @@ pub(super) async fn lease_due_endpoints(
     rows.iter().map(leased).collect()
 }
 
+/// Leases these endpoints to `worker` until now + `lease_for`, due or not (a confirming
+/// probe before a notification): those active and not under another lease right now.
+pub(super) async fn lease_endpoints(
+    pool: &SqlitePool,
+    worker: &str,
+    ids: &[EndpointId],
+    lease_for: Duration,
+    now: OffsetDateTime,
+) -> Result<Vec<LeasedEndpoint>> {
+    let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
+    let mut transaction = write(pool).await?;
+    let rows = sqlx::query(
+        "UPDATE endpoints SET lease_owner = $3, lease_until = $4, next_probe_at = $4 \
+         WHERE id IN (SELECT value FROM json_each($1)) AND retired_at IS NULL \
+             AND (lease_until IS NULL OR lease_until <= $2) \
+         RETURNING id, address, port, sni, sni_source, starttls, failures, lease_until",
+    )
+    .bind(serde_json::to_string(&ids)?)
+    .bind(seconds(now))
+    .bind(worker)
+    .bind(seconds(now + lease_for))
+    .fetch_all(&mut *transaction)
+    .await?;
+    transaction.commit().await?;
+    rows.iter().map(leased).collect()
+}
+
 pub(super) async fn record_probe_results(
     pool: &SqlitePool,
     results: &[(EndpointId, ProbeResult)],
@@ -61,28 +88,21 @@ pub(super) async fn record_probe_results(
         return Ok(Recorded::default());
     }
     let mut transaction = write(pool).await?;
-    let rows = sqlx::query(
-        "SELECT id, failures, lease_owner, lease_until FROM endpoints \
-         WHERE id IN (SELECT value FROM json_each($1))",
-    )
-    .bind(serde_json::to_string(&ids)?)
-    .fetch_all(&mut *transaction)
-    .await?;
-    let rows = rows
-        .iter()
-        .map(|row| {
-            Ok(CurrentLease {
-                id: row.int("id")?,
-                failures: i32::try_from(row.int("failures")?).unwrap_or(i32::MAX),
-                owner: row.opt_text("lease_owner")?,
-                until: row.opt_time("lease_until")?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let select = format!(
+        "SELECT {CURRENT_LEASE_COLUMNS} FROM endpoints e \
+         LEFT JOIN observations o ON o.id = e.observation_id \
+         WHERE e.id IN (SELECT value FROM json_each($1))"
+    );
+    let rows = sqlx::query(&select)
+        .bind(serde_json::to_string(&ids)?)
+        .fetch_all(&mut *transaction)
+        .await?;
+    let rows = rows.iter().map(current_lease).collect::<Result<Vec<_>>>()?;
     let admitted = Fence::admit(fence, &ids, rows);
     let results = admitted_results(results, &admitted);
     let stale = admitted.stale;
     let failures = admitted.failures;
+    let leaves = admitted.leaves;
     let batch = plan_probes(&results)?;
     if batch.outcomes.is_empty() {
         transaction.commit().await?;
@@ -126,6 +146,7 @@ pub(super) async fn record_probe_results(
     for chunk in updates.chunks(CHUNK) {
         update_endpoints(&mut transaction, chunk, now - schedule.unreported_after).await?;
     }
+    insert_rotations(&mut transaction, &rotations(&leaves, &updates)).await?;
     // In the same transaction: see crate::sni.
     let probed: Vec<i64> = updates.iter().map(|u| u.id).collect();
     super::sni::retire_default_guesses(&mut transaction, &probed, now).await?;
@@ -299,6 +320,34 @@ async fn upsert_observations(
     .execute(&mut *connection)
     .await?;
     Ok(ids)
+}
+
+async fn insert_rotations(connection: &mut SqliteConnection, rows: &[RotationRow]) -> Result<()> {
+    for chunk in rows.chunks(CHUNK) {
+        let values: Vec<_> = chunk
+            .iter()
+            .map(|r| {
+                serde_json::json!([
+                    r.endpoint_id,
+                    r.old_sha256,
+                    r.new_sha256,
+                    seconds(r.old_seen_at),
+                    seconds(r.new_seen_at),
+                    r.latency_ms
+                ])
+            })
+            .collect();
+        sqlx::query(
+            "INSERT INTO rotations (endpoint_id, old_sha256, new_sha256, old_seen_at, \
+                 new_seen_at, latency_ms) \
+             SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, \
+                 j.value ->> 4, j.value ->> 5 FROM json_each($1) AS j",
+        )
+        .bind(serde_json::to_string(&values)?)
+        .execute(&mut *connection)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Status, schedule and current observation of each probed endpoint; ends its lease. A

@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::response::Html;
 use certfleet_model::Finding;
-use certfleet_store::{FleetOverview, MtlsCounts, MtlsDay, MtlsGroup};
+use certfleet_store::{FleetOverview, LatencyHistogram, MtlsCounts, MtlsDay, MtlsGroup};
 use maud::{html, Markup};
 
 use super::layout::{encode, page};
@@ -95,7 +95,41 @@ fn probing(o: &FleetOverview) -> Markup {
                 (status.name.replace('_', " ")) " " (status.count)
             }
         }
+        (discovery(&o.discovery.last_7_days))
     }
+}
+
+/// How soon rotations were seen: the line the discovery latency histogram stands for.
+fn discovery(recent: &LatencyHistogram) -> Markup {
+    let within = |share: f64| {
+        recent
+            .bound_for(share)
+            .map_or_else(|| "over a week".to_owned(), duration)
+    };
+    html! {
+        p id="discovery-latency" {
+            "Rotations seen in the last 7 days: " (recent.count)
+            @if recent.count > 0 {
+                "; half seen within " (within(0.5)) ", 90 % within " (within(0.9))
+                " of the last probe that saw the old certificate"
+            }
+            "."
+        }
+    }
+}
+
+/// A bucket bound in seconds, in the unit people say it in.
+fn duration(seconds: u64) -> String {
+    match seconds {
+        s if s % 86_400 == 0 => plural(s / 86_400, "day"),
+        s if s % 3_600 == 0 => plural(s / 3_600, "hour"),
+        s if s % 60 == 0 => plural(s / 60, "minute"),
+        s => plural(s, "second"),
+    }
+}
+
+fn plural(count: u64, unit: &str) -> String {
+    format!("{count} {unit}{}", if count == 1 { "" } else { "s" })
 }
 
 fn percent(part: u64, total: u64) -> f64 {
