@@ -10,6 +10,7 @@ mod churn;
 mod database;
 mod e2e;
 mod fleet_servers;
+mod fresh_mail;
 mod guessed_names;
 mod hostile_agents;
 mod http;
