@@ -12,6 +12,7 @@ mod harness;
 mod churn;
 mod container_tags;
 mod fencing;
+mod fresh;
 mod hostile_results;
 mod ingest;
 mod leasing;

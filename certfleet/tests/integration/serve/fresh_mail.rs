@@ -239,20 +239,29 @@ fn rotated_certificate_is_not_mailed_about(database: TestDatabase) {
                 .send(service.address)
                 .map(|answer| String::from_utf8_lossy(&answer.body).into_owned())
                 .unwrap_or_default();
-            sample(&exposition, "certfleet_rotation_discovery_latency_seconds_count") == Some(1.0)
+            sample(
+                &exposition,
+                "certfleet_rotation_discovery_latency_seconds_count",
+            ) == Some(1.0)
         },
     );
-    let latency = sample(&exposition, "certfleet_rotation_discovery_latency_seconds_sum")
-        .expect("the latency sum");
-    let expected = (time_of(&now["last_probed_at"]) - time_of(&first["last_probed_at"]))
-        .as_seconds_f64();
+    let latency = sample(
+        &exposition,
+        "certfleet_rotation_discovery_latency_seconds_sum",
+    )
+    .expect("the latency sum");
+    let expected =
+        (time_of(&now["last_probed_at"]) - time_of(&first["last_probed_at"])).as_seconds_f64();
     assert!(
         (latency - expected).abs() <= 1.0,
         "{kind}: latency {latency} s, probes {expected} s apart"
     );
     println!("{kind}: rotation discovery latency {latency:.2} s (confirming probe)");
     let within_a_minute = r#"certfleet_rotation_discovery_latency_seconds_bucket{le="60.0"} 1"#;
-    assert!(exposition.contains(within_a_minute), "{kind}:\n{exposition}");
+    assert!(
+        exposition.contains(within_a_minute),
+        "{kind}:\n{exposition}"
+    );
     let dashboard = Request::get("/").send(service.address).expect("GET /");
     let dashboard = String::from_utf8_lossy(&dashboard.body);
     assert!(
@@ -303,7 +312,9 @@ fn failed_confirming_probe_says_when_last_seen(database: TestDatabase) {
         "{kind}:\n{mail}"
     );
     let seen = time_of(&first["last_probed_at"])
-        .format(time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC"))
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day] [hour]:[minute] UTC"
+        ))
         .expect("format");
     assert!(
         mail.contains(&format!("last seen serving it {seen}")),
@@ -312,7 +323,11 @@ fn failed_confirming_probe_says_when_last_seen(database: TestDatabase) {
     // The endpoint records that failed probe, and keeps the certificate it last saw.
     let now = unnamed(&probers, port).expect("the endpoint");
     assert_eq!(now["last_status"], "refused", "{kind}: {now}");
-    assert_eq!(now["observation"]["leaf_sha256"], old.sha256.as_str(), "{kind}: {now}");
+    assert_eq!(
+        now["observation"]["leaf_sha256"],
+        old.sha256.as_str(),
+        "{kind}: {now}"
+    );
 }
 
 #[test]
@@ -341,8 +356,11 @@ fn tarpit_holds_the_digest_no_longer_than_confirm_wait(database: TestDatabase) {
         &format!("confirm_within = {CONFIRM_WITHIN:?}\nconfirm_wait = \"1s\"\n"),
     );
     let text = std::fs::read_to_string(&config).expect("read the config");
-    std::fs::write(&config, text.replace("timeout = \"5s\"", "timeout = \"60s\""))
-        .expect("write the config");
+    std::fs::write(
+        &config,
+        text.replace("timeout = \"5s\"", "timeout = \"60s\""),
+    )
+    .expect("write the config");
     let service = Service::start(&config, "api");
     let token = create_token(&config, "fresh-agent");
     let probers = Service::start_in_background(&config, "prober");
