@@ -68,9 +68,17 @@ fn main() {
         lifetime: Duration::days(398),
         renew_before_end: Duration::days(30),
     };
-    let kinds = [short("1-day", 1), short("3-day", 3), short("6-day", 6), long];
+    let kinds = [
+        short("1-day", 1),
+        short("3-day", 3),
+        short("6-day", 6),
+        long,
+    ];
     println!("endpoints: {endpoints}; one simulated day; probe.interval 24h, min_interval 1h, lifetime_fraction 0.1, thresholds 30/14/7/3/1 days");
-    println!("{:<9} {:>9} {:>12} {:>12} {:>10} {:>14} {:>14}", "schedule", "kind", "endpoints", "probes/day", "rotations", "mean latency", "worst latency");
+    println!(
+        "{:<9} {:>9} {:>12} {:>12} {:>10} {:>14} {:>14}",
+        "schedule", "kind", "endpoints", "probes/day", "rotations", "mean latency", "worst latency"
+    );
     let mut totals = Vec::new();
     for (label, schedule) in [("fixed", &fixed), ("adaptive", &adaptive)] {
         let mut noise = Noise(0x9e37_79b9_7f4a_7c15);
@@ -96,7 +104,8 @@ fn main() {
             total.probes += tally.probes;
             total.rotations += tally.rotations;
             total.latency_seconds += tally.latency_seconds;
-            total.worst_latency_seconds = total.worst_latency_seconds.max(tally.worst_latency_seconds);
+            total.worst_latency_seconds =
+                total.worst_latency_seconds.max(tally.worst_latency_seconds);
         }
         print_row(label, "all", &total);
         totals.push(total.probes);
