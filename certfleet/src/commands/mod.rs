@@ -1,21 +1,13 @@
-//! One module per subcommand.
+//! One module per subcommand (`demo` is a folder: its PKI and its TLS servers are its own).
+//! The service roles that `serve` runs are the `certfleet-service` crate.
 
 mod admin;
 mod agent;
-mod confirm;
 mod demo;
-mod demo_pki;
-mod demo_servers;
 mod notify;
 mod output;
 mod probe;
-mod probe_lines;
-mod prober_worker;
-mod ptr_names;
-mod scheduler;
 mod serve;
-mod static_targets;
-mod supervise;
 mod targets;
 
 use std::process::ExitCode;

@@ -11,10 +11,10 @@ use certfleet_store::{Store, SystemClock};
 use certfleet_prober::Prober;
 
 use super::admin::open_store;
-use super::confirm::ProbeBeforeMail;
 use super::serve::prober_config;
 use crate::cli::NotifyArgs;
 use crate::config::Config;
+use certfleet_service::confirm::ProbeBeforeMail;
 
 pub async fn run(args: NotifyArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(args.config.config.as_deref())?;

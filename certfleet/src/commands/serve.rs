@@ -11,9 +11,11 @@ use certfleet_web::{AppState, IngestLimits};
 use tokio_util::sync::CancellationToken;
 
 use super::admin::open_store;
-use super::ptr_names::PtrNames;
-use super::supervise::{Ended, Roles};
-use super::{notify, prober_worker, scheduler, static_targets};
+use certfleet_service::ptr_names::PtrNames;
+use certfleet_service::supervise::{Ended, Roles};
+use certfleet_service::{prober_worker, scheduler, static_targets};
+
+use super::notify;
 use crate::cli::{Role, ServeArgs};
 use crate::config::{Config, ServerConfig};
 

@@ -11,7 +11,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use super::demo_pki::DemoCert;
+use super::pki::DemoCert;
 
 /// Whether the endpoint asks for a client certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

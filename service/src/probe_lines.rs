@@ -79,7 +79,7 @@ impl ProbeLines {
 
     /// The next endpoint to probe, taking turns between the addresses with room; it
     /// counts as running at its address until [`done`](Self::done).
-    pub fn next(&mut self) -> Option<LeasedEndpoint> {
+    pub fn start_next(&mut self) -> Option<LeasedEndpoint> {
         let address = self.ready.pop_front()?;
         let line = self.lines.get_mut(&address)?;
         let endpoint = line.waiting.pop_front()?;
@@ -190,19 +190,19 @@ mod tests {
                 .expect("room");
         }
         // Two probes go to the busy address, one to each other address, whatever the order.
-        let started: Vec<LeasedEndpoint> = std::iter::from_fn(|| lines.next()).collect();
+        let started: Vec<LeasedEndpoint> = std::iter::from_fn(|| lines.start_next()).collect();
         let busy = started
             .iter()
             .filter(|e| e.address == IpAddr::from([10, 0, 0, 1]))
             .count();
         assert_eq!((busy, started.len()), (2, 12));
-        assert!(lines.next().is_none(), "the busy address has no room");
+        assert!(lines.start_next().is_none(), "the busy address has no room");
         assert_eq!(lines.waiting(), 48);
         // One probe ends there: one more may start.
         lines.done([10, 0, 0, 1].into(), Instant::now());
-        let next = lines.next().expect("room again");
+        let next = lines.start_next().expect("room again");
         assert_eq!(next.address, IpAddr::from([10, 0, 0, 1]));
-        assert!(lines.next().is_none());
+        assert!(lines.start_next().is_none());
     }
 
     #[tokio::test]
@@ -226,7 +226,7 @@ mod tests {
             "{first:?} {second:?}"
         );
         let mut running = Vec::new();
-        while let Some(endpoint) = lines.next() {
+        while let Some(endpoint) = lines.start_next() {
             running.push(endpoint);
             if running.len() == 2 {
                 for endpoint in running.drain(..) {
@@ -247,9 +247,9 @@ mod tests {
         for id in 0..3 {
             lines.push(endpoint(id, [10, 0, 0, 1])).expect("room");
         }
-        let running = lines.next().expect("one runs");
+        let running = lines.start_next().expect("one runs");
         assert_eq!(lines.take_waiting().len(), 2);
-        assert!(lines.next().is_none());
+        assert!(lines.start_next().is_none());
         lines.done(running.address, Instant::now());
         assert_eq!(lines.tracked(), 0);
     }

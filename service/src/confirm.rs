@@ -14,7 +14,7 @@ use certfleet_store::{EndpointId, Lease, Store};
 use futures::StreamExt;
 use tokio::time::Instant;
 
-use super::prober_worker::probe_one;
+use crate::prober_worker::probe_one;
 
 /// The lease outlives the wait by this much, so that results probed just inside the wait
 /// are still recorded under it.

@@ -2,6 +2,9 @@
 //! certificates, the service (api, prober, scheduler) on an embedded SQLite file, an agent
 //! report naming the endpoints, and notification emails written to a folder.
 
+mod pki;
+mod servers;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
@@ -11,11 +14,11 @@ use anyhow::Context;
 use certfleet_model::{AgentInfo, AgentReport, HostInfo, Protocol, SocketInfo, SocketScope};
 use certfleet_store::AgentName;
 
-use super::demo_pki::DemoPki;
-use super::demo_servers::{self, ClientAuth};
 use super::serve::{self, wait_for_signal};
 use crate::cli::{DemoArgs, Role};
 use crate::config::Config;
+use pki::DemoPki;
+use servers::ClientAuth;
 
 /// One demo endpoint: what it shows, and the workload it belongs to.
 struct Workload {
@@ -94,7 +97,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         ),
     ];
     for (hostname, app, env, owner, cert, client_auth) in situations {
-        let address = demo_servers::serve(cert, client_auth, &client_ca).await?;
+        let address = servers::serve(cert, client_auth, &client_ca).await?;
         workloads.push(Workload {
             hostname,
             app,

@@ -10,11 +10,87 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use certfleet_prober::Resolver;
+use certfleet_prober::{Resolver, StartTlsMode};
 use certfleet_store::{StaticEndpoint, Store, NAMES_PER_ENDPOINT};
+use ipnet::IpNet;
+use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{StaticTarget, TargetHost};
+/// `[[probe.targets]]`: hosts (names, addresses, CIDR ranges) times ports, probed without
+/// SNI and with each of `names` (a host name is a name too).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticTarget {
+    pub hosts: Vec<TargetHost>,
+    pub ports: Vec<u16>,
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// `auto` (by the port, the default), `none`, or a protocol (`smtp`, `postgres`, ...).
+    #[serde(default)]
+    pub starttls: Option<StartTlsSetting>,
+    #[serde(default)]
+    pub app: Option<String>,
+    #[serde(default)]
+    pub env: Option<String>,
+    #[serde(default)]
+    pub owner: Option<String>,
+}
+
+/// Most addresses one CIDR range of a static target may expand to.
+pub const MAX_RANGE_ADDRESSES: u128 = 65_536;
+
+/// One entry of a static target's `hosts`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum TargetHost {
+    /// Every address of the range (at most [`MAX_RANGE_ADDRESSES`]); a single address is a
+    /// range of one.
+    Range(IpNet),
+    /// Resolved (A and AAAA) at every refresh.
+    Name(String),
+}
+
+impl TryFrom<String> for TargetHost {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        let text = text.trim();
+        if let Ok(address) = text.parse::<std::net::IpAddr>() {
+            return Ok(TargetHost::Range(IpNet::from(address)));
+        }
+        if let Ok(range) = text.parse::<IpNet>() {
+            let bits = u32::from(range.max_prefix_len() - range.prefix_len());
+            if 1u128
+                .checked_shl(bits)
+                .is_none_or(|size| size > MAX_RANGE_ADDRESSES)
+            {
+                return Err(format!(
+                    "range {text} is larger than {MAX_RANGE_ADDRESSES} addresses; split it"
+                ));
+            }
+            return Ok(TargetHost::Range(range.trunc()));
+        }
+        match certfleet_store::usable_sni(text) {
+            Some(name) => Ok(TargetHost::Name(name)),
+            None => Err(format!(
+                "{text:?} is neither an address, a CIDR range nor a host name"
+            )),
+        }
+    }
+}
+
+/// A static target's `starttls`, checked when the config is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct StartTlsSetting(pub StartTlsMode);
+
+impl TryFrom<String> for StartTlsSetting {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse().map(StartTlsSetting)
+    }
+}
 
 /// Deadline of one host name's resolution.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);

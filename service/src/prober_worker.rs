@@ -24,8 +24,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::probe_lines::{Pace, ProbeLines};
-use super::ptr_names::PtrNames;
+use crate::probe_lines::{Pace, ProbeLines};
+use crate::ptr_names::PtrNames;
 
 /// How the worker runs.
 #[derive(Debug, Clone)]
@@ -95,7 +95,7 @@ pub async fn run(
     let mut leasing = true;
     loop {
         while running.len() < concurrency {
-            let Some(endpoint) = lines.next() else {
+            let Some(endpoint) = lines.start_next() else {
                 break;
             };
             let (prober, pace, ptr_names) = (prober.clone(), pace.clone(), ptr_names.clone());
@@ -263,7 +263,7 @@ async fn lease_loop(
     }
 }
 
-pub(super) async fn probe_one(prober: &Prober, endpoint: &LeasedEndpoint) -> ProbeResult {
+pub(crate) async fn probe_one(prober: &Prober, endpoint: &LeasedEndpoint) -> ProbeResult {
     // Checked when the config was read; a value stored by another version falls back to
     // the port's protocol.
     let starttls = endpoint
