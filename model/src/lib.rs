@@ -4,10 +4,12 @@
 //! (see `docs/architecture.md`): fields may be added, never renamed or removed.
 
 mod bounded;
+pub mod names;
 pub mod osquery;
 mod probe;
 mod redact;
 mod report;
+pub mod schedule;
 pub mod text;
 
 pub use osquery::{Listener, OsqueryHost, OsqueryUpdate};

@@ -56,6 +56,13 @@ impl Error {
     }
 }
 
+/// A serial or host name the model's rules refuse (`certfleet_model::names`).
+impl From<certfleet_model::names::InvalidInput> for Error {
+    fn from(error: certfleet_model::names::InvalidInput) -> Self {
+        Error::invalid(error.field, error.reason)
+    }
+}
+
 /// The one place where database errors are sorted into kinds.
 impl From<sqlx::Error> for Error {
     fn from(error: sqlx::Error) -> Self {

@@ -22,7 +22,6 @@ mod fence;
 #[doc(hidden)]
 pub mod fuzzing;
 mod isolate;
-mod names;
 mod notify;
 mod notify_records;
 mod osquery;
@@ -33,8 +32,9 @@ mod read_model;
 mod records;
 mod rotation;
 mod rows;
-mod schedule;
 mod sni;
+// The domain rules the store indexes and schedules by live in the model crate.
+use certfleet_model::{names, schedule};
 mod sqlite;
 mod token;
 
@@ -50,9 +50,11 @@ pub use browse::{
     MtlsState, NamedCount, NotificationFilter, QueueDepth, SocketRecord, Succession, FINDINGS,
     NAMES_PER_SOCKET,
 };
+pub use certfleet_model::names::{hostname_candidates, normalize_serial};
+pub use certfleet_model::names::{usable_sni, NAMES_PER_ENDPOINT};
+pub use certfleet_model::schedule::{ProbeSchedule, Validity};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
-pub use names::{hostname_candidates, normalize_serial};
 pub use notify::NotificationStore;
 pub use notify_records::{
     Mute, NotificationCandidate, NotificationClaim, NotificationRecord, NotificationStatus,
@@ -67,8 +69,6 @@ pub use records::{
     Recorded, ServedAt, StaticEndpoint, TokenRecord,
 };
 pub use rotation::{DiscoveryLatency, LatencyHistogram, LATENCY_BUCKETS};
-pub use schedule::{ProbeSchedule, Validity};
-pub use sni::{usable_sni, NAMES_PER_ENDPOINT};
 pub use sqlite::SqliteStore;
 
 /// Everything certfleet keeps, behind one API with a PostgreSQL and a SQLite

@@ -10,18 +10,17 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
-use crate::names::{certificate_names, normalize_serial};
 use crate::records::{AgentName, EndpointId, IngestCounts};
-use crate::schedule::{ProbeSchedule, Validity};
+use certfleet_model::names::{certificate_names, normalize_serial};
+use certfleet_model::schedule::{ProbeSchedule, Validity};
 
 /// How far ahead of the server's clock an agent's `collected_at` may be (the web layer
 /// refuses more; the store caps it, whoever calls it).
 pub const MAX_CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
 
-/// How long a socket stays its host's after the host last reported it: two agent report
-/// intervals. Within it, another host's claim is a conflict (`StoreOptions::claim_window`);
-/// past it, a socket whose probes fail twice in a row no longer serves its certificate.
-pub const REPORT_WINDOW: time::Duration = time::Duration::hours(2);
+/// How long a socket stays its host's after the host last reported it
+/// (`certfleet_model::schedule::REPORT_WINDOW`).
+pub use certfleet_model::schedule::REPORT_WINDOW;
 
 /// A validated report, as rows.
 pub(crate) struct ReportPlan {

@@ -13,6 +13,8 @@
 //! so a chain of SNI-dependent certificates is followed, but never beyond
 //! [`NAMES_PER_ENDPOINT`] names per address and port. An IP address is never a name.
 //!
+//! What a usable name is, and the bound, are domain rules: `certfleet_model::names`.
+//!
 //! The names are added in the transaction that records the results: a prober killed
 //! between the two would otherwise lose them for good (the endpoint is not due again for a
 //! whole interval).
@@ -20,32 +22,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
+pub use certfleet_model::names::{usable_sni, NAMES_PER_ENDPOINT};
 use certfleet_model::{ProbeResult, ProbeStatus};
 
 use crate::records::{EndpointId, NameSource, StaticEndpoint};
-
-/// Most named endpoints created per (address, port).
-pub const NAMES_PER_ENDPOINT: usize = 8;
-
-/// The name as it would be sent, when it can be: a DNS name (letters, digits, hyphens,
-/// dots), lower-cased, without a trailing dot; never an IP address, a wildcard, an e-mail
-/// address or a URI.
-pub fn usable_sni(name: &str) -> Option<String> {
-    let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
-    let valid_label = |label: &str| {
-        !label.is_empty()
-            && label.len() <= 63
-            && !label.starts_with('-')
-            && !label.ends_with('-')
-            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-    };
-    let usable = !name.is_empty()
-        && name.len() <= 253
-        && name.parse::<IpAddr>().is_err()
-        && name.chars().any(|c| c.is_ascii_alphabetic())
-        && name.split('.').all(valid_label);
-    usable.then_some(name)
-}
 
 /// The `(endpoint, name, source)` triples to create from a batch of probe results: the
 /// DNS names of each captured leaf ([`NameSource::Certificate`]), the reporting workload's
@@ -118,29 +98,4 @@ pub(crate) fn static_rows(endpoints: &[StaticEndpoint]) -> Vec<StaticEndpoint> {
         rows.insert(key, row);
     }
     rows.into_values().collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_dns_names_are_sent_as_sni() {
-        assert_eq!(
-            usable_sni("API.Example.com."),
-            Some("api.example.com".into())
-        );
-        assert_eq!(usable_sni("i-0abc"), Some("i-0abc".into()));
-        for refused in [
-            "10.1.2.3",
-            "::1",
-            "*.example.com",
-            "a@b.c",
-            "https://x",
-            "",
-            "-a.b",
-        ] {
-            assert_eq!(usable_sni(refused), None, "{refused}");
-        }
-    }
 }

@@ -100,7 +100,8 @@ pub fn query_params(data: &[u8]) -> Vec<Result<(), ApiError>> {
                 certfleet_store::normalize_fingerprint(&text)?;
             }
             Listing::Lookup(CertificateLookup::Hostname(name)) => {
-                certfleet_store::hostname_candidates(&name)?;
+                certfleet_store::hostname_candidates(&name)
+                    .map_err(certfleet_store::Error::from)?;
             }
             Listing::Lookup(CertificateLookup::Issuer(_)) | Listing::Expiring(_) => {}
         }

@@ -2,13 +2,19 @@
 //! a notification threshold (docs/probing.md, "When endpoints are probed"), with jitter;
 //! sooner after a failure and then backing off.
 
-use certfleet_model::ProbeStatus;
+use crate::ProbeStatus;
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 
 /// How long after a threshold crossing the endpoint is probed: the crossing has passed by
 /// then whatever the clocks' skew between probers and the database.
 const AFTER_CROSSING: Duration = Duration::minutes(1);
+
+/// How long a socket stays its host's after the host last reported it: two agent report
+/// intervals. Within it, another host's claim is a conflict (`StoreOptions::claim_window`);
+/// past it, a socket whose probes fail twice in a row no longer serves its certificate, and
+/// an endpoint no longer reported is retired.
+pub const REPORT_WINDOW: Duration = Duration::hours(2);
 
 /// The probing rhythm the store schedules endpoints with.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,7 +57,7 @@ impl Default for ProbeSchedule {
             short_lived_days: 30,
             jitter: 0.1,
             retry_after: Duration::minutes(10),
-            unreported_after: crate::plan::REPORT_WINDOW,
+            unreported_after: REPORT_WINDOW,
         }
     }
 }

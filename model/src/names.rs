@@ -1,10 +1,36 @@
-//! Normalizing what users type and what certificates say: serials, host names, CNs.
+//! Normalizing what users type and what certificates say: serials, host names, CNs, and
+//! which names may be sent as SNI. Rules of the domain, not of storage: the store indexes
+//! and looks up by them, the prober and the static targets check names with them.
 
-use crate::error::{Error, Result};
+use std::net::IpAddr;
+
+/// Input that is not a serial or a host name; says which and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidInput {
+    /// What was expected (`serial`, `hostname`).
+    pub field: &'static str,
+    /// Why it is not one.
+    pub reason: &'static str,
+}
+
+impl std::fmt::Display for InvalidInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
+
+impl std::error::Error for InvalidInput {}
+
+fn invalid(field: &'static str, reason: &'static str) -> InvalidInput {
+    InvalidInput { field, reason }
+}
+
+/// Most named endpoints created per (address, port).
+pub const NAMES_PER_ENDPOINT: usize = 8;
 
 /// A serial in the stored spelling: lowercase hex, no separators (colons, spaces, dashes),
 /// no `0x`, no leading zeros (`0` for zero).
-pub fn normalize_serial(serial: &str) -> Result<String> {
+pub fn normalize_serial(serial: &str) -> Result<String, InvalidInput> {
     let mut digits: String = serial
         .trim()
         .chars()
@@ -15,7 +41,7 @@ pub fn normalize_serial(serial: &str) -> Result<String> {
         digits = rest.to_owned();
     }
     if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(Error::invalid("serial", "must be hexadecimal"));
+        return Err(invalid("serial", "must be hexadecimal"));
     }
     let trimmed = digits.trim_start_matches('0');
     Ok(if trimmed.is_empty() {
@@ -28,10 +54,10 @@ pub fn normalize_serial(serial: &str) -> Result<String> {
 /// The stored names a host name is matched against: the name itself, lower-cased and
 /// without a trailing dot, and the wildcard that covers it (`a.example.com` ->
 /// `*.example.com`). A wildcard never covers a single-label parent (`*.com`).
-pub fn hostname_candidates(hostname: &str) -> Result<Vec<String>> {
+pub fn hostname_candidates(hostname: &str) -> Result<Vec<String>, InvalidInput> {
     let name = hostname.trim().trim_end_matches('.').to_ascii_lowercase();
     if name.is_empty() || name.len() > 253 || name.chars().any(char::is_whitespace) {
-        return Err(Error::invalid("hostname", "must be a host name"));
+        return Err(invalid("hostname", "must be a host name"));
     }
     let mut candidates = vec![name.clone()];
     if !name.starts_with("*.") {
@@ -90,6 +116,26 @@ pub fn common_name(subject: &str) -> Option<String> {
     None
 }
 
+/// The name as it would be sent, when it can be: a DNS name (letters, digits, hyphens,
+/// dots), lower-cased, without a trailing dot; never an IP address, a wildcard, an e-mail
+/// address or a URI.
+pub fn usable_sni(name: &str) -> Option<String> {
+    let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+    let valid_label = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    let usable = !name.is_empty()
+        && name.len() <= 253
+        && name.parse::<IpAddr>().is_err()
+        && name.chars().any(|c| c.is_ascii_alphabetic())
+        && name.split('.').all(valid_label);
+    usable.then_some(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,5 +181,25 @@ mod tests {
         assert_eq!(common_name("O=Example"), None);
         let names = certificate_names(&["B.test".into(), "10.0.0.1".into()], "CN=b.test");
         assert_eq!(names, vec!["10.0.0.1".to_owned(), "b.test".to_owned()]);
+    }
+
+    #[test]
+    fn only_dns_names_are_sent_as_sni() {
+        assert_eq!(
+            usable_sni("API.Example.com."),
+            Some("api.example.com".into())
+        );
+        assert_eq!(usable_sni("i-0abc"), Some("i-0abc".into()));
+        for refused in [
+            "10.1.2.3",
+            "::1",
+            "*.example.com",
+            "a@b.c",
+            "https://x",
+            "",
+            "-a.b",
+        ] {
+            assert_eq!(usable_sni(refused), None, "{refused}");
+        }
     }
 }
