@@ -11,6 +11,7 @@ mod handlers;
 mod metrics;
 mod osquery;
 mod overview;
+mod responses;
 mod roles;
 mod state;
 mod views;

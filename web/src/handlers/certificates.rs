@@ -9,10 +9,11 @@ use certfleet_store::{
     normalize_fingerprint, CertificateDetail, CertificateHistory, CertificateLookup,
     CertificateRecord, CertificateSearch, NotificationRecord, Store,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::params::{parse_limit, parse_window, present, sha256_cursor, Page};
 use crate::extract::ApiQuery;
+use crate::responses;
 use crate::{ApiError, AppState};
 
 /// The parameters of certificate lists, in the API and on the pages.
@@ -85,12 +86,19 @@ impl CertificateQuery {
 }
 
 /// A certificate of a list: its record, and for expiry lists how many endpoints serve it.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct ListedCertificate {
-    #[serde(flatten)]
     pub certificate: CertificateRecord,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoints: Option<u64>,
+}
+
+impl From<ListedCertificate> for responses::ListedCertificate {
+    fn from(listed: ListedCertificate) -> Self {
+        responses::ListedCertificate {
+            certificate: listed.certificate.into(),
+            endpoints: listed.endpoints,
+        }
+    }
 }
 
 /// One page of a certificate list.
@@ -135,15 +143,14 @@ pub async fn page(
 pub async fn index(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<CertificateQuery>,
-) -> Result<Json<Page<ListedCertificate>>, ApiError> {
+) -> Result<Json<Page<responses::ListedCertificate>>, ApiError> {
     let (_, page) = page(&state.store, &query).await?;
-    Ok(Json(page))
+    Ok(Json(page.map(Into::into)))
 }
 
 /// One certificate with everything known about it.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct CertificateView {
-    #[serde(flatten)]
     pub detail: CertificateDetail,
     /// Owner tags of the endpoints serving it now, and owners it was notified to.
     pub owners: Vec<String>,
@@ -195,6 +202,12 @@ pub async fn load(store: &Arc<dyn Store>, fingerprint: &str) -> Result<Certifica
 pub async fn show(
     State(state): State<AppState>,
     Path(sha256): Path<String>,
-) -> Result<Json<CertificateView>, ApiError> {
-    Ok(Json(load(&state.store, &sha256).await?))
+) -> Result<Json<responses::CertificateDetail>, ApiError> {
+    let view = load(&state.store, &sha256).await?;
+    Ok(Json(responses::CertificateDetail::new(
+        view.detail,
+        view.owners,
+        view.notifications,
+        view.history,
+    )))
 }

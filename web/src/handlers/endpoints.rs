@@ -5,13 +5,12 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::Json;
-use certfleet_store::{
-    EndpointDetail, EndpointId, EndpointRecord, EndpointSearch, SocketRecord, Store,
-};
+use certfleet_store::{EndpointId, EndpointRecord, EndpointSearch, SocketRecord, Store};
 use serde::Deserialize;
 
 use super::params::{id_cursor, parse_finding, parse_limit, parse_mtls, present, Page};
 use crate::extract::ApiQuery;
+use crate::responses;
 use crate::{ApiError, AppState};
 
 /// The parameters of endpoint lists, in the API and on the pages.
@@ -77,9 +76,9 @@ pub async fn page(
 pub async fn index(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<EndpointQuery>,
-) -> Result<Json<Page<EndpointRecord>>, ApiError> {
+) -> Result<Json<Page<responses::Endpoint>>, ApiError> {
     let search = query.search()?;
-    Ok(Json(page(&state.store, &search).await?))
+    Ok(Json(page(&state.store, &search).await?.map(Into::into)))
 }
 
 /// One page of a socket list: each socket once, its names nested in it.
@@ -97,9 +96,11 @@ pub async fn socket_page(
 pub async fn sockets(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<EndpointQuery>,
-) -> Result<Json<Page<SocketRecord>>, ApiError> {
+) -> Result<Json<Page<responses::Socket>>, ApiError> {
     let search = query.search()?;
-    Ok(Json(socket_page(&state.store, &search).await?))
+    Ok(Json(
+        socket_page(&state.store, &search).await?.map(Into::into),
+    ))
 }
 
 /// An endpoint id from a path.
@@ -116,6 +117,6 @@ pub fn parse_id(raw: &str) -> Result<EndpointId, ApiError> {
 pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<EndpointDetail>, ApiError> {
-    Ok(Json(state.store.endpoint(parse_id(&id)?).await?))
+) -> Result<Json<responses::EndpointDetail>, ApiError> {
+    Ok(Json(state.store.endpoint(parse_id(&id)?).await?.into()))
 }

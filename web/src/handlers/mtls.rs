@@ -3,10 +3,11 @@
 
 use axum::extract::State;
 use axum::Json;
-use certfleet_store::{FleetOverview, MtlsGrouping, MtlsSummary};
+use certfleet_store::MtlsGrouping;
 use serde::Deserialize;
 
 use crate::extract::ApiQuery;
+use crate::responses;
 use crate::state::Web;
 use crate::ApiError;
 
@@ -30,21 +31,15 @@ pub fn parse_grouping(raw: Option<&str>) -> Result<MtlsGrouping, ApiError> {
 pub(crate) async fn summary(
     State(web): State<Web>,
     ApiQuery(query): ApiQuery<SummaryQuery>,
-) -> Result<Json<MtlsSummary>, ApiError> {
+) -> Result<Json<responses::MtlsSummary>, ApiError> {
     let by = parse_grouping(query.by.as_deref())?;
     let overview = web.overview.overview(&web.app.store).await?;
-    let groups = match by {
-        MtlsGrouping::App => overview.mtls_by_app.clone(),
-        MtlsGrouping::Env => overview.mtls_by_env.clone(),
-    };
-    Ok(Json(MtlsSummary {
-        by,
-        groups,
-        trend: overview.mtls_trend.clone(),
-    }))
+    Ok(Json(responses::MtlsSummary::new(by, &overview)))
 }
 
-pub(crate) async fn overview(State(web): State<Web>) -> Result<Json<FleetOverview>, ApiError> {
+pub(crate) async fn overview(
+    State(web): State<Web>,
+) -> Result<Json<responses::FleetOverview>, ApiError> {
     let overview = web.overview.overview(&web.app.store).await?;
-    Ok(Json(overview.as_ref().clone()))
+    Ok(Json(overview.as_ref().into()))
 }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::params::{id_cursor, parse_bool, parse_limit, present, Page};
 use crate::extract::ApiQuery;
+use crate::responses;
 use crate::{ApiError, AppState};
 
 #[derive(Debug, Default, Deserialize)]
@@ -47,6 +48,8 @@ pub async fn page(
 pub async fn index(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<NotificationQuery>,
-) -> Result<Json<Page<NotificationRecord>>, ApiError> {
-    Ok(Json(page(&state.store, &query.filter()?).await?))
+) -> Result<Json<Page<responses::Notification>>, ApiError> {
+    Ok(Json(
+        page(&state.store, &query.filter()?).await?.map(Into::into),
+    ))
 }

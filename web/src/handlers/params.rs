@@ -14,12 +14,20 @@ pub const MAX_LIMIT: u32 = 1000;
 /// A page of results. `next_cursor` is null on the last page; pass it back as `cursor`
 /// with the same other parameters for the next page.
 #[derive(Debug, Serialize)]
-pub struct Page<T: Serialize> {
+pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
 }
 
-impl<T: Serialize> Page<T> {
+impl<T> Page<T> {
+    /// The same page with each item turned into `U` (a store record into its response).
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            items: self.items.into_iter().map(f).collect(),
+            next_cursor: self.next_cursor,
+        }
+    }
+
     /// A page of at most `limit` items; there may be more when it is full.
     pub fn new(items: Vec<T>, limit: u32, key: impl Fn(&T) -> String) -> Self {
         let next_cursor = match items.last() {

@@ -9,10 +9,11 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use certfleet_model::AgentReport;
-use certfleet_store::{Credential, IngestCounts, MAX_CLOCK_SKEW};
+use certfleet_store::{Credential, MAX_CLOCK_SKEW};
 use time::OffsetDateTime;
 
 use crate::body::{self, Encoding, ReadError, ReadLimits};
+use crate::responses;
 use crate::{ApiError, AppState};
 
 /// Authenticates the agent before anything is read of the body, then reads it within the
@@ -22,7 +23,7 @@ pub async fn post(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> Result<(StatusCode, Json<IngestCounts>), ApiError> {
+) -> Result<(StatusCode, Json<responses::IngestCounts>), ApiError> {
     let credential = authenticate(&state, &headers).await?;
     let report = read_report(&state, &headers, body).await?;
     report
@@ -41,7 +42,7 @@ pub async fn post(
     if counts.conflicts > 0 {
         tracing::warn!(agent = %credential.agent, host = %report.host_key(), conflicts = counts.conflicts, "report claims endpoints another live host reports; kept as conflicts");
     }
-    Ok((StatusCode::ACCEPTED, Json(counts)))
+    Ok((StatusCode::ACCEPTED, Json(counts.into())))
 }
 
 async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Credential, ApiError> {
