@@ -3,6 +3,7 @@
 //! generated at test time. Every fact of the probe JSON is compared with what the test
 //! made or what the server saw.
 
+mod bin;
 mod check;
 mod cli;
 mod dns_server;
