@@ -1,7 +1,9 @@
-//! End-to-end tests of `certfleet probe`: the real binary against real local servers
-//! (in-process rustls, `openssl s_server`, and plain TCP endpoints), with certificates
-//! generated at test time. Every fact of the probe JSON is compared with what the test
-//! made or what the server saw.
+//! System tests: the real `certfleet` binary (built by [`bin::certfleet`]) against real
+//! local servers. `certfleet probe` against in-process rustls, `openssl s_server`, nginx,
+//! dnsmasq and plain TCP endpoints, with certificates generated at test time: every fact
+//! of the probe JSON is compared with what the test made or what the server saw.
+//! `certfleet serve` (in `serve`), `demo`, the osquery endpoints, the Debian packages and
+//! the operator's documentation against what ships.
 
 mod bin;
 mod check;
