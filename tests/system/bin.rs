@@ -49,7 +49,7 @@ fn build() -> Result<PathBuf, String> {
         .ok_or_else(|| format!("{}: no profile folder name", profile_dir.display()))?;
 
     // `CARGO` is the cargo that runs these tests (set by `cargo test`).
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let cargo = PathBuf::from(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     let mut command = Command::new(&cargo);
     command
         .arg("build")
