@@ -22,7 +22,7 @@ echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); $(
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test "${profile[@]}" -p certfleet --test integration -- --exact \
+cargo test "${profile[@]}" -p certfleet-tests --test system -- --exact \
   serve::load::many_agents_report_at_once_while_probers_and_readers_run_and_nothing_is_lost \
   --nocapture >"$log" 2>&1
 status=$?

@@ -2,7 +2,7 @@
 """Peak RSS of `certfleet serve` under hostile osquery logger posts (issue 13, item 2).
 
 A benchmark, not a test (CI never runs it; the end-to-end test with the same bombs is
-`certfleet/tests/integration/osquery_bombs.rs`). Stdlib only.
+`tests/system/osquery.rs`). Stdlib only.
 
 Usage:
   bench/osquery_bombs.py [--binary target/debug/certfleet] [--rounds 3] [--concurrency 8]

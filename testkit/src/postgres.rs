@@ -29,11 +29,13 @@ impl ScratchDatabase {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        let mut admin = options.connect().await.expect("PostgreSQL answers");
+        let mut admin = options.connect().await.unwrap_or_else(|error| {
+            panic!("PostgreSQL at CERTFLEET_TEST_POSTGRES_URL ({admin_url}): {error}")
+        });
         admin
             .execute(format!("CREATE DATABASE {name}").as_str())
             .await
-            .expect("test database created");
+            .unwrap_or_else(|error| panic!("create the test database {name}: {error}"));
         let url = options.database(&name).to_url_lossy().to_string();
         ScratchDatabase { url, name, admin }
     }

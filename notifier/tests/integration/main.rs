@@ -15,12 +15,12 @@ mod rotation;
 mod slow_smtp;
 mod thresholds;
 
-/// A private PostgreSQL server, shared with certfleet's serve tests.
-#[path = "../../../certfleet/tests/integration/serve/private_pg.rs"]
+/// A private PostgreSQL server, shared with the system tests (`tests/system/serve/`).
+#[path = "../../../tests/system/serve/private_pg.rs"]
 #[allow(dead_code)]
 mod private_pg;
 
-/// `private_pg.rs` takes its port from `crate::openssl_server::free_port` (certfleet's
+/// `private_pg.rs` takes its port from `crate::openssl_server::free_port` (the system
 /// tests keep it there); here it is the SMTP tests' free port.
 mod openssl_server {
     pub use crate::smtpd::free_port;

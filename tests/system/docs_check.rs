@@ -2,11 +2,7 @@
 //! docs/configuration.md, and the example alert rules are well formed and use only metrics
 //! that `/metrics` exposes.
 
-use std::path::{Path, PathBuf};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use crate::bin::repo;
 
 fn read(relative: &str) -> String {
     let path = repo().join(relative);

@@ -134,7 +134,7 @@ fn many_targets_with_low_concurrency_are_all_reported_once() {
 fn a_missing_ca_file_is_reported_with_its_cause_said_once() {
     let dir = tempfile::tempdir().expect("temp dir");
     let missing = dir.path().join("missing-ca.pem");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_certfleet"))
+    let output = std::process::Command::new(crate::bin::certfleet())
         .arg("probe")
         .arg("--ca-file")
         .arg(&missing)

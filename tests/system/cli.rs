@@ -33,7 +33,7 @@ pub fn probe_json(args: &[&str]) -> Run {
 
 /// `certfleet probe ARGS...` with `stdin` written to its standard input; asserts exit 0.
 pub fn probe(args: &[&str], stdin: Option<&str>) -> Run {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_certfleet"));
+    let mut command = Command::new(crate::bin::certfleet());
     command
         .arg("probe")
         .args(args)

@@ -4,22 +4,18 @@
 //! `Store` API, from its own connection.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use certfleet_store::{Store, StoreOptions};
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection, Executor};
+use certfleet_testkit::postgres::ScratchDatabase;
 use tempfile::TempDir;
-
-const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// A database for one test, and a folder for its config and logs.
 pub struct TestDatabase {
     pub url: String,
     pub dir: TempDir,
-    /// `(admin URL, database name)` of a PostgreSQL database to drop at the end.
-    postgres: Option<(String, String)>,
+    /// The PostgreSQL database to drop at the end (the shared per-test harness).
+    postgres: Option<ScratchDatabase>,
 }
 
 impl TestDatabase {
@@ -34,27 +30,13 @@ impl TestDatabase {
         }
     }
 
-    /// A new, empty database `certfleet_e2e_<random>` on the test PostgreSQL server.
+    /// A new, empty database `certfleet_e2e_...` on the test PostgreSQL server.
     pub fn postgres() -> TestDatabase {
-        let admin_url = std::env::var("CERTFLEET_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
-        let admin = PgConnectOptions::from_str(&admin_url).expect("CERTFLEET_TEST_POSTGRES_URL");
-        let name = format!("certfleet_e2e_{}", random_hex());
-        runtime().block_on(async {
-            let mut connection = admin.connect().await.unwrap_or_else(|error| {
-                panic!("PostgreSQL at CERTFLEET_TEST_POSTGRES_URL ({admin_url}): {error}")
-            });
-            connection
-                .execute(format!("CREATE DATABASE {name}").as_str())
-                .await
-                .expect("create the test database");
-            let _ = connection.close().await;
-        });
-        let url = admin.database(&name).to_url_lossy().to_string();
+        let database = runtime().block_on(ScratchDatabase::create("certfleet_e2e"));
         TestDatabase {
-            url,
+            url: database.url.clone(),
             dir: tempfile::tempdir().expect("temporary folder"),
-            postgres: Some((admin_url, name)),
+            postgres: Some(database),
         }
     }
 
@@ -74,19 +56,9 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        let Some((admin_url, name)) = self.postgres.take() else {
-            return;
-        };
-        let Ok(admin) = PgConnectOptions::from_str(&admin_url) else {
-            return;
-        };
-        runtime().block_on(async {
-            if let Ok(mut connection) = admin.connect().await {
-                let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                let _ = connection.execute(drop.as_str()).await;
-                let _ = connection.close().await;
-            }
-        });
+        if let Some(database) = self.postgres.take() {
+            runtime().block_on(database.drop_now());
+        }
     }
 }
 

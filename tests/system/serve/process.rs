@@ -34,7 +34,7 @@ pub fn write_config(dir: &Path, database_url: &str) -> PathBuf {
 /// removed: `CERTFLEET_SECTION__KEY` variables override the config, and a developer's
 /// `CERTFLEET_DATABASE__URL` must not point the service under test elsewhere.
 pub fn certfleet(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_certfleet"));
+    let mut command = Command::new(crate::bin::certfleet());
     command.args(args);
     for (name, _) in std::env::vars() {
         if name.starts_with("CERTFLEET_") {

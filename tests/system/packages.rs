@@ -75,11 +75,11 @@ fn debian_packages_install_run_report_and_purge() {
 
 /// Runs the packaging script on this test run's binary; the two `.deb` paths.
 fn build_packages(out: &Path) -> Vec<PathBuf> {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let repo = crate::bin::repo();
     let output = succeed(
         Command::new("bash")
             .arg(repo.join("packaging/build-debs.sh"))
-            .arg(env!("CARGO_BIN_EXE_certfleet"))
+            .arg(crate::bin::certfleet())
             .arg(out)
             .env("DEB_COMPRESSION", "none"),
         "packaging/build-debs.sh",

@@ -30,7 +30,7 @@ fn demo_dashboard_shows_the_demo_certificates_in_a_real_browser() {
     };
     let folder = tempfile::tempdir().expect("temporary folder");
     let listen = format!("127.0.0.1:{}", free_port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_certfleet"))
+    let mut child = Command::new(crate::bin::certfleet())
         .args(["demo", "--listen", &listen, "--dir"])
         .arg(folder.path().join("demo"))
         .env_clear()
