@@ -36,7 +36,9 @@ mod rows;
 mod schedule;
 mod sni;
 mod sqlite;
+mod store;
 mod token;
+mod write;
 
 use std::sync::Arc;
 
@@ -70,6 +72,7 @@ pub use rotation::{DiscoveryLatency, LatencyHistogram, LATENCY_BUCKETS};
 pub use schedule::{ProbeSchedule, Validity};
 pub use sni::{usable_sni, NAMES_PER_ENDPOINT};
 pub use sqlite::SqliteStore;
+pub use store::SqlStore;
 
 /// Everything certfleet keeps, behind one API with a PostgreSQL and a SQLite
 /// implementation. Share it as `Arc<dyn Store>`. The notification outbox is its

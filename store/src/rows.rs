@@ -14,7 +14,7 @@ use crate::records::{
 };
 
 /// Column access in one backend's types (times, JSON and integer widths differ).
-pub(crate) trait ReadRow {
+pub trait ReadRow {
     /// A text column.
     fn text(&self, column: &str) -> Result<String>;
     /// A nullable text column.
@@ -33,6 +33,8 @@ pub(crate) trait ReadRow {
     fn opt_json<T: DeserializeOwned>(&self, column: &str) -> Result<Option<T>>;
     /// A date column (a day, no time).
     fn date(&self, column: &str) -> Result<time::Date>;
+    /// A binary column.
+    fn bytes(&self, column: &str) -> Result<Vec<u8>>;
 
     /// A time column.
     fn time(&self, column: &str) -> Result<OffsetDateTime> {
@@ -43,6 +45,11 @@ pub(crate) trait ReadRow {
     fn json<T: DeserializeOwned>(&self, column: &str) -> Result<T> {
         self.opt_json(column)?.ok_or_else(|| null(column))
     }
+}
+
+/// A count or other non-negative integer read from `column`.
+pub(crate) fn count(value: i64, column: &str) -> Result<u64> {
+    u64::try_from(value).map_err(|_| Error::bad_row(column, format!("{value} is negative")))
 }
 
 fn null(column: &str) -> Error {

@@ -1,53 +1,34 @@
-//! The SQLite store: the embedded default, one process, no other server.
+//! The SQLite backend: the embedded default, one process, no other server.
 //!
-//! Times are Unix seconds. Batched writes bind one JSON array of rows and read it with
-//! `json_each`, so a batch of any size is one statement per table. Every write runs in
-//! `BEGIN IMMEDIATE`, which takes the write lock up front (waiting up to the busy
+//! What is its own: times are Unix seconds; a batch is bound as one JSON array of rows and
+//! read with `json_each`, so a batch of any size is one statement per table; every write
+//! runs in `BEGIN IMMEDIATE`, which takes the write lock up front (waiting up to the busy
 //! timeout) instead of failing when a read transaction would have to upgrade.
 //!
 //! Files run in WAL mode with `synchronous = FULL` unless the options choose `NORMAL`
 //! ([`SqliteSynchronous`](crate::SqliteSynchronous)): a commit is on disk when it returns.
 
-mod ingest;
-mod notify;
-mod osquery;
-mod probes;
-mod sni;
-mod static_endpoints;
-mod summary;
-
 use std::str::FromStr;
 
 use async_trait::async_trait;
-use certfleet_model::{AgentReport, OsqueryHost, OsqueryUpdate, ProbeResult};
 use serde::de::DeserializeOwned;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
-use crate::browse::*;
+use crate::db::{Batch, Bind, Db, Dialect, Query, Tx};
 use crate::error::{Error, Result};
-use crate::fence::Fence;
-use crate::notify_records::NotificationRecord;
-use crate::read_model;
-use crate::records::*;
-use crate::rows::ReadRow;
-use crate::{Store, StoreOptions};
+use crate::rows::{self, ReadRow};
+use crate::store::SqlStore;
+use crate::StoreOptions;
 
-/// A [`Store`] on SQLite; owns its connection pool.
-#[derive(Debug, Clone)]
-pub struct SqliteStore {
-    pool: SqlitePool,
-    options: StoreOptions,
-}
+/// A [`Store`](crate::Store) on SQLite; owns its connection pool.
+pub type SqliteStore = SqlStore<SqlitePool>;
 
-/// Rows per statement in batched writes.
-const CHUNK: usize = 10_000;
-
-impl SqliteStore {
+impl SqlStore<SqlitePool> {
     /// Opens (creating if missing) a `sqlite:` database: `sqlite://certfleet.db`,
     /// `sqlite:///abs/path.db`, or `sqlite::memory:` (one connection, gone on close).
     pub async fn connect(url: &str, options: StoreOptions) -> Result<Self> {
@@ -79,232 +60,120 @@ impl SqliteStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await?;
-        Ok(SqliteStore { pool, options })
+        Ok(SqlStore::new(pool, options))
     }
+}
 
-    /// The connection pool, for callers that need to run their own SQL (tests, tools).
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+/// Times are bound as Unix seconds, days as `YYYY-MM-DD`, lists as JSON arrays.
+fn bound(query: &Query) -> Result<sqlx::query::Query<'_, Sqlite, SqliteArguments<'_>>> {
+    let mut bound = sqlx::query(&query.sql);
+    for bind in &query.binds {
+        bound = match bind {
+            Bind::Text(text) => bound.bind(text.as_str()),
+            Bind::OptText(text) => bound.bind(text.as_deref()),
+            Bind::Int(int) => bound.bind(*int),
+            Bind::Time(time) => bound.bind(time.unix_timestamp()),
+            Bind::Date(date) => bound.bind(date.to_string()),
+            Bind::Bytes(bytes) => bound.bind(bytes.as_slice()),
+            Bind::Ints(ints) => bound.bind(serde_json::to_string(ints)?),
+            Bind::Texts(texts) => bound.bind(serde_json::to_string(texts)?),
+            Bind::Column(_) => {
+                return Err(Error::other(
+                    "a batch column is bound by bind_batch on SQLite",
+                ))
+            }
+        };
     }
-
-    fn now(&self) -> OffsetDateTime {
-        self.options.clock.now()
-    }
+    Ok(bound)
 }
 
 /// A write transaction holding the database's write lock from its first statement.
-async fn write(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>> {
+async fn write_lock(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>> {
     Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
 }
 
-/// A time as stored: Unix seconds.
-fn seconds(time: OffsetDateTime) -> i64 {
-    time.unix_timestamp()
-}
-
 #[async_trait]
-impl Store for SqliteStore {
+impl Db for SqlitePool {
+    type Row = SqliteRow;
+    type Tx = Transaction<'static, Sqlite>;
+    const DIALECT: Dialect = Dialect::Sqlite;
+
+    async fn rows(&self, query: &Query) -> Result<Vec<SqliteRow>> {
+        Ok(bound(query)?.fetch_all(self).await?)
+    }
+
+    async fn row(&self, query: &Query, what: &'static str) -> Result<SqliteRow> {
+        bound(query)?
+            .fetch_one(self)
+            .await
+            .map_err(|error| rows::not_found_as(what, error))
+    }
+
+    async fn begin(&self) -> Result<Self::Tx> {
+        write_lock(self).await
+    }
+
+    async fn write_rows(&self, query: &Query) -> Result<Vec<SqliteRow>> {
+        let mut transaction = write_lock(self).await?;
+        let rows = transaction.rows(query).await?;
+        Tx::commit(transaction).await?;
+        Ok(rows)
+    }
+
+    async fn write(&self, query: &Query) -> Result<u64> {
+        let mut transaction = write_lock(self).await?;
+        let changed = transaction.execute(query).await?;
+        Tx::commit(transaction).await?;
+        Ok(changed)
+    }
+
+    /// One JSON array of rows: `(SELECT j.value ->> 0 AS a, ... FROM json_each($n) AS j)
+    /// AS u`.
+    fn bind_batch(query: &mut Query, batch: Batch) -> String {
+        let rows: Vec<serde_json::Value> = (0..batch.len)
+            .map(|index| {
+                let row = batch
+                    .columns
+                    .iter()
+                    .map(|(_, _, column)| column.json(index));
+                serde_json::Value::Array(row.collect())
+            })
+            .collect();
+        let placeholder = query.arg(Bind::Text(serde_json::Value::Array(rows).to_string()));
+        let columns: Vec<String> = batch
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(index, (name, _, _))| format!("j.value ->> {index} AS {name}"))
+            .collect();
+        format!(
+            "(SELECT {} FROM json_each({placeholder}) AS j) AS u",
+            columns.join(", ")
+        )
+    }
+
     async fn migrate(&self) -> Result<()> {
         sqlx::migrate!("../migrations/sqlite")
-            .run(&self.pool)
+            .run(self)
             .await
             .map_err(|error| Error::Other(Box::new(error)))
     }
+}
 
-    async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+#[async_trait]
+impl Tx for Transaction<'static, Sqlite> {
+    type Row = SqliteRow;
+
+    async fn rows(&mut self, query: &Query) -> Result<Vec<SqliteRow>> {
+        Ok(bound(query)?.fetch_all(&mut **self).await?)
     }
 
-    async fn create_token(&self, agent: &AgentName, host_key: Option<&str>) -> Result<String> {
-        summary::create_token(&self.pool, agent, host_key, self.now()).await
+    async fn execute(&mut self, query: &Query) -> Result<u64> {
+        Ok(bound(query)?.execute(&mut **self).await?.rows_affected())
     }
 
-    async fn authenticate(&self, token: &str) -> Result<Option<Credential>> {
-        summary::authenticate(&self.pool, token).await
-    }
-
-    async fn enroll(&self, agent: &AgentName, host_key: &str) -> Result<Option<String>> {
-        summary::insert_token(&self.pool, agent, Some(host_key), self.now()).await
-    }
-
-    async fn settle_conflict(&self, endpoint: EndpointId, to: Option<&str>) -> Result<u64> {
-        ingest::settle_conflict(&self.pool, endpoint, to, self.now()).await
-    }
-
-    async fn tokens(&self) -> Result<Vec<TokenRecord>> {
-        read_model::tokens(&self.pool).await
-    }
-
-    async fn revoke_tokens(&self, agent: &AgentName) -> Result<u64> {
-        summary::revoke_tokens(&self.pool, agent, self.now()).await
-    }
-
-    async fn ingest_report(&self, agent: &AgentName, report: &AgentReport) -> Result<IngestCounts> {
-        let bounds = ingest::Bounds {
-            claim_window: self.options.claim_window,
-            max_endpoints_per_host: self.options.max_endpoints_per_host,
-        };
-        ingest::ingest_report(&self.pool, agent, report, bounds, self.now()).await
-    }
-
-    async fn update_osquery_host(
-        &self,
-        host_key: &str,
-        update: &OsqueryUpdate,
-    ) -> Result<OsqueryHost> {
-        osquery::update_osquery_host(&self.pool, host_key, update, self.now()).await
-    }
-
-    async fn lease_due_endpoints(
-        &self,
-        worker: &str,
-        limit: u32,
-        lease_for: Duration,
-    ) -> Result<Vec<LeasedEndpoint>> {
-        probes::lease_due_endpoints(&self.pool, worker, limit, lease_for, self.now()).await
-    }
-
-    async fn lease_endpoints(
-        &self,
-        worker: &str,
-        ids: &[EndpointId],
-        lease_for: Duration,
-    ) -> Result<Vec<LeasedEndpoint>> {
-        probes::lease_endpoints(&self.pool, worker, ids, lease_for, self.now()).await
-    }
-
-    async fn record_probe_results_with_names(
-        &self,
-        results: &[(EndpointId, ProbeResult)],
-        learnt_names: &[(EndpointId, String)],
-    ) -> Result<u64> {
-        let recorded = crate::isolate::record_isolating(self, results, None, learnt_names).await?;
-        Ok(recorded.recorded)
-    }
-
-    async fn record_leased_probe_results(
-        &self,
-        worker: &str,
-        results: &[(Lease, ProbeResult)],
-        learnt_names: &[(EndpointId, String)],
-    ) -> Result<Recorded> {
-        let (fence, results) = Fence::new(worker, results);
-        crate::isolate::record_isolating(self, &results, Some(&fence), learnt_names).await
-    }
-
-    async fn release_leases(
-        &self,
-        worker: &str,
-        leases: &[(Lease, OffsetDateTime)],
-    ) -> Result<u64> {
-        probes::release_leases(&self.pool, worker, leases).await
-    }
-
-    async fn upsert_static_endpoints(&self, endpoints: &[StaticEndpoint]) -> Result<u64> {
-        static_endpoints::upsert(&self.pool, endpoints, self.now()).await
-    }
-
-    async fn certificate(&self, sha256: &str) -> Result<CertificateDetail> {
-        read_model::certificate(&self.pool, sha256).await
-    }
-
-    async fn certificates_by_hostname(
-        &self,
-        hostname: &str,
-        limit: u32,
-    ) -> Result<Vec<CertificateRecord>> {
-        read_model::certificates_by_hostname(&self.pool, hostname, limit).await
-    }
-
-    async fn certificates_by_serial(
-        &self,
-        serial: &str,
-        limit: u32,
-    ) -> Result<Vec<CertificateRecord>> {
-        read_model::certificates_by_serial(&self.pool, serial, limit).await
-    }
-
-    async fn expiring_within(
-        &self,
-        within: Duration,
-        limit: u32,
-    ) -> Result<Vec<ExpiringCertificate>> {
-        read_model::expiring_within(&self.pool, self.now() + within, limit).await
-    }
-
-    async fn endpoints(&self, filter: &EndpointFilter) -> Result<Vec<EndpointRecord>> {
-        read_model::endpoints(&self.pool, filter).await
-    }
-
-    async fn mtls_summary(&self, by: MtlsGrouping) -> Result<MtlsSummary> {
-        read_model::mtls_summary(&self.pool, by).await
-    }
-
-    async fn snapshot_mtls_adoption(&self) -> Result<u64> {
-        summary::snapshot_mtls_adoption(&self.pool, self.now().date()).await
-    }
-
-    async fn retire_endpoints(&self, older_than: Duration) -> Result<u64> {
-        let now = self.now();
-        let mut transaction = write(&self.pool).await?;
-        let result = sqlx::query(
-            "UPDATE endpoints SET retired_at = $1, lease_owner = NULL, lease_until = NULL \
-             WHERE retired_at IS NULL AND last_seen < $2",
-        )
-        .bind(seconds(now))
-        .bind(seconds(now - older_than))
-        .execute(&mut *transaction)
-        .await?;
-        transaction.commit().await?;
-        Ok(result.rows_affected())
-    }
-
-    async fn inventory(&self) -> Result<Inventory> {
-        read_model::inventory(&self.pool).await
-    }
-
-    async fn search_certificates(
-        &self,
-        search: &CertificateSearch,
-    ) -> Result<Vec<CertificateRecord>> {
-        read_model::search_certificates(&self.pool, search).await
-    }
-
-    async fn expiring_leaves(
-        &self,
-        within: Duration,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<ExpiringCertificate>> {
-        read_model::expiring_leaves(&self.pool, self.now() + within, after, limit).await
-    }
-
-    async fn search_endpoints(&self, search: &EndpointSearch) -> Result<Vec<EndpointRecord>> {
-        read_model::search_endpoints(&self.pool, search).await
-    }
-
-    async fn search_sockets(&self, search: &EndpointSearch) -> Result<Vec<SocketRecord>> {
-        read_model::search_sockets(&self.pool, search).await
-    }
-
-    async fn endpoint(&self, id: EndpointId) -> Result<EndpointDetail> {
-        read_model::endpoint(&self.pool, id).await
-    }
-
-    async fn certificate_history(&self, sha256: &str) -> Result<CertificateHistory> {
-        read_model::certificate_history(&self.pool, sha256).await
-    }
-
-    async fn notification_page(
-        &self,
-        filter: &NotificationFilter,
-    ) -> Result<Vec<NotificationRecord>> {
-        read_model::notification_page(&self.pool, filter).await
-    }
-
-    async fn fleet_overview(&self) -> Result<FleetOverview> {
-        read_model::fleet_overview(&self.pool, self.now()).await
+    async fn commit(self) -> Result<()> {
+        Ok(Transaction::commit(self).await?)
     }
 }
 
@@ -317,6 +186,10 @@ impl ReadRow for SqliteRow {
             time::macros::format_description!("[year]-[month]-[day]"),
         )
         .map_err(|_| Error::other(format!("column {column}: {text:?} is not a date")))
+    }
+
+    fn bytes(&self, column: &str) -> Result<Vec<u8>> {
+        Ok(self.try_get(column)?)
     }
 
     fn text(&self, column: &str) -> Result<String> {
@@ -357,19 +230,5 @@ impl ReadRow for SqliteRow {
             return Ok(None);
         };
         Ok(Some(serde_json::from_str(&text)?))
-    }
-}
-
-#[async_trait]
-impl crate::isolate::RecordBatch for SqliteStore {
-    async fn record_batch(
-        &self,
-        results: &[(EndpointId, ProbeResult)],
-        fence: Option<&Fence<'_>>,
-        learnt_names: &[(EndpointId, String)],
-    ) -> Result<Recorded> {
-        let schedule = &self.options.schedule;
-        let learnt = self.options.present_names.then_some(learnt_names);
-        probes::record_probe_results(&self.pool, results, fence, learnt, schedule, self.now()).await
     }
 }
