@@ -77,7 +77,7 @@ impl MtlsState {
     }
 }
 
-/// Which endpoints [`Store::search_endpoints`](crate::Store::search_endpoints) lists.
+/// Which endpoints [`ReadModel::search_endpoints`](crate::ReadModel::search_endpoints) lists.
 /// Every set field must match. Active endpoints only.
 ///
 /// The order: by endpoint id, or, when `mtls` or `finding` is set (both are facts of the
@@ -105,7 +105,7 @@ pub struct EndpointSearch {
     pub limit: u32,
     /// Only the endpoint that stands for its socket (what the counts count: the one probed
     /// without a name, else the first name): set by
-    /// [`Store::search_sockets`](crate::Store::search_sockets).
+    /// [`ReadModel::search_sockets`](crate::ReadModel::search_sockets).
     pub per_socket: bool,
 }
 
@@ -231,7 +231,7 @@ pub struct CertificateHistory {
     pub replaces: Vec<Succession>,
 }
 
-/// Which notifications [`Store::notification_page`](crate::Store::notification_page)
+/// Which notifications [`ReadModel::notification_page`](crate::ReadModel::notification_page)
 /// lists, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NotificationFilter {

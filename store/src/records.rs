@@ -67,7 +67,7 @@ pub struct TokenRecord {
 #[serde(transparent)]
 pub struct EndpointId(pub i64);
 
-/// What [`Store::ingest_report`](crate::Store::ingest_report) did with a report.
+/// What [`IngestStore::ingest_report`](crate::IngestStore::ingest_report) did with a report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct IngestCounts {
     /// Sockets in the report.
@@ -185,7 +185,7 @@ pub struct Lease {
     pub until: OffsetDateTime,
 }
 
-/// What [`Store::record_leased_probe_results`](crate::Store::record_leased_probe_results)
+/// What [`ProbeQueue::record_leased_probe_results`](crate::ProbeQueue::record_leased_probe_results)
 /// did with a batch.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Recorded {
@@ -306,7 +306,7 @@ pub struct ExpiringCertificate {
     pub endpoints: u64,
 }
 
-/// Which endpoints [`Store::endpoints`](crate::Store::endpoints) lists. Every set field
+/// Which endpoints [`ReadModel::endpoints`](crate::ReadModel::endpoints) lists. Every set field
 /// must match; results come in id order, `limit` at a time, after `after`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointFilter {

@@ -16,9 +16,9 @@ use crate::notify_records::NotificationRecord;
 use crate::read_model;
 use crate::records::*;
 use crate::write;
-use crate::{Store, StoreOptions};
+use crate::{IngestStore, ProbeQueue, ReadModel, StoreOptions};
 
-/// A [`Store`] on a SQL database; owns its connection pool.
+/// A [`Store`](crate::Store) on a SQL database; owns its connection pool.
 #[derive(Debug, Clone)]
 pub struct SqlStore<P> {
     pool: P,
@@ -41,16 +41,7 @@ impl<P> SqlStore<P> {
 }
 
 #[async_trait]
-impl<D: Db> Store for SqlStore<D> {
-    async fn migrate(&self) -> Result<()> {
-        self.pool.migrate().await
-    }
-
-    async fn ping(&self) -> Result<()> {
-        self.pool.rows(&plain("SELECT 1")).await?;
-        Ok(())
-    }
-
+impl<D: Db> IngestStore for SqlStore<D> {
     async fn create_token(&self, agent: &AgentName, host_key: Option<&str>) -> Result<String> {
         write::tokens::create_token(&self.pool, agent, host_key, self.now()).await
     }
@@ -61,10 +52,6 @@ impl<D: Db> Store for SqlStore<D> {
 
     async fn enroll(&self, agent: &AgentName, host_key: &str) -> Result<Option<String>> {
         write::tokens::insert_token(&self.pool, agent, Some(host_key), self.now()).await
-    }
-
-    async fn settle_conflict(&self, endpoint: EndpointId, to: Option<&str>) -> Result<u64> {
-        write::ingest::settle_conflict(&self.pool, endpoint, to, self.now()).await
     }
 
     async fn tokens(&self) -> Result<Vec<TokenRecord>> {
@@ -91,6 +78,21 @@ impl<D: Db> Store for SqlStore<D> {
         write::osquery::update_osquery_host(&self.pool, host_key, update, self.now()).await
     }
 
+    async fn upsert_static_endpoints(&self, endpoints: &[StaticEndpoint]) -> Result<u64> {
+        write::static_endpoints::upsert(&self.pool, endpoints, self.now()).await
+    }
+
+    async fn retire_endpoints(&self, older_than: Duration) -> Result<u64> {
+        write::leases::retire_endpoints(&self.pool, self.now(), older_than).await
+    }
+
+    async fn settle_conflict(&self, endpoint: EndpointId, to: Option<&str>) -> Result<u64> {
+        write::ingest::settle_conflict(&self.pool, endpoint, to, self.now()).await
+    }
+}
+
+#[async_trait]
+impl<D: Db> ProbeQueue for SqlStore<D> {
     async fn lease_due_endpoints(
         &self,
         worker: &str,
@@ -135,9 +137,17 @@ impl<D: Db> Store for SqlStore<D> {
     ) -> Result<u64> {
         write::leases::release_leases(&self.pool, worker, leases).await
     }
+}
 
-    async fn upsert_static_endpoints(&self, endpoints: &[StaticEndpoint]) -> Result<u64> {
-        write::static_endpoints::upsert(&self.pool, endpoints, self.now()).await
+#[async_trait]
+impl<D: Db> ReadModel for SqlStore<D> {
+    async fn migrate(&self) -> Result<()> {
+        self.pool.migrate().await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.pool.rows(&plain("SELECT 1")).await?;
+        Ok(())
     }
 
     async fn certificate(&self, sha256: &str) -> Result<CertificateDetail> {
@@ -178,10 +188,6 @@ impl<D: Db> Store for SqlStore<D> {
 
     async fn snapshot_mtls_adoption(&self) -> Result<u64> {
         write::tokens::snapshot_mtls_adoption(&self.pool, self.now().date()).await
-    }
-
-    async fn retire_endpoints(&self, older_than: Duration) -> Result<u64> {
-        write::leases::retire_endpoints(&self.pool, self.now(), older_than).await
     }
 
     async fn inventory(&self) -> Result<Inventory> {

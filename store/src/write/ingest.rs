@@ -250,7 +250,7 @@ async fn record_claims<D: Db>(
     transaction.execute(&query).await
 }
 
-/// An operator's decision on the claims of an endpoint (see `Store::settle_conflict`).
+/// An operator's decision on the claims of an endpoint (see `IngestStore::settle_conflict`).
 pub(crate) async fn settle_conflict<D: Db>(
     db: &D,
     endpoint: EndpointId,

@@ -19,7 +19,7 @@ use crate::schedule::ProbeSchedule;
 pub(crate) async fn record_probe_results<D: Db>(
     db: &D,
     results: &[(EndpointId, ProbeResult)],
-    // `Some`: only results whose lease still holds (Store::record_leased_probe_results).
+    // `Some`: only results whose lease still holds (ProbeQueue::record_leased_probe_results).
     fence: Option<&Fence<'_>>,
     // `None`: names to present are off (StoreOptions::present_names).
     learnt_names: Option<&[(EndpointId, String)]>,

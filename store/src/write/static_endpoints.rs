@@ -1,4 +1,4 @@
-//! Static targets: see [`crate::Store::upsert_static_endpoints`].
+//! Static targets: see [`crate::IngestStore::upsert_static_endpoints`].
 
 use time::OffsetDateTime;
 
