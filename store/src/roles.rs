@@ -172,30 +172,6 @@ pub trait ReadModel: Send + Sync {
     /// when unknown.
     async fn certificate(&self, sha256: &str) -> Result<CertificateDetail>;
 
-    /// Certificates served now by an active endpoint that expire within `within` (or
-    /// have expired), soonest first.
-    async fn expiring_within(
-        &self,
-        within: Duration,
-        limit: u32,
-    ) -> Result<Vec<ExpiringCertificate>>;
-
-    /// Certificates with a serial, in any common spelling (colons, spaces, upper case,
-    /// leading zeros).
-    async fn certificates_by_serial(
-        &self,
-        serial: &str,
-        limit: u32,
-    ) -> Result<Vec<CertificateRecord>>;
-
-    /// Certificates whose SAN or CN matches a host name, wildcards included
-    /// (`*.example.com` matches `a.example.com`), latest expiry first.
-    async fn certificates_by_hostname(
-        &self,
-        hostname: &str,
-        limit: u32,
-    ) -> Result<Vec<CertificateRecord>>;
-
     /// Endpoints with their current certificate and mTLS policy, in id order.
     async fn endpoints(&self, filter: &EndpointFilter) -> Result<Vec<EndpointRecord>>;
 

@@ -253,21 +253,7 @@ pub(crate) fn served_at(row: &impl ReadRow) -> Result<ServedAt> {
     })
 }
 
-/// Certificates in the current chain of an active endpoint, expiring before `$1`,
-/// soonest first, at most `$2`; read with [`expiring`].
-pub(crate) fn expiring_query() -> String {
-    format!(
-        "SELECT {CERTIFICATE_COLUMNS}, COUNT(DISTINCT e.id) AS endpoints \
-         FROM certificates c \
-         JOIN observation_chain oc ON oc.sha256 = c.sha256 \
-         JOIN endpoints e ON e.observation_id = oc.observation_id AND e.retired_at IS NULL \
-         WHERE c.not_after <= $1 \
-         GROUP BY c.sha256 \
-         ORDER BY c.not_after, c.sha256 LIMIT $2"
-    )
-}
-
-/// A row of [`expiring_query`].
+/// An expiring certificate and how many endpoints serve it (`endpoints`).
 pub(crate) fn expiring(row: &impl ReadRow) -> Result<ExpiringCertificate> {
     Ok(ExpiringCertificate {
         certificate: certificate(row)?,

@@ -154,30 +154,6 @@ impl<D: Db> ReadModel for SqlStore<D> {
         read_model::certificate(&self.pool, sha256).await
     }
 
-    async fn certificates_by_hostname(
-        &self,
-        hostname: &str,
-        limit: u32,
-    ) -> Result<Vec<CertificateRecord>> {
-        read_model::certificates_by_hostname(&self.pool, hostname, limit).await
-    }
-
-    async fn certificates_by_serial(
-        &self,
-        serial: &str,
-        limit: u32,
-    ) -> Result<Vec<CertificateRecord>> {
-        read_model::certificates_by_serial(&self.pool, serial, limit).await
-    }
-
-    async fn expiring_within(
-        &self,
-        within: Duration,
-        limit: u32,
-    ) -> Result<Vec<ExpiringCertificate>> {
-        read_model::expiring_within(&self.pool, self.now() + within, limit).await
-    }
-
     async fn endpoints(&self, filter: &EndpointFilter) -> Result<Vec<EndpointRecord>> {
         read_model::endpoints(&self.pool, filter).await
     }

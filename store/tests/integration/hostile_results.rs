@@ -4,7 +4,7 @@
 
 use certfleet_model::AgentReport;
 use certfleet_model::{ProbeResult, ProbeStatus};
-use certfleet_store::{EndpointId, LeasedEndpoint};
+use certfleet_store::{CertificateLookup, CertificateSearch, EndpointId, LeasedEndpoint};
 use time::Duration;
 
 use crate::fixtures::*;
@@ -75,7 +75,11 @@ async fn control_characters_are_stored_escaped_never_fatal(t: TestStore) {
     assert_eq!(detail.certificate.issuer, "CN=Issuer\\1b[31m");
     let found = t
         .store
-        .certificates_by_hostname("ok.test", 10)
+        .search_certificates(&CertificateSearch {
+            lookup: CertificateLookup::Hostname("ok.test".into()),
+            after: None,
+            limit: 10,
+        })
         .await
         .expect("lookup");
     assert_eq!(found.len(), 1, "the hostile certificate's good names index");
