@@ -270,7 +270,7 @@ pub(crate) fn notification_page(filter: &NotificationFilter) -> Query {
 
 /// A count column (NULL counts as 0).
 pub(crate) fn count(row: &impl ReadRow, column: &str) -> Result<u64> {
-    Ok(u64::try_from(row.opt_int(column)?.unwrap_or(0)).unwrap_or(0))
+    row.count(column)
 }
 
 /// A SHA-256 cursor as stored, or an error naming `cursor`.

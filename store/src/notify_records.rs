@@ -210,7 +210,7 @@ pub(crate) fn candidate(row: &impl ReadRow) -> Result<NotificationCandidate> {
         sha256: row.text("sha256")?,
         not_before: row.time("not_before")?,
         not_after: row.time("not_after")?,
-        position: u32::try_from(row.int("position")?).unwrap_or(0),
+        position: row.number("position")?,
         endpoint_id: EndpointId(row.int("endpoint_id")?),
         address: row.text("address")?,
         port: port(row.int("port")?)?,
@@ -243,7 +243,7 @@ pub(crate) fn notification(row: &impl ReadRow) -> Result<NotificationRecord> {
         threshold: row.text("threshold")?,
         created_at: row.time("created_at")?,
         sent_at: row.opt_time("sent_at")?,
-        attempts: u32::try_from(row.int("attempts")?).unwrap_or(0),
+        attempts: row.number("attempts")?,
         last_error: row.opt_text("last_error")?,
         next_attempt_at: row.opt_time("next_attempt_at")?,
         resolved_at: row.opt_time("resolved_at")?,
@@ -265,7 +265,7 @@ pub(crate) const STATUS_COUNTS: &str = "SELECT \
 
 /// The row of [`STATUS_COUNTS`], without the failures.
 pub(crate) fn status_counts(row: &impl ReadRow) -> Result<NotificationStatus> {
-    let count = |column| Ok::<_, Error>(u64::try_from(row.int(column)?).unwrap_or(0));
+    let count = |column| row.number::<u64>(column);
     Ok(NotificationStatus {
         pending: count("pending")?,
         failing: count("failing")?,

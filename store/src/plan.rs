@@ -211,13 +211,12 @@ impl Outcome {
     /// observation it produced.
     pub fn update(
         &self,
-        failures_before: i32,
+        failures_before: u32,
         observation_id: Option<i64>,
         schedule: &ProbeSchedule,
         now: OffsetDateTime,
     ) -> EndpointUpdate {
-        let before = u32::try_from(failures_before).unwrap_or(0);
-        let failures = ProbeSchedule::failures_after(self.status, before);
+        let failures = ProbeSchedule::failures_after(self.status, failures_before);
         let leaf = self.leaf.as_ref().filter(|_| observation_id.is_some());
         EndpointUpdate {
             id: self.endpoint_id,

@@ -41,15 +41,26 @@ pub trait ReadRow {
         self.opt_time(column)?.ok_or_else(|| null(column))
     }
 
+    /// A non-negative integer column (a count, a position, a number of failures, a port)
+    /// in the type it is used as: [`Error::BadRow`] naming the column when the stored
+    /// value does not fit, never a value made up in its place.
+    fn number<T: TryFrom<i64>>(&self, column: &str) -> Result<T> {
+        let value = self.int(column)?;
+        T::try_from(value).map_err(|_| Error::bad_row(column, format!("{value} is out of range")))
+    }
+
+    /// A nullable count column (a sum over no rows is NULL): NULL counts as 0.
+    fn count(&self, column: &str) -> Result<u64> {
+        match self.opt_int(column)? {
+            None => Ok(0),
+            Some(_) => self.number(column),
+        }
+    }
+
     /// A JSON column.
     fn json<T: DeserializeOwned>(&self, column: &str) -> Result<T> {
         self.opt_json(column)?.ok_or_else(|| null(column))
     }
-}
-
-/// A count or other non-negative integer read from `column`.
-pub(crate) fn count(value: i64, column: &str) -> Result<u64> {
-    u64::try_from(value).map_err(|_| Error::bad_row(column, format!("{value} is negative")))
 }
 
 fn null(column: &str) -> Error {
@@ -74,7 +85,7 @@ pub(crate) fn certificate(row: &impl ReadRow) -> Result<CertificateRecord> {
         sans: row.json("sans")?,
         key: KeyInfo {
             kind: row.text("key_type")?,
-            bits: u32::try_from(row.int("key_bits")?).unwrap_or(0),
+            bits: row.number("key_bits")?,
             curve: row.opt_text("key_curve")?,
         },
         signature_algorithm: row.text("signature_algorithm")?,
@@ -105,10 +116,7 @@ pub(crate) const ENDPOINT_SELECT: &str = "SELECT e.id, e.address, e.port, e.sni,
 /// A name of a socket from [`crate::browse_sql::socket_names`], with how many active
 /// endpoints its socket has.
 pub(crate) fn socket_name(row: &impl ReadRow) -> Result<(EndpointRecord, u64)> {
-    let count = row.int("socket_endpoints")?;
-    let count = u64::try_from(count)
-        .map_err(|_| Error::other(format!("socket_endpoints {count} is negative")))?;
-    Ok((endpoint(row)?, count))
+    Ok((endpoint(row)?, row.number("socket_endpoints")?))
 }
 
 /// An endpoint from [`ENDPOINT_SELECT`].
@@ -128,7 +136,7 @@ pub(crate) fn endpoint(row: &impl ReadRow) -> Result<EndpointRecord> {
         last_seen: row.time("last_seen")?,
         retired_at: row.opt_time("retired_at")?,
         next_probe_at: row.time("next_probe_at")?,
-        failures: u32::try_from(row.int("failures")?).unwrap_or(0),
+        failures: row.number("failures")?,
         last_status: row
             .opt_text("last_status")?
             .map(|s| status(&s))
@@ -167,7 +175,9 @@ pub(crate) fn observation(row: &impl ReadRow) -> Result<Option<ObservationRecord
             ca_names: row.json("o_ca_names")?,
             enforced: row
                 .opt_text("o_mtls_enforced")?
-                .and_then(|text| text.parse::<MtlsEnforcement>().ok()),
+                .map(|text| text.parse::<MtlsEnforcement>())
+                .transpose()
+                .map_err(|message| Error::bad_row("mtls_enforced", message))?,
         },
         findings,
         first_seen: row.time("o_first_seen")?,
@@ -184,7 +194,7 @@ pub(crate) fn status(text: &str) -> Result<ProbeStatus> {
 
 /// A port column.
 pub(crate) fn port(value: i64) -> Result<u16> {
-    u16::try_from(value).map_err(|_| Error::other(format!("stored port {value} out of range")))
+    u16::try_from(value).map_err(|_| Error::bad_row("port", format!("{value} is out of range")))
 }
 
 /// An endpoint lease from `id, address, port, sni, sni_source, starttls, failures, lease_until`.
@@ -204,7 +214,7 @@ pub(crate) fn leased(row: &impl ReadRow) -> Result<LeasedEndpoint> {
             .as_deref()
             .and_then(NameSource::parse),
         starttls: row.opt_text("starttls")?,
-        failures: u32::try_from(row.int("failures")?).unwrap_or(0),
+        failures: row.number("failures")?,
         lease_until: row.time("lease_until")?,
     })
 }
@@ -243,11 +253,11 @@ pub(crate) fn served_at(row: &impl ReadRow) -> Result<ServedAt> {
         address: row.text("address")?,
         port: port(row.int("port")?)?,
         sni: row.opt_text("sni")?.filter(|sni| !sni.is_empty()),
-        position: u32::try_from(row.int("position")?).unwrap_or(0),
+        position: row.number("position")?,
         app: row.opt_text("app")?,
         env: row.opt_text("env")?,
         owner: row.opt_text("owner")?,
-        current: row.opt_bool("current")?.unwrap_or(false),
+        current: row.boolean("current")?,
         first_seen: row.time("first_seen")?,
         last_seen: row.time("last_seen")?,
     })
@@ -257,7 +267,7 @@ pub(crate) fn served_at(row: &impl ReadRow) -> Result<ServedAt> {
 pub(crate) fn expiring(row: &impl ReadRow) -> Result<ExpiringCertificate> {
     Ok(ExpiringCertificate {
         certificate: certificate(row)?,
-        endpoints: u64::try_from(row.int("endpoints")?).unwrap_or(0),
+        endpoints: row.number("endpoints")?,
     })
 }
 
@@ -291,7 +301,7 @@ pub(crate) fn mtls_snapshot_insert(by: MtlsGrouping) -> String {
 
 /// Counts from `required`, `optional`, `absent` columns.
 pub(crate) fn mtls_counts(row: &impl ReadRow) -> Result<MtlsCounts> {
-    let count = |column| Ok::<_, Error>(u64::try_from(row.int(column)?).unwrap_or(0));
+    let count = |column| row.number::<u64>(column);
     Ok(MtlsCounts {
         required: count("required")?,
         optional: count("optional")?,
@@ -317,7 +327,7 @@ pub(crate) const INVENTORY: &str = "SELECT \
 
 /// The row of [`INVENTORY`].
 pub(crate) fn inventory(row: &impl ReadRow) -> Result<Inventory> {
-    let count = |column| Ok::<_, Error>(u64::try_from(row.int(column)?).unwrap_or(0));
+    let count = |column| row.number::<u64>(column);
     Ok(Inventory {
         hosts: count("hosts")?,
         endpoints: count("endpoints")?,

@@ -90,7 +90,7 @@ pub(crate) async fn ingest_report<D: Db>(
         };
         let rows = transaction.rows(&active).await?;
         let active = match rows.first() {
-            Some(row) => crate::rows::count(row.int("active")?, "active")?,
+            Some(row) => row.number::<u64>("active")?,
             None => 0,
         };
         if active > bounds.max_endpoints_per_host {

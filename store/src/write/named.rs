@@ -141,8 +141,7 @@ pub(super) async fn add_named_endpoints<D: Db>(
     match D::DIALECT {
         Dialect::Postgres => {
             let rows = transaction.rows(&query).await?;
-            let touched = rows.first().map(|row| row.int("touched")).transpose()?;
-            crate::rows::count(touched.unwrap_or(0), "touched")
+            rows.first().map_or(Ok(0), |row| row.number("touched"))
         }
         Dialect::Sqlite => transaction.execute(&query).await,
     }

@@ -12,6 +12,7 @@ crate::on_both_backends!(
     serial_lookup_accepts_common_spellings,
     expiring_leaves_lists_served_certificates_soonest_first,
     unknown_certificate_is_not_found,
+    a_bad_stored_value_is_reported_not_zeroed,
     endpoints_filter_and_page,
 );
 
@@ -172,6 +173,29 @@ async fn expiring_leaves_lists_served_certificates_soonest_first(t: TestStore) {
         .collect();
     assert_eq!(order, vec![expired.sha256, soon.sha256, later.sha256]);
     assert_eq!(expiring[2].endpoints, 2, "served on ports 1 and 5");
+}
+
+async fn a_bad_stored_value_is_reported_not_zeroed(t: TestStore) {
+    let ids = serve(
+        &t,
+        vec![vec![certificate(
+            1,
+            &["a.test"],
+            "CN=a.test",
+            t.clock.now(),
+        )]],
+    )
+    .await;
+    t.execute("UPDATE endpoints SET failures = -1").await;
+    let error = t
+        .store
+        .endpoint(ids[0])
+        .await
+        .expect_err("a negative count");
+    assert!(
+        matches!(&error, certfleet_store::Error::BadRow { column, .. } if column == "failures"),
+        "{error:?}"
+    );
 }
 
 async fn unknown_certificate_is_not_found(t: TestStore) {
