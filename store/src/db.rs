@@ -12,6 +12,7 @@ use time::{Date, OffsetDateTime};
 
 use crate::browse::MtlsState;
 use crate::error::Result;
+use crate::records::WorkloadTags;
 use crate::rows::ReadRow;
 
 /// Where the two SQL dialects differ for these queries.
@@ -63,6 +64,49 @@ impl Column {
     }
 }
 
+/// A type of value a [`Batch`] column holds.
+pub trait ColumnValue: Sized {
+    /// Its PostgreSQL type.
+    const SQL_TYPE: &'static str;
+    /// The column of these values.
+    fn column(values: Vec<Option<Self>>) -> Column;
+}
+
+impl ColumnValue for String {
+    const SQL_TYPE: &'static str = "text";
+    fn column(values: Vec<Option<Self>>) -> Column {
+        Column::Text(values)
+    }
+}
+
+impl ColumnValue for i64 {
+    const SQL_TYPE: &'static str = "int8";
+    fn column(values: Vec<Option<Self>>) -> Column {
+        Column::Int(values)
+    }
+}
+
+impl ColumnValue for i32 {
+    const SQL_TYPE: &'static str = "int4";
+    fn column(values: Vec<Option<Self>>) -> Column {
+        Column::Int(values.into_iter().map(|v| v.map(i64::from)).collect())
+    }
+}
+
+impl ColumnValue for bool {
+    const SQL_TYPE: &'static str = "bool";
+    fn column(values: Vec<Option<Self>>) -> Column {
+        Column::Bool(values)
+    }
+}
+
+impl ColumnValue for OffsetDateTime {
+    const SQL_TYPE: &'static str = "timestamptz";
+    fn column(values: Vec<Option<Self>>) -> Column {
+        Column::Time(values)
+    }
+}
+
 /// Rows to write in one statement, a column at a time: each column has a name (the SQL
 /// reads it as `u.<name>`) and a PostgreSQL array type. A backend binds it its own way
 /// ([`Db::bind_batch`]): arrays and `UNNEST` on PostgreSQL, one JSON array of rows and
@@ -82,54 +126,23 @@ impl Batch {
         }
     }
 
-    /// Adds a text column.
-    pub fn text<T>(
+    /// Adds a column: its name, and the value of each row.
+    pub fn column<T, V: ColumnValue>(
         mut self,
         name: &'static str,
         rows: &[T],
-        value: impl Fn(&T) -> Option<String>,
+        value: impl Fn(&T) -> Option<V>,
     ) -> Self {
         let values = rows.iter().map(value).collect();
-        self.columns.push((name, "text", Column::Text(values)));
+        self.columns.push((name, V::SQL_TYPE, V::column(values)));
         self
     }
 
-    /// Adds an integer column of PostgreSQL type `sql_type` (`int4` or `int8`).
-    pub fn int<T>(
-        mut self,
-        name: &'static str,
-        sql_type: &'static str,
-        rows: &[T],
-        value: impl Fn(&T) -> Option<i64>,
-    ) -> Self {
-        let values = rows.iter().map(value).collect();
-        self.columns.push((name, sql_type, Column::Int(values)));
-        self
-    }
-
-    /// Adds a boolean column.
-    pub fn boolean<T>(
-        mut self,
-        name: &'static str,
-        rows: &[T],
-        value: impl Fn(&T) -> Option<bool>,
-    ) -> Self {
-        let values = rows.iter().map(value).collect();
-        self.columns.push((name, "bool", Column::Bool(values)));
-        self
-    }
-
-    /// Adds a time column.
-    pub fn time<T>(
-        mut self,
-        name: &'static str,
-        rows: &[T],
-        value: impl Fn(&T) -> Option<OffsetDateTime>,
-    ) -> Self {
-        let values = rows.iter().map(value).collect();
-        self.columns
-            .push((name, "timestamptz", Column::Time(values)));
-        self
+    /// Adds the workload tags as columns `app`, `env` and `owner`.
+    pub fn tags<T>(self, rows: &[T], tags: impl Fn(&T) -> &WorkloadTags) -> Self {
+        self.column("app", rows, |row| tags(row).app.clone())
+            .column("env", rows, |row| tags(row).env.clone())
+            .column("owner", rows, |row| tags(row).owner.clone())
     }
 
     /// The column names, comma-separated.

@@ -13,6 +13,7 @@
 //! Both run the migrations embedded from `migrations/postgres` and `migrations/sqlite`.
 //! Times come from a [`Clock`], so that tests can move time instead of sleeping.
 
+mod backend;
 mod browse;
 mod browse_sql;
 mod clock;
@@ -65,7 +66,7 @@ pub use records::{
     AgentName, CertificateDetail, CertificateRecord, Credential, EndpointFilter, EndpointId,
     EndpointRecord, ExpiringCertificate, IngestCounts, Inventory, Lease, LeasedEndpoint,
     MtlsCounts, MtlsDay, MtlsGroup, MtlsGrouping, MtlsSummary, NameSource, ObservationRecord,
-    Recorded, ServedAt, StaticEndpoint, TokenRecord,
+    Recorded, ServedAt, StaticEndpoint, TokenRecord, WorkloadTags,
 };
 pub use roles::{IngestStore, ProbeQueue, ReadModel};
 pub use rotation::{DiscoveryLatency, LatencyHistogram, LATENCY_BUCKETS};

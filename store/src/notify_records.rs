@@ -7,8 +7,8 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
-use crate::records::EndpointId;
-use crate::rows::{port, ReadRow};
+use crate::records::{EndpointId, WorkloadTags};
+use crate::rows::{port, tags, ReadRow};
 
 /// One certificate in the current chain of one active endpoint, with the facts its
 /// owner is decided from. Leaves always; other chain certificates only when they expire
@@ -35,12 +35,9 @@ pub struct NotificationCandidate {
     pub sni: Option<String>,
     /// Name of the host that reported the endpoint.
     pub hostname: Option<String>,
-    /// The workload's `app` tag.
-    pub app: Option<String>,
-    /// The workload's `env` tag.
-    pub env: Option<String>,
-    /// The workload's `owner` tag.
-    pub owner: Option<String>,
+    /// The workload's tags.
+    #[serde(flatten)]
+    pub tags: WorkloadTags,
     /// The workload's Kubernetes namespace (its `namespace` tag).
     pub namespace: Option<String>,
     /// The container's name (its `container` tag), else its id; `None` outside containers.
@@ -216,9 +213,7 @@ pub(crate) fn candidate(row: &impl ReadRow) -> Result<NotificationCandidate> {
         port: port(row.int("port")?)?,
         sni: row.opt_text("sni")?.filter(|sni| !sni.is_empty()),
         hostname: row.opt_text("hostname")?,
-        app: row.opt_text("app")?,
-        env: row.opt_text("env")?,
-        owner: row.opt_text("owner")?,
+        tags: tags(row)?,
         namespace: row.opt_text("namespace")?,
         container: row.opt_text("container")?,
         probed_at: row.opt_time("last_probed_at")?,

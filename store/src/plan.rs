@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 use crate::names::{certificate_names, normalize_serial};
-use crate::records::{AgentName, EndpointId, IngestCounts};
+use crate::records::{AgentName, EndpointId, IngestCounts, WorkloadTags};
 use crate::schedule::{ProbeSchedule, Validity};
 
 /// How far ahead of the server's clock an agent's `collected_at` may be (the web layer
@@ -52,9 +52,7 @@ pub(crate) struct EndpointRow {
     pub process: Option<String>,
     pub container: Option<String>,
     pub netns: Option<i64>,
-    pub app: Option<String>,
-    pub env: Option<String>,
-    pub owner: Option<String>,
+    pub tags: WorkloadTags,
     /// The Kubernetes namespace (`namespace` tag).
     pub namespace: Option<String>,
     /// The container's name (`container` tag), beside its id in `container`.
@@ -101,9 +99,11 @@ pub(crate) fn plan_report(
                     process: socket.process.clone(),
                     container: socket.container.clone(),
                     netns: socket.netns.and_then(|netns| i64::try_from(netns).ok()),
-                    app: tag("app"),
-                    env: tag("env"),
-                    owner: tag("owner"),
+                    tags: WorkloadTags {
+                        app: tag("app"),
+                        env: tag("env"),
+                        owner: tag("owner"),
+                    },
                     namespace: tag("namespace"),
                     container_name: tag("container"),
                 });

@@ -162,6 +162,18 @@ impl NameSource {
     pub const GUESSED: [&'static str; 2] = ["host_name", "ptr"];
 }
 
+/// The workload tags of an endpoint: its host's (or its socket's) `app`, `env` and `owner`
+/// tags, or a static target's. Inline in the JSON of the records that carry it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct WorkloadTags {
+    /// `app` tag of the workload.
+    pub app: Option<String>,
+    /// `env` tag of the workload.
+    pub env: Option<String>,
+    /// `owner` tag of the workload.
+    pub owner: Option<String>,
+}
+
 /// An endpoint from the config's static targets (no agent reports it): one address, port
 /// and name to present (`None`: no SNI), with the target's workload fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,9 +183,7 @@ pub struct StaticEndpoint {
     pub sni: Option<String>,
     /// `smtp`, `postgres`, ..., `none`; `None`: by the port.
     pub starttls: Option<String>,
-    pub app: Option<String>,
-    pub env: Option<String>,
-    pub owner: Option<String>,
+    pub tags: WorkloadTags,
 }
 
 /// One lease of an endpoint. Its deadline tells it from any later lease of the same
@@ -281,11 +291,8 @@ pub struct ServedAt {
     /// Position in the chain (0: leaf).
     pub position: u32,
     /// The endpoint's workload tags.
-    pub app: Option<String>,
-    /// The endpoint's environment tag.
-    pub env: Option<String>,
-    /// The endpoint's owner tag.
-    pub owner: Option<String>,
+    #[serde(flatten)]
+    pub tags: WorkloadTags,
     /// True when this is what the endpoint serves now (its latest observation).
     pub current: bool,
     /// First time served there.
@@ -357,12 +364,9 @@ pub struct EndpointRecord {
     pub process: Option<String>,
     /// Container, when in one.
     pub container: Option<String>,
-    /// `app` tag of the workload.
-    pub app: Option<String>,
-    /// `env` tag of the workload.
-    pub env: Option<String>,
-    /// `owner` tag of the workload.
-    pub owner: Option<String>,
+    /// Workload tags.
+    #[serde(flatten)]
+    pub tags: WorkloadTags,
     /// First reported.
     #[serde(with = "time::serde::rfc3339")]
     pub first_seen: OffsetDateTime,

@@ -10,21 +10,15 @@ use crate::error::{Error, Result};
 use crate::records::{
     AgentName, CertificateRecord, Credential, EndpointId, EndpointRecord, ExpiringCertificate,
     Inventory, LeasedEndpoint, MtlsCounts, MtlsGroup, MtlsGrouping, NameSource, ObservationRecord,
-    ServedAt,
+    ServedAt, WorkloadTags,
 };
 
 /// Column access in one backend's types (times, JSON and integer widths differ).
 pub trait ReadRow {
-    /// A text column.
-    fn text(&self, column: &str) -> Result<String>;
     /// A nullable text column.
     fn opt_text(&self, column: &str) -> Result<Option<String>>;
-    /// An integer column of any width.
-    fn int(&self, column: &str) -> Result<i64>;
-    /// A nullable integer column.
+    /// A nullable integer column of any width.
     fn opt_int(&self, column: &str) -> Result<Option<i64>>;
-    /// A boolean column.
-    fn boolean(&self, column: &str) -> Result<bool>;
     /// A nullable boolean column.
     fn opt_bool(&self, column: &str) -> Result<Option<bool>>;
     /// A nullable time column.
@@ -35,6 +29,21 @@ pub trait ReadRow {
     fn date(&self, column: &str) -> Result<time::Date>;
     /// A binary column.
     fn bytes(&self, column: &str) -> Result<Vec<u8>>;
+
+    /// A text column.
+    fn text(&self, column: &str) -> Result<String> {
+        self.opt_text(column)?.ok_or_else(|| null(column))
+    }
+
+    /// An integer column.
+    fn int(&self, column: &str) -> Result<i64> {
+        self.opt_int(column)?.ok_or_else(|| null(column))
+    }
+
+    /// A boolean column.
+    fn boolean(&self, column: &str) -> Result<bool> {
+        self.opt_bool(column)?.ok_or_else(|| null(column))
+    }
 
     /// A time column.
     fn time(&self, column: &str) -> Result<OffsetDateTime> {
@@ -72,6 +81,15 @@ fn null(column: &str) -> Error {
 pub(crate) const CERTIFICATE_COLUMNS: &str = "c.sha256, c.serial, c.subject, c.issuer, \
     c.not_before, c.not_after, c.sans, c.key_type, c.key_bits, c.key_curve, \
     c.signature_algorithm, c.is_ca, c.self_signed, c.first_seen, c.last_seen";
+
+/// The workload tags of a row with `app`, `env` and `owner` columns.
+pub(crate) fn tags(row: &impl ReadRow) -> Result<WorkloadTags> {
+    Ok(WorkloadTags {
+        app: row.opt_text("app")?,
+        env: row.opt_text("env")?,
+        owner: row.opt_text("owner")?,
+    })
+}
 
 /// A certificate from [`CERTIFICATE_COLUMNS`].
 pub(crate) fn certificate(row: &impl ReadRow) -> Result<CertificateRecord> {
@@ -129,9 +147,7 @@ pub(crate) fn endpoint(row: &impl ReadRow) -> Result<EndpointRecord> {
         hostname: row.opt_text("hostname")?,
         process: row.opt_text("process")?,
         container: row.opt_text("container")?,
-        app: row.opt_text("app")?,
-        env: row.opt_text("env")?,
-        owner: row.opt_text("owner")?,
+        tags: tags(row)?,
         first_seen: row.time("first_seen")?,
         last_seen: row.time("last_seen")?,
         retired_at: row.opt_time("retired_at")?,
@@ -254,9 +270,7 @@ pub(crate) fn served_at(row: &impl ReadRow) -> Result<ServedAt> {
         port: port(row.int("port")?)?,
         sni: row.opt_text("sni")?.filter(|sni| !sni.is_empty()),
         position: row.number("position")?,
-        app: row.opt_text("app")?,
-        env: row.opt_text("env")?,
-        owner: row.opt_text("owner")?,
+        tags: tags(row)?,
         current: row.boolean("current")?,
         first_seen: row.time("first_seen")?,
         last_seen: row.time("last_seen")?,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use certfleet_prober::Resolver;
-use certfleet_store::{StaticEndpoint, Store, NAMES_PER_ENDPOINT};
+use certfleet_store::{StaticEndpoint, Store, WorkloadTags, NAMES_PER_ENDPOINT};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{StaticTarget, TargetHost};
@@ -88,9 +88,11 @@ pub async fn expand(targets: &[StaticTarget], resolver: &Resolver) -> Vec<Static
                             port: *port,
                             sni: sni.map(str::to_owned),
                             starttls: target.starttls.map(|mode| mode.0.to_string()),
-                            app: target.app.clone(),
-                            env: target.env.clone(),
-                            owner: target.owner.clone(),
+                            tags: WorkloadTags {
+                                app: target.app.clone(),
+                                env: target.env.clone(),
+                                owner: target.owner.clone(),
+                            },
                         });
                     }
                 }

@@ -13,15 +13,15 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteQueryResult,
     SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
 use time::OffsetDateTime;
 
-use crate::db::{Batch, Bind, Db, Dialect, Query, Tx};
+use crate::backend::{Backend, Bound};
+use crate::db::{Batch, Bind, Dialect, Query};
 use crate::error::{Error, Result};
-use crate::rows::{self, ReadRow};
 use crate::store::SqlStore;
 use crate::StoreOptions;
 
@@ -64,67 +64,37 @@ impl SqlStore<SqlitePool> {
     }
 }
 
-/// Times are bound as Unix seconds, days as `YYYY-MM-DD`, lists as JSON arrays.
-fn bound(query: &Query) -> Result<sqlx::query::Query<'_, Sqlite, SqliteArguments<'_>>> {
-    let mut bound = sqlx::query(&query.sql);
-    for bind in &query.binds {
-        bound = match bind {
-            Bind::Text(text) => bound.bind(text.as_str()),
-            Bind::OptText(text) => bound.bind(text.as_deref()),
-            Bind::Int(int) => bound.bind(*int),
-            Bind::Time(time) => bound.bind(time.unix_timestamp()),
-            Bind::Date(date) => bound.bind(date.to_string()),
-            Bind::Bytes(bytes) => bound.bind(bytes.as_slice()),
-            Bind::Ints(ints) => bound.bind(serde_json::to_string(ints)?),
-            Bind::Texts(texts) => bound.bind(serde_json::to_string(texts)?),
-            Bind::Column(_) => {
-                return Err(Error::other(
-                    "a batch column is bound by bind_batch on SQLite",
-                ))
-            }
-        };
-    }
-    Ok(bound)
-}
-
-/// A write transaction holding the database's write lock from its first statement.
-async fn write_lock(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>> {
-    Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
-}
-
 #[async_trait]
-impl Db for SqlitePool {
-    type Row = SqliteRow;
-    type Tx = Transaction<'static, Sqlite>;
+impl Backend for Sqlite {
     const DIALECT: Dialect = Dialect::Sqlite;
+    const LOCKS_TO_WRITE: bool = true;
+    const HEAVY_READ_SETTING: Option<&'static str> = None;
 
-    async fn rows(&self, query: &Query) -> Result<Vec<SqliteRow>> {
-        Ok(bound(query)?.fetch_all(self).await?)
+    /// Times are bound as Unix seconds, days as `YYYY-MM-DD`, lists as JSON arrays.
+    fn bound(query: &Query) -> Result<Bound<'_, Sqlite>> {
+        let mut bound = sqlx::query(&query.sql);
+        for bind in &query.binds {
+            bound = match bind {
+                Bind::Text(text) => bound.bind(text.as_str()),
+                Bind::OptText(text) => bound.bind(text.as_deref()),
+                Bind::Int(int) => bound.bind(*int),
+                Bind::Time(time) => bound.bind(time.unix_timestamp()),
+                Bind::Date(date) => bound.bind(date.to_string()),
+                Bind::Bytes(bytes) => bound.bind(bytes.as_slice()),
+                Bind::Ints(ints) => bound.bind(serde_json::to_string(ints)?),
+                Bind::Texts(texts) => bound.bind(serde_json::to_string(texts)?),
+                Bind::Column(_) => {
+                    return Err(Error::other(
+                        "a batch column is bound by bind_batch on SQLite",
+                    ))
+                }
+            };
+        }
+        Ok(bound)
     }
 
-    async fn row(&self, query: &Query, what: &'static str) -> Result<SqliteRow> {
-        bound(query)?
-            .fetch_one(self)
-            .await
-            .map_err(|error| rows::not_found_as(what, error))
-    }
-
-    async fn begin(&self) -> Result<Self::Tx> {
-        write_lock(self).await
-    }
-
-    async fn write_rows(&self, query: &Query) -> Result<Vec<SqliteRow>> {
-        let mut transaction = write_lock(self).await?;
-        let rows = transaction.rows(query).await?;
-        Tx::commit(transaction).await?;
-        Ok(rows)
-    }
-
-    async fn write(&self, query: &Query) -> Result<u64> {
-        let mut transaction = write_lock(self).await?;
-        let changed = transaction.execute(query).await?;
-        Tx::commit(transaction).await?;
-        Ok(changed)
+    fn rows_affected(result: &SqliteQueryResult) -> u64 {
+        result.rows_affected()
     }
 
     /// One JSON array of rows: `(SELECT j.value ->> 0 AS a, ... FROM json_each($n) AS j)
@@ -152,83 +122,47 @@ impl Db for SqlitePool {
         )
     }
 
-    async fn migrate(&self) -> Result<()> {
-        sqlx::migrate!("../migrations/sqlite")
-            .run(self)
-            .await
-            .map_err(|error| Error::Other(Box::new(error)))
-    }
-}
-
-#[async_trait]
-impl Tx for Transaction<'static, Sqlite> {
-    type Row = SqliteRow;
-
-    async fn rows(&mut self, query: &Query) -> Result<Vec<SqliteRow>> {
-        Ok(bound(query)?.fetch_all(&mut **self).await?)
+    fn opt_int(row: &SqliteRow, column: &str) -> Result<Option<i64>> {
+        Ok(row.try_get(column)?)
     }
 
-    async fn execute(&mut self, query: &Query) -> Result<u64> {
-        Ok(bound(query)?.execute(&mut **self).await?.rows_affected())
-    }
-
-    async fn commit(self) -> Result<()> {
-        Ok(Transaction::commit(self).await?)
-    }
-}
-
-impl ReadRow for SqliteRow {
-    /// Days are stored as `YYYY-MM-DD` text.
-    fn date(&self, column: &str) -> Result<time::Date> {
-        let text = self.text(column)?;
-        time::Date::parse(
-            &text,
-            time::macros::format_description!("[year]-[month]-[day]"),
-        )
-        .map_err(|_| Error::other(format!("column {column}: {text:?} is not a date")))
-    }
-
-    fn bytes(&self, column: &str) -> Result<Vec<u8>> {
-        Ok(self.try_get(column)?)
-    }
-
-    fn text(&self, column: &str) -> Result<String> {
-        Ok(self.try_get(column)?)
-    }
-
-    fn opt_text(&self, column: &str) -> Result<Option<String>> {
-        Ok(self.try_get(column)?)
-    }
-
-    fn int(&self, column: &str) -> Result<i64> {
-        Ok(self.try_get(column)?)
-    }
-
-    fn opt_int(&self, column: &str) -> Result<Option<i64>> {
-        Ok(self.try_get(column)?)
-    }
-
-    fn boolean(&self, column: &str) -> Result<bool> {
-        Ok(self.try_get(column)?)
-    }
-
-    fn opt_bool(&self, column: &str) -> Result<Option<bool>> {
-        Ok(self.try_get(column)?)
-    }
-
-    fn opt_time(&self, column: &str) -> Result<Option<OffsetDateTime>> {
-        let Some(seconds) = self.try_get::<Option<i64>, _>(column)? else {
+    /// Times are stored as Unix seconds.
+    fn opt_time(row: &SqliteRow, column: &str) -> Result<Option<OffsetDateTime>> {
+        let Some(seconds) = row.try_get::<Option<i64>, _>(column)? else {
             return Ok(None);
         };
         OffsetDateTime::from_unix_timestamp(seconds)
             .map(Some)
-            .map_err(|_| Error::other(format!("column {column}: time {seconds} out of range")))
+            .map_err(|_| Error::bad_row(column, format!("time {seconds} out of range")))
     }
 
-    fn opt_json<T: DeserializeOwned>(&self, column: &str) -> Result<Option<T>> {
-        let Some(text) = self.try_get::<Option<String>, _>(column)? else {
+    /// JSON is stored as text.
+    fn opt_json<T: DeserializeOwned>(row: &SqliteRow, column: &str) -> Result<Option<T>> {
+        let Some(text) = row.try_get::<Option<String>, _>(column)? else {
             return Ok(None);
         };
         Ok(Some(serde_json::from_str(&text)?))
+    }
+
+    /// Days are stored as `YYYY-MM-DD` text.
+    fn date(row: &SqliteRow, column: &str) -> Result<time::Date> {
+        let text: String = row.try_get(column)?;
+        time::Date::parse(
+            &text,
+            time::macros::format_description!("[year]-[month]-[day]"),
+        )
+        .map_err(|_| Error::bad_row(column, format!("{text:?} is not a date")))
+    }
+
+    /// A write transaction holding the database's write lock from its first statement.
+    async fn begin(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>> {
+        Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    async fn migrate(pool: &SqlitePool) -> Result<()> {
+        sqlx::migrate!("../migrations/sqlite")
+            .run(pool)
+            .await
+            .map_err(|error| Error::Other(Box::new(error)))
     }
 }

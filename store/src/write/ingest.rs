@@ -154,8 +154,8 @@ async fn upsert_host<D: Db>(transaction: &mut D::Tx, host: &HostRow) -> Result<i
 /// The address and port of each endpoint, as a batch.
 fn sockets(endpoints: &[EndpointRow]) -> Batch {
     Batch::new(endpoints.len())
-        .text("address", endpoints, |e| Some(e.address.clone()))
-        .int("port", "int4", endpoints, |e| Some(i64::from(e.port)))
+        .column("address", endpoints, |e| Some(e.address.clone()))
+        .column("port", endpoints, |e| Some(e.port))
 }
 
 /// Inserts new endpoints (due at once) and refreshes known ones, unless the stored
@@ -181,14 +181,12 @@ async fn upsert_endpoints<D: Db>(
         "container_name",
     ];
     let batch = sockets(endpoints)
-        .text("process", endpoints, |e| e.process.clone())
-        .text("container", endpoints, |e| e.container.clone())
-        .int("netns", "int8", endpoints, |e| e.netns)
-        .text("app", endpoints, |e| e.app.clone())
-        .text("env", endpoints, |e| e.env.clone())
-        .text("owner", endpoints, |e| e.owner.clone())
-        .text("namespace", endpoints, |e| e.namespace.clone())
-        .text("container_name", endpoints, |e| e.container_name.clone());
+        .column("process", endpoints, |e| e.process.clone())
+        .column("container", endpoints, |e| e.container.clone())
+        .column("netns", endpoints, |e| e.netns)
+        .tags(endpoints, |e| &e.tags)
+        .column("namespace", endpoints, |e| e.namespace.clone())
+        .column("container_name", endpoints, |e| e.container_name.clone());
     let mut query = Query::default();
     let host_id = query.arg(Bind::Int(host_id));
     let seen = query.arg(Bind::Time(host.seen_at));

@@ -112,9 +112,9 @@ pub(crate) async fn release_leases<D: Db>(
     let mut transaction = db.begin().await?;
     for chunk in leases.chunks(CHUNK) {
         let batch = Batch::new(chunk.len())
-            .int("id", "int8", chunk, |(lease, _)| Some(lease.endpoint.0))
-            .time("until", chunk, |(lease, _)| Some(lease.until))
-            .time("due", chunk, |(_, due)| Some(*due));
+            .column("id", chunk, |(lease, _)| Some(lease.endpoint.0))
+            .column("until", chunk, |(lease, _)| Some(lease.until))
+            .column("due", chunk, |(_, due)| Some(*due));
         let mut query = Query::default();
         let worker = query.arg(Bind::Text(worker.into()));
         let source = D::bind_batch(&mut query, batch);

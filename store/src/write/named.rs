@@ -47,9 +47,9 @@ pub(super) async fn add_named_endpoints<D: Db>(
         return Ok(0);
     }
     let batch = Batch::new(triples.len())
-        .int("parent", "int8", &triples, |t| Some(t.0))
-        .text("name", &triples, |t| Some(t.1.clone()))
-        .text("source", &triples, |t| Some(t.2.as_str().to_string()));
+        .column("parent", &triples, |t| Some(t.0))
+        .column("name", &triples, |t| Some(t.1.clone()))
+        .column("source", &triples, |t| Some(t.2.as_str().to_string()));
     let mut query = Query::default();
     let now = query.arg(Bind::Time(now));
     let limit = query.arg(Bind::Int(NAMES_PER_ENDPOINT as i64));

@@ -62,8 +62,8 @@ pub(crate) async fn record_probe_results<D: Db>(
     }
     for chunk in batch.names.chunks(CHUNK) {
         let names = Batch::new(chunk.len())
-            .text("name", chunk, |(name, _)| Some(name.clone()))
-            .text("sha256", chunk, |(_, sha256)| Some(sha256.clone()));
+            .column("name", chunk, |(name, _)| Some(name.clone()))
+            .column("sha256", chunk, |(_, sha256)| Some(sha256.clone()));
         let mut query = Query::default();
         let source = D::bind_batch(&mut query, names);
         query.sql = format!(
@@ -133,24 +133,24 @@ async fn upsert_certificates<D: Db>(
     rows: &[CertificateRow],
 ) -> Result<()> {
     let batch = Batch::new(rows.len())
-        .text("sha256", rows, |r| Some(r.sha256.clone()))
-        .text("serial", rows, |r| Some(r.serial.clone()))
-        .text("subject", rows, |r| Some(r.subject.clone()))
-        .text("issuer", rows, |r| Some(r.issuer.clone()))
-        .time("not_before", rows, |r| Some(r.not_before))
-        .time("not_after", rows, |r| Some(r.not_after))
-        .text("sans", rows, |r| Some(r.sans.clone()))
-        .text("key_type", rows, |r| Some(r.key_type.clone()))
-        .int("key_bits", "int4", rows, |r| Some(i64::from(r.key_bits)))
-        .text("key_curve", rows, |r| r.key_curve.clone())
-        .text("signature_algorithm", rows, |r| {
+        .column("sha256", rows, |r| Some(r.sha256.clone()))
+        .column("serial", rows, |r| Some(r.serial.clone()))
+        .column("subject", rows, |r| Some(r.subject.clone()))
+        .column("issuer", rows, |r| Some(r.issuer.clone()))
+        .column("not_before", rows, |r| Some(r.not_before))
+        .column("not_after", rows, |r| Some(r.not_after))
+        .column("sans", rows, |r| Some(r.sans.clone()))
+        .column("key_type", rows, |r| Some(r.key_type.clone()))
+        .column("key_bits", rows, |r| Some(r.key_bits))
+        .column("key_curve", rows, |r| r.key_curve.clone())
+        .column("signature_algorithm", rows, |r| {
             Some(r.signature_algorithm.clone())
         })
-        .boolean("is_ca", rows, |r| Some(r.is_ca))
-        .boolean("self_signed", rows, |r| Some(r.self_signed))
-        .text("pem", rows, |r| r.pem.clone())
-        .time("seen_at", rows, |r| Some(r.seen_at))
-        .text("sha1", rows, |r| r.sha1.clone());
+        .column("is_ca", rows, |r| Some(r.is_ca))
+        .column("self_signed", rows, |r| Some(r.self_signed))
+        .column("pem", rows, |r| r.pem.clone())
+        .column("seen_at", rows, |r| Some(r.seen_at))
+        .column("sha1", rows, |r| r.sha1.clone());
     let mut query = Query::default();
     let source = D::bind_batch(&mut query, batch);
     let columns = "sha256, serial, subject, issuer, not_before, not_after, sans, key_type, \
@@ -207,21 +207,21 @@ async fn upsert_observations<D: Db>(
 ) -> Result<Vec<((i64, String), i64)>> {
     let dialect = D::DIALECT;
     let batch = Batch::new(rows.len())
-        .int("endpoint_id", "int8", rows, |r| Some(r.endpoint_id))
-        .text("fingerprint", rows, |r| Some(r.fingerprint.clone()))
-        .text("status", rows, |r| Some(r.status.to_string()))
-        .text("leaf_sha256", rows, |r| r.leaf_sha256.clone())
-        .text("tls_version", rows, |r| r.tls_version.clone())
-        .text("cipher", rows, |r| r.cipher.clone())
-        .text("alpn", rows, |r| r.alpn.clone())
-        .text("tls_group", rows, |r| r.tls_group.clone())
-        .boolean("legacy", rows, |r| Some(r.legacy))
-        .boolean("mtls_requested", rows, |r| Some(r.mtls_requested))
-        .boolean("mtls_required", rows, |r| r.mtls_required)
-        .text("ca_names", rows, |r| Some(r.ca_names.clone()))
-        .text("findings", rows, |r| Some(r.findings.clone()))
-        .time("seen_at", rows, |r| Some(r.seen_at))
-        .text("mtls_enforced", rows, |r| {
+        .column("endpoint_id", rows, |r| Some(r.endpoint_id))
+        .column("fingerprint", rows, |r| Some(r.fingerprint.clone()))
+        .column("status", rows, |r| Some(r.status.to_string()))
+        .column("leaf_sha256", rows, |r| r.leaf_sha256.clone())
+        .column("tls_version", rows, |r| r.tls_version.clone())
+        .column("cipher", rows, |r| r.cipher.clone())
+        .column("alpn", rows, |r| r.alpn.clone())
+        .column("tls_group", rows, |r| r.tls_group.clone())
+        .column("legacy", rows, |r| Some(r.legacy))
+        .column("mtls_requested", rows, |r| Some(r.mtls_requested))
+        .column("mtls_required", rows, |r| r.mtls_required)
+        .column("ca_names", rows, |r| Some(r.ca_names.clone()))
+        .column("findings", rows, |r| Some(r.findings.clone()))
+        .column("seen_at", rows, |r| Some(r.seen_at))
+        .column("mtls_enforced", rows, |r| {
             r.mtls_enforced.map(str::to_string)
         });
     let mut query = Query::default();
@@ -248,7 +248,7 @@ async fn upsert_observations<D: Db>(
         ids.push((key, row.int("id")?));
     }
     let by_key: HashMap<&(i64, String), i64> = ids.iter().map(|(k, id)| (k, *id)).collect();
-    let mut chain: Vec<(i64, i64, String)> = Vec::new();
+    let mut chain: Vec<(i64, i32, String)> = Vec::new();
     for row in rows {
         let Some(id) = by_key.get(&(row.endpoint_id, row.fingerprint.clone())) else {
             continue;
@@ -258,9 +258,9 @@ async fn upsert_observations<D: Db>(
         }
     }
     let batch = Batch::new(chain.len())
-        .int("observation_id", "int8", &chain, |c| Some(c.0))
-        .int("position", "int4", &chain, |c| Some(c.1))
-        .text("sha256", &chain, |c| Some(c.2.clone()));
+        .column("observation_id", &chain, |c| Some(c.0))
+        .column("position", &chain, |c| Some(c.1))
+        .column("sha256", &chain, |c| Some(c.2.clone()));
     let mut query = Query::default();
     let source = D::bind_batch(&mut query, batch);
     query.sql = format!(
@@ -277,12 +277,12 @@ async fn insert_rotations<D: Db>(transaction: &mut D::Tx, rows: &[RotationRow]) 
         return Ok(());
     }
     let batch = Batch::new(rows.len())
-        .int("endpoint_id", "int8", rows, |r| Some(r.endpoint_id))
-        .text("old_sha256", rows, |r| Some(r.old_sha256.clone()))
-        .text("new_sha256", rows, |r| Some(r.new_sha256.clone()))
-        .time("old_seen_at", rows, |r| Some(r.old_seen_at))
-        .time("new_seen_at", rows, |r| Some(r.new_seen_at))
-        .int("latency_ms", "int8", rows, |r| Some(r.latency_ms));
+        .column("endpoint_id", rows, |r| Some(r.endpoint_id))
+        .column("old_sha256", rows, |r| Some(r.old_sha256.clone()))
+        .column("new_sha256", rows, |r| Some(r.new_sha256.clone()))
+        .column("old_seen_at", rows, |r| Some(r.old_seen_at))
+        .column("new_seen_at", rows, |r| Some(r.new_seen_at))
+        .column("latency_ms", rows, |r| Some(r.latency_ms));
     let mut query = Query::default();
     let source = D::bind_batch(&mut query, batch);
     query.sql = format!(
@@ -305,16 +305,16 @@ async fn update_endpoints<D: Db>(
     unreported_before: OffsetDateTime,
 ) -> Result<()> {
     let batch = Batch::new(updates.len())
-        .int("id", "int8", updates, |u| Some(u.id))
-        .text("status", updates, |u| Some(u.status.to_string()))
-        .text("error", updates, |u| u.error.clone())
-        .time("probed_at", updates, |u| Some(u.probed_at))
-        .int("failures", "int4", updates, |u| Some(i64::from(u.failures)))
-        .time("next_probe_at", updates, |u| Some(u.next_probe_at))
-        .int("observation_id", "int8", updates, |u| u.observation_id)
-        .boolean("keep", updates, |u| Some(u.keep_observation))
-        .text("leaf_sha256", updates, |u| u.leaf_sha256.clone())
-        .time("leaf_not_after", updates, |u| u.leaf_not_after);
+        .column("id", updates, |u| Some(u.id))
+        .column("status", updates, |u| Some(u.status.to_string()))
+        .column("error", updates, |u| u.error.clone())
+        .column("probed_at", updates, |u| Some(u.probed_at))
+        .column("failures", updates, |u| Some(u.failures))
+        .column("next_probe_at", updates, |u| Some(u.next_probe_at))
+        .column("observation_id", updates, |u| u.observation_id)
+        .column("keep", updates, |u| Some(u.keep_observation))
+        .column("leaf_sha256", updates, |u| u.leaf_sha256.clone())
+        .column("leaf_not_after", updates, |u| u.leaf_not_after);
     let mut query = Query::default();
     let unreported = query.arg(Bind::Time(unreported_before));
     let source = D::bind_batch(&mut query, batch);

@@ -18,13 +18,11 @@ pub(crate) async fn upsert<D: Db>(
     let mut touched = 0;
     for chunk in rows.chunks(CHUNK) {
         let batch = Batch::new(chunk.len())
-            .text("address", chunk, |e| Some(e.address.to_string()))
-            .int("port", "int4", chunk, |e| Some(i64::from(e.port)))
-            .text("sni", chunk, |e| e.sni.clone())
-            .text("starttls", chunk, |e| e.starttls.clone())
-            .text("app", chunk, |e| e.app.clone())
-            .text("env", chunk, |e| e.env.clone())
-            .text("owner", chunk, |e| e.owner.clone());
+            .column("address", chunk, |e| Some(e.address.to_string()))
+            .column("port", chunk, |e| Some(i32::from(e.port)))
+            .column("sni", chunk, |e| e.sni.clone())
+            .column("starttls", chunk, |e| e.starttls.clone())
+            .tags(chunk, |e| &e.tags);
         let mut query = Query::default();
         let now = query.arg(Bind::Time(now));
         let source = D::bind_batch(&mut query, batch);

@@ -240,7 +240,7 @@ async fn endpoints_filter_and_page(t: TestStore) {
     };
     let found = t.store.endpoints(&by_address).await.expect("list");
     assert_eq!(found.len(), 1);
-    assert_eq!(found[0].env.as_deref(), Some("prod"));
+    assert_eq!(found[0].tags.env.as_deref(), Some("prod"));
 
     let first_page = EndpointFilter {
         limit: 2,

@@ -79,9 +79,9 @@ pub async fn show(
                     td { a href=(format!("/endpoints/{}", at.endpoint_id.0)) { (at.address) ":" (at.port) } }
                     td { (or_dash(at.sni.as_deref())) }
                     td { (at.position) }
-                    td { (or_dash(at.app.as_deref())) }
-                    td { (or_dash(at.env.as_deref())) }
-                    td { (or_dash(at.owner.as_deref())) }
+                    td { (or_dash(at.tags.app.as_deref())) }
+                    td { (or_dash(at.tags.env.as_deref())) }
+                    td { (or_dash(at.tags.owner.as_deref())) }
                     td { @if at.current { "yes" } @else { "no" } }
                     td { (day(at.first_seen)) } td { (day(at.last_seen)) }
                 }

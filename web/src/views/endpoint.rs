@@ -36,8 +36,8 @@ pub async fn show(
             tr { th { "Address" } td { (e.address) ":" (e.port) @if let Some(sni) = &e.sni { " (SNI " (sni) ")" } } }
             tr { th { "Host" } td { (or_dash(e.hostname.as_deref())) } }
             tr { th { "Process / container" } td { (or_dash(e.process.as_deref())) " / " (or_dash(e.container.as_deref())) } }
-            tr { th { "App / env" } td { (or_dash(e.app.as_deref())) " / " (or_dash(e.env.as_deref())) } }
-            tr { th { "Owner" } td { @if let Some(owner) = &e.owner { a href=(format!("/owners/{}", encode(owner))) { (owner) } } @else { "-" } } }
+            tr { th { "App / env" } td { (or_dash(e.tags.app.as_deref())) " / " (or_dash(e.tags.env.as_deref())) } }
+            tr { th { "Owner" } td { @if let Some(owner) = &e.tags.owner { a href=(format!("/owners/{}", encode(owner))) { (owner) } } @else { "-" } } }
             tr { th { "Reported" } td { (day(e.first_seen)) " to " (day(e.last_seen)) @if let Some(at) = e.retired_at { " (retired " (day(at)) ")" } } }
             tr { th { "Last probe" } td { (e.last_status.map(|s| s.as_str()).unwrap_or("not probed yet")) @if let Some(error) = &e.last_error { ": " (error) } } }
             tr { th { "Next probe" } td { (day(e.next_probe_at)) " (" (e.failures) " failure(s) in a row)" } }
