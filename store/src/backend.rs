@@ -6,15 +6,60 @@
 
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
-use sqlx::{ColumnIndex, Decode, Executor, IntoArguments, Pool, Transaction, Type};
+use sqlx::pool::PoolOptions;
+use sqlx::{
+    ColumnIndex, Connection, Decode, Encode, Executor, IntoArguments, Pool, Transaction, Type,
+};
 use time::{Date, OffsetDateTime};
 
-use crate::db::{Batch, Db, Dialect, Query, Tx};
+use crate::db::{Batch, Bind, Db, Dialect, Query, Tx};
 use crate::error::Result;
 use crate::rows::{self, ReadRow};
+use crate::store::SqlStore;
+use crate::StoreOptions;
+
+impl<DB: Backend> SqlStore<Pool<DB>> {
+    /// Opens the pool (one connection at once) and the store on it.
+    pub(crate) async fn open(
+        pool: PoolOptions<DB>,
+        connect: <DB::Connection as Connection>::Options,
+        options: StoreOptions,
+    ) -> Result<Self> {
+        let pool = pool
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await?;
+        Ok(SqlStore::new(pool, options))
+    }
+}
 
 /// A sqlx query of this backend, bound.
 pub type Bound<'q, DB> = sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>;
+
+/// A query with its values bound: text, integers and bytes alike on every backend, the
+/// rest by `own`, the backend's way.
+pub(crate) fn bind_all<'q, DB: sqlx::Database>(
+    query: &'q Query,
+    own: impl Fn(Bound<'q, DB>, &'q Bind) -> Result<Bound<'q, DB>>,
+) -> Result<Bound<'q, DB>>
+where
+    &'q str: Encode<'q, DB> + Type<DB>,
+    Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+    &'q [u8]: Encode<'q, DB> + Type<DB>,
+{
+    let mut bound = sqlx::query(&query.sql);
+    for bind in &query.binds {
+        bound = match bind {
+            Bind::Text(text) => bound.bind(text.as_str()),
+            Bind::OptText(text) => bound.bind(text.as_deref()),
+            Bind::Int(int) => bound.bind(*int),
+            Bind::Bytes(bytes) => bound.bind(bytes.as_slice()),
+            other => own(bound, other)?,
+        };
+    }
+    Ok(bound)
+}
 
 /// What one database does its own way.
 #[async_trait]

@@ -9,7 +9,9 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
-use crate::records::{EndpointRecord, MtlsCounts, MtlsDay, MtlsGroup, ObservationRecord};
+use crate::records::{
+    EndpointRecord, MtlsCounts, MtlsDay, MtlsGroup, ObservationRecord, WorkloadTags,
+};
 use crate::rotation::DiscoveryLatency;
 
 /// Every finding, in the model's order: the kinds the overview counts and lists filter by.
@@ -89,12 +91,8 @@ pub struct EndpointSearch {
     pub address: Option<IpAddr>,
     /// Exact port.
     pub port: Option<u16>,
-    /// `app` tag.
-    pub app: Option<String>,
-    /// `env` tag.
-    pub env: Option<String>,
-    /// `owner` tag.
-    pub owner: Option<String>,
+    /// Workload tags to match (those given).
+    pub tags: WorkloadTags,
     /// Client-certificate policy of the current observation.
     pub mtls: Option<MtlsState>,
     /// A finding of the current observation.
@@ -114,7 +112,8 @@ impl EndpointSearch {
     /// when it filters by a fact of the observation and by nothing selective about the
     /// endpoint (address, app, owner), so that the observation's partial index leads.
     pub fn by_observation(&self) -> bool {
-        let selective = self.address.is_some() || self.app.is_some() || self.owner.is_some();
+        let selective =
+            self.address.is_some() || self.tags.app.is_some() || self.tags.owner.is_some();
         (self.mtls.is_some() || self.finding.is_some()) && !selective
     }
 

@@ -124,9 +124,9 @@ pub(crate) fn endpoint_search(dialect: Dialect, search: &EndpointSearch) -> Quer
         ));
     }
     for (column, value) in [
-        ("app", &search.app),
-        ("env", &search.env),
-        ("owner", &search.owner),
+        ("app", &search.tags.app),
+        ("env", &search.tags.env),
+        ("owner", &search.tags.owner),
     ] {
         if let Some(value) = value {
             conditions.push(format!(

@@ -72,38 +72,30 @@ pub trait ColumnValue: Sized {
     fn column(values: Vec<Option<Self>>) -> Column;
 }
 
-impl ColumnValue for String {
-    const SQL_TYPE: &'static str = "text";
-    fn column(values: Vec<Option<Self>>) -> Column {
-        Column::Text(values)
-    }
+/// `impl ColumnValue` for the types stored as they are.
+macro_rules! column_values {
+    ($($value:ty => $sql_type:literal, $variant:ident;)*) => {$(
+        impl ColumnValue for $value {
+            const SQL_TYPE: &'static str = $sql_type;
+            fn column(values: Vec<Option<Self>>) -> Column {
+                Column::$variant(values)
+            }
+        }
+    )*};
 }
 
-impl ColumnValue for i64 {
-    const SQL_TYPE: &'static str = "int8";
-    fn column(values: Vec<Option<Self>>) -> Column {
-        Column::Int(values)
-    }
+column_values! {
+    String => "text", Text;
+    i64 => "int8", Int;
+    bool => "bool", Bool;
+    OffsetDateTime => "timestamptz", Time;
 }
 
+/// `int4` columns (ports, key sizes, failures) are bound as `i64` too.
 impl ColumnValue for i32 {
     const SQL_TYPE: &'static str = "int4";
     fn column(values: Vec<Option<Self>>) -> Column {
         Column::Int(values.into_iter().map(|v| v.map(i64::from)).collect())
-    }
-}
-
-impl ColumnValue for bool {
-    const SQL_TYPE: &'static str = "bool";
-    fn column(values: Vec<Option<Self>>) -> Column {
-        Column::Bool(values)
-    }
-}
-
-impl ColumnValue for OffsetDateTime {
-    const SQL_TYPE: &'static str = "timestamptz";
-    fn column(values: Vec<Option<Self>>) -> Column {
-        Column::Time(values)
     }
 }
 

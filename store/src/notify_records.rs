@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 use crate::records::{EndpointId, WorkloadTags};
-use crate::rows::{port, tags, ReadRow};
+use crate::rows::{socket, tags, ReadRow};
 
 /// One certificate in the current chain of one active endpoint, with the facts its
 /// owner is decided from. Leaves always; other chain certificates only when they expire
@@ -203,15 +203,16 @@ pub(crate) const CANDIDATES: &str = "SELECT c.sha256, c.not_before, c.not_after,
 
 /// A row of [`CANDIDATES`].
 pub(crate) fn candidate(row: &impl ReadRow) -> Result<NotificationCandidate> {
+    let (address, port, sni) = socket(row)?;
     Ok(NotificationCandidate {
         sha256: row.text("sha256")?,
         not_before: row.time("not_before")?,
         not_after: row.time("not_after")?,
         position: row.number("position")?,
         endpoint_id: EndpointId(row.int("endpoint_id")?),
-        address: row.text("address")?,
-        port: port(row.int("port")?)?,
-        sni: row.opt_text("sni")?.filter(|sni| !sni.is_empty()),
+        address,
+        port,
+        sni,
         hostname: row.opt_text("hostname")?,
         tags: tags(row)?,
         namespace: row.opt_text("namespace")?,

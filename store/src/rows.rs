@@ -82,6 +82,16 @@ pub(crate) const CERTIFICATE_COLUMNS: &str = "c.sha256, c.serial, c.subject, c.i
     c.not_before, c.not_after, c.sans, c.key_type, c.key_bits, c.key_curve, \
     c.signature_algorithm, c.is_ca, c.self_signed, c.first_seen, c.last_seen";
 
+/// The socket and name of a row with `address`, `port` and `sni` columns (an endpoint
+/// probed without a name has `sni = ''`).
+pub(crate) fn socket(row: &impl ReadRow) -> Result<(String, u16, Option<String>)> {
+    Ok((
+        row.text("address")?,
+        port(row.int("port")?)?,
+        row.opt_text("sni")?.filter(|sni| !sni.is_empty()),
+    ))
+}
+
 /// The workload tags of a row with `app`, `env` and `owner` columns.
 pub(crate) fn tags(row: &impl ReadRow) -> Result<WorkloadTags> {
     Ok(WorkloadTags {
@@ -139,11 +149,12 @@ pub(crate) fn socket_name(row: &impl ReadRow) -> Result<(EndpointRecord, u64)> {
 
 /// An endpoint from [`ENDPOINT_SELECT`].
 pub(crate) fn endpoint(row: &impl ReadRow) -> Result<EndpointRecord> {
+    let (address, port, sni) = socket(row)?;
     Ok(EndpointRecord {
         id: EndpointId(row.int("id")?),
-        address: row.text("address")?,
-        port: port(row.int("port")?)?,
-        sni: row.opt_text("sni")?.filter(|sni| !sni.is_empty()),
+        address,
+        port,
+        sni,
         hostname: row.opt_text("hostname")?,
         process: row.opt_text("process")?,
         container: row.opt_text("container")?,
@@ -215,14 +226,14 @@ pub(crate) fn port(value: i64) -> Result<u16> {
 
 /// An endpoint lease from `id, address, port, sni, sni_source, starttls, failures, lease_until`.
 pub(crate) fn leased(row: &impl ReadRow) -> Result<LeasedEndpoint> {
-    let address = row.text("address")?;
+    let (address, port, sni) = socket(row)?;
     Ok(LeasedEndpoint {
         id: EndpointId(row.int("id")?),
         address: address
             .parse()
-            .map_err(|_| Error::other(format!("stored address {address:?} is not an IP")))?,
-        port: port(row.int("port")?)?,
-        sni: row.opt_text("sni")?.filter(|sni| !sni.is_empty()),
+            .map_err(|_| Error::bad_row("address", format!("{address:?} is not an IP")))?,
+        port,
+        sni,
         // A spelling this version does not know (written by a later one) counts as not
         // guessed: the endpoint keeps every finding.
         sni_source: row
@@ -264,11 +275,12 @@ pub(crate) const SERVED_AT: &str = "SELECT e.id, e.address, e.port, e.sni, e.app
 
 /// A row of [`SERVED_AT`].
 pub(crate) fn served_at(row: &impl ReadRow) -> Result<ServedAt> {
+    let (address, port, sni) = socket(row)?;
     Ok(ServedAt {
         endpoint_id: EndpointId(row.int("id")?),
-        address: row.text("address")?,
-        port: port(row.int("port")?)?,
-        sni: row.opt_text("sni")?.filter(|sni| !sni.is_empty()),
+        address,
+        port,
+        sni,
         position: row.number("position")?,
         tags: tags(row)?,
         current: row.boolean("current")?,

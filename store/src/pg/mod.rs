@@ -13,7 +13,7 @@ use sqlx::types::Json;
 use sqlx::{Postgres, Row, Transaction};
 use time::OffsetDateTime;
 
-use crate::backend::{Backend, Bound};
+use crate::backend::{bind_all, Backend, Bound};
 use crate::db::{Batch, Bind, Column, Dialect, Query};
 use crate::error::{Error, Result};
 use crate::store::SqlStore;
@@ -27,12 +27,8 @@ impl SqlStore<PgPool> {
     pub async fn connect(url: &str, options: StoreOptions) -> Result<Self> {
         let connect = PgConnectOptions::from_str(url)
             .map_err(|error| Error::invalid("database.url", error.to_string()))?;
-        let pool = PgPoolOptions::new()
-            .max_connections(options.max_connections)
-            .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect)
-            .await?;
-        Ok(SqlStore::new(pool, options))
+        let pool = PgPoolOptions::new().max_connections(options.max_connections);
+        SqlStore::open(pool, connect, options).await
     }
 }
 
@@ -45,25 +41,22 @@ impl Backend for Postgres {
     /// transaction of such a read.
     const HEAVY_READ_SETTING: Option<&'static str> = Some("SET LOCAL jit = off");
 
+    /// Times as `timestamptz`, days as `date`, lists and batch columns as arrays.
     fn bound(query: &Query) -> Result<Bound<'_, Postgres>> {
-        let mut bound = sqlx::query(&query.sql);
-        for bind in &query.binds {
-            bound = match bind {
-                Bind::Text(text) => bound.bind(text.as_str()),
-                Bind::OptText(text) => bound.bind(text.as_deref()),
-                Bind::Int(int) => bound.bind(*int),
+        bind_all(query, |bound, bind| {
+            Ok(match bind {
                 Bind::Time(time) => bound.bind(*time),
                 Bind::Date(date) => bound.bind(*date),
-                Bind::Bytes(bytes) => bound.bind(bytes.as_slice()),
                 Bind::Ints(ints) => bound.bind(ints.as_slice()),
                 Bind::Texts(texts) => bound.bind(texts.as_slice()),
                 Bind::Column(Column::Text(values)) => bound.bind(values.as_slice()),
                 Bind::Column(Column::Int(values)) => bound.bind(values.as_slice()),
                 Bind::Column(Column::Bool(values)) => bound.bind(values.as_slice()),
                 Bind::Column(Column::Time(values)) => bound.bind(values.as_slice()),
-            };
-        }
-        Ok(bound)
+                // Bound alike on both backends, by `bind_all`.
+                Bind::Text(_) | Bind::OptText(_) | Bind::Int(_) | Bind::Bytes(_) => bound,
+            })
+        })
     }
 
     fn rows_affected(result: &PgQueryResult) -> u64 {

@@ -19,7 +19,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 use time::OffsetDateTime;
 
-use crate::backend::{Backend, Bound};
+use crate::backend::{bind_all, Backend, Bound};
 use crate::db::{Batch, Bind, Dialect, Query};
 use crate::error::{Error, Result};
 use crate::store::SqlStore;
@@ -56,11 +56,7 @@ impl SqlStore<SqlitePool> {
         } else {
             SqlitePoolOptions::new().max_connections(options.max_connections)
         };
-        let pool = pool_options
-            .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect)
-            .await?;
-        Ok(SqlStore::new(pool, options))
+        SqlStore::open(pool_options, connect, options).await
     }
 }
 
@@ -72,15 +68,10 @@ impl Backend for Sqlite {
 
     /// Times are bound as Unix seconds, days as `YYYY-MM-DD`, lists as JSON arrays.
     fn bound(query: &Query) -> Result<Bound<'_, Sqlite>> {
-        let mut bound = sqlx::query(&query.sql);
-        for bind in &query.binds {
-            bound = match bind {
-                Bind::Text(text) => bound.bind(text.as_str()),
-                Bind::OptText(text) => bound.bind(text.as_deref()),
-                Bind::Int(int) => bound.bind(*int),
+        bind_all(query, |bound, bind| {
+            Ok(match bind {
                 Bind::Time(time) => bound.bind(time.unix_timestamp()),
                 Bind::Date(date) => bound.bind(date.to_string()),
-                Bind::Bytes(bytes) => bound.bind(bytes.as_slice()),
                 Bind::Ints(ints) => bound.bind(serde_json::to_string(ints)?),
                 Bind::Texts(texts) => bound.bind(serde_json::to_string(texts)?),
                 Bind::Column(_) => {
@@ -88,9 +79,10 @@ impl Backend for Sqlite {
                         "a batch column is bound by bind_batch on SQLite",
                     ))
                 }
-            };
-        }
-        Ok(bound)
+                // Bound alike on both backends, by `bind_all`.
+                Bind::Text(_) | Bind::OptText(_) | Bind::Int(_) | Bind::Bytes(_) => bound,
+            })
+        })
     }
 
     fn rows_affected(result: &SqliteQueryResult) -> u64 {
