@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 use crate::records::{
-    EndpointRecord, MtlsCounts, MtlsDay, MtlsGroup, ObservationRecord, WorkloadTags,
+    EndpointRecord, MtlsCounts, MtlsDay, MtlsGroup, ObservationRecord, Seen, WorkloadTags,
 };
 use crate::rotation::DiscoveryLatency;
 
@@ -197,10 +197,8 @@ pub struct EndpointClaim {
     pub hostname: String,
     pub machine_id: String,
     pub agent: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub first_seen: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    pub last_seen: OffsetDateTime,
+    #[serde(flatten)]
+    pub seen: Seen,
 }
 
 /// Another certificate that an endpoint served before or after this one.
@@ -495,8 +493,10 @@ mod tests {
             process: None,
             container: None,
             tags: crate::WorkloadTags::default(),
-            first_seen: now,
-            last_seen: now,
+            seen: Seen {
+                first_seen: now,
+                last_seen: now,
+            },
             retired_at: None,
             next_probe_at: now,
             failures: 0,

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use crate::browse::*;
 pub(crate) use crate::db::{Bind, Dialect, Query};
 use crate::error::{Error, Result};
-use crate::rows::{ReadRow, CERTIFICATE_COLUMNS, ENDPOINT_SELECT};
+use crate::rows::{seen, ReadRow, CERTIFICATE_COLUMNS, ENDPOINT_SELECT};
 
 /// Certificates of a lookup, newest expiry first; read with `rows::certificate`.
 pub(crate) fn certificate_search(search: &CertificateSearch) -> Result<Query> {
@@ -296,8 +296,7 @@ pub(crate) fn claim(row: &impl ReadRow) -> Result<EndpointClaim> {
         hostname: row.text("hostname")?,
         machine_id: row.text("machine_id")?,
         agent: row.text("agent")?,
-        first_seen: row.time("first_seen")?,
-        last_seen: row.time("last_seen")?,
+        seen: seen(row, "")?,
     })
 }
 

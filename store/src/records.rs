@@ -162,6 +162,18 @@ impl NameSource {
     pub const GUESSED: [&'static str; 2] = ["host_name", "ptr"];
 }
 
+/// When something was first and last seen: an endpoint reported, a certificate or an
+/// observation probed, a claim made. Inline in the JSON of the records that carry it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Seen {
+    /// The first time.
+    #[serde(with = "time::serde::rfc3339")]
+    pub first_seen: OffsetDateTime,
+    /// The last time.
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_seen: OffsetDateTime,
+}
+
 /// The workload tags of an endpoint: its host's (or its socket's) `app`, `env` and `owner`
 /// tags, or a static target's. Inline in the JSON of the records that carry it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
@@ -255,12 +267,9 @@ pub struct CertificateRecord {
     pub is_ca: bool,
     /// Self-signed.
     pub self_signed: bool,
-    /// First time any endpoint was seen serving it.
-    #[serde(with = "time::serde::rfc3339")]
-    pub first_seen: OffsetDateTime,
-    /// Last time any endpoint was seen serving it.
-    #[serde(with = "time::serde::rfc3339")]
-    pub last_seen: OffsetDateTime,
+    /// First and last time any endpoint was seen serving it.
+    #[serde(flatten)]
+    pub seen: Seen,
 }
 
 /// One certificate with everything the detail view shows.
@@ -295,12 +304,9 @@ pub struct ServedAt {
     pub tags: WorkloadTags,
     /// True when this is what the endpoint serves now (its latest observation).
     pub current: bool,
-    /// First time served there.
-    #[serde(with = "time::serde::rfc3339")]
-    pub first_seen: OffsetDateTime,
-    /// Last time served there.
-    #[serde(with = "time::serde::rfc3339")]
-    pub last_seen: OffsetDateTime,
+    /// First and last time served there.
+    #[serde(flatten)]
+    pub seen: Seen,
 }
 
 /// A certificate in use that expires within a window.
@@ -367,12 +373,9 @@ pub struct EndpointRecord {
     /// Workload tags.
     #[serde(flatten)]
     pub tags: WorkloadTags,
-    /// First reported.
-    #[serde(with = "time::serde::rfc3339")]
-    pub first_seen: OffsetDateTime,
-    /// Last reported.
-    #[serde(with = "time::serde::rfc3339")]
-    pub last_seen: OffsetDateTime,
+    /// First and last reported.
+    #[serde(flatten)]
+    pub seen: Seen,
     /// When it retired (not reported for the retention period).
     #[serde(with = "time::serde::rfc3339::option")]
     pub retired_at: Option<OffsetDateTime>,
@@ -412,12 +415,9 @@ pub struct ObservationRecord {
     pub mtls: MtlsPolicy,
     /// Findings, sorted.
     pub findings: Vec<Finding>,
-    /// First probe that saw exactly this.
-    #[serde(with = "time::serde::rfc3339")]
-    pub first_seen: OffsetDateTime,
-    /// Last probe that saw exactly this.
-    #[serde(with = "time::serde::rfc3339")]
-    pub last_seen: OffsetDateTime,
+    /// First and last probe that saw exactly this.
+    #[serde(flatten)]
+    pub seen: Seen,
 }
 
 /// How an mTLS summary is grouped.

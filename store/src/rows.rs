@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::records::{
     AgentName, CertificateRecord, Credential, EndpointId, EndpointRecord, ExpiringCertificate,
     Inventory, LeasedEndpoint, MtlsCounts, MtlsGroup, MtlsGrouping, NameSource, ObservationRecord,
-    ServedAt, WorkloadTags,
+    Seen, ServedAt, WorkloadTags,
 };
 
 /// Column access in one backend's types (times, JSON and integer widths differ).
@@ -92,6 +92,15 @@ pub(crate) fn socket(row: &impl ReadRow) -> Result<(String, u16, Option<String>)
     ))
 }
 
+/// The first and last sighting of a row with `{prefix}first_seen` and `{prefix}last_seen`
+/// columns.
+pub(crate) fn seen(row: &impl ReadRow, prefix: &str) -> Result<Seen> {
+    Ok(Seen {
+        first_seen: row.time(&format!("{prefix}first_seen"))?,
+        last_seen: row.time(&format!("{prefix}last_seen"))?,
+    })
+}
+
 /// The workload tags of a row with `app`, `env` and `owner` columns.
 pub(crate) fn tags(row: &impl ReadRow) -> Result<WorkloadTags> {
     Ok(WorkloadTags {
@@ -119,8 +128,7 @@ pub(crate) fn certificate(row: &impl ReadRow) -> Result<CertificateRecord> {
         signature_algorithm: row.text("signature_algorithm")?,
         is_ca: row.boolean("is_ca")?,
         self_signed: row.boolean("self_signed")?,
-        first_seen: row.time("first_seen")?,
-        last_seen: row.time("last_seen")?,
+        seen: seen(row, "")?,
     })
 }
 
@@ -159,8 +167,7 @@ pub(crate) fn endpoint(row: &impl ReadRow) -> Result<EndpointRecord> {
         process: row.opt_text("process")?,
         container: row.opt_text("container")?,
         tags: tags(row)?,
-        first_seen: row.time("first_seen")?,
-        last_seen: row.time("last_seen")?,
+        seen: seen(row, "")?,
         retired_at: row.opt_time("retired_at")?,
         next_probe_at: row.time("next_probe_at")?,
         failures: row.number("failures")?,
@@ -207,8 +214,7 @@ pub(crate) fn observation(row: &impl ReadRow) -> Result<Option<ObservationRecord
                 .map_err(|message| Error::bad_row("mtls_enforced", message))?,
         },
         findings,
-        first_seen: row.time("o_first_seen")?,
-        last_seen: row.time("o_last_seen")?,
+        seen: seen(row, "o_")?,
     }))
 }
 
@@ -284,8 +290,7 @@ pub(crate) fn served_at(row: &impl ReadRow) -> Result<ServedAt> {
         position: row.number("position")?,
         tags: tags(row)?,
         current: row.boolean("current")?,
-        first_seen: row.time("first_seen")?,
-        last_seen: row.time("last_seen")?,
+        seen: seen(row, "")?,
     })
 }
 

@@ -194,7 +194,7 @@ async fn older_report_does_not_overwrite_a_newer_one(t: TestStore) {
 
     let endpoints = all_endpoints(&*t.store).await;
     assert_eq!(endpoints[0].tags.app.as_deref(), Some("new"));
-    assert_eq!(endpoints[0].last_seen, now);
+    assert_eq!(endpoints[0].seen.last_seen, now);
 }
 
 async fn endpoints_not_reported_retire_and_come_back_when_reported(t: TestStore) {

@@ -127,8 +127,8 @@ async fn identical_probes_add_no_observation_but_move_last_seen(t: TestStore) {
         .observation
         .clone()
         .expect("observation");
-    assert_eq!(observation.first_seen, first_at);
-    assert_eq!(observation.last_seen, t.clock.now());
+    assert_eq!(observation.seen.first_seen, first_at);
+    assert_eq!(observation.seen.last_seen, t.clock.now());
 
     let changed = probe_ok(vec![leaf], mtls(false), t.clock.now());
     t.store
