@@ -3,8 +3,9 @@
 //! hands back rows read with [`ReadRow`]. Code that differs between PostgreSQL and SQLite
 //! only in types is written once against [`Db`] (the read model, [`crate::read_model`];
 //! the writes, [`crate::write`]); what really differs (batch binding, time types, write
-//! locking, tuning) stays in `pg` and `sqlite`, and small differences of SQL text are
-//! [`Dialect`] methods.
+//! locking, tuning) stays in `pg` and `sqlite`, each a [`crate::backend::Backend`] (the
+//! one implementation of [`Db`] and [`Tx`] is in [`crate::backend`]), and small
+//! differences of SQL text are [`Dialect`] methods.
 
 use async_trait::async_trait;
 use certfleet_model::Finding;
@@ -294,17 +295,17 @@ pub trait Db: Send + Sync + std::fmt::Debug + Clone + 'static {
     async fn row(&self, query: &Query, what: &'static str) -> Result<Self::Row>;
 
     /// Every row of a heavy read, with the backend's tuning for it.
-    async fn heavy_rows(&self, query: &Query) -> Result<Vec<Self::Row>> {
-        self.rows(query).await
-    }
+    async fn heavy_rows(&self, query: &Query) -> Result<Vec<Self::Row>>;
 
     /// Begins a write transaction (SQLite: holding the write lock from the start).
     async fn begin(&self) -> Result<Self::Tx>;
 
-    /// Runs one writing statement on its own and returns its rows (`RETURNING`).
+    /// Runs one writing statement and returns its rows (`RETURNING`): on its own on
+    /// PostgreSQL, in a write transaction on SQLite.
     async fn write_rows(&self, query: &Query) -> Result<Vec<Self::Row>>;
 
-    /// Runs one writing statement on its own and returns the rows it changed.
+    /// Runs one writing statement, as [`Db::write_rows`] does, and returns the rows it
+    /// changed.
     async fn write(&self, query: &Query) -> Result<u64>;
 
     /// Binds a batch to `query` and returns the table that reads it, `u`.

@@ -73,7 +73,7 @@ pub trait ReadRow {
 }
 
 fn null(column: &str) -> Error {
-    Error::other(format!("column {column} is unexpectedly NULL"))
+    Error::bad_row(column, "is unexpectedly NULL")
 }
 
 /// The `certificates` columns [`certificate`] reads, for `SELECT {CERTIFICATE_COLUMNS}

@@ -133,7 +133,9 @@ impl Backend for Sqlite {
         let Some(text) = row.try_get::<Option<String>, _>(column)? else {
             return Ok(None);
         };
-        Ok(Some(serde_json::from_str(&text)?))
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|error| Error::bad_row(column, format!("not the JSON expected: {error}")))
     }
 
     /// Days are stored as `YYYY-MM-DD` text.
