@@ -15,7 +15,7 @@ use std::time::Instant;
 use futures::StreamExt;
 
 use certfleet_notifier::{Delivery, Notifier, OwnerRule, OwnerRules, Settings};
-use certfleet_store::{PostgresStore, Store, StoreOptions, SystemClock};
+use certfleet_store::{PostgresStore, ReadModel, Store, StoreOptions, SystemClock};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Executor};
 

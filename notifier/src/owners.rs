@@ -107,7 +107,7 @@ impl OwnerRules {
         candidate: &'a NotificationCandidate,
         checked: &mut HashMap<String, bool>,
     ) -> Ownership<'a> {
-        if let Some(tag) = candidate.owner.as_deref().map(str::trim) {
+        if let Some(tag) = candidate.tags.owner.as_deref().map(str::trim) {
             let valid = match checked.get(tag) {
                 Some(valid) => *valid,
                 None => *checked
@@ -123,8 +123,8 @@ impl OwnerRules {
         }
         let address = IpAddr::from_str(&candidate.address).ok();
         let rule = self.rules.iter().find(|rule| {
-            same(&rule.app, &candidate.app)
-                && same(&rule.env, &candidate.env)
+            same(&rule.app, &candidate.tags.app)
+                && same(&rule.env, &candidate.tags.env)
                 && same(&rule.namespace, &candidate.namespace)
                 && rule.container.as_deref().is_none_or(|pattern| {
                     candidate
@@ -212,9 +212,11 @@ mod tests {
             port: 443,
             sni: Some("api.billing.internal".into()),
             hostname: Some("i-0abc.prod".into()),
-            app: Some(app.into()),
-            env: Some(env.into()),
-            owner: owner.map(Into::into),
+            tags: certfleet_store::WorkloadTags {
+                app: Some(app.into()),
+                env: Some(env.into()),
+                owner: owner.map(Into::into),
+            },
             namespace: None,
             container: None,
             probed_at: None,

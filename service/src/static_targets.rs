@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use certfleet_prober::{Resolver, StartTlsMode};
-use certfleet_store::{StaticEndpoint, Store, NAMES_PER_ENDPOINT};
+use certfleet_store::{StaticEndpoint, Store, WorkloadTags, NAMES_PER_ENDPOINT};
 use ipnet::IpNet;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
@@ -164,9 +164,11 @@ pub async fn expand(targets: &[StaticTarget], resolver: &Resolver) -> Vec<Static
                             port: *port,
                             sni: sni.map(str::to_owned),
                             starttls: target.starttls.map(|mode| mode.0.to_string()),
-                            app: target.app.clone(),
-                            env: target.env.clone(),
-                            owner: target.owner.clone(),
+                            tags: WorkloadTags {
+                                app: target.app.clone(),
+                                env: target.env.clone(),
+                                owner: target.owner.clone(),
+                            },
                         });
                     }
                 }

@@ -9,7 +9,9 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
-use crate::records::{EndpointRecord, MtlsCounts, MtlsDay, MtlsGroup, ObservationRecord};
+use crate::records::{
+    EndpointRecord, MtlsCounts, MtlsDay, MtlsGroup, ObservationRecord, Seen, WorkloadTags,
+};
 use crate::rotation::DiscoveryLatency;
 
 /// Every finding, in the model's order: the kinds the overview counts and lists filter by.
@@ -77,7 +79,7 @@ impl MtlsState {
     }
 }
 
-/// Which endpoints [`Store::search_endpoints`](crate::Store::search_endpoints) lists.
+/// Which endpoints [`ReadModel::search_endpoints`](crate::ReadModel::search_endpoints) lists.
 /// Every set field must match. Active endpoints only.
 ///
 /// The order: by endpoint id, or, when `mtls` or `finding` is set (both are facts of the
@@ -89,12 +91,8 @@ pub struct EndpointSearch {
     pub address: Option<IpAddr>,
     /// Exact port.
     pub port: Option<u16>,
-    /// `app` tag.
-    pub app: Option<String>,
-    /// `env` tag.
-    pub env: Option<String>,
-    /// `owner` tag.
-    pub owner: Option<String>,
+    /// Workload tags to match (those given).
+    pub tags: WorkloadTags,
     /// Client-certificate policy of the current observation.
     pub mtls: Option<MtlsState>,
     /// A finding of the current observation.
@@ -105,7 +103,7 @@ pub struct EndpointSearch {
     pub limit: u32,
     /// Only the endpoint that stands for its socket (what the counts count: the one probed
     /// without a name, else the first name): set by
-    /// [`Store::search_sockets`](crate::Store::search_sockets).
+    /// [`ReadModel::search_sockets`](crate::ReadModel::search_sockets).
     pub per_socket: bool,
 }
 
@@ -114,7 +112,8 @@ impl EndpointSearch {
     /// when it filters by a fact of the observation and by nothing selective about the
     /// endpoint (address, app, owner), so that the observation's partial index leads.
     pub fn by_observation(&self) -> bool {
-        let selective = self.address.is_some() || self.app.is_some() || self.owner.is_some();
+        let selective =
+            self.address.is_some() || self.tags.app.is_some() || self.tags.owner.is_some();
         (self.mtls.is_some() || self.finding.is_some()) && !selective
     }
 
@@ -198,10 +197,8 @@ pub struct EndpointClaim {
     pub hostname: String,
     pub machine_id: String,
     pub agent: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub first_seen: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    pub last_seen: OffsetDateTime,
+    #[serde(flatten)]
+    pub seen: Seen,
 }
 
 /// Another certificate that an endpoint served before or after this one.
@@ -231,7 +228,7 @@ pub struct CertificateHistory {
     pub replaces: Vec<Succession>,
 }
 
-/// Which notifications [`Store::notification_page`](crate::Store::notification_page)
+/// Which notifications [`ReadModel::notification_page`](crate::ReadModel::notification_page)
 /// lists, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NotificationFilter {
@@ -495,11 +492,11 @@ mod tests {
             hostname: None,
             process: None,
             container: None,
-            app: None,
-            env: None,
-            owner: None,
-            first_seen: now,
-            last_seen: now,
+            tags: crate::WorkloadTags::default(),
+            seen: Seen {
+                first_seen: now,
+                last_seen: now,
+            },
             retired_at: None,
             next_probe_at: now,
             failures: 0,

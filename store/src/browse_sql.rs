@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use crate::browse::*;
 pub(crate) use crate::db::{Bind, Dialect, Query};
 use crate::error::{Error, Result};
-use crate::rows::{ReadRow, CERTIFICATE_COLUMNS, ENDPOINT_SELECT};
+use crate::rows::{seen, ReadRow, CERTIFICATE_COLUMNS, ENDPOINT_SELECT};
 
 /// Certificates of a lookup, newest expiry first; read with `rows::certificate`.
 pub(crate) fn certificate_search(search: &CertificateSearch) -> Result<Query> {
@@ -124,9 +124,9 @@ pub(crate) fn endpoint_search(dialect: Dialect, search: &EndpointSearch) -> Quer
         ));
     }
     for (column, value) in [
-        ("app", &search.app),
-        ("env", &search.env),
-        ("owner", &search.owner),
+        ("app", &search.tags.app),
+        ("env", &search.tags.env),
+        ("owner", &search.tags.owner),
     ] {
         if let Some(value) = value {
             conditions.push(format!(
@@ -270,7 +270,7 @@ pub(crate) fn notification_page(filter: &NotificationFilter) -> Query {
 
 /// A count column (NULL counts as 0).
 pub(crate) fn count(row: &impl ReadRow, column: &str) -> Result<u64> {
-    Ok(u64::try_from(row.opt_int(column)?.unwrap_or(0)).unwrap_or(0))
+    row.count(column)
 }
 
 /// A SHA-256 cursor as stored, or an error naming `cursor`.
@@ -296,8 +296,7 @@ pub(crate) fn claim(row: &impl ReadRow) -> Result<EndpointClaim> {
         hostname: row.text("hostname")?,
         machine_id: row.text("machine_id")?,
         agent: row.text("agent")?,
-        first_seen: row.time("first_seen")?,
-        last_seen: row.time("last_seen")?,
+        seen: seen(row, "")?,
     })
 }
 

@@ -1,51 +1,242 @@
 //! What the two backends share: a pool that runs a [`Query`] (SQL text with `$n`
-//! placeholders and its [`Bind`] values) and hands back rows read with [`ReadRow`]. Code
-//! that differs between PostgreSQL and SQLite only in types is written once against
-//! [`Db`] (the read model, [`crate::read_model`]); what really differs (batch binding,
-//! time types, write locking, tuning) stays in `pg` and `sqlite`.
+//! placeholders and its [`Bind`] values), alone or in a write transaction ([`Tx`]), and
+//! hands back rows read with [`ReadRow`]. Code that differs between PostgreSQL and SQLite
+//! only in types is written once against [`Db`] (the read model, [`crate::read_model`];
+//! the writes, [`crate::write`]); what really differs (batch binding, time types, write
+//! locking, tuning) stays in `pg` and `sqlite`, each a [`crate::backend::Backend`] (the
+//! one implementation of [`Db`] and [`Tx`] is in [`crate::backend`]), and small
+//! differences of SQL text are [`Dialect`] methods.
 
 use async_trait::async_trait;
 use certfleet_model::Finding;
-use sqlx::postgres::{PgArguments, PgRow};
-use sqlx::sqlite::{SqliteArguments, SqliteRow};
-use sqlx::{PgPool, Postgres, Sqlite, SqlitePool};
-use time::OffsetDateTime;
+use time::{Date, OffsetDateTime};
 
 use crate::browse::MtlsState;
 use crate::error::Result;
-use crate::rows::{self, ReadRow};
+use crate::records::WorkloadTags;
+use crate::rows::ReadRow;
 
 /// Where the two SQL dialects differ for these queries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Dialect {
+pub enum Dialect {
     Postgres,
     Sqlite,
 }
 
 /// A value to bind, in the order of the `$n` placeholders.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Bind {
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bind {
     Text(String),
+    OptText(Option<String>),
     Int(i64),
     Time(OffsetDateTime),
+    Date(Date),
+    Bytes(Vec<u8>),
+    /// A list of ids: an `int8[]` on PostgreSQL, a JSON array on SQLite (see
+    /// [`Dialect::any`]).
+    Ints(Vec<i64>),
+    /// A list of texts, bound like [`Bind::Ints`].
+    Texts(Vec<String>),
+    /// One column of a [`Batch`] (PostgreSQL binds a batch a column at a time).
+    Column(Column),
+}
+
+/// The values of one column of a [`Batch`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Column {
+    Text(Vec<Option<String>>),
+    Int(Vec<Option<i64>>),
+    Bool(Vec<Option<bool>>),
+    Time(Vec<Option<OffsetDateTime>>),
+}
+
+impl Column {
+    /// The value of row `index`, as JSON (times as Unix seconds, as SQLite stores them).
+    pub fn json(&self, index: usize) -> serde_json::Value {
+        use serde_json::Value;
+        match self {
+            Column::Text(values) => values[index].clone().map_or(Value::Null, Value::from),
+            Column::Int(values) => values[index].map_or(Value::Null, Value::from),
+            Column::Bool(values) => values[index].map_or(Value::Null, Value::from),
+            Column::Time(values) => {
+                values[index].map_or(Value::Null, |time| Value::from(time.unix_timestamp()))
+            }
+        }
+    }
+}
+
+/// A type of value a [`Batch`] column holds.
+pub trait ColumnValue: Sized {
+    /// Its PostgreSQL type.
+    const SQL_TYPE: &'static str;
+    /// The column of these values.
+    fn column(values: Vec<Option<Self>>) -> Column;
+}
+
+/// `impl ColumnValue` for the types stored as they are.
+macro_rules! column_values {
+    ($($value:ty => $sql_type:literal, $variant:ident;)*) => {$(
+        impl ColumnValue for $value {
+            const SQL_TYPE: &'static str = $sql_type;
+            fn column(values: Vec<Option<Self>>) -> Column {
+                Column::$variant(values)
+            }
+        }
+    )*};
+}
+
+column_values! {
+    String => "text", Text;
+    i64 => "int8", Int;
+    bool => "bool", Bool;
+    OffsetDateTime => "timestamptz", Time;
+}
+
+/// `int4` columns (ports, key sizes, failures) are bound as `i64` too.
+impl ColumnValue for i32 {
+    const SQL_TYPE: &'static str = "int4";
+    fn column(values: Vec<Option<Self>>) -> Column {
+        Column::Int(values.into_iter().map(|v| v.map(i64::from)).collect())
+    }
+}
+
+/// Rows to write in one statement, a column at a time: each column has a name (the SQL
+/// reads it as `u.<name>`) and a PostgreSQL array type. A backend binds it its own way
+/// ([`Db::bind_batch`]): arrays and `UNNEST` on PostgreSQL, one JSON array of rows and
+/// `json_each` on SQLite.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub len: usize,
+    pub columns: Vec<(&'static str, &'static str, Column)>,
+}
+
+impl Batch {
+    /// A batch of `len` rows, columns to be added.
+    pub fn new(len: usize) -> Self {
+        Batch {
+            len,
+            columns: Vec::new(),
+        }
+    }
+
+    /// Adds a column: its name, and the value of each row.
+    pub fn column<T, V: ColumnValue>(
+        mut self,
+        name: &'static str,
+        rows: &[T],
+        value: impl Fn(&T) -> Option<V>,
+    ) -> Self {
+        let values = rows.iter().map(value).collect();
+        self.columns.push((name, V::SQL_TYPE, V::column(values)));
+        self
+    }
+
+    /// Adds the workload tags as columns `app`, `env` and `owner`.
+    pub fn tags<T>(self, rows: &[T], tags: impl Fn(&T) -> &WorkloadTags) -> Self {
+        self.column("app", rows, |row| tags(row).app.clone())
+            .column("env", rows, |row| tags(row).env.clone())
+            .column("owner", rows, |row| tags(row).owner.clone())
+    }
+
+    /// The column names, comma-separated.
+    pub fn names(&self) -> String {
+        let names: Vec<&str> = self.columns.iter().map(|(name, _, _)| *name).collect();
+        names.join(", ")
+    }
 }
 
 /// SQL text and its arguments.
 #[derive(Debug, Default)]
-pub(crate) struct Query {
+pub struct Query {
     pub sql: String,
     pub binds: Vec<Bind>,
 }
 
 impl Query {
     /// Adds an argument; returns its placeholder.
-    pub(crate) fn arg(&mut self, bind: Bind) -> String {
+    pub fn arg(&mut self, bind: Bind) -> String {
         self.binds.push(bind);
         format!("${}", self.binds.len())
     }
 }
 
 impl Dialect {
+    /// The larger of two values (`GREATEST` / SQLite's two-argument `max`).
+    pub fn greatest(self, a: &str, b: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("GREATEST({a}, {b})"),
+            Dialect::Sqlite => format!("max({a}, {b})"),
+        }
+    }
+
+    /// The smaller of two values (`LEAST` / SQLite's two-argument `min`).
+    pub fn least(self, a: &str, b: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("LEAST({a}, {b})"),
+            Dialect::Sqlite => format!("min({a}, {b})"),
+        }
+    }
+
+    /// A JSON value written into a JSON column: `jsonb` on PostgreSQL, text on SQLite.
+    pub fn json(self, expression: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("{expression}::jsonb"),
+            Dialect::Sqlite => expression.to_string(),
+        }
+    }
+
+    /// True when the JSON column `column` holds the same document as the text `value`.
+    pub fn same_json(self, column: &str, value: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("{column} = {value}::jsonb"),
+            Dialect::Sqlite => format!("json({column}) = json({value})"),
+        }
+    }
+
+    /// True when any of `columns` differs between tables `left` and `right`, NULL
+    /// counting as a value: a row comparison on PostgreSQL, one `IS NOT` per column on
+    /// SQLite.
+    pub fn distinct(self, left: &str, right: &str, columns: &[&str]) -> String {
+        let side = |table: &str| -> Vec<String> {
+            columns.iter().map(|c| format!("{table}.{c}")).collect()
+        };
+        let (left, right) = (side(left), side(right));
+        match self {
+            Dialect::Postgres => format!(
+                "({}) IS DISTINCT FROM ({})",
+                left.join(", "),
+                right.join(", ")
+            ),
+            Dialect::Sqlite => {
+                let pairs: Vec<String> = left
+                    .iter()
+                    .zip(&right)
+                    .map(|(a, b)| format!("{a} IS NOT {b}"))
+                    .collect();
+                format!("({})", pairs.join(" OR "))
+            }
+        }
+    }
+
+    /// `<expression> <this>` is true when the expression is in the list bound at
+    /// `placeholder` ([`Bind::Ints`] or [`Bind::Texts`]).
+    pub fn any(self, placeholder: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("= ANY({placeholder})"),
+            Dialect::Sqlite => format!("IN (SELECT value FROM json_each({placeholder}))"),
+        }
+    }
+
+    /// Locks the rows a `SELECT` reads until the transaction ends (PostgreSQL); SQLite's
+    /// write transaction already holds the whole database.
+    pub fn for_update(self, of: &str) -> String {
+        match self {
+            Dialect::Postgres if of.is_empty() => " FOR UPDATE".to_string(),
+            Dialect::Postgres => format!(" FOR UPDATE OF {of}"),
+            Dialect::Sqlite => String::new(),
+        }
+    }
+
     /// True when observation `o` has `finding`. The same text as the partial index of
     /// migration 20260401000001, so the planner uses it (the name is a fixed literal).
     pub fn finding(self, finding: Finding) -> String {
@@ -89,9 +280,11 @@ impl Dialect {
 
 /// A database that runs [`Query`]s: a PostgreSQL or a SQLite pool.
 #[async_trait]
-pub(crate) trait Db: Sync {
+pub trait Db: Send + Sync + std::fmt::Debug + Clone + 'static {
     /// A row of this database.
     type Row: ReadRow + Send + Sync;
+    /// A write transaction.
+    type Tx: Tx<Row = Self::Row>;
     /// Where its SQL differs.
     const DIALECT: Dialect;
 
@@ -100,10 +293,46 @@ pub(crate) trait Db: Sync {
 
     /// The one row of a query; [`crate::Error::NotFound`] naming `what` when there is none.
     async fn row(&self, query: &Query, what: &'static str) -> Result<Self::Row>;
+
+    /// Every row of a heavy read, with the backend's tuning for it.
+    async fn heavy_rows(&self, query: &Query) -> Result<Vec<Self::Row>>;
+
+    /// Begins a write transaction (SQLite: holding the write lock from the start).
+    async fn begin(&self) -> Result<Self::Tx>;
+
+    /// Runs one writing statement and returns its rows (`RETURNING`): on its own on
+    /// PostgreSQL, in a write transaction on SQLite.
+    async fn write_rows(&self, query: &Query) -> Result<Vec<Self::Row>>;
+
+    /// Runs one writing statement, as [`Db::write_rows`] does, and returns the rows it
+    /// changed.
+    async fn write(&self, query: &Query) -> Result<u64>;
+
+    /// Binds a batch to `query` and returns the table that reads it, `u`.
+    fn bind_batch(query: &mut Query, batch: Batch) -> String;
+
+    /// Applies the embedded migrations not applied yet.
+    async fn migrate(&self) -> Result<()>;
+}
+
+/// A write transaction: dropped without [`Tx::commit`], it rolls back.
+#[async_trait]
+pub trait Tx: Send {
+    /// A row of this database.
+    type Row: ReadRow + Send + Sync;
+
+    /// Every row of a query.
+    async fn rows(&mut self, query: &Query) -> Result<Vec<Self::Row>>;
+
+    /// Runs a statement; returns the rows it changed.
+    async fn execute(&mut self, query: &Query) -> Result<u64>;
+
+    /// Makes the transaction's writes durable.
+    async fn commit(self) -> Result<()>;
 }
 
 /// Every row of a query, each read with `read`.
-pub(crate) async fn read_all<D: Db, T>(
+pub async fn read_all<D: Db, T>(
     db: &D,
     query: &Query,
     read: impl Fn(&D::Row) -> Result<T>,
@@ -112,7 +341,7 @@ pub(crate) async fn read_all<D: Db, T>(
 }
 
 /// A query of fixed text whose only argument (`$1`) is `value`.
-pub(crate) fn with_arg(sql: impl Into<String>, value: Bind) -> Query {
+pub fn with_arg(sql: impl Into<String>, value: Bind) -> Query {
     Query {
         sql: sql.into(),
         binds: vec![value],
@@ -120,68 +349,9 @@ pub(crate) fn with_arg(sql: impl Into<String>, value: Bind) -> Query {
 }
 
 /// A query without arguments.
-pub(crate) fn plain(sql: impl Into<String>) -> Query {
+pub fn plain(sql: impl Into<String>) -> Query {
     Query {
         sql: sql.into(),
         binds: Vec::new(),
-    }
-}
-
-fn bound_pg(query: &Query) -> sqlx::query::Query<'_, Postgres, PgArguments> {
-    let mut bound = sqlx::query(&query.sql);
-    for bind in &query.binds {
-        bound = match bind {
-            Bind::Text(text) => bound.bind(text.as_str()),
-            Bind::Int(int) => bound.bind(*int),
-            Bind::Time(time) => bound.bind(*time),
-        };
-    }
-    bound
-}
-
-/// SQLite stores times as Unix seconds.
-fn bound_sqlite(query: &Query) -> sqlx::query::Query<'_, Sqlite, SqliteArguments<'_>> {
-    let mut bound = sqlx::query(&query.sql);
-    for bind in &query.binds {
-        bound = match bind {
-            Bind::Text(text) => bound.bind(text.as_str()),
-            Bind::Int(int) => bound.bind(*int),
-            Bind::Time(time) => bound.bind(time.unix_timestamp()),
-        };
-    }
-    bound
-}
-
-#[async_trait]
-impl Db for PgPool {
-    type Row = PgRow;
-    const DIALECT: Dialect = Dialect::Postgres;
-
-    async fn rows(&self, query: &Query) -> Result<Vec<PgRow>> {
-        Ok(bound_pg(query).fetch_all(self).await?)
-    }
-
-    async fn row(&self, query: &Query, what: &'static str) -> Result<PgRow> {
-        bound_pg(query)
-            .fetch_one(self)
-            .await
-            .map_err(|error| rows::not_found_as(what, error))
-    }
-}
-
-#[async_trait]
-impl Db for SqlitePool {
-    type Row = SqliteRow;
-    const DIALECT: Dialect = Dialect::Sqlite;
-
-    async fn rows(&self, query: &Query) -> Result<Vec<SqliteRow>> {
-        Ok(bound_sqlite(query).fetch_all(self).await?)
-    }
-
-    async fn row(&self, query: &Query, what: &'static str) -> Result<SqliteRow> {
-        bound_sqlite(query)
-            .fetch_one(self)
-            .await
-            .map_err(|error| rows::not_found_as(what, error))
     }
 }

@@ -25,6 +25,15 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
+    /// A value read from the database that the store cannot use (a negative count, a
+    /// port out of range, a time out of range): the data is bad, not zeroed.
+    #[error("bad value in column {column}: {message}")]
+    BadRow {
+        /// The column read, e.g. `port`.
+        column: String,
+        /// What is wrong with the value.
+        message: String,
+    },
     /// Anything else: a bug, a constraint violation, data the store cannot decode.
     #[error(transparent)]
     Other(Box<dyn std::error::Error + Send + Sync>),
@@ -47,6 +56,13 @@ impl Error {
     pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Invalid {
             field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn bad_row(column: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::BadRow {
+            column: column.into(),
             message: message.into(),
         }
     }

@@ -23,7 +23,7 @@ pub(crate) struct Fence<'a> {
 /// An endpoint row as the recording transaction found it (locked).
 pub(crate) struct CurrentLease {
     pub id: i64,
-    pub failures: i32,
+    pub failures: u32,
     pub owner: Option<String>,
     pub until: Option<OffsetDateTime>,
     /// The leaf it served until this probe, and when a probe last saw it there.
@@ -43,7 +43,7 @@ pub(crate) fn current_lease(row: &impl ReadRow) -> Result<CurrentLease> {
     };
     Ok(CurrentLease {
         id: row.int("id")?,
-        failures: i32::try_from(row.int("failures")?).unwrap_or(i32::MAX),
+        failures: row.number("failures")?,
         owner: row.opt_text("lease_owner")?,
         until: row.opt_time("lease_until")?,
         leaf,
@@ -53,7 +53,7 @@ pub(crate) fn current_lease(row: &impl ReadRow) -> Result<CurrentLease> {
 /// What may be written: the failures before this probe of each endpoint to update (and
 /// the leaf it served until now), and the endpoints whose results are stale.
 pub(crate) struct Admitted {
-    pub failures: HashMap<i64, i32>,
+    pub failures: HashMap<i64, u32>,
     pub leaves: HashMap<i64, (String, OffsetDateTime)>,
     pub stale: Vec<EndpointId>,
 }

@@ -7,8 +7,8 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
-use crate::records::EndpointId;
-use crate::rows::{port, ReadRow};
+use crate::records::{EndpointId, WorkloadTags};
+use crate::rows::{socket, tags, ReadRow};
 
 /// One certificate in the current chain of one active endpoint, with the facts its
 /// owner is decided from. Leaves always; other chain certificates only when they expire
@@ -35,12 +35,9 @@ pub struct NotificationCandidate {
     pub sni: Option<String>,
     /// Name of the host that reported the endpoint.
     pub hostname: Option<String>,
-    /// The workload's `app` tag.
-    pub app: Option<String>,
-    /// The workload's `env` tag.
-    pub env: Option<String>,
-    /// The workload's `owner` tag.
-    pub owner: Option<String>,
+    /// The workload's tags.
+    #[serde(flatten)]
+    pub tags: WorkloadTags,
     /// The workload's Kubernetes namespace (its `namespace` tag).
     pub namespace: Option<String>,
     /// The container's name (its `container` tag), else its id; `None` outside containers.
@@ -206,19 +203,18 @@ pub(crate) const CANDIDATES: &str = "SELECT c.sha256, c.not_before, c.not_after,
 
 /// A row of [`CANDIDATES`].
 pub(crate) fn candidate(row: &impl ReadRow) -> Result<NotificationCandidate> {
+    let (address, port, sni) = socket(row)?;
     Ok(NotificationCandidate {
         sha256: row.text("sha256")?,
         not_before: row.time("not_before")?,
         not_after: row.time("not_after")?,
-        position: u32::try_from(row.int("position")?).unwrap_or(0),
+        position: row.number("position")?,
         endpoint_id: EndpointId(row.int("endpoint_id")?),
-        address: row.text("address")?,
-        port: port(row.int("port")?)?,
-        sni: row.opt_text("sni")?.filter(|sni| !sni.is_empty()),
+        address,
+        port,
+        sni,
         hostname: row.opt_text("hostname")?,
-        app: row.opt_text("app")?,
-        env: row.opt_text("env")?,
-        owner: row.opt_text("owner")?,
+        tags: tags(row)?,
         namespace: row.opt_text("namespace")?,
         container: row.opt_text("container")?,
         probed_at: row.opt_time("last_probed_at")?,
@@ -243,7 +239,7 @@ pub(crate) fn notification(row: &impl ReadRow) -> Result<NotificationRecord> {
         threshold: row.text("threshold")?,
         created_at: row.time("created_at")?,
         sent_at: row.opt_time("sent_at")?,
-        attempts: u32::try_from(row.int("attempts")?).unwrap_or(0),
+        attempts: row.number("attempts")?,
         last_error: row.opt_text("last_error")?,
         next_attempt_at: row.opt_time("next_attempt_at")?,
         resolved_at: row.opt_time("resolved_at")?,
@@ -265,7 +261,7 @@ pub(crate) const STATUS_COUNTS: &str = "SELECT \
 
 /// The row of [`STATUS_COUNTS`], without the failures.
 pub(crate) fn status_counts(row: &impl ReadRow) -> Result<NotificationStatus> {
-    let count = |column| Ok::<_, Error>(u64::try_from(row.int(column)?).unwrap_or(0));
+    let count = |column| row.number::<u64>(column);
     Ok(NotificationStatus {
         pending: count("pending")?,
         failing: count("failing")?,

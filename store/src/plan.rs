@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
-use crate::records::{AgentName, EndpointId, IngestCounts};
+use crate::records::{AgentName, EndpointId, IngestCounts, WorkloadTags};
 use certfleet_model::names::{certificate_names, normalize_serial};
 use certfleet_model::schedule::{ProbeSchedule, Validity};
 
@@ -51,9 +51,7 @@ pub(crate) struct EndpointRow {
     pub process: Option<String>,
     pub container: Option<String>,
     pub netns: Option<i64>,
-    pub app: Option<String>,
-    pub env: Option<String>,
-    pub owner: Option<String>,
+    pub tags: WorkloadTags,
     /// The Kubernetes namespace (`namespace` tag).
     pub namespace: Option<String>,
     /// The container's name (`container` tag), beside its id in `container`.
@@ -100,9 +98,11 @@ pub(crate) fn plan_report(
                     process: socket.process.clone(),
                     container: socket.container.clone(),
                     netns: socket.netns.and_then(|netns| i64::try_from(netns).ok()),
-                    app: tag("app"),
-                    env: tag("env"),
-                    owner: tag("owner"),
+                    tags: WorkloadTags {
+                        app: tag("app"),
+                        env: tag("env"),
+                        owner: tag("owner"),
+                    },
                     namespace: tag("namespace"),
                     container_name: tag("container"),
                 });
@@ -210,13 +210,12 @@ impl Outcome {
     /// observation it produced.
     pub fn update(
         &self,
-        failures_before: i32,
+        failures_before: u32,
         observation_id: Option<i64>,
         schedule: &ProbeSchedule,
         now: OffsetDateTime,
     ) -> EndpointUpdate {
-        let before = u32::try_from(failures_before).unwrap_or(0);
-        let failures = ProbeSchedule::failures_after(self.status, before);
+        let failures = ProbeSchedule::failures_after(self.status, failures_before);
         let leaf = self.leaf.as_ref().filter(|_| observation_id.is_some());
         EndpointUpdate {
             id: self.endpoint_id,

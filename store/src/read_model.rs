@@ -9,7 +9,6 @@ use crate::browse::*;
 use crate::browse_sql;
 use crate::db::{plain, read_all, with_arg, Bind, Db, Query};
 use crate::error::Result;
-use crate::names::normalize_serial;
 use crate::notify_records::{notification, NotificationRecord};
 use crate::overview_sql;
 use crate::records::*;
@@ -205,46 +204,6 @@ pub(crate) async fn certificate(db: &impl Db, sha256: &str) -> Result<Certificat
         chain,
         served_at,
     })
-}
-
-pub(crate) async fn certificates_by_hostname(
-    db: &impl Db,
-    hostname: &str,
-    limit: u32,
-) -> Result<Vec<CertificateRecord>> {
-    let search = CertificateSearch {
-        lookup: CertificateLookup::Hostname(hostname.to_owned()),
-        after: None,
-        limit,
-    };
-    search_certificates(db, &search).await
-}
-
-pub(crate) async fn certificates_by_serial(
-    db: &impl Db,
-    serial: &str,
-    limit: u32,
-) -> Result<Vec<CertificateRecord>> {
-    let mut query = Query::default();
-    let serial = query.arg(Bind::Text(normalize_serial(serial)?));
-    let limit = query.arg(Bind::Int(i64::from(limit)));
-    query.sql = format!(
-        "SELECT {CERTIFICATE_COLUMNS} FROM certificates c WHERE c.serial = {serial} \
-         ORDER BY c.not_after DESC, c.sha256 LIMIT {limit}"
-    );
-    read_all(db, &query, rows::certificate).await
-}
-
-pub(crate) async fn expiring_within(
-    db: &impl Db,
-    deadline: OffsetDateTime,
-    limit: u32,
-) -> Result<Vec<ExpiringCertificate>> {
-    let query = Query {
-        sql: rows::expiring_query(),
-        binds: vec![Bind::Time(deadline), Bind::Int(i64::from(limit))],
-    };
-    read_all(db, &query, rows::expiring).await
 }
 
 pub(crate) async fn endpoints(

@@ -67,7 +67,7 @@ pub struct TokenRecord {
 #[serde(transparent)]
 pub struct EndpointId(pub i64);
 
-/// What [`Store::ingest_report`](crate::Store::ingest_report) did with a report.
+/// What [`IngestStore::ingest_report`](crate::IngestStore::ingest_report) did with a report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct IngestCounts {
     /// Sockets in the report.
@@ -162,6 +162,30 @@ impl NameSource {
     pub const GUESSED: [&'static str; 2] = ["host_name", "ptr"];
 }
 
+/// When something was first and last seen: an endpoint reported, a certificate or an
+/// observation probed, a claim made. Inline in the JSON of the records that carry it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Seen {
+    /// The first time.
+    #[serde(with = "time::serde::rfc3339")]
+    pub first_seen: OffsetDateTime,
+    /// The last time.
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_seen: OffsetDateTime,
+}
+
+/// The workload tags of an endpoint: its host's (or its socket's) `app`, `env` and `owner`
+/// tags, or a static target's. Inline in the JSON of the records that carry it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct WorkloadTags {
+    /// `app` tag of the workload.
+    pub app: Option<String>,
+    /// `env` tag of the workload.
+    pub env: Option<String>,
+    /// `owner` tag of the workload.
+    pub owner: Option<String>,
+}
+
 /// An endpoint from the config's static targets (no agent reports it): one address, port
 /// and name to present (`None`: no SNI), with the target's workload fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,9 +195,7 @@ pub struct StaticEndpoint {
     pub sni: Option<String>,
     /// `smtp`, `postgres`, ..., `none`; `None`: by the port.
     pub starttls: Option<String>,
-    pub app: Option<String>,
-    pub env: Option<String>,
-    pub owner: Option<String>,
+    pub tags: WorkloadTags,
 }
 
 /// One lease of an endpoint. Its deadline tells it from any later lease of the same
@@ -185,7 +207,7 @@ pub struct Lease {
     pub until: OffsetDateTime,
 }
 
-/// What [`Store::record_leased_probe_results`](crate::Store::record_leased_probe_results)
+/// What [`ProbeQueue::record_leased_probe_results`](crate::ProbeQueue::record_leased_probe_results)
 /// did with a batch.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Recorded {
@@ -245,12 +267,9 @@ pub struct CertificateRecord {
     pub is_ca: bool,
     /// Self-signed.
     pub self_signed: bool,
-    /// First time any endpoint was seen serving it.
-    #[serde(with = "time::serde::rfc3339")]
-    pub first_seen: OffsetDateTime,
-    /// Last time any endpoint was seen serving it.
-    #[serde(with = "time::serde::rfc3339")]
-    pub last_seen: OffsetDateTime,
+    /// First and last time any endpoint was seen serving it.
+    #[serde(flatten)]
+    pub seen: Seen,
 }
 
 /// One certificate with everything the detail view shows.
@@ -281,19 +300,13 @@ pub struct ServedAt {
     /// Position in the chain (0: leaf).
     pub position: u32,
     /// The endpoint's workload tags.
-    pub app: Option<String>,
-    /// The endpoint's environment tag.
-    pub env: Option<String>,
-    /// The endpoint's owner tag.
-    pub owner: Option<String>,
+    #[serde(flatten)]
+    pub tags: WorkloadTags,
     /// True when this is what the endpoint serves now (its latest observation).
     pub current: bool,
-    /// First time served there.
-    #[serde(with = "time::serde::rfc3339")]
-    pub first_seen: OffsetDateTime,
-    /// Last time served there.
-    #[serde(with = "time::serde::rfc3339")]
-    pub last_seen: OffsetDateTime,
+    /// First and last time served there.
+    #[serde(flatten)]
+    pub seen: Seen,
 }
 
 /// A certificate in use that expires within a window.
@@ -306,7 +319,7 @@ pub struct ExpiringCertificate {
     pub endpoints: u64,
 }
 
-/// Which endpoints [`Store::endpoints`](crate::Store::endpoints) lists. Every set field
+/// Which endpoints [`ReadModel::endpoints`](crate::ReadModel::endpoints) lists. Every set field
 /// must match; results come in id order, `limit` at a time, after `after`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointFilter {
@@ -357,18 +370,12 @@ pub struct EndpointRecord {
     pub process: Option<String>,
     /// Container, when in one.
     pub container: Option<String>,
-    /// `app` tag of the workload.
-    pub app: Option<String>,
-    /// `env` tag of the workload.
-    pub env: Option<String>,
-    /// `owner` tag of the workload.
-    pub owner: Option<String>,
-    /// First reported.
-    #[serde(with = "time::serde::rfc3339")]
-    pub first_seen: OffsetDateTime,
-    /// Last reported.
-    #[serde(with = "time::serde::rfc3339")]
-    pub last_seen: OffsetDateTime,
+    /// Workload tags.
+    #[serde(flatten)]
+    pub tags: WorkloadTags,
+    /// First and last reported.
+    #[serde(flatten)]
+    pub seen: Seen,
     /// When it retired (not reported for the retention period).
     #[serde(with = "time::serde::rfc3339::option")]
     pub retired_at: Option<OffsetDateTime>,
@@ -408,12 +415,9 @@ pub struct ObservationRecord {
     pub mtls: MtlsPolicy,
     /// Findings, sorted.
     pub findings: Vec<Finding>,
-    /// First probe that saw exactly this.
-    #[serde(with = "time::serde::rfc3339")]
-    pub first_seen: OffsetDateTime,
-    /// Last probe that saw exactly this.
-    #[serde(with = "time::serde::rfc3339")]
-    pub last_seen: OffsetDateTime,
+    /// First and last probe that saw exactly this.
+    #[serde(flatten)]
+    pub seen: Seen,
 }
 
 /// How an mTLS summary is grouped.

@@ -135,9 +135,7 @@ pub(crate) fn latency_query(now: OffsetDateTime) -> Query {
 /// The row of [`latency_query`].
 pub(crate) fn latency(row: &impl ReadRow) -> Result<DiscoveryLatency> {
     let histogram = |prefix: &str| -> Result<LatencyHistogram> {
-        let count = |column: &str| -> Result<u64> {
-            Ok(u64::try_from(row.int(&format!("{prefix}{column}"))?).unwrap_or(0))
-        };
+        let count = |column: &str| -> Result<u64> { row.number(&format!("{prefix}{column}")) };
         let mut within = Vec::with_capacity(LATENCY_BUCKETS.len());
         for bound in LATENCY_BUCKETS {
             within.push((bound, count(&format!("le_{bound}"))?));

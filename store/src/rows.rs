@@ -10,21 +10,15 @@ use crate::error::{Error, Result};
 use crate::records::{
     AgentName, CertificateRecord, Credential, EndpointId, EndpointRecord, ExpiringCertificate,
     Inventory, LeasedEndpoint, MtlsCounts, MtlsGroup, MtlsGrouping, NameSource, ObservationRecord,
-    ServedAt,
+    Seen, ServedAt, WorkloadTags,
 };
 
 /// Column access in one backend's types (times, JSON and integer widths differ).
-pub(crate) trait ReadRow {
-    /// A text column.
-    fn text(&self, column: &str) -> Result<String>;
+pub trait ReadRow {
     /// A nullable text column.
     fn opt_text(&self, column: &str) -> Result<Option<String>>;
-    /// An integer column of any width.
-    fn int(&self, column: &str) -> Result<i64>;
-    /// A nullable integer column.
+    /// A nullable integer column of any width.
     fn opt_int(&self, column: &str) -> Result<Option<i64>>;
-    /// A boolean column.
-    fn boolean(&self, column: &str) -> Result<bool>;
     /// A nullable boolean column.
     fn opt_bool(&self, column: &str) -> Result<Option<bool>>;
     /// A nullable time column.
@@ -33,10 +27,43 @@ pub(crate) trait ReadRow {
     fn opt_json<T: DeserializeOwned>(&self, column: &str) -> Result<Option<T>>;
     /// A date column (a day, no time).
     fn date(&self, column: &str) -> Result<time::Date>;
+    /// A binary column.
+    fn bytes(&self, column: &str) -> Result<Vec<u8>>;
+
+    /// A text column.
+    fn text(&self, column: &str) -> Result<String> {
+        self.opt_text(column)?.ok_or_else(|| null(column))
+    }
+
+    /// An integer column.
+    fn int(&self, column: &str) -> Result<i64> {
+        self.opt_int(column)?.ok_or_else(|| null(column))
+    }
+
+    /// A boolean column.
+    fn boolean(&self, column: &str) -> Result<bool> {
+        self.opt_bool(column)?.ok_or_else(|| null(column))
+    }
 
     /// A time column.
     fn time(&self, column: &str) -> Result<OffsetDateTime> {
         self.opt_time(column)?.ok_or_else(|| null(column))
+    }
+
+    /// A non-negative integer column (a count, a position, a number of failures, a port)
+    /// in the type it is used as: [`Error::BadRow`] naming the column when the stored
+    /// value does not fit, never a value made up in its place.
+    fn number<T: TryFrom<i64>>(&self, column: &str) -> Result<T> {
+        let value = self.int(column)?;
+        T::try_from(value).map_err(|_| Error::bad_row(column, format!("{value} is out of range")))
+    }
+
+    /// A nullable count column (a sum over no rows is NULL): NULL counts as 0.
+    fn count(&self, column: &str) -> Result<u64> {
+        match self.opt_int(column)? {
+            None => Ok(0),
+            Some(_) => self.number(column),
+        }
     }
 
     /// A JSON column.
@@ -46,7 +73,7 @@ pub(crate) trait ReadRow {
 }
 
 fn null(column: &str) -> Error {
-    Error::other(format!("column {column} is unexpectedly NULL"))
+    Error::bad_row(column, "is unexpectedly NULL")
 }
 
 /// The `certificates` columns [`certificate`] reads, for `SELECT {CERTIFICATE_COLUMNS}
@@ -54,6 +81,34 @@ fn null(column: &str) -> Error {
 pub(crate) const CERTIFICATE_COLUMNS: &str = "c.sha256, c.serial, c.subject, c.issuer, \
     c.not_before, c.not_after, c.sans, c.key_type, c.key_bits, c.key_curve, \
     c.signature_algorithm, c.is_ca, c.self_signed, c.first_seen, c.last_seen";
+
+/// The socket and name of a row with `address`, `port` and `sni` columns (an endpoint
+/// probed without a name has `sni = ''`).
+pub(crate) fn socket(row: &impl ReadRow) -> Result<(String, u16, Option<String>)> {
+    Ok((
+        row.text("address")?,
+        port(row.int("port")?)?,
+        row.opt_text("sni")?.filter(|sni| !sni.is_empty()),
+    ))
+}
+
+/// The first and last sighting of a row with `{prefix}first_seen` and `{prefix}last_seen`
+/// columns.
+pub(crate) fn seen(row: &impl ReadRow, prefix: &str) -> Result<Seen> {
+    Ok(Seen {
+        first_seen: row.time(&format!("{prefix}first_seen"))?,
+        last_seen: row.time(&format!("{prefix}last_seen"))?,
+    })
+}
+
+/// The workload tags of a row with `app`, `env` and `owner` columns.
+pub(crate) fn tags(row: &impl ReadRow) -> Result<WorkloadTags> {
+    Ok(WorkloadTags {
+        app: row.opt_text("app")?,
+        env: row.opt_text("env")?,
+        owner: row.opt_text("owner")?,
+    })
+}
 
 /// A certificate from [`CERTIFICATE_COLUMNS`].
 pub(crate) fn certificate(row: &impl ReadRow) -> Result<CertificateRecord> {
@@ -67,14 +122,13 @@ pub(crate) fn certificate(row: &impl ReadRow) -> Result<CertificateRecord> {
         sans: row.json("sans")?,
         key: KeyInfo {
             kind: row.text("key_type")?,
-            bits: u32::try_from(row.int("key_bits")?).unwrap_or(0),
+            bits: row.number("key_bits")?,
             curve: row.opt_text("key_curve")?,
         },
         signature_algorithm: row.text("signature_algorithm")?,
         is_ca: row.boolean("is_ca")?,
         self_signed: row.boolean("self_signed")?,
-        first_seen: row.time("first_seen")?,
-        last_seen: row.time("last_seen")?,
+        seen: seen(row, "")?,
     })
 }
 
@@ -98,30 +152,25 @@ pub(crate) const ENDPOINT_SELECT: &str = "SELECT e.id, e.address, e.port, e.sni,
 /// A name of a socket from [`crate::browse_sql::socket_names`], with how many active
 /// endpoints its socket has.
 pub(crate) fn socket_name(row: &impl ReadRow) -> Result<(EndpointRecord, u64)> {
-    let count = row.int("socket_endpoints")?;
-    let count = u64::try_from(count)
-        .map_err(|_| Error::other(format!("socket_endpoints {count} is negative")))?;
-    Ok((endpoint(row)?, count))
+    Ok((endpoint(row)?, row.number("socket_endpoints")?))
 }
 
 /// An endpoint from [`ENDPOINT_SELECT`].
 pub(crate) fn endpoint(row: &impl ReadRow) -> Result<EndpointRecord> {
+    let (address, port, sni) = socket(row)?;
     Ok(EndpointRecord {
         id: EndpointId(row.int("id")?),
-        address: row.text("address")?,
-        port: port(row.int("port")?)?,
-        sni: row.opt_text("sni")?.filter(|sni| !sni.is_empty()),
+        address,
+        port,
+        sni,
         hostname: row.opt_text("hostname")?,
         process: row.opt_text("process")?,
         container: row.opt_text("container")?,
-        app: row.opt_text("app")?,
-        env: row.opt_text("env")?,
-        owner: row.opt_text("owner")?,
-        first_seen: row.time("first_seen")?,
-        last_seen: row.time("last_seen")?,
+        tags: tags(row)?,
+        seen: seen(row, "")?,
         retired_at: row.opt_time("retired_at")?,
         next_probe_at: row.time("next_probe_at")?,
-        failures: u32::try_from(row.int("failures")?).unwrap_or(0),
+        failures: row.number("failures")?,
         last_status: row
             .opt_text("last_status")?
             .map(|s| status(&s))
@@ -160,11 +209,12 @@ pub(crate) fn observation(row: &impl ReadRow) -> Result<Option<ObservationRecord
             ca_names: row.json("o_ca_names")?,
             enforced: row
                 .opt_text("o_mtls_enforced")?
-                .and_then(|text| text.parse::<MtlsEnforcement>().ok()),
+                .map(|text| text.parse::<MtlsEnforcement>())
+                .transpose()
+                .map_err(|message| Error::bad_row("mtls_enforced", message))?,
         },
         findings,
-        first_seen: row.time("o_first_seen")?,
-        last_seen: row.time("o_last_seen")?,
+        seen: seen(row, "o_")?,
     }))
 }
 
@@ -177,19 +227,19 @@ pub(crate) fn status(text: &str) -> Result<ProbeStatus> {
 
 /// A port column.
 pub(crate) fn port(value: i64) -> Result<u16> {
-    u16::try_from(value).map_err(|_| Error::other(format!("stored port {value} out of range")))
+    u16::try_from(value).map_err(|_| Error::bad_row("port", format!("{value} is out of range")))
 }
 
 /// An endpoint lease from `id, address, port, sni, sni_source, starttls, failures, lease_until`.
 pub(crate) fn leased(row: &impl ReadRow) -> Result<LeasedEndpoint> {
-    let address = row.text("address")?;
+    let (address, port, sni) = socket(row)?;
     Ok(LeasedEndpoint {
         id: EndpointId(row.int("id")?),
         address: address
             .parse()
-            .map_err(|_| Error::other(format!("stored address {address:?} is not an IP")))?,
-        port: port(row.int("port")?)?,
-        sni: row.opt_text("sni")?.filter(|sni| !sni.is_empty()),
+            .map_err(|_| Error::bad_row("address", format!("{address:?} is not an IP")))?,
+        port,
+        sni,
         // A spelling this version does not know (written by a later one) counts as not
         // guessed: the endpoint keeps every finding.
         sni_source: row
@@ -197,7 +247,7 @@ pub(crate) fn leased(row: &impl ReadRow) -> Result<LeasedEndpoint> {
             .as_deref()
             .and_then(NameSource::parse),
         starttls: row.opt_text("starttls")?,
-        failures: u32::try_from(row.int("failures")?).unwrap_or(0),
+        failures: row.number("failures")?,
         lease_until: row.time("lease_until")?,
     })
 }
@@ -231,40 +281,24 @@ pub(crate) const SERVED_AT: &str = "SELECT e.id, e.address, e.port, e.sni, e.app
 
 /// A row of [`SERVED_AT`].
 pub(crate) fn served_at(row: &impl ReadRow) -> Result<ServedAt> {
+    let (address, port, sni) = socket(row)?;
     Ok(ServedAt {
         endpoint_id: EndpointId(row.int("id")?),
-        address: row.text("address")?,
-        port: port(row.int("port")?)?,
-        sni: row.opt_text("sni")?.filter(|sni| !sni.is_empty()),
-        position: u32::try_from(row.int("position")?).unwrap_or(0),
-        app: row.opt_text("app")?,
-        env: row.opt_text("env")?,
-        owner: row.opt_text("owner")?,
-        current: row.opt_bool("current")?.unwrap_or(false),
-        first_seen: row.time("first_seen")?,
-        last_seen: row.time("last_seen")?,
+        address,
+        port,
+        sni,
+        position: row.number("position")?,
+        tags: tags(row)?,
+        current: row.boolean("current")?,
+        seen: seen(row, "")?,
     })
 }
 
-/// Certificates in the current chain of an active endpoint, expiring before `$1`,
-/// soonest first, at most `$2`; read with [`expiring`].
-pub(crate) fn expiring_query() -> String {
-    format!(
-        "SELECT {CERTIFICATE_COLUMNS}, COUNT(DISTINCT e.id) AS endpoints \
-         FROM certificates c \
-         JOIN observation_chain oc ON oc.sha256 = c.sha256 \
-         JOIN endpoints e ON e.observation_id = oc.observation_id AND e.retired_at IS NULL \
-         WHERE c.not_after <= $1 \
-         GROUP BY c.sha256 \
-         ORDER BY c.not_after, c.sha256 LIMIT $2"
-    )
-}
-
-/// A row of [`expiring_query`].
+/// An expiring certificate and how many endpoints serve it (`endpoints`).
 pub(crate) fn expiring(row: &impl ReadRow) -> Result<ExpiringCertificate> {
     Ok(ExpiringCertificate {
         certificate: certificate(row)?,
-        endpoints: u64::try_from(row.int("endpoints")?).unwrap_or(0),
+        endpoints: row.number("endpoints")?,
     })
 }
 
@@ -298,7 +332,7 @@ pub(crate) fn mtls_snapshot_insert(by: MtlsGrouping) -> String {
 
 /// Counts from `required`, `optional`, `absent` columns.
 pub(crate) fn mtls_counts(row: &impl ReadRow) -> Result<MtlsCounts> {
-    let count = |column| Ok::<_, Error>(u64::try_from(row.int(column)?).unwrap_or(0));
+    let count = |column| row.number::<u64>(column);
     Ok(MtlsCounts {
         required: count("required")?,
         optional: count("optional")?,
@@ -324,7 +358,7 @@ pub(crate) const INVENTORY: &str = "SELECT \
 
 /// The row of [`INVENTORY`].
 pub(crate) fn inventory(row: &impl ReadRow) -> Result<Inventory> {
-    let count = |column| Ok::<_, Error>(u64::try_from(row.int(column)?).unwrap_or(0));
+    let count = |column| row.number::<u64>(column);
     Ok(Inventory {
         hosts: count("hosts")?,
         endpoints: count("endpoints")?,

@@ -170,7 +170,7 @@ fn end_to_end_the_service_probes_a_namespace_listener_and_stores_its_certificate
         probed.then_some(endpoint)
     });
     assert_eq!(endpoint.process.as_deref(), Some("openssl"));
-    assert_eq!(endpoint.app.as_deref(), Some("netns-e2e"));
+    assert_eq!(endpoint.tags.app.as_deref(), Some("netns-e2e"));
     let observation = endpoint.observation.expect("observed");
     assert_eq!(
         observation.leaf_sha256.as_deref(),

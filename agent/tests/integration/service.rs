@@ -104,8 +104,8 @@ fn one_cycle_delivers_the_hosts_listeners_to_the_service() {
     assert!(host_has_addresses, "{endpoints:?}");
     for endpoint in &endpoints {
         assert_eq!(endpoint.process, Some(own_comm()));
-        assert_eq!(endpoint.app.as_deref(), Some("agent-e2e"));
-        assert_eq!(endpoint.owner.as_deref(), Some("team@example.com"));
+        assert_eq!(endpoint.tags.app.as_deref(), Some("agent-e2e"));
+        assert_eq!(endpoint.tags.owner.as_deref(), Some("team@example.com"));
     }
 }
 

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use certfleet_notifier::{Delivery, Notifier, OwnerRule, OwnerRules, Settings};
-use certfleet_store::{ManualClock, PostgresStore, SqliteStore, Store, StoreOptions};
+use certfleet_store::{ManualClock, PostgresStore, ReadModel, SqliteStore, Store, StoreOptions};
 use certfleet_testkit::postgres::ScratchDatabase;
 use time::macros::datetime;
 use time::OffsetDateTime;

@@ -72,11 +72,15 @@ async fn a_socket_taken_over_by_another_host_starts_afresh(t: TestStore) {
         .await
         .expect("ingests");
     let (socket, names) = by_sni(&t).await;
-    assert_eq!(socket.owner.as_deref(), Some("b@example.com"));
+    assert_eq!(socket.tags.owner.as_deref(), Some("b@example.com"));
     assert!(socket.observation.is_none(), "A's certificate is not B's");
     assert!(socket.next_probe_at <= t.clock.now(), "due at once");
     for name in &names {
-        assert_eq!(name.owner.as_deref(), Some("b@example.com"), "{name:?}");
+        assert_eq!(
+            name.tags.owner.as_deref(),
+            Some("b@example.com"),
+            "{name:?}"
+        );
         assert!(name.observation.is_none(), "{name:?}");
     }
     let expiring = t
@@ -107,9 +111,13 @@ async fn names_follow_their_sockets_owner_at_once(t: TestStore) {
         .await
         .expect("ingests");
     let (socket, names) = by_sni(&t).await;
-    assert_eq!(socket.owner.as_deref(), Some("new@example.com"));
+    assert_eq!(socket.tags.owner.as_deref(), Some("new@example.com"));
     for name in names {
-        assert_eq!(name.owner.as_deref(), Some("new@example.com"), "{name:?}");
+        assert_eq!(
+            name.tags.owner.as_deref(),
+            Some("new@example.com"),
+            "{name:?}"
+        );
     }
 }
 

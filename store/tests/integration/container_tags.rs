@@ -72,7 +72,11 @@ async fn containers_of_one_host_get_their_own_owners(t: TestStore) {
     let endpoints = all_endpoints(&*t.store).await;
     let by_port = |port: u16| {
         let e = endpoints.iter().find(|e| e.port == port).expect("endpoint");
-        (e.owner.as_deref(), e.app.as_deref(), e.env.as_deref())
+        (
+            e.tags.owner.as_deref(),
+            e.tags.app.as_deref(),
+            e.tags.env.as_deref(),
+        )
     };
     assert_eq!(
         by_port(443),
@@ -129,7 +133,7 @@ async fn containers_of_one_host_get_their_own_owners(t: TestStore) {
         .await
         .expect("candidates")
         .into_iter()
-        .map(|c| (c.port, c.owner, c.namespace, c.container))
+        .map(|c| (c.port, c.tags.owner, c.namespace, c.container))
         .collect();
     found.sort();
     assert_eq!(
@@ -166,7 +170,10 @@ async fn a_container_relabelled_changes_its_endpoints_owner(t: TestStore) {
         .expect("ingests");
     let endpoints = all_endpoints(&*t.store).await;
     let billing = endpoints.iter().find(|e| e.port == 8443).expect("billing");
-    assert_eq!(billing.owner.as_deref(), Some("billing-oncall@example.com"));
+    assert_eq!(
+        billing.tags.owner.as_deref(),
+        Some("billing-oncall@example.com")
+    );
     let host = endpoints.iter().find(|e| e.port == 443).expect("host");
-    assert_eq!(host.owner.as_deref(), Some("platform@example.com"));
+    assert_eq!(host.tags.owner.as_deref(), Some("platform@example.com"));
 }

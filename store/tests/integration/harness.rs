@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use certfleet_store::{ManualClock, PostgresStore, SqliteStore, Store, StoreOptions};
+use certfleet_store::{ManualClock, PostgresStore, ReadModel, SqliteStore, Store, StoreOptions};
 use certfleet_testkit::postgres::ScratchDatabase;
 use sqlx::{Executor, PgPool, SqlitePool};
 use time::macros::datetime;

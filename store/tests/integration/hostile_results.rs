@@ -4,7 +4,7 @@
 
 use certfleet_model::AgentReport;
 use certfleet_model::{ProbeResult, ProbeStatus};
-use certfleet_store::{EndpointId, LeasedEndpoint};
+use certfleet_store::{CertificateLookup, CertificateSearch, EndpointId, LeasedEndpoint};
 use time::Duration;
 
 use crate::fixtures::*;
@@ -75,7 +75,11 @@ async fn control_characters_are_stored_escaped_never_fatal(t: TestStore) {
     assert_eq!(detail.certificate.issuer, "CN=Issuer\\1b[31m");
     let found = t
         .store
-        .certificates_by_hostname("ok.test", 10)
+        .search_certificates(&CertificateSearch {
+            lookup: CertificateLookup::Hostname("ok.test".into()),
+            after: None,
+            limit: 10,
+        })
         .await
         .expect("lookup");
     assert_eq!(found.len(), 1, "the hostile certificate's good names index");
@@ -154,7 +158,7 @@ async fn a_live_hosts_endpoint_is_claimed_not_taken_until_it_stops_reporting(t: 
     let counts = t.store.ingest_report(&agent(), &b).await.expect("ingests");
     assert_eq!(counts.conflicts, 1, "B's claim is kept as a conflict");
     let endpoint = all_endpoints(&*t.store).await.remove(0);
-    assert_eq!(endpoint.owner.as_deref(), Some("a@example.com"));
+    assert_eq!(endpoint.tags.owner.as_deref(), Some("a@example.com"));
     let detail = t.store.endpoint(endpoint.id).await.expect("detail");
     assert_eq!(detail.conflicts.len(), 1);
     assert_eq!(detail.conflicts[0].hostname, "host-host-b");
@@ -170,7 +174,7 @@ async fn a_live_hosts_endpoint_is_claimed_not_taken_until_it_stops_reporting(t: 
     let counts = t.store.ingest_report(&agent(), &b).await.expect("ingests");
     assert_eq!(counts.conflicts, 0, "A stopped: no conflict any more");
     let endpoint = all_endpoints(&*t.store).await.remove(0);
-    assert_eq!(endpoint.owner.as_deref(), Some("b@example.com"));
+    assert_eq!(endpoint.tags.owner.as_deref(), Some("b@example.com"));
     let detail = t.store.endpoint(endpoint.id).await.expect("detail");
     assert!(
         detail.conflicts.is_empty(),
@@ -223,7 +227,7 @@ async fn a_report_from_the_future_is_capped(t: TestStore) {
         .expect("ingests");
     let endpoint = all_endpoints(&*t.store).await.remove(0);
     assert_eq!(
-        endpoint.owner.as_deref(),
+        endpoint.tags.owner.as_deref(),
         Some("honest@example.com"),
         "a later honest report still counts"
     );
@@ -259,7 +263,7 @@ async fn an_operator_settles_a_conflict(t: TestStore) {
 
     let endpoints = all_endpoints(&*t.store).await;
     assert_eq!(
-        endpoints[0].owner.as_deref(),
+        endpoints[0].tags.owner.as_deref(),
         Some("b@example.com"),
         "given to B"
     );
@@ -268,7 +272,7 @@ async fn an_operator_settles_a_conflict(t: TestStore) {
         "due at once for its new host"
     );
     assert_eq!(
-        endpoints[1].owner.as_deref(),
+        endpoints[1].tags.owner.as_deref(),
         Some("a@example.com"),
         "kept by A"
     );

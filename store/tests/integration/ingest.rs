@@ -58,9 +58,9 @@ async fn report_creates_one_endpoint_per_probeable_address(t: TestStore) {
         ["10.0.0.5:443", "10.0.0.5:8443", "172.17.0.2:8443"]
     );
     let first = &endpoints[0];
-    assert_eq!(first.app.as_deref(), Some("billing"));
-    assert_eq!(first.env.as_deref(), Some("prod"));
-    assert_eq!(first.owner.as_deref(), Some("billing@example.com"));
+    assert_eq!(first.tags.app.as_deref(), Some("billing"));
+    assert_eq!(first.tags.env.as_deref(), Some("prod"));
+    assert_eq!(first.tags.owner.as_deref(), Some("billing@example.com"));
     assert_eq!(first.hostname.as_deref(), Some("host-m1"));
     assert_eq!(
         first.next_probe_at,
@@ -193,8 +193,8 @@ async fn older_report_does_not_overwrite_a_newer_one(t: TestStore) {
         .expect("older");
 
     let endpoints = all_endpoints(&*t.store).await;
-    assert_eq!(endpoints[0].app.as_deref(), Some("new"));
-    assert_eq!(endpoints[0].last_seen, now);
+    assert_eq!(endpoints[0].tags.app.as_deref(), Some("new"));
+    assert_eq!(endpoints[0].seen.last_seen, now);
 }
 
 async fn endpoints_not_reported_retire_and_come_back_when_reported(t: TestStore) {

@@ -1,7 +1,7 @@
 //! Looking certificates and endpoints up.
 
 use certfleet_model::CertificateInfo;
-use certfleet_store::{EndpointFilter, EndpointId};
+use certfleet_store::{CertificateLookup, CertificateSearch, EndpointFilter, EndpointId};
 use time::Duration;
 
 use crate::fixtures::*;
@@ -10,10 +10,20 @@ use crate::harness::TestStore;
 crate::on_both_backends!(
     hostname_lookup_matches_sans_cns_and_wildcards,
     serial_lookup_accepts_common_spellings,
-    expiring_within_lists_served_certificates_soonest_first,
+    expiring_leaves_lists_served_certificates_soonest_first,
     unknown_certificate_is_not_found,
+    a_bad_stored_value_is_reported_not_zeroed,
     endpoints_filter_and_page,
 );
+
+/// The first page of a certificate lookup.
+fn search(lookup: CertificateLookup, limit: u32) -> CertificateSearch {
+    CertificateSearch {
+        lookup,
+        after: None,
+        limit,
+    }
+}
 
 /// Serves each chain on its own endpoint (port 1, 2, ...) and records the probes.
 async fn serve(t: &TestStore, chains: Vec<Vec<CertificateInfo>>) -> Vec<EndpointId> {
@@ -63,7 +73,7 @@ async fn hostname_lookup_matches_sans_cns_and_wildcards(t: TestStore) {
         let store = t.store.clone();
         async move {
             let found = store
-                .certificates_by_hostname(name, 50)
+                .search_certificates(&search(CertificateLookup::Hostname(name.into()), 50))
                 .await
                 .expect("lookup");
             found.into_iter().map(|c| c.sha256).collect::<Vec<_>>()
@@ -96,25 +106,21 @@ async fn serial_lookup_accepts_common_spellings(t: TestStore) {
     leaf.serial = "abc123".into();
     serve(&t, vec![vec![leaf.clone()]]).await;
 
+    let by_serial = |serial: &str| {
+        let search = search(CertificateLookup::Serial(serial.into()), 10);
+        let store = t.store.clone();
+        async move { store.search_certificates(&search).await }
+    };
     for spelling in ["abc123", "00:AB:C1:23", "ab c1 23", "0x00ABC123", "0ABC123"] {
-        let found = t
-            .store
-            .certificates_by_serial(spelling, 10)
-            .await
-            .expect("lookup");
+        let found = by_serial(spelling).await.expect("lookup");
         assert_eq!(found.len(), 1, "{spelling}");
         assert_eq!(found[0].sha256, leaf.sha256);
     }
-    assert!(t
-        .store
-        .certificates_by_serial("abc124", 10)
-        .await
-        .expect("lookup")
-        .is_empty());
-    assert!(t.store.certificates_by_serial("not hex", 10).await.is_err());
+    assert!(by_serial("abc124").await.expect("lookup").is_empty());
+    assert!(by_serial("not hex").await.is_err());
 }
 
-async fn expiring_within_lists_served_certificates_soonest_first(t: TestStore) {
+async fn expiring_leaves_lists_served_certificates_soonest_first(t: TestStore) {
     let now = t.clock.now();
     let expired = certificate(1, &["e.test"], "CN=e.test", now - Duration::days(1));
     let soon = certificate(2, &["s.test"], "CN=s.test", now + Duration::days(3));
@@ -157,7 +163,7 @@ async fn expiring_within_lists_served_certificates_soonest_first(t: TestStore) {
 
     let expiring = t
         .store
-        .expiring_within(Duration::days(30), 10)
+        .expiring_leaves(Duration::days(30), None, 10)
         .await
         .expect("expiring");
 
@@ -167,6 +173,29 @@ async fn expiring_within_lists_served_certificates_soonest_first(t: TestStore) {
         .collect();
     assert_eq!(order, vec![expired.sha256, soon.sha256, later.sha256]);
     assert_eq!(expiring[2].endpoints, 2, "served on ports 1 and 5");
+}
+
+async fn a_bad_stored_value_is_reported_not_zeroed(t: TestStore) {
+    let ids = serve(
+        &t,
+        vec![vec![certificate(
+            1,
+            &["a.test"],
+            "CN=a.test",
+            t.clock.now(),
+        )]],
+    )
+    .await;
+    t.execute("UPDATE endpoints SET failures = -1").await;
+    let error = t
+        .store
+        .endpoint(ids[0])
+        .await
+        .expect_err("a negative count");
+    assert!(
+        matches!(&error, certfleet_store::Error::BadRow { column, .. } if column == "failures"),
+        "{error:?}"
+    );
 }
 
 async fn unknown_certificate_is_not_found(t: TestStore) {
@@ -211,7 +240,7 @@ async fn endpoints_filter_and_page(t: TestStore) {
     };
     let found = t.store.endpoints(&by_address).await.expect("list");
     assert_eq!(found.len(), 1);
-    assert_eq!(found[0].env.as_deref(), Some("prod"));
+    assert_eq!(found[0].tags.env.as_deref(), Some("prod"));
 
     let first_page = EndpointFilter {
         limit: 2,

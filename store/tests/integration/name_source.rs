@@ -45,9 +45,7 @@ async fn each_named_endpoint_knows_where_its_name_came_from(t: TestStore) {
             port: 443,
             sni: Some("static.example.com".into()),
             starttls: None,
-            app: None,
-            env: None,
-            owner: None,
+            tags: Default::default(),
         }])
         .await
         .expect("static");

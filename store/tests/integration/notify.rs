@@ -75,8 +75,8 @@ async fn candidates_are_served_leaves_and_intermediates_expiring_before_them(t: 
     let hashes: Vec<&str> = found.iter().map(|c| c.sha256.as_str()).collect();
     assert_eq!(hashes, vec![leaf.sha256.as_str(), early.sha256.as_str()]);
     assert_eq!(found[0].endpoint_id, endpoint);
-    assert_eq!(found[0].app.as_deref(), Some("billing"));
-    assert_eq!(found[0].owner.as_deref(), Some("team@example.com"));
+    assert_eq!(found[0].tags.app.as_deref(), Some("billing"));
+    assert_eq!(found[0].tags.owner.as_deref(), Some("team@example.com"));
     assert_eq!(found[0].hostname.as_deref(), Some("host-m1"));
     assert_eq!(found[0].address, "10.0.0.5");
     assert_eq!(found[0].not_after, leaf.not_after);

@@ -74,7 +74,7 @@ async fn recorded_probe_stores_the_chain_and_ends_the_lease(t: TestStore) {
     assert_eq!(detail.certificate.not_after, expiry);
     assert_eq!(detail.served_at.len(), 1);
     assert!(detail.served_at[0].current);
-    assert_eq!(detail.served_at[0].app.as_deref(), Some("billing"));
+    assert_eq!(detail.served_at[0].tags.app.as_deref(), Some("billing"));
     let endpoint = &all_endpoints(&*t.store).await[0];
     let observation = endpoint.observation.as_ref().expect("current observation");
     assert_eq!(
@@ -127,8 +127,8 @@ async fn identical_probes_add_no_observation_but_move_last_seen(t: TestStore) {
         .observation
         .clone()
         .expect("observation");
-    assert_eq!(observation.first_seen, first_at);
-    assert_eq!(observation.last_seen, t.clock.now());
+    assert_eq!(observation.seen.first_seen, first_at);
+    assert_eq!(observation.seen.last_seen, t.clock.now());
 
     let changed = probe_ok(vec![leaf], mtls(false), t.clock.now());
     t.store

@@ -129,7 +129,7 @@ fn report_leads_to_certificates_and_mtls_state(database: TestDatabase) {
         let context = format!("{} endpoint {}: {record:?}", database.kind(), want.port);
         assert_eq!(record.last_status, Some(ProbeStatus::Ok), "{context}");
         assert_eq!(record.hostname.as_deref(), Some("e2e-host"), "{context}");
-        assert_eq!(record.app.as_deref(), Some("e2e"), "{context}");
+        assert_eq!(record.tags.app.as_deref(), Some("e2e"), "{context}");
         assert_eq!(
             observation.leaf_sha256.as_deref(),
             Some(want.leaf_sha256.as_str()),

@@ -200,7 +200,7 @@ fn static_targets_and_ptr_names_find_every_certificate_under_its_name() {
     let edge = endpoints(&*store)
         .into_iter()
         .filter(|endpoint| endpoint.port == port)
-        .all(|endpoint| endpoint.app.as_deref() == Some("edge"));
+        .all(|endpoint| endpoint.tags.app.as_deref() == Some("edge"));
     assert!(edge, "every endpoint of lb.static.test has app = edge");
 }
 

@@ -186,7 +186,7 @@ pub async fn load(store: &Arc<dyn Store>, fingerprint: &str) -> Result<Certifica
         .served_at
         .iter()
         .filter(|at| at.current)
-        .filter_map(|at| at.owner.clone())
+        .filter_map(|at| at.tags.owner.clone())
         .chain(notifications.iter().map(|n| n.owner.clone()))
         .collect();
     owners.sort();

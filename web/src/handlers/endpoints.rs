@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::Json;
-use certfleet_store::{EndpointId, EndpointRecord, EndpointSearch, SocketRecord, Store};
+use certfleet_store::{
+    EndpointId, EndpointRecord, EndpointSearch, SocketRecord, Store, WorkloadTags,
+};
 use serde::Deserialize;
 
 use super::params::{id_cursor, parse_finding, parse_limit, parse_mtls, present, Page};
@@ -50,9 +52,11 @@ impl EndpointQuery {
         Ok(EndpointSearch {
             address,
             port,
-            app: present(&self.app).map(str::to_owned),
-            env: present(&self.env).map(str::to_owned),
-            owner: present(&self.owner).map(str::to_owned),
+            tags: WorkloadTags {
+                app: present(&self.app).map(str::to_owned),
+                env: present(&self.env).map(str::to_owned),
+                owner: present(&self.owner).map(str::to_owned),
+            },
             mtls: present(&self.mtls).map(parse_mtls).transpose()?,
             finding: present(&self.finding).map(parse_finding).transpose()?,
             after: id_cursor(self.cursor.as_deref())?,

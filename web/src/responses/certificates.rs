@@ -44,8 +44,8 @@ impl From<store::CertificateRecord> for CertificateSummary {
             signature_algorithm: record.signature_algorithm,
             is_ca: record.is_ca,
             self_signed: record.self_signed,
-            first_seen: record.first_seen,
-            last_seen: record.last_seen,
+            first_seen: record.seen.first_seen,
+            last_seen: record.seen.last_seen,
         }
     }
 }
@@ -123,12 +123,12 @@ impl From<store::ServedAt> for ServedAt {
             port: at.port,
             sni: at.sni,
             position: at.position,
-            app: at.app,
-            env: at.env,
-            owner: at.owner,
+            app: at.tags.app,
+            env: at.tags.env,
+            owner: at.tags.owner,
             current: at.current,
-            first_seen: at.first_seen,
-            last_seen: at.last_seen,
+            first_seen: at.seen.first_seen,
+            last_seen: at.seen.last_seen,
         }
     }
 }

@@ -49,11 +49,11 @@ impl From<store::EndpointRecord> for Endpoint {
             hostname: record.hostname,
             process: record.process,
             container: record.container,
-            app: record.app,
-            env: record.env,
-            owner: record.owner,
-            first_seen: record.first_seen,
-            last_seen: record.last_seen,
+            app: record.tags.app,
+            env: record.tags.env,
+            owner: record.tags.owner,
+            first_seen: record.seen.first_seen,
+            last_seen: record.seen.last_seen,
             retired_at: record.retired_at,
             next_probe_at: record.next_probe_at,
             failures: record.failures,
@@ -94,8 +94,8 @@ impl From<store::ObservationRecord> for Observation {
             tls: record.tls,
             mtls: record.mtls,
             findings: record.findings,
-            first_seen: record.first_seen,
-            last_seen: record.last_seen,
+            first_seen: record.seen.first_seen,
+            last_seen: record.seen.last_seen,
         }
     }
 }
@@ -163,8 +163,8 @@ impl From<store::EndpointClaim> for EndpointClaim {
             hostname: claim.hostname,
             machine_id: claim.machine_id,
             agent: claim.agent,
-            first_seen: claim.first_seen,
-            last_seen: claim.last_seen,
+            first_seen: claim.seen.first_seen,
+            last_seen: claim.seen.last_seen,
         }
     }
 }

@@ -50,7 +50,7 @@ pub async fn show(
             tr { th { "Key" } td { (cert.key.kind) " " (cert.key.bits) @if let Some(curve) = &cert.key.curve { " (" (curve) ")" } } }
             tr { th { "Signature" } td { (cert.signature_algorithm) } }
             tr { th { "CA / self-signed" } td { (cert.is_ca) " / " (cert.self_signed) } }
-            tr { th { "First / last seen" } td { (day(cert.first_seen)) " / " (day(cert.last_seen)) } }
+            tr { th { "First / last seen" } td { (day(cert.seen.first_seen)) " / " (day(cert.seen.last_seen)) } }
             tr { th { "Owners" } td id="owners" {
                 @if view.owners.is_empty() { "-" }
                 @for (index, owner) in view.owners.iter().enumerate() {
@@ -79,11 +79,11 @@ pub async fn show(
                     td { a href=(format!("/endpoints/{}", at.endpoint_id.0)) { (at.address) ":" (at.port) } }
                     td { (or_dash(at.sni.as_deref())) }
                     td { (at.position) }
-                    td { (or_dash(at.app.as_deref())) }
-                    td { (or_dash(at.env.as_deref())) }
-                    td { (or_dash(at.owner.as_deref())) }
+                    td { (or_dash(at.tags.app.as_deref())) }
+                    td { (or_dash(at.tags.env.as_deref())) }
+                    td { (or_dash(at.tags.owner.as_deref())) }
                     td { @if at.current { "yes" } @else { "no" } }
-                    td { (day(at.first_seen)) } td { (day(at.last_seen)) }
+                    td { (day(at.seen.first_seen)) } td { (day(at.seen.last_seen)) }
                 }
             }
         }

@@ -36,9 +36,9 @@ pub async fn show(
             tr { th { "Address" } td { (e.address) ":" (e.port) @if let Some(sni) = &e.sni { " (SNI " (sni) ")" } } }
             tr { th { "Host" } td { (or_dash(e.hostname.as_deref())) } }
             tr { th { "Process / container" } td { (or_dash(e.process.as_deref())) " / " (or_dash(e.container.as_deref())) } }
-            tr { th { "App / env" } td { (or_dash(e.app.as_deref())) " / " (or_dash(e.env.as_deref())) } }
-            tr { th { "Owner" } td { @if let Some(owner) = &e.owner { a href=(format!("/owners/{}", encode(owner))) { (owner) } } @else { "-" } } }
-            tr { th { "Reported" } td { (day(e.first_seen)) " to " (day(e.last_seen)) @if let Some(at) = e.retired_at { " (retired " (day(at)) ")" } } }
+            tr { th { "App / env" } td { (or_dash(e.tags.app.as_deref())) " / " (or_dash(e.tags.env.as_deref())) } }
+            tr { th { "Owner" } td { @if let Some(owner) = &e.tags.owner { a href=(format!("/owners/{}", encode(owner))) { (owner) } } @else { "-" } } }
+            tr { th { "Reported" } td { (day(e.seen.first_seen)) " to " (day(e.seen.last_seen)) @if let Some(at) = e.retired_at { " (retired " (day(at)) ")" } } }
             tr { th { "Last probe" } td { (e.last_status.map(|s| s.as_str()).unwrap_or("not probed yet")) @if let Some(error) = &e.last_error { ": " (error) } } }
             tr { th { "Next probe" } td { (day(e.next_probe_at)) " (" (e.failures) " failure(s) in a row)" } }
         }
@@ -53,7 +53,7 @@ pub async fn show(
             table id="conflicts" {
                 tr { th { "host" } th { "machine id" } th { "agent" } th { "first claimed" } th { "last claimed" } }
                 @for c in &detail.conflicts {
-                    tr { td { (c.hostname) } td { (c.machine_id) } td { (c.agent) } td { (day(c.first_seen)) } td { (day(c.last_seen)) } }
+                    tr { td { (c.hostname) } td { (c.machine_id) } td { (c.agent) } td { (day(c.seen.first_seen)) } td { (day(c.seen.last_seen)) } }
                 }
             }
         }
@@ -67,7 +67,7 @@ pub async fn show(
                     td { (o.tls.as_ref().map(|t| t.version.as_str()).unwrap_or("-")) }
                     td { (mtls_label(o.mtls.requested, o.mtls.required)) }
                     td { (o.findings.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", ")) }
-                    td { (day(o.first_seen)) } td { (day(o.last_seen)) }
+                    td { (day(o.seen.first_seen)) } td { (day(o.seen.last_seen)) }
                 }
             }
         }

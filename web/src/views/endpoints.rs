@@ -89,9 +89,9 @@ fn endpoint_row(endpoint: &EndpointRecord, nested: bool) -> Markup {
                 }
             }
             td { (or_dash(endpoint.hostname.as_deref())) }
-            td { (or_dash(endpoint.app.as_deref())) }
-            td { (or_dash(endpoint.env.as_deref())) }
-            td { (or_dash(endpoint.owner.as_deref())) }
+            td { (or_dash(endpoint.tags.app.as_deref())) }
+            td { (or_dash(endpoint.tags.env.as_deref())) }
+            td { (or_dash(endpoint.tags.owner.as_deref())) }
             td { (endpoint.last_status.map(|s| s.as_str()).unwrap_or("not probed yet")) }
             td { (observation.and_then(|o| o.tls.as_ref()).map(|t| t.version.as_str()).unwrap_or("-")) }
             td { (observation.map(|o| mtls_label(o.mtls.requested, o.mtls.required)).unwrap_or("-")) }

@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::response::Html;
-use certfleet_store::{EndpointSearch, NotificationFilter};
+use certfleet_store::{EndpointSearch, NotificationFilter, WorkloadTags};
 use maud::html;
 use serde::Deserialize;
 
@@ -33,7 +33,10 @@ pub async fn show(
         ));
     }
     let search = EndpointSearch {
-        owner: Some(owner.clone()),
+        tags: WorkloadTags {
+            owner: Some(owner.clone()),
+            ..WorkloadTags::default()
+        },
         after: id_cursor(query.cursor.as_deref())?,
         limit: DEFAULT_LIMIT,
         ..EndpointSearch::default()

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use certfleet_store::{AgentName, PostgresStore, SqliteStore, Store, StoreOptions};
+use certfleet_store::{AgentName, PostgresStore, ReadModel, SqliteStore, Store, StoreOptions};
 use certfleet_testkit::postgres::ScratchDatabase;
 use certfleet_web::{AppState, IngestLimits, RoleHealth, WebOptions};
 use serde_json::Value;

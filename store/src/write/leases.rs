@@ -1,0 +1,145 @@
+//! Leasing endpoints to probers, handing leases back, and retiring what no report
+//! mentions any more. The lease statements are each backend's own: PostgreSQL locks the
+//! rows it takes with `FOR UPDATE SKIP LOCKED` (other leasers pass them by), SQLite runs
+//! the statement under its write lock.
+
+use time::{Duration, OffsetDateTime};
+
+use super::CHUNK;
+use crate::db::{Batch, Bind, Db, Dialect, Query, Tx};
+use crate::error::Result;
+use crate::records::{EndpointId, Lease, LeasedEndpoint};
+use crate::rows::leased;
+
+/// The columns of a leased endpoint, as [`leased`] reads them.
+const LEASED: &str = "id, address, port, sni, sni_source, starttls, failures, lease_until";
+
+/// One statement: take up to `count` due endpoints and push their next probe time to the
+/// lease deadline.
+pub(crate) async fn lease_due_endpoints<D: Db>(
+    db: &D,
+    worker: &str,
+    count: u32,
+    lease_for: Duration,
+    now: OffsetDateTime,
+) -> Result<Vec<LeasedEndpoint>> {
+    let sql = match D::DIALECT {
+        Dialect::Postgres => format!(
+            "WITH due AS ( \
+                 SELECT id FROM endpoints \
+                 WHERE retired_at IS NULL AND next_probe_at <= $1 \
+                 ORDER BY next_probe_at \
+                 LIMIT $2 \
+                 FOR UPDATE SKIP LOCKED) \
+             UPDATE endpoints e SET lease_owner = $3, lease_until = $4, next_probe_at = $4 \
+             FROM due WHERE e.id = due.id RETURNING {}",
+            qualified("e", LEASED)
+        ),
+        Dialect::Sqlite => format!(
+            "UPDATE endpoints SET lease_owner = $3, lease_until = $4, next_probe_at = $4 \
+             WHERE id IN (SELECT id FROM endpoints \
+                 WHERE retired_at IS NULL AND next_probe_at <= $1 \
+                 ORDER BY next_probe_at LIMIT $2) \
+             RETURNING {LEASED}"
+        ),
+    };
+    let query = Query {
+        sql,
+        binds: vec![
+            Bind::Time(now),
+            Bind::Int(i64::from(count)),
+            Bind::Text(worker.into()),
+            Bind::Time(now + lease_for),
+        ],
+    };
+    db.write_rows(&query).await?.iter().map(leased).collect()
+}
+
+/// Leases these endpoints to `worker` until now + `lease_for`, due or not (a confirming
+/// probe before a notification): those active and not under another lease right now.
+pub(crate) async fn lease_endpoints<D: Db>(
+    db: &D,
+    worker: &str,
+    ids: &[EndpointId],
+    lease_for: Duration,
+    now: OffsetDateTime,
+) -> Result<Vec<LeasedEndpoint>> {
+    let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
+    let free = "retired_at IS NULL AND (lease_until IS NULL OR lease_until <= $2)";
+    let sql = match D::DIALECT {
+        Dialect::Postgres => format!(
+            "WITH free AS ( \
+                 SELECT id FROM endpoints WHERE id = ANY($1) AND {free} \
+                 ORDER BY id FOR UPDATE SKIP LOCKED) \
+             UPDATE endpoints e SET lease_owner = $3, lease_until = $4, next_probe_at = $4 \
+             FROM free WHERE e.id = free.id RETURNING {}",
+            qualified("e", LEASED)
+        ),
+        Dialect::Sqlite => format!(
+            "UPDATE endpoints SET lease_owner = $3, lease_until = $4, next_probe_at = $4 \
+             WHERE id IN (SELECT value FROM json_each($1)) AND {free} \
+             RETURNING {LEASED}"
+        ),
+    };
+    let query = Query {
+        sql,
+        binds: vec![
+            Bind::Ints(ids),
+            Bind::Time(now),
+            Bind::Text(worker.into()),
+            Bind::Time(now + lease_for),
+        ],
+    };
+    db.write_rows(&query).await?.iter().map(leased).collect()
+}
+
+/// `e.a, e.b, ...` for the columns `a, b, ...`.
+fn qualified(table: &str, columns: &str) -> String {
+    let columns: Vec<String> = columns
+        .split(", ")
+        .map(|column| format!("{table}.{column}"))
+        .collect();
+    columns.join(", ")
+}
+
+/// Ends the leases that are still `worker`'s; their endpoints are due at the time given.
+pub(crate) async fn release_leases<D: Db>(
+    db: &D,
+    worker: &str,
+    leases: &[(Lease, OffsetDateTime)],
+) -> Result<u64> {
+    let mut released = 0;
+    let mut transaction = db.begin().await?;
+    for chunk in leases.chunks(CHUNK) {
+        let batch = Batch::new(chunk.len())
+            .column("id", chunk, |(lease, _)| Some(lease.endpoint.0))
+            .column("until", chunk, |(lease, _)| Some(lease.until))
+            .column("due", chunk, |(_, due)| Some(*due));
+        let mut query = Query::default();
+        let worker = query.arg(Bind::Text(worker.into()));
+        let source = D::bind_batch(&mut query, batch);
+        query.sql = format!(
+            "UPDATE endpoints AS e SET lease_owner = NULL, lease_until = NULL, \
+                 next_probe_at = u.due \
+             FROM {source} \
+             WHERE e.id = u.id AND e.lease_owner = {worker} AND e.lease_until = u.until"
+        );
+        released += transaction.execute(&query).await?;
+    }
+    transaction.commit().await?;
+    Ok(released)
+}
+
+pub(crate) async fn retire_endpoints(
+    db: &impl Db,
+    now: OffsetDateTime,
+    older_than: Duration,
+) -> Result<u64> {
+    db.write(&Query {
+        sql: "UPDATE endpoints SET retired_at = $1, lease_owner = NULL, lease_until = NULL \
+              WHERE retired_at IS NULL AND last_seen < $2"
+            .into(),
+        binds: vec![Bind::Time(now), Bind::Time(now - older_than)],
+    })
+    .await
+}

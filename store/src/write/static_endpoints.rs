@@ -1,0 +1,47 @@
+//! Static targets: see [`crate::IngestStore::upsert_static_endpoints`].
+
+use time::OffsetDateTime;
+
+use super::CHUNK;
+use crate::db::{Batch, Bind, Db, Query, Tx};
+use crate::error::Result;
+use crate::records::StaticEndpoint;
+use crate::sni::static_rows;
+
+pub(crate) async fn upsert<D: Db>(
+    db: &D,
+    endpoints: &[StaticEndpoint],
+    now: OffsetDateTime,
+) -> Result<u64> {
+    let rows = static_rows(endpoints);
+    let mut transaction = db.begin().await?;
+    let mut touched = 0;
+    for chunk in rows.chunks(CHUNK) {
+        let batch = Batch::new(chunk.len())
+            .column("address", chunk, |e| Some(e.address.to_string()))
+            .column("port", chunk, |e| Some(i32::from(e.port)))
+            .column("sni", chunk, |e| e.sni.clone())
+            .column("starttls", chunk, |e| e.starttls.clone())
+            .tags(chunk, |e| &e.tags);
+        let mut query = Query::default();
+        let now = query.arg(Bind::Time(now));
+        let source = D::bind_batch(&mut query, batch);
+        query.sql = format!(
+            "INSERT INTO endpoints (address, port, sni, sni_source, starttls, app, env, owner, \
+                 first_seen, last_seen, next_probe_at) \
+             SELECT u.address, u.port, u.sni, CASE WHEN u.sni <> '' THEN 'config' END, \
+                 u.starttls, u.app, u.env, u.owner, {now}, {now}, {now} \
+             FROM {source} WHERE true \
+             ON CONFLICT (address, port, sni) DO UPDATE SET last_seen = excluded.last_seen, \
+                 retired_at = NULL, \
+                 sni_source = COALESCE(excluded.sni_source, endpoints.sni_source), \
+                 starttls = COALESCE(excluded.starttls, endpoints.starttls), \
+                 app = COALESCE(excluded.app, endpoints.app), \
+                 env = COALESCE(excluded.env, endpoints.env), \
+                 owner = COALESCE(excluded.owner, endpoints.owner)"
+        );
+        touched += transaction.execute(&query).await?;
+    }
+    transaction.commit().await?;
+    Ok(touched)
+}
