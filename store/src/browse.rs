@@ -5,7 +5,6 @@
 use std::net::IpAddr;
 
 use certfleet_model::Finding;
-use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
@@ -57,8 +56,7 @@ pub struct CertificateSearch {
 }
 
 /// An endpoint's client-certificate policy, as lists filter it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MtlsState {
     /// A client certificate is requested and required.
     Required,
@@ -130,10 +128,9 @@ impl EndpointSearch {
 /// name, so its certificate is the server's default; for a socket probed only under
 /// names, its first name) with the other names it is probed under nested in it, each
 /// with the certificate that name selects.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SocketRecord {
     /// The endpoint that stands for the socket; the filters of the search apply to it.
-    #[serde(flatten)]
     pub endpoint: EndpointRecord,
     /// The other active endpoints of the socket, by name (at most
     /// [`NAMES_PER_SOCKET`]).
@@ -179,10 +176,9 @@ pub(crate) fn nest(
 }
 
 /// One endpoint with what it served over time.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointDetail {
     /// The endpoint now.
-    #[serde(flatten)]
     pub endpoint: EndpointRecord,
     /// Its observations, latest first (at most 50).
     pub history: Vec<ObservationRecord>,
@@ -192,35 +188,32 @@ pub struct EndpointDetail {
 }
 
 /// A conflicting claim on an endpoint by another host.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointClaim {
     pub hostname: String,
     pub machine_id: String,
     pub agent: String,
-    #[serde(flatten)]
     pub seen: Seen,
 }
 
 /// Another certificate that an endpoint served before or after this one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Succession {
     /// The other certificate.
     pub sha256: String,
     /// Its subject.
     pub subject: String,
     /// Its end of validity.
-    #[serde(with = "time::serde::rfc3339")]
     pub not_after: OffsetDateTime,
     /// Endpoints where it came before (or after) this one.
     pub endpoints: u64,
     /// First time one of those endpoints served it.
-    #[serde(with = "time::serde::rfc3339")]
     pub first_seen: OffsetDateTime,
 }
 
 /// What a certificate replaced and what replaced it, on the endpoints that served it as
 /// their leaf (the 200 most recently seen).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CertificateHistory {
     /// Leaves those endpoints served after this one, latest first.
     pub replaced_by: Vec<Succession>,
@@ -243,7 +236,7 @@ pub struct NotificationFilter {
 }
 
 /// Leaf certificates in use (served now by an active endpoint), by days left.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ExpiryBuckets {
     /// Expired and still served.
     pub expired: u64,
@@ -258,7 +251,7 @@ pub struct ExpiryBuckets {
 }
 
 /// Active endpoints by what their scheduling says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct QueueDepth {
     /// Due for a probe now and not leased.
     pub due: u64,
@@ -274,7 +267,7 @@ pub struct QueueDepth {
 }
 
 /// A count by name (a finding, a probe status).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NamedCount {
     /// The finding or status, as spelt in the probe contract (`never` for not probed).
     pub name: String,
@@ -284,10 +277,9 @@ pub struct NamedCount {
 
 /// Where the fleet stands: one pass over the active endpoints and a few index ranges.
 /// Expensive at fleet size (seconds for millions of endpoints): callers cache it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FleetOverview {
     /// When it was computed (the store's clock).
-    #[serde(with = "time::serde::rfc3339")]
     pub computed_at: OffsetDateTime,
     /// Hosts ever reported.
     pub hosts: u64,

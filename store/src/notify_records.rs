@@ -3,7 +3,6 @@
 
 use std::fmt;
 
-use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
@@ -13,15 +12,13 @@ use crate::rows::{socket, tags, ReadRow};
 /// One certificate in the current chain of one active endpoint, with the facts its
 /// owner is decided from. Leaves always; other chain certificates only when they expire
 /// before the leaf they are served with.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotificationCandidate {
     /// The certificate's SHA-256.
     pub sha256: String,
     /// Start of its validity.
-    #[serde(with = "time::serde::rfc3339")]
     pub not_before: OffsetDateTime,
     /// End of its validity.
-    #[serde(with = "time::serde::rfc3339")]
     pub not_after: OffsetDateTime,
     /// Position in the served chain (0: leaf).
     pub position: u32,
@@ -36,24 +33,21 @@ pub struct NotificationCandidate {
     /// Name of the host that reported the endpoint.
     pub hostname: Option<String>,
     /// The workload's tags.
-    #[serde(flatten)]
     pub tags: WorkloadTags,
     /// The workload's Kubernetes namespace (its `namespace` tag).
     pub namespace: Option<String>,
     /// The container's name (its `container` tag), else its id; `None` outside containers.
     pub container: Option<String>,
     /// When the endpoint was last probed; `None`: never.
-    #[serde(with = "time::serde::rfc3339::option")]
     pub probed_at: Option<OffsetDateTime>,
     /// The status of that probe (`ok`, `timeout`, `refused`, ...).
     pub probe_status: Option<String>,
     /// When a probe last saw the endpoint serve its current chain (this certificate).
-    #[serde(with = "time::serde::rfc3339::option")]
     pub seen_at: Option<OffsetDateTime>,
 }
 
 /// A (certificate, owner, threshold) to claim for sending.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NotificationClaim {
     /// The certificate's SHA-256.
     pub sha256: String,
@@ -64,8 +58,7 @@ pub struct NotificationClaim {
 }
 
 /// Why a notification ended without (more) mail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Resolution {
     /// The owner's endpoints no longer serve the certificate (renewed, moved, removed).
     NotServed,
@@ -93,34 +86,29 @@ impl fmt::Display for Resolution {
 }
 
 /// A claimed notification and what became of it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotificationRecord {
     /// The row's id.
     pub id: i64,
     /// The certificate's SHA-256.
     pub sha256: String,
     /// The certificate's end of validity.
-    #[serde(with = "time::serde::rfc3339")]
     pub not_after: OffsetDateTime,
     /// The owner's email address.
     pub owner: String,
     /// The threshold crossed.
     pub threshold: String,
     /// When it was claimed.
-    #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     /// When it was sent; `None` while pending.
-    #[serde(with = "time::serde::rfc3339::option")]
     pub sent_at: Option<OffsetDateTime>,
     /// Delivery attempts that failed.
     pub attempts: u32,
     /// Why the last attempt failed.
     pub last_error: Option<String>,
     /// Not attempted again before this time.
-    #[serde(with = "time::serde::rfc3339::option")]
     pub next_attempt_at: Option<OffsetDateTime>,
     /// When it was resolved, if it was.
-    #[serde(with = "time::serde::rfc3339::option")]
     pub resolved_at: Option<OffsetDateTime>,
     /// Why it was resolved.
     pub resolution: Option<String>,
@@ -134,7 +122,7 @@ impl NotificationRecord {
 }
 
 /// The state of the outbox, for `certfleet notify --status`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NotificationStatus {
     /// Claimed, not sent, not resolved.
     pub pending: u64,
@@ -146,24 +134,21 @@ pub struct NotificationStatus {
     pub resolved: u64,
     /// The earliest time a pending row may be attempted (again): its retry time, or the
     /// end of its lease while another scheduler holds it.
-    #[serde(with = "time::serde::rfc3339::option")]
     pub next_attempt_at: Option<OffsetDateTime>,
     /// Pending rows with a failed attempt, most attempts first.
     pub failures: Vec<NotificationRecord>,
 }
 
 /// A quiet certificate: no notification while `muted_until` is in the future.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mute {
     /// The certificate's SHA-256.
     pub sha256: String,
     /// Why, for the people who read `--status` later.
     pub reason: String,
     /// End of the quiet period.
-    #[serde(with = "time::serde::rfc3339")]
     pub muted_until: OffsetDateTime,
     /// When it was muted.
-    #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
 

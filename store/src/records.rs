@@ -5,14 +5,12 @@ use std::fmt;
 use std::net::IpAddr;
 
 use certfleet_model::{Finding, KeyInfo, MtlsPolicy, ProbeStatus, TlsParameters};
-use serde::Serialize;
 use time::{Date, OffsetDateTime};
 
 use crate::error::{Error, Result};
 
 /// The name an agent token was issued to (`certfleet token create --agent NAME`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AgentName(String);
 
 impl AgentName {
@@ -52,23 +50,20 @@ pub struct Credential {
 }
 
 /// A token as `certfleet token list` shows it (never the token itself).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRecord {
     pub agent: String,
     pub host_key: Option<String>,
-    #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339::option")]
     pub revoked_at: Option<OffsetDateTime>,
 }
 
 /// The store's identifier of an endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EndpointId(pub i64);
 
 /// What [`IngestStore::ingest_report`](crate::IngestStore::ingest_report) did with a report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct IngestCounts {
     /// Sockets in the report.
     pub sockets: u64,
@@ -83,7 +78,7 @@ pub struct IngestCounts {
 }
 
 /// An endpoint handed to one prober worker until `lease_until`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeasedEndpoint {
     /// The endpoint to report results for.
     pub id: EndpointId,
@@ -100,7 +95,6 @@ pub struct LeasedEndpoint {
     /// Failed probes in a row before this one.
     pub failures: u32,
     /// The lease deadline: after it, another worker may lease the endpoint again.
-    #[serde(with = "time::serde::rfc3339")]
     pub lease_until: OffsetDateTime,
 }
 
@@ -109,8 +103,7 @@ pub struct LeasedEndpoint {
 /// the service guessed (the reporting host's name, the address's PTR name), which never
 /// raise `hostname_mismatch` and are kept only while they select another certificate than
 /// the socket's default (docs/probing.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum NameSource {
     /// A DNS name in the SubjectAltName of a leaf the socket served.
     Certificate,
@@ -164,19 +157,17 @@ impl NameSource {
 
 /// When something was first and last seen: an endpoint reported, a certificate or an
 /// observation probed, a claim made. Inline in the JSON of the records that carry it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Seen {
     /// The first time.
-    #[serde(with = "time::serde::rfc3339")]
     pub first_seen: OffsetDateTime,
     /// The last time.
-    #[serde(with = "time::serde::rfc3339")]
     pub last_seen: OffsetDateTime,
 }
 
 /// The workload tags of an endpoint: its host's (or its socket's) `app`, `env` and `owner`
 /// tags, or a static target's. Inline in the JSON of the records that carry it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct WorkloadTags {
     /// `app` tag of the workload.
     pub app: Option<String>,
@@ -241,7 +232,7 @@ impl LeasedEndpoint {
 }
 
 /// A certificate as stored: the parsed columns the API filters and shows.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateRecord {
     /// SHA-256 of the DER, 64 lowercase hex digits.
     pub sha256: String,
@@ -252,10 +243,8 @@ pub struct CertificateRecord {
     /// Issuer, RFC 4514.
     pub issuer: String,
     /// Start of validity.
-    #[serde(with = "time::serde::rfc3339")]
     pub not_before: OffsetDateTime,
     /// End of validity.
-    #[serde(with = "time::serde::rfc3339")]
     pub not_after: OffsetDateTime,
     /// SubjectAltName entries as the prober gave them.
     pub sans: Vec<String>,
@@ -268,15 +257,13 @@ pub struct CertificateRecord {
     /// Self-signed.
     pub self_signed: bool,
     /// First and last time any endpoint was seen serving it.
-    #[serde(flatten)]
     pub seen: Seen,
 }
 
 /// One certificate with everything the detail view shows.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateDetail {
     /// The certificate's columns.
-    #[serde(flatten)]
     pub certificate: CertificateRecord,
     /// The certificate in PEM form, when a probe captured it.
     pub pem: Option<String>,
@@ -287,7 +274,7 @@ pub struct CertificateDetail {
 }
 
 /// One endpoint that served a certificate.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServedAt {
     /// The endpoint.
     pub endpoint_id: EndpointId,
@@ -300,20 +287,17 @@ pub struct ServedAt {
     /// Position in the chain (0: leaf).
     pub position: u32,
     /// The endpoint's workload tags.
-    #[serde(flatten)]
     pub tags: WorkloadTags,
     /// True when this is what the endpoint serves now (its latest observation).
     pub current: bool,
     /// First and last time served there.
-    #[serde(flatten)]
     pub seen: Seen,
 }
 
 /// A certificate in use that expires within a window.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExpiringCertificate {
     /// The certificate.
-    #[serde(flatten)]
     pub certificate: CertificateRecord,
     /// Active endpoints serving it now.
     pub endpoints: u64,
@@ -354,7 +338,7 @@ impl Default for EndpointFilter {
 }
 
 /// An endpoint with its current certificate and mTLS policy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointRecord {
     /// The endpoint's id.
     pub id: EndpointId,
@@ -371,16 +355,12 @@ pub struct EndpointRecord {
     /// Container, when in one.
     pub container: Option<String>,
     /// Workload tags.
-    #[serde(flatten)]
     pub tags: WorkloadTags,
     /// First and last reported.
-    #[serde(flatten)]
     pub seen: Seen,
     /// When it retired (not reported for the retention period).
-    #[serde(with = "time::serde::rfc3339::option")]
     pub retired_at: Option<OffsetDateTime>,
     /// When it is next due for a probe.
-    #[serde(with = "time::serde::rfc3339")]
     pub next_probe_at: OffsetDateTime,
     /// Failed probes in a row.
     pub failures: u32,
@@ -389,14 +369,13 @@ pub struct EndpointRecord {
     /// Error of the last probe.
     pub last_error: Option<String>,
     /// When it was last probed.
-    #[serde(with = "time::serde::rfc3339::option")]
     pub last_probed_at: Option<OffsetDateTime>,
     /// What it serves, as of the last probe that captured a chain.
     pub observation: Option<ObservationRecord>,
 }
 
 /// What an endpoint served: chain, TLS parameters, mTLS policy, findings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObservationRecord {
     /// The observation's id.
     pub id: i64,
@@ -407,7 +386,6 @@ pub struct ObservationRecord {
     /// The leaf certificate's subject.
     pub leaf_subject: Option<String>,
     /// The leaf certificate's end of validity.
-    #[serde(with = "time::serde::rfc3339::option")]
     pub leaf_not_after: Option<OffsetDateTime>,
     /// Negotiated TLS parameters.
     pub tls: Option<TlsParameters>,
@@ -416,13 +394,11 @@ pub struct ObservationRecord {
     /// Findings, sorted.
     pub findings: Vec<Finding>,
     /// First and last probe that saw exactly this.
-    #[serde(flatten)]
     pub seen: Seen,
 }
 
 /// How an mTLS summary is grouped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MtlsGrouping {
     /// By the workload's `app` tag.
     App,
@@ -441,7 +417,7 @@ impl MtlsGrouping {
 }
 
 /// Endpoints by client-certificate policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct MtlsCounts {
     /// A client certificate is requested and required.
     pub required: u64,
@@ -467,27 +443,25 @@ impl MtlsCounts {
 }
 
 /// One group of an mTLS summary.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MtlsGroup {
     /// The tag value; `None` for endpoints without the tag.
     pub key: Option<String>,
     /// Its counts.
-    #[serde(flatten)]
     pub counts: MtlsCounts,
 }
 
 /// One day of the adoption trend, all groups added up.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MtlsDay {
     /// The day of the snapshot (UTC).
     pub day: Date,
     /// Its counts.
-    #[serde(flatten)]
     pub counts: MtlsCounts,
 }
 
 /// mTLS adoption now, by group, and its daily trend.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MtlsSummary {
     /// The grouping used.
     pub by: MtlsGrouping,
@@ -498,7 +472,7 @@ pub struct MtlsSummary {
 }
 
 /// How much the store holds: for metrics, and for tests that check nothing changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Inventory {
     /// Hosts ever reported.
     pub hosts: u64,

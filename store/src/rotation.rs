@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 
-use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
 use crate::db::{Bind, Query};
@@ -72,7 +71,7 @@ pub(crate) fn rotations(
 
 /// Discovery latency of the rotations seen: a histogram of all of them, and the same for
 /// those of the last 7 days.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct DiscoveryLatency {
     /// Every rotation seen.
     pub all: LatencyHistogram,
@@ -81,7 +80,7 @@ pub struct DiscoveryLatency {
 }
 
 /// Counts of rotations by discovery latency.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct LatencyHistogram {
     /// Rotations counted.
     pub count: u64,

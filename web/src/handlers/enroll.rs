@@ -66,7 +66,7 @@ pub async fn post(
             tracing::info!(%agent, "host enrolled");
             Ok((
                 StatusCode::CREATED,
-                Json(json!({"token": token, "agent": agent, "host": host_key})),
+                Json(json!({"token": token, "agent": agent.as_str(), "host": host_key})),
             ))
         }
         None => {
