@@ -45,6 +45,41 @@ pub enum Command {
     /// Settle the conflicting claims on an endpoint (two hosts reporting one address and
     /// port; see `conflicts` in GET /api/v1/endpoints/{id}).
     Settle(SettleArgs),
+    /// Stream the inventory (certificates or endpoints) as JSON lines or CSV, in constant
+    /// memory, for a warehouse load.
+    Export(ExportArgs),
+}
+
+/// What `certfleet export` streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportKind {
+    Certificates,
+    Endpoints,
+}
+
+/// How `certfleet export` writes rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum ExportFormat {
+    /// One JSON object a line, the API's fields.
+    #[default]
+    Jsonl,
+    /// A header line, then one row a line; lists joined with spaces.
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// `certificates` or `endpoints`.
+    #[arg(value_enum)]
+    pub what: ExportKind,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: ExportFormat,
+    /// Only rows last seen at or after this time: RFC 3339 (2026-12-01T00:00:00Z) or a
+    /// duration back from now (24h, 7d).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -81,6 +116,7 @@ impl Command {
             } => config,
             Command::Notify(args) => &args.config,
             Command::Settle(args) => &args.config,
+            Command::Export(args) => &args.config,
             Command::Probe(_) | Command::Demo(_) => return None,
         };
         config.config.as_deref()

@@ -441,6 +441,7 @@ impl Notifier {
 
     /// Sends one digest and records the outcome, unless `lease` no longer holds every
     /// notification in it (checked, and renewed, just before sending).
+    #[tracing::instrument(name = "send", skip_all, fields(to = %digest.to, notifications = digest.ids.len()))]
     async fn send_and_record(
         &self,
         digest: &Digest,

@@ -227,4 +227,22 @@ pub trait ReadModel: Send + Sync {
 
     /// Where the fleet stands now. One pass over the active endpoints: cache it.
     async fn fleet_overview(&self) -> Result<FleetOverview>;
+
+    /// Every certificate last seen at or after `since`, in SHA-256 order, a page after
+    /// the SHA-256 `after`: what `certfleet export certificates` streams.
+    async fn export_certificates(
+        &self,
+        since: OffsetDateTime,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<CertificateRecord>>;
+
+    /// Every endpoint (retired ones too) last seen at or after `since`, in id order, a page
+    /// after the id `after`: what `certfleet export endpoints` streams.
+    async fn export_endpoints(
+        &self,
+        since: OffsetDateTime,
+        after: Option<EndpointId>,
+        limit: u32,
+    ) -> Result<Vec<EndpointRecord>>;
 }

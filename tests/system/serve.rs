@@ -9,6 +9,7 @@ mod allowed_networks;
 mod churn;
 mod database;
 mod e2e;
+mod export;
 mod fleet_servers;
 mod fresh_mail;
 mod guessed_names;

@@ -11,7 +11,7 @@ mod handlers;
 mod metrics;
 mod osquery;
 mod overview;
-mod responses;
+pub mod responses;
 mod roles;
 mod state;
 mod views;

@@ -4,6 +4,7 @@
 mod admin;
 mod agent;
 mod demo;
+mod export;
 mod notify;
 mod output;
 mod probe;
@@ -32,5 +33,6 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         },
         Command::Notify(args) => notify::run(args).await,
         Command::Settle(args) => admin::settle(args).await,
+        Command::Export(args) => export::run(args).await,
     }
 }

@@ -172,6 +172,17 @@ fn report_leads_to_certificates_and_mtls_state(database: TestDatabase) {
     let after = runtime().block_on(store.inventory()).expect("inventory");
     assert_eq!(before, after, "replayed reports changed the store");
 
+    let leaves: Vec<String> = expected.iter().map(|e| e.leaf_sha256.clone()).collect();
+    let every = EndpointFilter {
+        include_retired: true,
+        limit: 1000,
+        ..EndpointFilter::default()
+    };
+    let every = runtime()
+        .block_on(store.endpoints(&every))
+        .expect("list endpoints");
+    super::export::exports_match_the_store(&config, &every, &leaves);
+
     ingest_refuses_what_the_contract_refuses(&service, &token, &body);
 }
 

@@ -9,7 +9,7 @@ mod certificates;
 mod endpoints;
 mod fleet;
 
-pub use certificates::{CertificateDetail, ListedCertificate, Notification};
+pub use certificates::{CertificateDetail, CertificateSummary, ListedCertificate, Notification};
 pub use endpoints::{Endpoint, EndpointDetail, Socket};
 pub use fleet::{FleetOverview, IngestCounts, MtlsSummary};
 
