@@ -9,7 +9,8 @@ use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 use crate::records::{
-    EndpointRecord, MtlsCounts, MtlsDay, MtlsGroup, ObservationRecord, Seen, WorkloadTags,
+    CertificateRecord, EndpointId, EndpointRecord, MtlsCounts, MtlsDay, MtlsGroup,
+    ObservationRecord, Seen, WorkloadTags,
 };
 use crate::rotation::DiscoveryLatency;
 
@@ -522,4 +523,30 @@ mod tests {
         assert_eq!(sockets[1].names[0].sni.as_deref(), Some("b.test"));
         assert_eq!(sockets[1].names_total, 1);
     }
+}
+
+/// One page of an export: rows last seen at or after `since`, at most `limit`, after the
+/// cursor (which also says what is exported).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportPage {
+    pub since: OffsetDateTime,
+    pub after: ExportCursor,
+    pub limit: u32,
+}
+
+/// What an export reads, and the key of the last row of the previous page (`None`: from
+/// the start).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportCursor {
+    /// Certificates, by SHA-256.
+    Certificates(Option<String>),
+    /// Endpoints, retired ones too, by id.
+    Endpoints(Option<EndpointId>),
+}
+
+/// The rows of an export page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportRows {
+    Certificates(Vec<CertificateRecord>),
+    Endpoints(Vec<EndpointRecord>),
 }

@@ -36,10 +36,13 @@ pub fn record(json: &[u8]) -> Result<usize, String> {
     }
     for row in &planned.observations {
         texts.extend([row.ca_names.as_str(), &row.findings]);
-        texts.extend(row.tls_version.as_deref());
-        texts.extend(row.cipher.as_deref());
-        texts.extend(row.alpn.as_deref());
-        texts.extend(row.tls_group.as_deref());
+        let tls = &row.tls;
+        texts.extend(
+            [&tls.version, &tls.cipher, &tls.alpn, &tls.group]
+                .map(Option::as_deref)
+                .into_iter()
+                .flatten(),
+        );
     }
     for outcome in &planned.outcomes {
         texts.extend(outcome.error.as_deref());

@@ -48,9 +48,9 @@ use time::Duration;
 
 pub use browse::{
     normalize_fingerprint, serial_candidates, CertificateHistory, CertificateLookup,
-    CertificateSearch, EndpointClaim, EndpointDetail, EndpointSearch, ExpiryBuckets, FleetOverview,
-    MtlsState, NamedCount, NotificationFilter, QueueDepth, SocketRecord, Succession, FINDINGS,
-    NAMES_PER_SOCKET,
+    CertificateSearch, EndpointClaim, EndpointDetail, EndpointSearch, ExpiryBuckets, ExportCursor,
+    ExportPage, ExportRows, FleetOverview, MtlsState, NamedCount, NotificationFilter, QueueDepth,
+    SocketRecord, Succession, FINDINGS, NAMES_PER_SOCKET,
 };
 pub use certfleet_model::names::{hostname_candidates, normalize_serial};
 pub use certfleet_model::names::{usable_sni, NAMES_PER_ENDPOINT};

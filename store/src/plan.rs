@@ -154,17 +154,23 @@ pub(crate) struct CertificateRow {
     pub seen_at: OffsetDateTime,
 }
 
+/// The negotiated TLS parameters of an observation as stored: text cleaned of control
+/// characters, `None` where the probe did not get that far.
+pub(crate) struct TlsColumns {
+    pub version: Option<String>,
+    pub cipher: Option<String>,
+    pub alpn: Option<String>,
+    pub group: Option<String>,
+    pub legacy: bool,
+}
+
 /// An `observations` row and its chain.
 pub(crate) struct ObservationRow {
     pub endpoint_id: i64,
     pub fingerprint: String,
     pub status: &'static str,
     pub leaf_sha256: Option<String>,
-    pub tls_version: Option<String>,
-    pub cipher: Option<String>,
-    pub alpn: Option<String>,
-    pub tls_group: Option<String>,
-    pub legacy: bool,
+    pub tls: TlsColumns,
     pub mtls_requested: bool,
     pub mtls_required: Option<bool>,
     pub mtls_enforced: Option<&'static str>,
@@ -380,11 +386,13 @@ fn observation_row(endpoint_id: i64, result: &ProbeResult) -> Result<Option<Obse
         fingerprint,
         status: result.status.as_str(),
         leaf_sha256: chain.first().cloned(),
-        tls_version: tls.map(|t| clean(&t.version)),
-        cipher: tls.and_then(|t| clean_opt(&t.cipher)),
-        alpn: tls.and_then(|t| clean_opt(&t.alpn)),
-        tls_group: tls.and_then(|t| clean_opt(&t.group)),
-        legacy: tls.is_some_and(|t| t.legacy),
+        tls: TlsColumns {
+            version: tls.map(|t| clean(&t.version)),
+            cipher: tls.and_then(|t| clean_opt(&t.cipher)),
+            alpn: tls.and_then(|t| clean_opt(&t.alpn)),
+            group: tls.and_then(|t| clean_opt(&t.group)),
+            legacy: tls.is_some_and(|t| t.legacy),
+        },
         mtls_requested: mtls.requested,
         mtls_required: mtls.required,
         mtls_enforced: mtls.enforced.map(MtlsEnforcement::as_str),

@@ -23,39 +23,30 @@ pub(crate) async fn search_certificates(
     read_all(db, &query, rows::certificate).await
 }
 
-/// A page of [`crate::ReadModel::export_certificates`]: the primary key's order, so each
-/// page is one index range however deep the export is.
-pub(crate) async fn export_certificates(
-    db: &impl Db,
-    since: OffsetDateTime,
-    after: Option<&str>,
-    limit: u32,
-) -> Result<Vec<CertificateRecord>> {
+/// A page of [`crate::ReadModel::export_page`], in primary key order, so that each page
+/// is one index range however deep the export is.
+pub(crate) async fn export_page(db: &impl Db, page: &ExportPage) -> Result<ExportRows> {
     let mut query = Query::default();
-    let since = query.arg(Bind::Time(since));
-    let after = query.arg(Bind::Text(after.unwrap_or_default().to_owned()));
-    query.sql = format!(
-        "SELECT {CERTIFICATE_COLUMNS} FROM certificates c \
-         WHERE c.sha256 > {after} AND c.last_seen >= {since} ORDER BY c.sha256 LIMIT {limit}"
-    );
-    read_all(db, &query, rows::certificate).await
-}
-
-/// A page of [`crate::ReadModel::export_endpoints`], in id order.
-pub(crate) async fn export_endpoints(
-    db: &impl Db,
-    since: OffsetDateTime,
-    after: Option<EndpointId>,
-    limit: u32,
-) -> Result<Vec<EndpointRecord>> {
-    let mut query = Query::default();
-    let since = query.arg(Bind::Time(since));
-    let after = query.arg(Bind::Int(after.map_or(0, |id| id.0)));
-    query.sql = format!(
-        "{ENDPOINT_SELECT} WHERE e.id > {after} AND e.last_seen >= {since} \
-         ORDER BY e.id LIMIT {limit}"
-    );
-    read_all(db, &query, rows::endpoint).await
+    let since = query.arg(Bind::Time(page.since));
+    let limit = page.limit;
+    Ok(match &page.after {
+        ExportCursor::Certificates(after) => {
+            let after = query.arg(Bind::Text(after.clone().unwrap_or_default()));
+            query.sql = format!(
+                "SELECT {CERTIFICATE_COLUMNS} FROM certificates c WHERE c.sha256 > {after} \
+                 AND c.last_seen >= {since} ORDER BY c.sha256 LIMIT {limit}"
+            );
+            ExportRows::Certificates(read_all(db, &query, rows::certificate).await?)
+        }
+        ExportCursor::Endpoints(after) => {
+            let after = query.arg(Bind::Int(after.map_or(0, |id| id.0)));
+            query.sql = format!(
+                "{ENDPOINT_SELECT} WHERE e.id > {after} AND e.last_seen >= {since} \
+                 ORDER BY e.id LIMIT {limit}"
+            );
+            ExportRows::Endpoints(read_all(db, &query, rows::endpoint).await?)
+        }
+    })
 }
 
 pub(crate) async fn expiring_leaves(

@@ -228,21 +228,7 @@ pub trait ReadModel: Send + Sync {
     /// Where the fleet stands now. One pass over the active endpoints: cache it.
     async fn fleet_overview(&self) -> Result<FleetOverview>;
 
-    /// Every certificate last seen at or after `since`, in SHA-256 order, a page after
-    /// the SHA-256 `after`: what `certfleet export certificates` streams.
-    async fn export_certificates(
-        &self,
-        since: OffsetDateTime,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<CertificateRecord>>;
-
-    /// Every endpoint (retired ones too) last seen at or after `since`, in id order, a page
-    /// after the id `after`: what `certfleet export endpoints` streams.
-    async fn export_endpoints(
-        &self,
-        since: OffsetDateTime,
-        after: Option<EndpointId>,
-        limit: u32,
-    ) -> Result<Vec<EndpointRecord>>;
+    /// One page of an export (`certfleet export`): every certificate, or every endpoint
+    /// (retired ones too), last seen at or after `since`, in key order after the cursor.
+    async fn export_page(&self, page: &ExportPage) -> Result<ExportRows>;
 }

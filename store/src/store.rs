@@ -177,22 +177,8 @@ impl<D: Db> ReadModel for SqlStore<D> {
         read_model::search_certificates(&self.pool, search).await
     }
 
-    async fn export_certificates(
-        &self,
-        since: OffsetDateTime,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<CertificateRecord>> {
-        read_model::export_certificates(&self.pool, since, after, limit).await
-    }
-
-    async fn export_endpoints(
-        &self,
-        since: OffsetDateTime,
-        after: Option<EndpointId>,
-        limit: u32,
-    ) -> Result<Vec<EndpointRecord>> {
-        read_model::export_endpoints(&self.pool, since, after, limit).await
+    async fn export_page(&self, page: &ExportPage) -> Result<ExportRows> {
+        read_model::export_page(&self.pool, page).await
     }
 
     async fn expiring_leaves(

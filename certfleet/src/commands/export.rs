@@ -7,7 +7,7 @@ use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use certfleet_store::{EndpointId, Store};
+use certfleet_store::{ExportCursor, ExportPage, ExportRows, Store};
 use certfleet_web::responses::{CertificateSummary, Endpoint};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -28,10 +28,11 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(args.config.config.as_deref())?;
     let store = open_store(&config).await?;
     let out = BufWriter::with_capacity(256 * 1024, io::stdout().lock());
-    let rows = match args.what {
-        ExportKind::Certificates => certificates(store.as_ref(), since, args.format, out).await,
-        ExportKind::Endpoints => endpoints(store.as_ref(), since, args.format, out).await,
-    }?;
+    let first = match args.what {
+        ExportKind::Certificates => ExportCursor::Certificates(None),
+        ExportKind::Endpoints => ExportCursor::Endpoints(None),
+    };
+    let rows = export(store.as_ref(), since, first, args.format, out).await?;
     tracing::info!(rows, what = ?args.what, "export done");
     Ok(ExitCode::SUCCESS)
 }
@@ -47,49 +48,45 @@ fn parse_since(text: &str, now: OffsetDateTime) -> anyhow::Result<OffsetDateTime
     Ok(now - back)
 }
 
-async fn certificates(
+/// Streams every page of the export `first` starts, each row as it is read.
+async fn export(
     store: &dyn Store,
     since: OffsetDateTime,
+    first: ExportCursor,
     format: ExportFormat,
     out: impl Write,
 ) -> anyhow::Result<u64> {
-    let mut writer = RowWriter::new(format, out, CERTIFICATE_COLUMNS)?;
-    let mut after: Option<String> = None;
+    let header = match first {
+        ExportCursor::Certificates(_) => CERTIFICATE_COLUMNS,
+        ExportCursor::Endpoints(_) => ENDPOINT_COLUMNS,
+    };
+    let mut writer = RowWriter::new(format, out, header)?;
+    let mut page = ExportPage {
+        since,
+        after: first,
+        limit: PAGE,
+    };
     loop {
-        let page = store
-            .export_certificates(since, after.as_deref(), PAGE)
-            .await?;
-        let full = page.len() == PAGE as usize;
-        after = page.last().map(|record| record.sha256.clone());
-        for record in page {
-            let certificate = CertificateSummary::from(record);
-            writer.write(&certificate, || certificate_row(&certificate))?;
-        }
-        if !full {
+        let (read, next) = match store.export_page(&page).await? {
+            ExportRows::Certificates(records) => {
+                let next = records.last().map(|r| r.sha256.clone());
+                for record in records.iter().cloned().map(CertificateSummary::from) {
+                    writer.write(&record, || certificate_row(&record))?;
+                }
+                (records.len(), ExportCursor::Certificates(next))
+            }
+            ExportRows::Endpoints(records) => {
+                let next = records.last().map(|r| r.id);
+                for record in records.iter().cloned().map(Endpoint::from) {
+                    writer.write(&record, || endpoint_row(&record))?;
+                }
+                (records.len(), ExportCursor::Endpoints(next))
+            }
+        };
+        if read < PAGE as usize {
             return writer.finish();
         }
-    }
-}
-
-async fn endpoints(
-    store: &dyn Store,
-    since: OffsetDateTime,
-    format: ExportFormat,
-    out: impl Write,
-) -> anyhow::Result<u64> {
-    let mut writer = RowWriter::new(format, out, ENDPOINT_COLUMNS)?;
-    let mut after: Option<EndpointId> = None;
-    loop {
-        let page = store.export_endpoints(since, after, PAGE).await?;
-        let full = page.len() == PAGE as usize;
-        after = page.last().map(|record| record.id);
-        for record in page {
-            let endpoint = Endpoint::from(record);
-            writer.write(&endpoint, || endpoint_row(&endpoint))?;
-        }
-        if !full {
-            return writer.finish();
-        }
+        page.after = next;
     }
 }
 
