@@ -1,7 +1,9 @@
 //! Test support shared by the integration tests of several crates (never a dependency of
 //! anything shipped): network namespaces (addresses other than loopback without traffic
-//! off the machine), headless Chromium, promtool, skips, waits, the fuzz seed corpus.
+//! off the machine), headless Chromium, promtool, skips, waits, the fuzz seed corpus, and
+//! the `certfleet` binary the system and agent tests run (built once per test process).
 
+pub mod binary;
 pub mod browser;
 pub mod netns;
 pub mod postgres;

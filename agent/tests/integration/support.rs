@@ -1,10 +1,9 @@
 //! The real `certfleet` binary (`serve`, `token create`, `agent`) as child processes.
 //!
 //! Cargo only tells a package's tests where that package's own binaries are, and the
-//! `certfleet` binary lives in another package: it is looked up beside this test binary
-//! (`target/<profile>/certfleet`), or at `$CERTFLEET_BIN`. `cargo test --workspace` (what
-//! `scripts/test` runs) builds it; after `cargo test -p certfleet-agent` alone, run
-//! `cargo build -p certfleet` first.
+//! `certfleet` binary lives in another package: testkit builds it once per test process
+//! into this test's target folder and profile (`certfleet_testkit::binary`), or
+//! `$CERTFLEET_BIN` names one.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
@@ -21,19 +20,7 @@ pub fn certfleet_bin() -> PathBuf {
     if let Some(path) = std::env::var_os("CERTFLEET_BIN") {
         return PathBuf::from(path);
     }
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test>");
-    let path = profile_dir.join("certfleet");
-    assert!(
-        path.exists(),
-        "{} is missing: build it with `cargo build -p certfleet` (cargo test --workspace does), \
-         or point CERTFLEET_BIN at it",
-        path.display()
-    );
-    path
+    certfleet_testkit::binary::certfleet().to_path_buf()
 }
 
 /// `certfleet ARGS...` without the test's own `CERTFLEET_*` variables (the service reads
