@@ -81,6 +81,8 @@ enum Outcome {
     Failed(String),
     /// Not attempted: its lease is no longer this run's.
     LeaseLost,
+    /// Not started: another digest of the run failed on the store, so the run ends.
+    NotStarted,
 }
 
 /// Decides and delivers expiry notifications. Any number of notifiers may share one
@@ -386,17 +388,33 @@ impl Notifier {
             .await?;
         let held: Vec<i64> = digests.iter().flat_map(|d| d.ids.iter().copied()).collect();
         // Each digest is sent and recorded in its own task, so that recording one never
-        // holds up the sending of the others.
+        // holds up the sending of the others. When one fails on the store, no further
+        // digest starts, but those in flight are carried to the end: one may have been
+        // sent and be waiting to record it, and dropping it then would send it again later
+        // (seen when PostgreSQL was killed mid-run).
         let attempts = &attempts;
+        let stop = &std::sync::atomic::AtomicBool::new(false);
         let sending = async {
             let mut outcomes = futures::stream::iter(digests)
                 .map(|digest| async move {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        return (digest, Ok(Outcome::NotStarted));
+                    }
                     let outcome = self.send_and_record(&digest, lease, attempts).await;
                     (digest, outcome)
                 })
                 .buffer_unordered(self.settings.concurrency.max(1));
+            let mut first_error = None;
             while let Some((digest, outcome)) = outcomes.next().await {
-                match outcome? {
+                let outcome = match outcome {
+                    Ok(outcome) => outcome,
+                    Err(error) => {
+                        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                        first_error.get_or_insert(error);
+                        continue;
+                    }
+                };
+                match outcome {
                     Outcome::Sent(recorded) => {
                         report.digests_sent += 1;
                         report.notifications_sent += recorded;
@@ -406,9 +424,10 @@ impl Notifier {
                         error: reason,
                     }),
                     Outcome::LeaseLost => report.lease_lost += 1,
+                    Outcome::NotStarted => {}
                 }
             }
-            Ok(())
+            first_error.map_or(Ok(()), Err)
         };
         tokio::select! {
             sent = sending => sent,
