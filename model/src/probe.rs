@@ -76,6 +76,17 @@ pub struct MtlsPolicy {
     pub enforced: Option<MtlsEnforcement>,
 }
 
+impl MtlsPolicy {
+    /// The client-certificate policy in a word: `required`, `optional` or `none`.
+    pub fn label(&self) -> &'static str {
+        match (self.requested, self.required) {
+            (false, _) => "none",
+            (true, Some(true)) => "required",
+            (true, _) => "optional",
+        }
+    }
+}
+
 /// The layer at which a server insists on a client certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

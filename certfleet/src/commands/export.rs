@@ -69,18 +69,18 @@ async fn export(
     loop {
         let (read, next) = match store.export_page(&page).await? {
             ExportRows::Certificates(records) => {
-                let next = records.last().map(|r| r.sha256.clone());
-                for record in records.iter().cloned().map(CertificateSummary::from) {
+                let (read, next) = (records.len(), records.last().map(|r| r.sha256.clone()));
+                for record in records.into_iter().map(CertificateSummary::from) {
                     writer.write(&record, || certificate_row(&record))?;
                 }
-                (records.len(), ExportCursor::Certificates(next))
+                (read, ExportCursor::Certificates(next))
             }
             ExportRows::Endpoints(records) => {
-                let next = records.last().map(|r| r.id);
-                for record in records.iter().cloned().map(Endpoint::from) {
+                let (read, next) = (records.len(), records.last().map(|r| r.id));
+                for record in records.into_iter().map(Endpoint::from) {
                     writer.write(&record, || endpoint_row(&record))?;
                 }
-                (records.len(), ExportCursor::Endpoints(next))
+                (read, ExportCursor::Endpoints(next))
             }
         };
         if read < PAGE as usize {
@@ -207,11 +207,7 @@ fn endpoint_row(e: &Endpoint) -> Vec<String> {
     let text = |value: &Option<String>| value.clone().unwrap_or_default();
     let time = |value: Option<OffsetDateTime>| value.map(rfc3339).unwrap_or_default();
     let observation = e.observation.as_ref();
-    let mtls = observation.map(|o| match (o.mtls.requested, o.mtls.required) {
-        (true, Some(true)) => "required",
-        (true, _) => "optional",
-        (false, _) => "none",
-    });
+    let mtls = observation.map(|o| o.mtls.label());
     let findings = observation.map(|o| {
         let names: Vec<&str> = o.findings.iter().map(|f| f.as_str()).collect();
         names.join(" ")

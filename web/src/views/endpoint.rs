@@ -7,7 +7,7 @@ use maud::html;
 use certfleet_store::EndpointSearch;
 
 use super::endpoints::socket_table;
-use super::layout::{day, days_left_cell, encode, mtls_label, or_dash, page};
+use super::layout::{day, days_left_cell, encode, or_dash, page};
 use crate::handlers::endpoints::parse_id;
 use crate::{ApiError, AppState};
 
@@ -65,7 +65,7 @@ pub async fn show(
                     td { @if let Some(sha) = &o.leaf_sha256 { a href=(format!("/certificates/{sha}")) { (o.leaf_subject.clone().unwrap_or_else(|| sha.clone())) } } @else { "-" } }
                     td { @if let Some(at) = o.leaf_not_after { (days_left_cell(at)) } @else { "-" } }
                     td { (o.tls.as_ref().map(|t| t.version.as_str()).unwrap_or("-")) }
-                    td { (mtls_label(o.mtls.requested, o.mtls.required)) }
+                    td { (o.mtls.label()) }
                     td { (o.findings.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", ")) }
                     td { (day(o.seen.first_seen)) } td { (day(o.seen.last_seen)) }
                 }

@@ -6,7 +6,7 @@ use axum::response::Html;
 use certfleet_store::{EndpointRecord, SocketRecord};
 use maud::{html, Markup};
 
-use super::layout::{days_left_cell, encode, mtls_label, next_page, or_dash, page};
+use super::layout::{days_left_cell, encode, next_page, or_dash, page};
 use crate::extract::ApiQuery;
 use crate::handlers::endpoints::{self, EndpointQuery};
 use crate::handlers::params::present;
@@ -94,7 +94,7 @@ fn endpoint_row(endpoint: &EndpointRecord, nested: bool) -> Markup {
             td { (or_dash(endpoint.tags.owner.as_deref())) }
             td { (endpoint.last_status.map(|s| s.as_str()).unwrap_or("not probed yet")) }
             td { (observation.and_then(|o| o.tls.as_ref()).map(|t| t.version.as_str()).unwrap_or("-")) }
-            td { (observation.map(|o| mtls_label(o.mtls.requested, o.mtls.required)).unwrap_or("-")) }
+            td { (observation.map(|o| o.mtls.label()).unwrap_or("-")) }
             td {
                 @if let Some(sha) = observation.and_then(|o| o.leaf_sha256.as_ref()) {
                     a href=(format!("/certificates/{sha}")) { (observation.and_then(|o| o.leaf_subject.clone()).unwrap_or_default()) }

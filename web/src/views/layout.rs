@@ -126,12 +126,3 @@ pub fn encode(value: &str) -> String {
 pub fn or_dash(value: Option<&str>) -> &str {
     value.unwrap_or("-")
 }
-
-/// The client-certificate policy in words.
-pub fn mtls_label(requested: bool, required: Option<bool>) -> &'static str {
-    match (requested, required) {
-        (false, _) => "none",
-        (true, Some(true)) => "required",
-        (true, _) => "optional",
-    }
-}
