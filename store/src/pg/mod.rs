@@ -49,8 +49,11 @@ impl Backend for Postgres {
                 Bind::Date(date) => bound.bind(*date),
                 Bind::Ints(ints) => bound.bind(ints.as_slice()),
                 Bind::Texts(texts) => bound.bind(texts.as_slice()),
-                Bind::Column(Column::Text(values)) => bound.bind(values.as_slice()),
+                Bind::Column(Column::Text(values)) => {
+                    bound.bind(values.iter().collect::<Vec<Option<&str>>>())
+                }
                 Bind::Column(Column::Int(values)) => bound.bind(values.as_slice()),
+                Bind::Column(Column::Int4(values)) => bound.bind(values.as_slice()),
                 Bind::Column(Column::Bool(values)) => bound.bind(values.as_slice()),
                 Bind::Column(Column::Time(values)) => bound.bind(values.as_slice()),
                 // Bound alike on both backends, by `bind_all`.

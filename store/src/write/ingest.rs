@@ -154,7 +154,7 @@ async fn upsert_host<D: Db>(transaction: &mut D::Tx, host: &HostRow) -> Result<i
 /// The address and port of each endpoint, as a batch.
 fn sockets(endpoints: &[EndpointRow]) -> Batch {
     Batch::new(endpoints.len())
-        .column("address", endpoints, |e| Some(e.address.clone()))
+        .text("address", endpoints, |e| Some(e.address.as_str()))
         .column("port", endpoints, |e| Some(e.port))
 }
 
@@ -181,12 +181,12 @@ async fn upsert_endpoints<D: Db>(
         "container_name",
     ];
     let batch = sockets(endpoints)
-        .column("process", endpoints, |e| e.process.clone())
-        .column("container", endpoints, |e| e.container.clone())
+        .text("process", endpoints, |e| e.process.as_deref())
+        .text("container", endpoints, |e| e.container.as_deref())
         .column("netns", endpoints, |e| e.netns)
         .tags(endpoints, |e| &e.tags)
-        .column("namespace", endpoints, |e| e.namespace.clone())
-        .column("container_name", endpoints, |e| e.container_name.clone());
+        .text("namespace", endpoints, |e| e.namespace.as_deref())
+        .text("container_name", endpoints, |e| e.container_name.as_deref());
     let mut query = Query::default();
     let host_id = query.arg(Bind::Int(host_id));
     let seen = query.arg(Bind::Time(host.seen_at));

@@ -48,8 +48,8 @@ pub(super) async fn add_named_endpoints<D: Db>(
     }
     let batch = Batch::new(triples.len())
         .column("parent", &triples, |t| Some(t.0))
-        .column("name", &triples, |t| Some(t.1.clone()))
-        .column("source", &triples, |t| Some(t.2.as_str().to_string()));
+        .text("name", &triples, |t| Some(t.1.as_str()))
+        .text("source", &triples, |t| Some(t.2.as_str()));
     let mut query = Query::default();
     let now = query.arg(Bind::Time(now));
     let limit = query.arg(Bind::Int(NAMES_PER_ENDPOINT as i64));

@@ -22,9 +22,9 @@ const DUE: &str = "n.sent_at IS NULL AND n.resolved_at IS NULL \
 /// The claims as a batch.
 fn claim_batch(claims: &[NotificationClaim]) -> Batch {
     Batch::new(claims.len())
-        .column("sha256", claims, |c| Some(c.sha256.clone()))
-        .column("owner", claims, |c| Some(c.owner.clone()))
-        .column("threshold", claims, |c| Some(c.threshold.clone()))
+        .text("sha256", claims, |c| Some(c.sha256.as_str()))
+        .text("owner", claims, |c| Some(c.owner.as_str()))
+        .text("threshold", claims, |c| Some(c.threshold.as_str()))
 }
 
 /// A query of `sql`, where `{ids}` stands for `<id> IN` the ids bound as `$1`, and more

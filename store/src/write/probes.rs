@@ -62,8 +62,8 @@ pub(crate) async fn record_probe_results<D: Db>(
     }
     for chunk in batch.names.chunks(CHUNK) {
         let names = Batch::new(chunk.len())
-            .column("name", chunk, |(name, _)| Some(name.clone()))
-            .column("sha256", chunk, |(_, sha256)| Some(sha256.clone()));
+            .text("name", chunk, |(name, _)| Some(name.as_str()))
+            .text("sha256", chunk, |(_, sha256)| Some(sha256.as_str()));
         let mut query = Query::default();
         let source = D::bind_batch(&mut query, names);
         query.sql = format!(
@@ -133,24 +133,24 @@ async fn upsert_certificates<D: Db>(
     rows: &[CertificateRow],
 ) -> Result<()> {
     let batch = Batch::new(rows.len())
-        .column("sha256", rows, |r| Some(r.sha256.clone()))
-        .column("serial", rows, |r| Some(r.serial.clone()))
-        .column("subject", rows, |r| Some(r.subject.clone()))
-        .column("issuer", rows, |r| Some(r.issuer.clone()))
+        .text("sha256", rows, |r| Some(r.sha256.as_str()))
+        .text("serial", rows, |r| Some(r.serial.as_str()))
+        .text("subject", rows, |r| Some(r.subject.as_str()))
+        .text("issuer", rows, |r| Some(r.issuer.as_str()))
         .column("not_before", rows, |r| Some(r.not_before))
         .column("not_after", rows, |r| Some(r.not_after))
-        .column("sans", rows, |r| Some(r.sans.clone()))
-        .column("key_type", rows, |r| Some(r.key_type.clone()))
+        .text("sans", rows, |r| Some(r.sans.as_str()))
+        .text("key_type", rows, |r| Some(r.key_type.as_str()))
         .column("key_bits", rows, |r| Some(r.key_bits))
-        .column("key_curve", rows, |r| r.key_curve.clone())
+        .text("key_curve", rows, |r| r.key_curve.as_deref())
         .column("signature_algorithm", rows, |r| {
             Some(r.signature_algorithm.clone())
         })
         .column("is_ca", rows, |r| Some(r.is_ca))
         .column("self_signed", rows, |r| Some(r.self_signed))
-        .column("pem", rows, |r| r.pem.clone())
+        .text("pem", rows, |r| r.pem.as_deref())
         .column("seen_at", rows, |r| Some(r.seen_at))
-        .column("sha1", rows, |r| r.sha1.clone());
+        .text("sha1", rows, |r| r.sha1.as_deref());
     let mut query = Query::default();
     let source = D::bind_batch(&mut query, batch);
     let columns = "sha256, serial, subject, issuer, not_before, not_after, sans, key_type, \
@@ -208,18 +208,18 @@ async fn upsert_observations<D: Db>(
     let dialect = D::DIALECT;
     let batch = Batch::new(rows.len())
         .column("endpoint_id", rows, |r| Some(r.endpoint_id))
-        .column("fingerprint", rows, |r| Some(r.fingerprint.clone()))
-        .column("status", rows, |r| Some(r.status.to_string()))
-        .column("leaf_sha256", rows, |r| r.leaf_sha256.clone())
-        .column("tls_version", rows, |r| r.tls.version.clone())
-        .column("cipher", rows, |r| r.tls.cipher.clone())
-        .column("alpn", rows, |r| r.tls.alpn.clone())
-        .column("tls_group", rows, |r| r.tls.group.clone())
+        .text("fingerprint", rows, |r| Some(r.fingerprint.as_str()))
+        .text("status", rows, |r| Some(r.status))
+        .text("leaf_sha256", rows, |r| r.leaf_sha256.as_deref())
+        .text("tls_version", rows, |r| r.tls.version.as_deref())
+        .text("cipher", rows, |r| r.tls.cipher.as_deref())
+        .text("alpn", rows, |r| r.tls.alpn.as_deref())
+        .text("tls_group", rows, |r| r.tls.group.as_deref())
         .column("legacy", rows, |r| Some(r.tls.legacy))
         .column("mtls_requested", rows, |r| Some(r.mtls_requested))
         .column("mtls_required", rows, |r| r.mtls_required)
-        .column("ca_names", rows, |r| Some(r.ca_names.clone()))
-        .column("findings", rows, |r| Some(r.findings.clone()))
+        .text("ca_names", rows, |r| Some(r.ca_names.as_str()))
+        .text("findings", rows, |r| Some(r.findings.as_str()))
         .column("seen_at", rows, |r| Some(r.seen_at))
         .column("mtls_enforced", rows, |r| {
             r.mtls_enforced.map(str::to_string)
@@ -260,7 +260,7 @@ async fn upsert_observations<D: Db>(
     let batch = Batch::new(chain.len())
         .column("observation_id", &chain, |c| Some(c.0))
         .column("position", &chain, |c| Some(c.1))
-        .column("sha256", &chain, |c| Some(c.2.clone()));
+        .text("sha256", &chain, |c| Some(c.2.as_str()));
     let mut query = Query::default();
     let source = D::bind_batch(&mut query, batch);
     query.sql = format!(
@@ -278,8 +278,8 @@ async fn insert_rotations<D: Db>(transaction: &mut D::Tx, rows: &[RotationRow]) 
     }
     let batch = Batch::new(rows.len())
         .column("endpoint_id", rows, |r| Some(r.endpoint_id))
-        .column("old_sha256", rows, |r| Some(r.old_sha256.clone()))
-        .column("new_sha256", rows, |r| Some(r.new_sha256.clone()))
+        .text("old_sha256", rows, |r| Some(r.old_sha256.as_str()))
+        .text("new_sha256", rows, |r| Some(r.new_sha256.as_str()))
         .column("old_seen_at", rows, |r| Some(r.old_seen_at))
         .column("new_seen_at", rows, |r| Some(r.new_seen_at))
         .column("latency_ms", rows, |r| Some(r.latency_ms));
@@ -306,14 +306,14 @@ async fn update_endpoints<D: Db>(
 ) -> Result<()> {
     let batch = Batch::new(updates.len())
         .column("id", updates, |u| Some(u.id))
-        .column("status", updates, |u| Some(u.status.to_string()))
-        .column("error", updates, |u| u.error.clone())
+        .text("status", updates, |u| Some(u.status))
+        .text("error", updates, |u| u.error.as_deref())
         .column("probed_at", updates, |u| Some(u.probed_at))
         .column("failures", updates, |u| Some(u.failures))
         .column("next_probe_at", updates, |u| Some(u.next_probe_at))
         .column("observation_id", updates, |u| u.observation_id)
         .column("keep", updates, |u| Some(u.keep_observation))
-        .column("leaf_sha256", updates, |u| u.leaf_sha256.clone())
+        .text("leaf_sha256", updates, |u| u.leaf_sha256.as_deref())
         .column("leaf_not_after", updates, |u| u.leaf_not_after);
     let mut query = Query::default();
     let unreported = query.arg(Bind::Time(unreported_before));

@@ -20,8 +20,8 @@ pub(crate) async fn upsert<D: Db>(
         let batch = Batch::new(chunk.len())
             .column("address", chunk, |e| Some(e.address.to_string()))
             .column("port", chunk, |e| Some(i32::from(e.port)))
-            .column("sni", chunk, |e| e.sni.clone())
-            .column("starttls", chunk, |e| e.starttls.clone())
+            .text("sni", chunk, |e| e.sni.as_deref())
+            .text("starttls", chunk, |e| e.starttls.as_deref())
             .tags(chunk, |e| &e.tags);
         let mut query = Query::default();
         let now = query.arg(Bind::Time(now));
