@@ -46,6 +46,8 @@ pub struct Digest {
     pub html: String,
     /// Outbox rows this digest delivers.
     pub ids: Vec<i64>,
+    /// For a webhook: the body to post (JSON); `None` for mail.
+    pub body: Option<String>,
     /// SHA-256 of every certificate in it, most urgent first.
     pub certificates: Vec<String>,
 }
@@ -57,14 +59,7 @@ pub fn render(
     settings: &Settings,
     now: OffsetDateTime,
 ) -> Option<Digest> {
-    items.sort_by_key(|item| {
-        let resolved = matches!(item.reason, Reason::Resolved);
-        (
-            resolved,
-            item.certificate.not_after,
-            item.certificate.sha256.clone(),
-        )
-    });
+    sort(&mut items);
     let first = items.first()?;
     let expiring = items
         .iter()
@@ -174,8 +169,21 @@ pub fn render(
         text,
         html,
         ids: Vec::new(),
+        body: None,
         certificates: items.iter().map(|i| i.certificate.sha256.clone()).collect(),
     })
+}
+
+/// Most urgent first: what is still served before what is resolved, then by expiry.
+pub(crate) fn sort(items: &mut [Item<'_>]) {
+    items.sort_by_key(|item| {
+        let resolved = matches!(item.reason, Reason::Resolved);
+        (
+            resolved,
+            item.certificate.not_after,
+            item.certificate.sha256.clone(),
+        )
+    });
 }
 
 /// Labelled facts of one expiring certificate.
@@ -284,7 +292,7 @@ fn place(socket: &str, endpoint: &ServedAt) -> String {
 }
 
 /// SANs, or the subject's CN when there are none.
-fn names(certificate: &CertificateRecord) -> Vec<String> {
+pub(crate) fn names(certificate: &CertificateRecord) -> Vec<String> {
     if !certificate.sans.is_empty() {
         return certificate.sans.clone();
     }
@@ -378,6 +386,7 @@ mod tests {
             hostname: Some("web-1".into()),
             app: Some("web".into()),
             env: None,
+            owner: "ops@example.com".into(),
             probed_at: None,
             probe_status: Some("ok".into()),
             seen_at: None,
@@ -407,6 +416,7 @@ mod tests {
             hostname: None,
             app: None,
             env: None,
+            owner: "ops@example.com".into(),
             probed_at: Some(time::macros::datetime!(2026-12-04 10:00 UTC)),
             probe_status: Some("timeout".into()),
             seen_at: Some(time::macros::datetime!(2026-12-03 09:30 UTC)),

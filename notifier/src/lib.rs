@@ -18,8 +18,8 @@
 //!    serving (its pending rows are dropped; if the owner had been told, a "no longer
 //!    served" notice is claimed), or a muted one.
 //! 4. **Deliver**: lease the due rows owner by owner, render one digest per owner, send it
-//!    (SMTP through lettre, or `.eml` files), and record it as sent, or record the
-//!    failure's reason and when to try again.
+//!    (SMTP through lettre, or `.eml` files; a webhook's as a signed HTTP post), and
+//!    record it as sent, or record the failure's reason and when to try again.
 
 mod confirm;
 mod digest;
@@ -30,6 +30,7 @@ pub mod policy;
 mod run;
 mod settings;
 mod transport;
+mod webhook;
 
 pub use confirm::{Confirm, Confirmed};
 pub use digest::{display_name, time_left, Digest};
@@ -39,3 +40,6 @@ pub use plan::{cleanup, Cleanup, Decision, Served, ServedAt};
 pub use run::{Failure, Notifier, RunReport};
 pub use settings::{Backoff, Delivery, Settings};
 pub use transport::{message, DeliveryError, Mailer};
+pub use webhook::{
+    delivery_id, signature, Format as WebhookFormat, PostError, Webhook, WebhookSpec,
+};

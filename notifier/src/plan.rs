@@ -30,6 +30,9 @@ pub struct ServedAt {
     pub app: Option<String>,
     /// `env` tag.
     pub env: Option<String>,
+    /// The endpoint's owner (an address), whoever the digest is for (a security copy or a
+    /// webhook serves several owners).
+    pub owner: String,
     /// When the endpoint was last probed.
     pub probed_at: Option<OffsetDateTime>,
     /// The status of that probe; anything but `ok` means the certificate was not seen
@@ -94,12 +97,19 @@ impl Decision {
             }
             let owner = settings.owners.owner_with(candidate, &mut checked);
             let own = owner.thresholds.unwrap_or(&settings.thresholds);
-            let mut owners = vec![(owner.email, own)];
+            let mut owners = vec![(owner.email.to_owned(), own)];
             if let Some(copy) = settings.security_copy.as_deref() {
-                owners.push((copy, &settings.thresholds));
+                owners.push((copy.to_owned(), &settings.thresholds));
             }
-            for (email, own) in owners {
-                let key = (candidate.sha256.clone(), email.to_owned());
+            // A webhook is told with the thresholds of the owners it serves.
+            let app = candidate.tags.app.as_deref();
+            for webhook in &settings.webhooks {
+                if webhook.serves(owner.email, app) {
+                    owners.push((webhook.recipient(), own));
+                }
+            }
+            for (recipient, own) in owners {
+                let key = (candidate.sha256.clone(), recipient);
                 let list = thresholds.entry(key.clone()).or_default();
                 for days in own {
                     if !list.contains(days) {
@@ -119,7 +129,7 @@ impl Decision {
                     .iter()
                     .any(|e| e.endpoint_id == candidate.endpoint_id)
                 {
-                    entry.endpoints.push(served_at(candidate));
+                    entry.endpoints.push(served_at(candidate, owner.email));
                 }
             }
         }
@@ -157,7 +167,7 @@ impl Decision {
     }
 }
 
-fn served_at(candidate: &NotificationCandidate) -> ServedAt {
+fn served_at(candidate: &NotificationCandidate, owner: &str) -> ServedAt {
     let address = if candidate.address.contains(':') {
         format!("[{}]:{}", candidate.address, candidate.port)
     } else {
@@ -170,6 +180,7 @@ fn served_at(candidate: &NotificationCandidate) -> ServedAt {
         hostname: candidate.hostname.clone(),
         app: candidate.tags.app.clone(),
         env: candidate.tags.env.clone(),
+        owner: owner.to_owned(),
         probed_at: candidate.probed_at,
         probe_status: candidate.probe_status.clone(),
         seen_at: candidate.seen_at,

@@ -19,7 +19,8 @@ use crate::error::Result;
 use crate::plan::{cleanup, Decision, Key};
 use crate::policy::Level;
 use crate::settings::Settings;
-use crate::transport::{message, Mailer};
+use crate::transport::{message, DeliveryError, Mailer};
+use crate::webhook::{self, Poster, RECIPIENT_PREFIX};
 
 /// Leases taken in one run at most: a guard against a loop, far above any real outbox.
 const MAX_ROUNDS: usize = 100_000;
@@ -92,6 +93,8 @@ pub struct Notifier {
     store: Arc<dyn Store>,
     settings: Settings,
     mailer: Mailer,
+    /// Posts to the webhooks.
+    poster: Poster,
     clock: Arc<dyn Clock>,
     worker: String,
     /// Random, per notifier: with `worker` and `leases`, makes each lease's token unique
@@ -109,10 +112,12 @@ impl Notifier {
     pub fn new(store: Arc<dyn Store>, settings: Settings, clock: Arc<dyn Clock>) -> Result<Self> {
         settings.check()?;
         let mailer = Mailer::new(&settings)?;
+        let poster = Poster::new(settings.webhook_timeout)?;
         Ok(Notifier {
             store,
             settings,
             mailer,
+            poster,
             clock,
             worker: format!("notifier/{}", std::process::id()),
             nonce: RandomState::new().hash_one(std::process::id()),
@@ -352,6 +357,7 @@ impl Notifier {
             html: format!("<p>{}</p>", text.trim().replace("\n\n", "</p><p>")),
             text,
             ids: Vec::new(),
+            body: None,
             certificates: Vec::new(),
         };
         self.mailer
@@ -477,18 +483,15 @@ impl Notifier {
             tracing::warn!(owner = %digest.to, "lease lost before sending; digest left to its holder");
             return Ok(Outcome::LeaseLost);
         }
-        let sent = match message(&self.settings.from, digest) {
-            Ok(message) => self.mailer.send(message).await,
-            Err(error) => Err(error),
-        };
-        match sent {
+        match self.transmit(digest).await {
             Ok(()) => Ok(Outcome::Sent(self.record_sent(&digest.ids).await?)),
             Err(error) => {
                 let reason = error.to_string();
                 tracing::warn!(owner = %digest.to, error = %reason, "digest not delivered");
                 let before = digest.ids.iter().filter_map(|id| attempts.get(id)).max();
                 let attempt = before.copied().unwrap_or(0) + 1;
-                let retry_at = self.clock.now() + self.settings.retry.delay(attempt);
+                let delay = error.retry_delay(&self.settings.retry, attempt);
+                let retry_at = self.clock.now() + delay;
                 // Only what this lease still holds: a failure recorded on notifications
                 // another scheduler took over would end its lease while it sends them.
                 let held = self
@@ -501,6 +504,32 @@ impl Notifier {
                 Ok(Outcome::Failed(reason))
             }
         }
+    }
+
+    /// Hands a digest to its transport: a webhook's body is posted to it, anything else
+    /// is mailed.
+    async fn transmit(&self, digest: &Digest) -> Result<(), DeliveryError> {
+        let Some(body) = &digest.body else {
+            return self
+                .mailer
+                .send(message(&self.settings.from, digest)?)
+                .await;
+        };
+        let Some(webhook) = self.settings.webhook(&digest.to) else {
+            return Err(DeliveryError::Message(format!(
+                "{} is not configured",
+                digest.to
+            )));
+        };
+        let delivery = webhook::delivery_id(&digest.ids);
+        let timestamp = self.clock.now().unix_timestamp();
+        self.poster
+            .post(webhook, body.clone(), &delivery, timestamp)
+            .await
+            .map_err(|error| DeliveryError::Webhook {
+                name: webhook.name.clone(),
+                error,
+            })
     }
 
     /// Records a delivered digest. The message is already out: while the database is
@@ -552,6 +581,13 @@ impl Notifier {
         let resolved = Level::Resolved.key();
         let (mut digests, mut stale) = (Vec::new(), Vec::new());
         for (owner, by_certificate) in by_owner {
+            let webhook = self.settings.webhook(owner);
+            if webhook.is_none() && owner.starts_with(RECIPIENT_PREFIX) {
+                // A webhook no longer configured: nobody to send its rows to.
+                let rows = by_certificate.values().flatten();
+                stale.extend(rows.filter_map(|row| row.id));
+                continue;
+            }
             let mut items = Vec::new();
             let mut ids = Vec::new();
             for (sha256, rows) in by_certificate {
@@ -582,7 +618,12 @@ impl Notifier {
                     _ => stale.extend(row_ids),
                 }
             }
+            digest::sort(&mut items);
+            let body = webhook.map(|webhook| (webhook, items.clone()));
             if let Some(mut digest) = digest::render(owner, items, &self.settings, now) {
+                digest.body = body.map(|(webhook, items)| {
+                    webhook::body(webhook, &digest.subject, &items, &ids, &self.settings, now)
+                });
                 digest.ids = ids;
                 digests.push(digest);
             }

@@ -8,6 +8,7 @@ use time::Duration;
 
 use crate::error::{Error, Result};
 use crate::owners::{is_address, OwnerRules};
+use crate::webhook::{self, Webhook, RECIPIENT_PREFIX};
 
 /// Where digests go.
 #[derive(Clone, PartialEq, Eq)]
@@ -82,6 +83,11 @@ pub struct Settings {
     pub confirm_within: Duration,
     /// How long a run waits for those probes at most (`notify.confirm_wait`).
     pub confirm_wait: std::time::Duration,
+    /// Receivers of digests over HTTP (`[[notify.webhooks]]`), beside the owners' mail.
+    pub webhooks: Vec<Webhook>,
+    /// Deadline of one webhook post (connect, TLS, request and answer); the connection
+    /// alone gets a third of it.
+    pub webhook_timeout: std::time::Duration,
 }
 
 impl Settings {
@@ -105,6 +111,8 @@ impl Settings {
             smtp_timeout: std::time::Duration::from_secs(30),
             confirm_within: Duration::hours(1),
             confirm_wait: std::time::Duration::from_secs(60),
+            webhooks: Vec::new(),
+            webhook_timeout: std::time::Duration::from_secs(30),
         }
     }
 
@@ -124,6 +132,7 @@ impl Settings {
                 ));
             }
         }
+        webhook::check_all(&self.webhooks)?;
         if let Delivery::Smtp(url) = &self.delivery {
             if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
                 return Err(Error::setting(
@@ -153,6 +162,12 @@ impl Settings {
             Delivery::Smtp(url) => redact_url(url),
             Delivery::Files(dir) => format!(".eml files in {}", dir.display()),
         }
+    }
+
+    /// The webhook an outbox recipient (`webhook:<name>`) names, if it is configured.
+    pub fn webhook(&self, recipient: &str) -> Option<&Webhook> {
+        let name = recipient.strip_prefix(RECIPIENT_PREFIX)?;
+        self.webhooks.iter().find(|webhook| webhook.name == name)
     }
 
     /// The link to a certificate's page.

@@ -10,7 +10,8 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::settings::{Delivery, Settings};
+use crate::settings::{Backoff, Delivery, Settings};
+use crate::webhook::PostError;
 use certfleet_model::redact_url;
 
 /// Why a message was not delivered; kept in the outbox as the notification's last error,
@@ -25,6 +26,14 @@ pub enum DeliveryError {
     /// The SMTP server refused or could not be reached.
     #[error("SMTP: {0}")]
     Smtp(lettre::transport::smtp::Error),
+    /// A webhook did not take the digest.
+    #[error("webhook {name}: {error}{}", if error.is_permanent() { " (permanent: retried at the longest back-off)" } else { "" })]
+    Webhook {
+        /// The webhook's name.
+        name: String,
+        /// What happened.
+        error: PostError,
+    },
     /// The `.eml` file could not be written.
     #[error("cannot write {path}: {error}")]
     File {
@@ -42,7 +51,26 @@ impl DeliveryError {
         match self {
             DeliveryError::Message(_) => true,
             DeliveryError::Smtp(error) => error.is_permanent(),
+            DeliveryError::Webhook { error, .. } => error.is_permanent(),
             DeliveryError::File { .. } => false,
+        }
+    }
+
+    /// How long to wait before the next attempt, the `attempts`-th failure just recorded:
+    /// the back-off; for a webhook, the longest back-off after a permanent failure (a 4xx:
+    /// a corrected receiver still gets the digest), and at least what its `Retry-After`
+    /// asked, up to the longest back-off.
+    pub fn retry_delay(&self, backoff: &Backoff, attempts: u32) -> time::Duration {
+        let delay = backoff.delay(attempts);
+        let DeliveryError::Webhook { error, .. } = self else {
+            return delay;
+        };
+        if error.is_permanent() {
+            return backoff.max;
+        }
+        match error.retry_after().map(time::Duration::try_from) {
+            Some(Ok(asked)) => delay.max(asked.min(backoff.max)),
+            _ => delay,
         }
     }
 }

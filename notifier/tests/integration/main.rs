@@ -1,9 +1,11 @@
 //! The notifier against real components: SQLite and PostgreSQL stores, and a real SMTP
-//! server (aiosmtpd writing a Maildir) or the `.eml` file transport. Time is a manual
+//! server (aiosmtpd writing a Maildir) or the `.eml` file transport, and real HTTP
+//! receivers (axum on 127.0.0.1) for webhooks. Time is a manual
 //! clock moved by the tests; nothing waits on wall-clock time.
 
 mod fleet;
 mod harness;
+mod receiver;
 mod smtpd;
 
 mod concurrency;
@@ -14,6 +16,7 @@ mod outage;
 mod rotation;
 mod slow_smtp;
 mod thresholds;
+mod webhooks;
 
 /// A private PostgreSQL server, shared with the system tests (`tests/system/serve/`).
 #[path = "../../../tests/system/serve/private_pg.rs"]
