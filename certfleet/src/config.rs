@@ -229,6 +229,63 @@ pub struct NotifyConfig {
     /// How long a notification run waits for those confirming probes at most.
     #[serde(with = "humantime_serde")]
     pub confirm_wait: Duration,
+    /// Receivers of digests over HTTP, from the same outbox as mail.
+    pub webhooks: Vec<WebhookConfig>,
+    /// Deadline of one webhook post (connect, TLS, request, answer).
+    #[serde(with = "humantime_serde")]
+    pub webhook_timeout: Duration,
+}
+
+/// One `[[notify.webhooks]]` entry; checked by the notifier when it is built
+/// (`certfleet_notifier::Webhook::new`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Names it in the outbox and the status; empty: the URL's host and a hash of the URL.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `https://...`, or `http://` to a loopback address.
+    pub url: String,
+    /// The body: certfleet's JSON digest document, or a Slack message.
+    #[serde(default)]
+    pub format: WebhookFormat,
+    /// Owners (addresses) whose digests it gets; with `apps`, either matches. Both
+    /// empty: every owner's.
+    #[serde(default)]
+    pub owners: Vec<String>,
+    /// Apps (`app` tags) whose certificates it is told about.
+    #[serde(default)]
+    pub apps: Vec<String>,
+    /// Key of the HMAC-SHA256 signature header; required by the `json` format.
+    #[serde(default)]
+    pub secret: String,
+    /// A file holding the secret instead (its trailing newline ignored).
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+}
+
+/// Hand-written: neither the secret nor the URL (a Slack URL is a secret) reaches a log.
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("name", &self.name)
+            .field("format", &self.format)
+            .field("owners", &self.owners)
+            .field("apps", &self.apps)
+            .field("secret_file", &self.secret_file)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `format` of a webhook.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    /// certfleet's digest document.
+    #[default]
+    Json,
+    /// A Slack incoming-webhook message.
+    Slack,
 }
 
 impl Default for NotifyConfig {
@@ -244,6 +301,8 @@ impl Default for NotifyConfig {
             short_lived_days: 30,
             confirm_within: Duration::from_secs(3600),
             confirm_wait: Duration::from_secs(60),
+            webhooks: Vec::new(),
+            webhook_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -534,6 +593,48 @@ mod tests {
         let text = "[database]\nsqlite_synchronous = \"off\"\n";
         let error = Config::from_parts(text, no_env(), "t").expect_err("unknown value");
         assert!(format!("{error:#}").contains("off"), "{error:#}");
+    }
+
+    #[test]
+    fn webhooks_are_read_with_their_format() {
+        let text = r#"
+[[notify.webhooks]]
+url = "https://hooks.slack.com/services/T/B/X"
+format = "slack"
+apps = ["billing"]
+
+[[notify.webhooks]]
+name = "siem"
+url = "http://127.0.0.1:9000/certfleet"
+owners = ["security@example.com"]
+secret_file = "/etc/certfleet/siem.secret"
+"#;
+        let config = Config::from_parts(text, no_env(), "t").expect("webhooks parse");
+        let hooks = &config.notify.webhooks;
+        assert_eq!(hooks.len(), 2);
+        assert_eq!(hooks[0].format, WebhookFormat::Slack);
+        assert_eq!(hooks[0].apps, vec!["billing".to_owned()]);
+        assert_eq!(hooks[1].format, WebhookFormat::Json, "json by default");
+        assert_eq!(hooks[1].name.as_deref(), Some("siem"));
+        assert!(!format!("{config:?}").contains("hooks.slack.com/services"));
+    }
+
+    #[test]
+    fn malformed_webhooks_are_refused_when_read() {
+        let cases = [
+            (
+                "url = \"https://h.example.com/\"\nformat = \"xml\"\n",
+                "xml",
+            ),
+            ("url = \"https://h.example.com/\"\nheaders = 1\n", "headers"),
+            ("format = \"json\"\n", "url"),
+            ("url = 5\n", "url"),
+        ];
+        for (entry, named) in cases {
+            let text = format!("[[notify.webhooks]]\n{entry}");
+            let error = Config::from_parts(&text, no_env(), "t").expect_err(entry);
+            assert!(format!("{error:#}").contains(named), "{entry}: {error:#}");
+        }
     }
 
     #[test]

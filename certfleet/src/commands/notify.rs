@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use certfleet_notifier::{Confirmed, Delivery, Notifier, OwnerRule, OwnerRules, Settings};
+use certfleet_notifier::{
+    Confirmed, Delivery, Notifier, OwnerRule, OwnerRules, Settings, Webhook, WebhookSpec,
+};
 use certfleet_store::{Store, SystemClock};
 
 use certfleet_prober::Prober;
@@ -13,7 +15,7 @@ use certfleet_prober::Prober;
 use super::admin::open_store;
 use super::serve::prober_config;
 use crate::cli::NotifyArgs;
-use crate::config::Config;
+use crate::config::{Config, WebhookConfig, WebhookFormat};
 use certfleet_service::confirm::ProbeBeforeMail;
 
 pub async fn run(args: NotifyArgs) -> anyhow::Result<ExitCode> {
@@ -127,6 +129,8 @@ pub fn build_linked(
         confirm_within: time::Duration::try_from(notify.confirm_within)
             .context("notify.confirm_within is out of range")?,
         confirm_wait: notify.confirm_wait,
+        webhooks: webhooks(&notify.webhooks)?,
+        webhook_timeout: notify.webhook_timeout,
         ..Settings::new(owners)
     };
     let worker = format!("{}/{}", hostname(), std::process::id());
@@ -142,16 +146,59 @@ pub fn build_linked(
         .with_confirm(Arc::new(confirm)))
 }
 
+/// The `[[notify.webhooks]]` entries, each checked, with its secret read from
+/// `secret_file` when given.
+pub fn webhooks(entries: &[WebhookConfig]) -> anyhow::Result<Vec<Webhook>> {
+    let mut webhooks = Vec::with_capacity(entries.len());
+    for (index, entry) in entries.iter().enumerate() {
+        let secret = match (&entry.secret_file, entry.secret.is_empty()) {
+            (Some(_), false) => {
+                anyhow::bail!("notify.webhooks[{index}]: set secret or secret_file, not both")
+            }
+            (Some(path), true) => {
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!(
+                        "notify.webhooks[{index}].secret_file: cannot read {}",
+                        path.display()
+                    )
+                })?;
+                let secret = text.trim_end_matches(['\r', '\n']).to_owned();
+                if secret.is_empty() {
+                    anyhow::bail!(
+                        "notify.webhooks[{index}].secret_file: {} is empty",
+                        path.display()
+                    );
+                }
+                secret
+            }
+            (None, _) => entry.secret.clone(),
+        };
+        let format = match entry.format {
+            WebhookFormat::Json => "json",
+            WebhookFormat::Slack => "slack",
+        };
+        let spec = WebhookSpec {
+            name: entry.name.clone(),
+            url: entry.url.clone(),
+            format: format.into(),
+            owners: entry.owners.clone(),
+            apps: entry.apps.clone(),
+            secret,
+        };
+        webhooks.push(Webhook::new(index, spec)?);
+    }
+    Ok(webhooks)
+}
+
 async fn dry_run(notifier: &Notifier) -> anyhow::Result<ExitCode> {
     let digests = notifier.dry_run().await.context("dry run failed")?;
     if digests.is_empty() {
         println!("nothing would be sent now");
     }
     for digest in &digests {
-        println!(
-            "To: {}\nSubject: {}\n\n{}",
-            digest.to, digest.subject, digest.text
-        );
+        // A webhook's digest is shown as the body it would post.
+        let text = digest.body.as_deref().unwrap_or(&digest.text);
+        println!("To: {}\nSubject: {}\n\n{text}", digest.to, digest.subject);
         println!("{}", "=".repeat(78));
     }
     eprintln!(
@@ -201,4 +248,59 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|name| name.trim().to_owned())
         .unwrap_or_else(|_| "scheduler".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(url: &str, format: WebhookFormat) -> WebhookConfig {
+        WebhookConfig {
+            name: None,
+            url: url.into(),
+            format,
+            owners: Vec::new(),
+            apps: Vec::new(),
+            secret: String::new(),
+            secret_file: None,
+        }
+    }
+
+    fn refused(entries: &[WebhookConfig]) -> String {
+        match webhooks(entries) {
+            Ok(hooks) => panic!("accepted: {hooks:?}"),
+            Err(error) => format!("{error:#}"),
+        }
+    }
+
+    #[test]
+    fn a_webhook_outside_loopback_needs_https() {
+        let slack = entry("http://hooks.example.com/x", WebhookFormat::Slack);
+        assert!(refused(&[slack]).contains("notify.webhooks[0].url"));
+    }
+
+    #[test]
+    fn the_json_format_needs_a_secret() {
+        let json = entry("https://hooks.example.com/x", WebhookFormat::Json);
+        assert!(refused(&[json]).contains("notify.webhooks[0].secret"));
+    }
+
+    #[test]
+    fn a_secret_file_is_read_without_its_newline() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "s3cret\n").expect("write");
+        let mut json = entry("https://hooks.example.com/x", WebhookFormat::Json);
+        json.secret_file = Some(path.clone());
+        let hooks = webhooks(std::slice::from_ref(&json)).expect("valid");
+        assert_eq!(hooks[0].secret.as_deref(), Some("s3cret"));
+
+        json.secret = "inline".into();
+        assert!(refused(std::slice::from_ref(&json)).contains("not both"));
+        json.secret = String::new();
+        std::fs::write(&path, "\n").expect("write");
+        assert!(refused(std::slice::from_ref(&json)).contains("is empty"));
+        json.secret_file = Some(dir.path().join("missing"));
+        assert!(refused(&[json]).contains("cannot read"));
+    }
 }
