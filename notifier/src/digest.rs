@@ -175,15 +175,19 @@ pub fn render(
 }
 
 /// Most urgent first: what is still served before what is resolved, then by expiry.
-pub(crate) fn sort(items: &mut [Item<'_>]) {
-    items.sort_by_key(|item| {
-        let resolved = matches!(item.reason, Reason::Resolved);
-        (
-            resolved,
-            item.certificate.not_after,
-            item.certificate.sha256.clone(),
-        )
-    });
+fn sort(items: &mut [Item<'_>]) {
+    items.sort_by_key(urgency);
+}
+
+/// The order of items in a digest, most urgent first: what is still served before what
+/// is resolved, then by expiry.
+pub(crate) fn urgency(item: &Item<'_>) -> (bool, OffsetDateTime, String) {
+    let resolved = matches!(item.reason, Reason::Resolved);
+    (
+        resolved,
+        item.certificate.not_after,
+        item.certificate.sha256.clone(),
+    )
 }
 
 /// Labelled facts of one expiring certificate.

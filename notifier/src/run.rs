@@ -588,8 +588,7 @@ impl Notifier {
                 stale.extend(rows.filter_map(|row| row.id));
                 continue;
             }
-            let mut items = Vec::new();
-            let mut ids = Vec::new();
+            let mut listed: Vec<(Item<'_>, Vec<i64>)> = Vec::new();
             for (sha256, rows) in by_certificate {
                 let row_ids = rows.iter().filter_map(|row| row.id);
                 let served = decision.served.get(&(sha256.to_owned(), owner.to_owned()));
@@ -609,23 +608,37 @@ impl Notifier {
                 };
                 match (reason, certificates.get(sha256)) {
                     (Some(reason), Some(certificate)) => {
-                        items.push(Item {
+                        let item = Item {
                             certificate,
                             reason,
-                        });
-                        ids.extend(row_ids);
+                        };
+                        listed.push((item, row_ids.collect()));
                     }
                     _ => stale.extend(row_ids),
                 }
             }
-            digest::sort(&mut items);
-            let body = webhook.map(|webhook| (webhook, items.clone()));
-            if let Some(mut digest) = digest::render(owner, items, &self.settings, now) {
-                digest.body = body.map(|(webhook, items)| {
-                    webhook::body(webhook, &digest.subject, &items, &ids, &self.settings, now)
-                });
-                digest.ids = ids;
-                digests.push(digest);
+            listed.sort_by_key(|(item, _)| digest::urgency(item));
+            // A webhook's digest is posted in parts of at most MAX_ITEMS certificates,
+            // each its own delivery, so that no body grows with the fleet.
+            let per_digest = match webhook {
+                Some(_) => webhook::MAX_ITEMS,
+                None => listed.len().max(1),
+            };
+            for part in listed.chunks(per_digest) {
+                let items: Vec<Item<'_>> = part.iter().map(|(item, _)| item.clone()).collect();
+                let ids: Vec<i64> = part
+                    .iter()
+                    .flat_map(|(_, ids)| ids.iter().copied())
+                    .collect();
+                let body = webhook.map(|webhook| (webhook, items.clone()));
+                if let Some(mut digest) = digest::render(owner, items, &self.settings, now) {
+                    digest.body = body.map(|(webhook, items)| {
+                        let settings = &self.settings;
+                        webhook::body(webhook, &digest.subject, &items, &ids, settings, now)
+                    });
+                    digest.ids = ids;
+                    digests.push(digest);
+                }
             }
         }
         Ok((digests, stale))

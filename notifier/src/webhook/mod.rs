@@ -26,6 +26,10 @@ pub const RECIPIENT_PREFIX: &str = "webhook:";
 /// At most this many webhooks: each one is a recipient of every digest it serves.
 pub const MAX_WEBHOOKS: usize = 64;
 
+/// At most this many certificates in one post (about 1 MB of JSON); a larger digest is
+/// posted in parts, each its own delivery of its own outbox rows.
+pub const MAX_ITEMS: usize = 1_000;
+
 /// The body a webhook receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {

@@ -276,3 +276,57 @@ async fn hostile_receivers_cost_one_delivery_each() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_digest_is_posted_in_parts_each_its_own_delivery() {
+    on_sqlite(|t: TestStore| async move {
+        let now = t.now();
+        let served: Vec<(u16, Vec<CertificateInfo>)> = (0..1_001_u16)
+            .map(|n| {
+                let name = format!("svc{n}.example.com");
+                let left = Duration::days(5) + Duration::minutes(i64::from(n));
+                (10_000 + n, vec![leaf(u64::from(n) + 1, &name, now, left)])
+            })
+            .collect();
+        let host = Host {
+            hostname: "big-1",
+            address: "10.0.2.1",
+            tags: &[],
+        };
+        host.serves(&*t.store, now, served).await;
+        let receiver = Receiver::start(Vec::new(), Answer::status(200)).await;
+        let outbox = tempfile::tempdir().expect("temporary directory");
+        let notifier = t.notifier(with_webhook(
+            Delivery::Files(outbox.path().to_owned()),
+            webhook(&receiver.url, &[]),
+        ));
+
+        let report = notifier.run_once().await.expect("run");
+        notifier.run_once().await.expect("run");
+
+        assert!(report.failures.is_empty(), "{report:?}");
+        let mut received = receiver.received();
+        assert_eq!(received.len(), 2, "1,000 certificates, then 1");
+        // Posted side by side: in either order.
+        received.sort_by_key(|post| std::cmp::Reverse(post.body.len()));
+        let sizes: Vec<usize> = received
+            .iter()
+            .map(|post| post.json()["items"].as_array().map_or(0, Vec::len))
+            .collect();
+        assert_eq!(sizes, vec![1_000, 1]);
+        assert!(received.iter().all(|post| post.signed_with(SECRET)));
+        assert_ne!(
+            received[0].header("x-certfleet-delivery"),
+            received[1].header("x-certfleet-delivery")
+        );
+        let last = &received[1].json()["items"][0];
+        assert_eq!(last["names"][0], "svc1000.example.com", "most urgent first");
+        let status = t.store.notification_status(10).await.expect("status");
+        assert_eq!(
+            (status.pending, status.sent),
+            (0, 2_002),
+            "mail and webhook"
+        );
+    })
+    .await;
+}
