@@ -15,6 +15,7 @@ use std::net::IpAddr;
 use reqwest::Url;
 
 use crate::error::{Error, Result};
+use crate::owners::is_address;
 
 pub use post::{signature, PostError, Poster};
 pub use render::{body, delivery_id};
@@ -26,7 +27,7 @@ pub const RECIPIENT_PREFIX: &str = "webhook:";
 /// At most this many webhooks: each one is a recipient of every digest it serves.
 pub const MAX_WEBHOOKS: usize = 64;
 
-/// At most this many certificates in one post (about 1 MB of JSON); a larger digest is
+/// At most this many certificates in one post (about 0.7 MB of JSON); a larger digest is
 /// posted in parts, each its own delivery of its own outbox rows.
 pub const MAX_ITEMS: usize = 1_000;
 
@@ -118,6 +119,10 @@ impl Webhook {
                 setting("secret"),
                 "the json format needs a secret (or secret_file) to sign its digests",
             ));
+        }
+        if let Some(bad) = spec.owners.iter().find(|owner| !is_address(owner)) {
+            let message = format!("{bad:?} is not an email address");
+            return Err(Error::setting(setting("owners"), message));
         }
         let name = match spec.name.map(|name| name.trim().to_owned()) {
             Some(name) if !name.is_empty() => name,
@@ -310,6 +315,15 @@ mod tests {
         assert!(!first.recipient().contains("secret"));
         assert!(!format!("{first:?}").contains("secret\""));
         assert!(!format!("{first:?}").contains("very-secret"));
+    }
+
+    #[test]
+    fn owners_must_be_addresses() {
+        let mut typo = spec("https://h.example.com/", "slack", "");
+        typo.owners = vec!["billing@example.com".into(), "billing-team".into()];
+        let message = refused(typo);
+        assert!(message.contains("notify.webhooks[2].owners"), "{message}");
+        assert!(message.contains("billing-team"), "{message}");
     }
 
     #[test]
