@@ -29,3 +29,4 @@ mod secrets;
 mod sni_names;
 mod static_targets;
 mod tarpit;
+mod webhook;

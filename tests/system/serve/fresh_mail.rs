@@ -49,7 +49,7 @@ fn a_failed_confirming_probe_says_when_the_certificate_was_last_seen_on_postgres
 }
 
 /// A 90-day certificate with 5 days left: the 7-day threshold is due.
-fn expiring(pki: &Pki) -> Cert {
+pub(super) fn expiring(pki: &Pki) -> Cert {
     pki.issue(
         "old",
         Spec::leaf("fresh.test", &["fresh.test"])
@@ -59,7 +59,7 @@ fn expiring(pki: &Pki) -> Cert {
 }
 
 /// The config `write_config` writes, with `lines` added to its `[notify]` section.
-fn config_with_notify(database: &TestDatabase, lines: &str) -> std::path::PathBuf {
+pub(super) fn config_with_notify(database: &TestDatabase, lines: &str) -> std::path::PathBuf {
     let config = write_config(database.dir(), &database.url);
     let mut text = std::fs::read_to_string(&config).expect("read the config");
     text.push_str(lines);
@@ -68,7 +68,7 @@ fn config_with_notify(database: &TestDatabase, lines: &str) -> std::path::PathBu
 }
 
 /// Reports the socket and waits until the service's prober recorded `leaf` there.
-fn probed(service: &Service, token: &str, port: u16, leaf: &Cert, kind: &str) -> Value {
+pub(super) fn probed(service: &Service, token: &str, port: u16, leaf: &Cert, kind: &str) -> Value {
     let socket = [Socket {
         address: LOOPBACK,
         port,
@@ -118,7 +118,7 @@ fn time_of(value: &Value) -> OffsetDateTime {
 }
 
 /// `certfleet notify --config CONFIG [ARGS]`: its stdout; it must succeed.
-fn notify(config: &Path, args: &[&str]) -> String {
+pub(super) fn notify(config: &Path, args: &[&str]) -> String {
     let config = config.to_str().expect("UTF-8 path");
     let mut all = vec!["notify", "--config", config];
     all.extend_from_slice(args);
