@@ -4,6 +4,8 @@
 # >= 100/s). Loopback only.
 #
 #   bench/notify.sh [CERTIFICATES] [OWNERS]       defaults: 1000000 7000
+#   WEBHOOK=1 bench/notify.sh ...                 also a webhook serving every owner, posted
+#                                                 to a local receiver (python3 http.server)
 #
 # Needs PostgreSQL at CERTFLEET_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/
 # postgres; scripts/test starts it) and python3 with aiosmtpd (installed when missing). The
@@ -29,7 +31,37 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
+webhook=()
+if [ "${WEBHOOK:-0}" = 1 ]; then
+  hookport="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  # Answers 204 to every POST and writes one line per post: the body's size in bytes.
+  python3 - "$hookport" "$work/posts" <<'PY' &
+import http.server, sys
+port, log = int(sys.argv[1]), open(sys.argv[2], "a", buffering=1)
+class Hook(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        log.write(f"{len(body)}\n")
+        self.send_response(204)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", port), Hook).serve_forever()
+PY
+  hook=$!
+  trap 'kill "$smtpd" "$hook" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+  for _ in $(seq 1 100); do
+    python3 -c "import socket; socket.create_connection(('127.0.0.1', $hookport), 1)" 2>/dev/null && break
+    sleep 0.1
+  done
+  webhook=(--webhook "http://127.0.0.1:$hookport/")
+fi
+
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(psql --version | head -1)"
 target/release/examples/notify_bench --postgres "$postgres" --smtp "smtp://127.0.0.1:$port" \
-  --certificates "$certificates" --owners "$owners"
+  --certificates "$certificates" --owners "$owners" "${webhook[@]}"
 echo "messages in the Maildir: $(ls "$work/Maildir/new" | wc -l)"
+if [ -f "$work/posts" ]; then
+  awk '{ n++; total += $1; if ($1 > max) max = $1 }
+       END { printf "webhook posts: %d, %.1f MB in all, largest %.2f MB\n", n, total / 1e6, max / 1e6 }' "$work/posts"
+fi

@@ -5,8 +5,12 @@
 //! 2. one full run (claim, then one digest per owner to a local SMTP server): messages
 //!    per second.
 //!
+//! With `--webhook URL`, a webhook serving every owner (json, signed) is told too: the
+//! first run then also posts every due certificate to it, in parts of 1,000.
+//!
 //! `cargo run --release -p certfleet-notifier --example notify_bench -- \
-//!     --postgres URL --smtp smtp://127.0.0.1:PORT [--certificates N] [--owners N]`
+//!     --postgres URL --smtp smtp://127.0.0.1:PORT [--certificates N] [--owners N]
+//!     [--webhook http://127.0.0.1:PORT/]`
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -14,7 +18,9 @@ use std::time::Instant;
 
 use futures::StreamExt;
 
-use certfleet_notifier::{Delivery, Notifier, OwnerRule, OwnerRules, Settings};
+use certfleet_notifier::{
+    Delivery, Notifier, OwnerRule, OwnerRules, Settings, Webhook, WebhookSpec,
+};
 use certfleet_store::{PostgresStore, ReadModel, Store, StoreOptions, SystemClock};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Executor};
@@ -24,6 +30,7 @@ struct Args {
     smtp: String,
     certificates: i64,
     owners: i64,
+    webhook: Option<String>,
 }
 
 fn args() -> Result<Args, String> {
@@ -32,6 +39,7 @@ fn args() -> Result<Args, String> {
         smtp: String::new(),
         certificates: 1_000_000,
         owners: 7_000,
+        webhook: None,
     };
     let mut words = std::env::args().skip(1);
     while let Some(flag) = words.next() {
@@ -41,6 +49,7 @@ fn args() -> Result<Args, String> {
             "--smtp" => args.smtp = value,
             "--certificates" => args.certificates = value.parse().map_err(|_| "--certificates")?,
             "--owners" => args.owners = value.parse().map_err(|_| "--owners")?,
+            "--webhook" => args.webhook = Some(value),
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -131,9 +140,23 @@ async fn bench(args: &Args, url: &str) -> Result<(), Box<dyn std::error::Error>>
             ..OwnerRule::default()
         })
         .collect();
+    let webhooks = match &args.webhook {
+        Some(url) => vec![Webhook::new(
+            0,
+            WebhookSpec {
+                name: Some("bench".into()),
+                url: url.clone(),
+                format: "json".into(),
+                secret: "bench-secret".into(),
+                ..WebhookSpec::default()
+            },
+        )?],
+        None => Vec::new(),
+    };
     let settings = Settings {
         delivery: Delivery::Smtp(args.smtp.clone()),
         concurrency: 16,
+        webhooks,
         ..Settings::new(OwnerRules::new(rules, "security@example.com")?)
     };
     let notifier = Notifier::new(store.clone(), settings, Arc::new(SystemClock))?;
