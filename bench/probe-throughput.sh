@@ -14,6 +14,7 @@
 #   CONCURRENCIES="default 64 128 256 512 1024" REPEAT=3 NMAP_REPEAT=3
 #   OPENSSL_REPEAT=1 OPENSSL_PARALLEL=64 NMAP_ARGS="-T4" TIMEOUT=5s
 #   TOOLS="certfleet nmap openssl" PROFILE=1 SKIP_BUILD=0 KEEP_TMP=0
+#   CERTFLEET_BIN= (a certfleet binary to measure instead of building this tree)
 #   BENCH_NICE=-15 (after the build, the benchmark - nginx, certfleet, nmap, openssl - runs at
 #   this nice level, so that other work on the machine, at nice 0, takes little of the CPU
 #   from it; 0 to turn off)
@@ -94,9 +95,11 @@ if ss -Hltn | awk '{print $4}' | sed 's/.*://' | awk -v a="$BASE_PORT" -v b="$LA
   exit 1
 fi
 
-CF=$ROOT/target/release/certfleet
+# CERTFLEET_BIN=/path/to/certfleet: measure that binary (e.g. an older commit's release
+# build, for a before/after comparison in one sitting) instead of building this tree.
+CF=${CERTFLEET_BIN:-$ROOT/target/release/certfleet}
 if has_tool certfleet; then
-  if [[ $SKIP_BUILD != 1 ]]; then
+  if [[ $SKIP_BUILD != 1 && -z ${CERTFLEET_BIN:-} ]]; then
     say "cargo build --release -p certfleet"
     (cd "$ROOT" && cargo build --release -p certfleet 2>&1 | tail -3)
   fi
