@@ -102,9 +102,11 @@ impl std::fmt::Debug for Webhook {
 
 impl Webhook {
     /// Checks the `index`-th `[[notify.webhooks]]` entry: the URL (`https://`, or
-    /// `http://` only to a loopback address; no user info), the format, and the secret,
-    /// which the `json` format requires (a receiver must be able to tell certfleet's
-    /// digests from forged ones; Slack authenticates by its URL instead).
+    /// `http://` only to a loopback address; no user info), the format, and the owners.
+    /// An empty secret posts unsigned, as the configuration contract says ("signature
+    /// header when set"); for `json` that is allowed but warned about, since a receiver
+    /// cannot then tell certfleet's digests from forged ones (Slack authenticates by its
+    /// URL instead).
     pub fn new(index: usize, spec: WebhookSpec) -> Result<Webhook> {
         let setting = |key: &str| format!("notify.webhooks[{index}].{key}");
         let url =
@@ -115,10 +117,10 @@ impl Webhook {
         })?;
         let secret = Some(spec.secret).filter(|secret| !secret.is_empty());
         if format == Format::Json && secret.is_none() {
-            return Err(Error::setting(
-                setting("secret"),
-                "the json format needs a secret (or secret_file) to sign its digests",
-            ));
+            tracing::warn!(
+                setting = %setting("secret"),
+                "webhook digests will be posted unsigned: set secret or secret_file"
+            );
         }
         if let Some(bad) = spec.owners.iter().find(|owner| !is_address(owner)) {
             let message = format!("{bad:?} is not an email address");
@@ -293,9 +295,10 @@ mod tests {
     }
 
     #[test]
-    fn the_json_format_needs_a_secret_and_slack_does_not() {
-        let message = refused(spec("https://h.example.com/", "json", ""));
-        assert!(message.contains("notify.webhooks[2].secret"), "{message}");
+    fn an_empty_secret_posts_unsigned_in_either_format() {
+        let json = Webhook::new(0, spec("https://h.example.com/", "json", ""))
+            .expect("json without a secret, as the contract's example has it");
+        assert_eq!(json.secret, None);
         let slack = Webhook::new(
             0,
             spec("https://hooks.slack.com/services/T/B/X", "slack", ""),
