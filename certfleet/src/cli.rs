@@ -188,29 +188,35 @@ pub struct ServeArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Print a new token for an agent (only its hash is stored).
+    /// Print a new token for an agent or an operator (only its hash is stored).
+    #[command(group(clap::ArgGroup::new("holder").required(true).args(["agent", "operator"])))]
     Create {
         #[command(flatten)]
         config: ConfigArgs,
-        /// The agent's name, e.g. the fleet or host group it serves.
-        #[arg(long)]
-        agent: String,
+        /// The agent's name, e.g. the fleet or host group it serves: the token reports.
+        #[arg(long, value_name = "NAME")]
+        agent: Option<String>,
+        /// The operator's name: the token asks for probes (`POST
+        /// /api/v1/endpoints/{id}/probe`); it never reports.
+        #[arg(long, value_name = "NAME", conflicts_with = "host")]
+        operator: Option<String>,
         /// Bind the token to one host: its reports must carry this machine id (or
         /// `hostname:NAME` for hosts without one); any other host gets 403.
         #[arg(long, value_name = "MACHINE_ID")]
         host: Option<String>,
     },
-    /// List the tokens issued (agent, bound host, created, revoked); never the tokens.
+    /// List the tokens issued (name, kind, bound host, created, revoked); never the
+    /// tokens.
     List {
         #[command(flatten)]
         config: ConfigArgs,
     },
-    /// Revoke every token of an agent (an osquery node is `osquery:<host identifier>`);
-    /// they get 401 from the next request on.
+    /// Revoke every token of an agent or operator (an osquery node is
+    /// `osquery:<host identifier>`); they get 401 from the next request on.
     Revoke {
         #[command(flatten)]
         config: ConfigArgs,
-        /// The agent name the tokens were issued to.
+        /// The agent or operator name the tokens were issued to.
         agent: String,
     },
 }

@@ -7,6 +7,7 @@ mod bounded;
 pub mod names;
 pub mod osquery;
 mod probe;
+pub mod probe_link;
 mod redact;
 mod report;
 pub mod schedule;

@@ -68,7 +68,7 @@ pub use records::{
     AgentName, CertificateDetail, CertificateRecord, Credential, EndpointFilter, EndpointId,
     EndpointRecord, ExpiringCertificate, IngestCounts, Inventory, Lease, LeasedEndpoint,
     MtlsCounts, MtlsDay, MtlsGroup, MtlsGrouping, MtlsSummary, NameSource, ObservationRecord,
-    Recorded, Seen, ServedAt, StaticEndpoint, TokenRecord, WorkloadTags,
+    ProbeRequest, Recorded, Seen, ServedAt, StaticEndpoint, TokenKind, TokenRecord, WorkloadTags,
 };
 pub use roles::{IngestStore, ProbeQueue, ReadModel};
 pub use rotation::{DiscoveryLatency, LatencyHistogram, LATENCY_BUCKETS};

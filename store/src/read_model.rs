@@ -188,13 +188,14 @@ pub(crate) async fn inventory(db: &impl Db) -> Result<Inventory> {
 
 pub(crate) async fn tokens(db: &impl Db) -> Result<Vec<TokenRecord>> {
     let query =
-        plain("SELECT agent, host_key, created_at, revoked_at FROM agent_tokens ORDER BY id");
+        plain("SELECT agent, kind, host_key, created_at, revoked_at FROM agent_tokens ORDER BY id");
     db.rows(&query)
         .await?
         .iter()
         .map(|row| {
             Ok(TokenRecord {
                 agent: row.text("agent")?,
+                kind: rows::token_kind(row)?,
                 host_key: row.opt_text("host_key")?,
                 created_at: row.time("created_at")?,
                 revoked_at: row.opt_time("revoked_at")?,

@@ -41,18 +41,50 @@ impl fmt::Display for AgentName {
     }
 }
 
-/// Who presented a token: the agent it was issued to and, for a token bound to one host,
-/// that host's key (its machine id, or `hostname:<name>`).
+/// Who presented a token: the agent (or operator) it was issued to, what kind of token
+/// it is and, for a token bound to one host, that host's key (its machine id, or
+/// `hostname:<name>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credential {
     pub agent: AgentName,
+    pub kind: TokenKind,
     pub host_key: Option<String>,
+}
+
+/// What a token may do. Stored as [`TokenKind::as_str`] in `agent_tokens.kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokenKind {
+    /// An agent's: it reports its host (`certfleet token create --agent NAME`).
+    Agent,
+    /// An operator's: it asks for probes (`certfleet token create --operator NAME`); it
+    /// never reports.
+    Operator,
+}
+
+impl TokenKind {
+    /// The stored spelling: `agent` or `operator`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Agent => "agent",
+            TokenKind::Operator => "operator",
+        }
+    }
+
+    /// The kind a stored spelling names; `None` for anything else.
+    pub fn parse(stored: &str) -> Option<TokenKind> {
+        match stored {
+            "agent" => Some(TokenKind::Agent),
+            "operator" => Some(TokenKind::Operator),
+            _ => None,
+        }
+    }
 }
 
 /// A token as `certfleet token list` shows it (never the token itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRecord {
     pub agent: String,
+    pub kind: TokenKind,
     pub host_key: Option<String>,
     pub created_at: OffsetDateTime,
     pub revoked_at: Option<OffsetDateTime>,
@@ -61,6 +93,23 @@ pub struct TokenRecord {
 /// The store's identifier of an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EndpointId(pub i64);
+
+/// What became of an operator's request to probe an endpoint now
+/// ([`ProbeQueue::request_probe`](crate::ProbeQueue::request_probe)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeRequest {
+    /// The endpoint is due now, ahead of the endpoints the schedule made due: the next
+    /// lease of any prober takes it.
+    Requested {
+        /// When it was asked for (the store's clock).
+        at: OffsetDateTime,
+    },
+    /// A probe of the endpoint was asked for within the window: nothing was changed.
+    Limited {
+        /// When the endpoint may be asked for again.
+        retry_at: OffsetDateTime,
+    },
+}
 
 /// What [`IngestStore::ingest_report`](crate::IngestStore::ingest_report) did with a report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -28,8 +28,12 @@ pub trait IngestStore: Send + Sync {
     /// reports must then name that host: its machine id, or `hostname:<name>`).
     async fn create_token(&self, agent: &AgentName, host_key: Option<&str>) -> Result<String>;
 
-    /// Who a presented token was issued to, or `None` for an unknown, revoked or
-    /// malformed token. Hashes are compared in constant time.
+    /// Issues a new operator token (it may ask for probes, never report) and returns it;
+    /// only its SHA-256 is stored. Listed and revoked by name like an agent's.
+    async fn create_operator_token(&self, operator: &AgentName) -> Result<String>;
+
+    /// Who a presented token was issued to and its kind, or `None` for an unknown,
+    /// revoked or malformed token. Hashes are compared in constant time.
     async fn authenticate(&self, token: &str) -> Result<Option<Credential>>;
 
     /// The agent a presented token was issued to (see [`IngestStore::authenticate`]).
@@ -147,6 +151,15 @@ pub trait ProbeQueue: Send + Sync {
         results: &[(Lease, ProbeResult)],
         learnt_names: &[(EndpointId, String)],
     ) -> Result<Recorded>;
+
+    /// An operator asks for the endpoint to be probed now: it becomes due ahead of every
+    /// endpoint the schedule made due, so the next lease of any prober takes it (even one
+    /// under lease now: that prober's result is then stale, and the new probe's counts).
+    /// At most once per `window` per endpoint, across every process on the database: a
+    /// second request within it changes nothing and says when to ask again. `NotFound`
+    /// for an unknown or retired endpoint. (Zones, when they come, filter the lease, not
+    /// the request.)
+    async fn request_probe(&self, id: EndpointId, window: Duration) -> Result<ProbeRequest>;
 
     /// Hands leased endpoints back unprobed: each lease that is still `worker`'s (same
     /// deadline) ends, and its endpoint is due again at the time given, with no failure

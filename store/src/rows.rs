@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::records::{
     AgentName, CertificateRecord, Credential, EndpointId, EndpointRecord, ExpiringCertificate,
     Inventory, LeasedEndpoint, MtlsCounts, MtlsGroup, MtlsGrouping, NameSource, ObservationRecord,
-    Seen, ServedAt, WorkloadTags,
+    Seen, ServedAt, TokenKind, WorkloadTags,
 };
 
 /// Column access in one backend's types (times, JSON and integer widths differ).
@@ -369,14 +369,24 @@ pub(crate) fn inventory(row: &impl ReadRow) -> Result<Inventory> {
 }
 
 /// The agent of the first stored token row (`agent`, `token_sha256`) a token matches.
+/// A token's kind, from `agent_tokens.kind`.
+pub(crate) fn token_kind(row: &impl ReadRow) -> Result<TokenKind> {
+    let stored = row.text("kind")?;
+    TokenKind::parse(&stored).ok_or_else(|| Error::BadRow {
+        column: "kind".into(),
+        message: format!("unknown token kind {stored:?}"),
+    })
+}
+
 pub(crate) fn matching_agent(
     token: &str,
-    candidates: &[(String, Vec<u8>, Option<String>)],
+    candidates: &[(String, TokenKind, Vec<u8>, Option<String>)],
 ) -> Result<Option<Credential>> {
-    for (agent, sha256, host_key) in candidates {
+    for (agent, kind, sha256, host_key) in candidates {
         if crate::token::matches(token, sha256) {
             return Ok(Some(Credential {
                 agent: AgentName::new(agent.clone())?,
+                kind: *kind,
                 host_key: host_key.clone(),
             }));
         }

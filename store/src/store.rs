@@ -43,7 +43,12 @@ impl<P> SqlStore<P> {
 #[async_trait]
 impl<D: Db> IngestStore for SqlStore<D> {
     async fn create_token(&self, agent: &AgentName, host_key: Option<&str>) -> Result<String> {
-        write::tokens::create_token(&self.pool, agent, host_key, self.now()).await
+        write::tokens::create_token(&self.pool, agent, TokenKind::Agent, host_key, self.now()).await
+    }
+
+    async fn create_operator_token(&self, operator: &AgentName) -> Result<String> {
+        let kind = TokenKind::Operator;
+        write::tokens::create_token(&self.pool, operator, kind, None, self.now()).await
     }
 
     async fn authenticate(&self, token: &str) -> Result<Option<Credential>> {
@@ -51,7 +56,8 @@ impl<D: Db> IngestStore for SqlStore<D> {
     }
 
     async fn enroll(&self, agent: &AgentName, host_key: &str) -> Result<Option<String>> {
-        write::tokens::insert_token(&self.pool, agent, Some(host_key), self.now()).await
+        let kind = TokenKind::Agent;
+        write::tokens::insert_token(&self.pool, agent, kind, Some(host_key), self.now()).await
     }
 
     async fn tokens(&self) -> Result<Vec<TokenRecord>> {
@@ -128,6 +134,10 @@ impl<D: Db> ProbeQueue for SqlStore<D> {
     ) -> Result<Recorded> {
         let (fence, results) = Fence::new(worker, results);
         record_isolating(self, &results, Some(&fence), learnt_names).await
+    }
+
+    async fn request_probe(&self, id: EndpointId, window: Duration) -> Result<ProbeRequest> {
+        write::leases::request_probe(&self.pool, id, window, self.now()).await
     }
 
     async fn release_leases(

@@ -44,20 +44,38 @@ pub async fn create_token(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `certfleet token create --operator NAME`: a token that may ask for probes.
+pub async fn create_operator_token(args: ConfigArgs, operator: &str) -> anyhow::Result<ExitCode> {
+    let config = Config::load(args.config.as_deref())?;
+    let store = open_store(&config).await?;
+    let operator = AgentName::new(operator).context("invalid --operator")?;
+    let token = store
+        .create_operator_token(&operator)
+        .await
+        .context("cannot create the token")?;
+    eprintln!("operator token for {operator} (shown once; only its hash is stored):");
+    println!("{token}");
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `certfleet token list`: one line per token, never the token itself.
 pub async fn list_tokens(args: ConfigArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(args.config.as_deref())?;
     let store = open_store(&config).await?;
     let tokens = store.tokens().await.context("cannot list the tokens")?;
-    println!("{:<40} {:<36} {:<22} revoked", "agent", "host", "created");
+    println!(
+        "{:<40} {:<9} {:<36} {:<22} revoked",
+        "name", "kind", "host", "created"
+    );
     for token in tokens {
         let when = |time: time::OffsetDateTime| {
             time.format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default()
         };
         println!(
-            "{:<40} {:<36} {:<22} {}",
+            "{:<40} {:<9} {:<36} {:<22} {}",
             token.agent,
+            token.kind.as_str(),
             token.host_key.as_deref().unwrap_or("(any)"),
             when(token.created_at),
             token.revoked_at.map(when).unwrap_or_else(|| "-".into()),
@@ -76,10 +94,10 @@ pub async fn revoke_tokens(args: ConfigArgs, agent: &str) -> anyhow::Result<Exit
         .await
         .context("cannot revoke the tokens")?;
     if revoked == 0 {
-        eprintln!("no active token of agent {agent}");
+        eprintln!("no active token of {agent}");
         return Ok(ExitCode::from(1));
     }
-    println!("revoked {revoked} token(s) of agent {agent}");
+    println!("revoked {revoked} token(s) of {agent}");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -26,8 +26,14 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             TokenCommand::Create {
                 config,
                 agent,
+                operator,
                 host,
-            } => admin::create_token(config, &agent, host.as_deref()).await,
+            } => match (agent, operator) {
+                (_, Some(operator)) => admin::create_operator_token(config, &operator).await,
+                (Some(agent), None) => admin::create_token(config, &agent, host.as_deref()).await,
+                // clap requires one of the two.
+                (None, None) => anyhow::bail!("token create needs --agent NAME or --operator NAME"),
+            },
             TokenCommand::List { config } => admin::list_tokens(config).await,
             TokenCommand::Revoke { config, agent } => admin::revoke_tokens(config, &agent).await,
         },

@@ -1,15 +1,15 @@
-//! Leasing endpoints to probers, handing leases back, and retiring what no report
-//! mentions any more. The lease statements are each backend's own: PostgreSQL locks the
+//! Leasing endpoints to probers, operators' requests to probe one now, handing leases
+//! back, and retiring what no report mentions any more. The lease statements are each backend's own: PostgreSQL locks the
 //! rows it takes with `FOR UPDATE SKIP LOCKED` (other leasers pass them by), SQLite runs
 //! the statement under its write lock.
 
 use time::{Duration, OffsetDateTime};
 
 use super::CHUNK;
-use crate::db::{Batch, Bind, Db, Dialect, Query, Tx};
+use crate::db::{with_arg, Batch, Bind, Db, Dialect, Query, Tx};
 use crate::error::Result;
-use crate::records::{EndpointId, Lease, LeasedEndpoint};
-use crate::rows::leased;
+use crate::records::{EndpointId, Lease, LeasedEndpoint, ProbeRequest};
+use crate::rows::{leased, ReadRow};
 
 /// The columns of a leased endpoint, as [`leased`] reads them.
 const LEASED: &str = "id, address, port, sni, sni_source, starttls, failures, lease_until";
@@ -91,6 +91,47 @@ pub(crate) async fn lease_endpoints<D: Db>(
         ],
     };
     db.write_rows(&query).await?.iter().map(leased).collect()
+}
+
+/// How far ahead of the schedule a requested endpoint is put: its `next_probe_at` is the
+/// request time less this, so the lease (oldest `next_probe_at` first) takes it before
+/// every endpoint the schedule made due, requests among themselves first come, first
+/// served. Until a prober leases it (seconds), that is the time the endpoint shows.
+const AHEAD_OF_SCHEDULE: Duration = Duration::days(3650);
+
+/// One statement: the endpoint is due ahead of the schedule, unless it is retired or was
+/// asked for within `window`. Then, when nothing changed, one read says which.
+pub(crate) async fn request_probe(
+    db: &impl Db,
+    id: EndpointId,
+    window: Duration,
+    now: OffsetDateTime,
+) -> Result<ProbeRequest> {
+    let request = Query {
+        sql: "UPDATE endpoints SET next_probe_at = $2, probe_requested_at = $1 \
+              WHERE id = $3 AND retired_at IS NULL \
+                AND (probe_requested_at IS NULL OR probe_requested_at <= $4)"
+            .into(),
+        binds: vec![
+            Bind::Time(now),
+            Bind::Time(now - AHEAD_OF_SCHEDULE),
+            Bind::Int(id.0),
+            Bind::Time(now - window),
+        ],
+    };
+    if db.write(&request).await? == 1 {
+        return Ok(ProbeRequest::Requested { at: now });
+    }
+    let query = with_arg(
+        "SELECT probe_requested_at FROM endpoints WHERE id = $1 AND retired_at IS NULL",
+        Bind::Int(id.0),
+    );
+    let row = db.row(&query, "endpoint").await?;
+    // Asked for by another request between the two statements, at the latest now.
+    let last = row.opt_time("probe_requested_at")?.unwrap_or(now);
+    Ok(ProbeRequest::Limited {
+        retry_at: last + window,
+    })
 }
 
 /// `e.a, e.b, ...` for the columns `a, b, ...`.

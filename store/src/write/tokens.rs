@@ -1,4 +1,4 @@
-//! Agent tokens and mTLS adoption snapshots.
+//! Agent and operator tokens, and mTLS adoption snapshots.
 
 use time::{Date, OffsetDateTime};
 
@@ -11,10 +11,11 @@ use crate::token;
 pub(crate) async fn create_token(
     db: &impl Db,
     agent: &AgentName,
+    kind: TokenKind,
     host_key: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<String> {
-    insert_token(db, agent, host_key, now)
+    insert_token(db, agent, kind, host_key, now)
         .await?
         .ok_or_else(|| {
             Error::invalid(
@@ -29,7 +30,7 @@ pub(crate) async fn authenticate(db: &impl Db, presented: &str) -> Result<Option
         return Ok(None);
     };
     let query = with_arg(
-        "SELECT agent, token_sha256, host_key FROM agent_tokens \
+        "SELECT agent, kind, token_sha256, host_key FROM agent_tokens \
          WHERE lookup = $1 AND revoked_at IS NULL",
         Bind::Text(lookup.to_string()),
     );
@@ -40,6 +41,7 @@ pub(crate) async fn authenticate(db: &impl Db, presented: &str) -> Result<Option
         .map(|row| {
             Ok((
                 row.text("agent")?,
+                rows::token_kind(row)?,
                 row.bytes("token_sha256")?,
                 row.opt_text("host_key")?,
             ))
@@ -64,18 +66,19 @@ pub(crate) async fn revoke_tokens(
 /// Every token insert. One active enrolled credential per host: a second enrollment
 /// inserts nothing (the partial unique index covers `enrolled:` agents only).
 const ENROLL: &str =
-    "INSERT INTO agent_tokens (agent, lookup, token_sha256, created_at, host_key) \
-     VALUES ($1, $2, $3, $4, $5) \
+    "INSERT INTO agent_tokens (agent, lookup, token_sha256, created_at, host_key, kind) \
+     VALUES ($1, $2, $3, $4, $5, $6) \
      ON CONFLICT (agent) WHERE revoked_at IS NULL AND agent LIKE 'enrolled:%' DO NOTHING";
 
 /// Inserts a new token; `None` when `agent` is an enrolled host that already holds one.
 pub(crate) async fn insert_token(
     db: &impl Db,
     agent: &AgentName,
+    kind: TokenKind,
     host_key: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<Option<String>> {
-    let new = token::generate()?;
+    let new = token::generate(kind)?;
     let inserted = db
         .write(&Query {
             sql: ENROLL.into(),
@@ -85,6 +88,7 @@ pub(crate) async fn insert_token(
                 Bind::Bytes(new.sha256),
                 Bind::Time(now),
                 Bind::OptText(host_key.map(str::to_string)),
+                Bind::Text(kind.as_str().into()),
             ],
         })
         .await?;

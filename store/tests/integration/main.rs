@@ -21,6 +21,7 @@ mod mtls;
 mod name_source;
 mod notify;
 mod osquery;
+mod probe_now;
 mod probes;
 mod sni_names;
 mod tokens;

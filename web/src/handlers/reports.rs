@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use certfleet_model::AgentReport;
-use certfleet_store::{Credential, MAX_CLOCK_SKEW};
+use certfleet_store::{Credential, TokenKind, MAX_CLOCK_SKEW};
 use time::OffsetDateTime;
 
 use crate::body::{self, Encoding, ReadError, ReadLimits};
@@ -53,11 +53,18 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Credentia
         .map(str::trim)
         .filter(|token| !token.is_empty() && token.len() <= 256)
         .ok_or(ApiError::Unauthorized)?;
-    state
+    let credential = state
         .store
         .authenticate(token)
         .await?
-        .ok_or(ApiError::Unauthorized)
+        .ok_or(ApiError::Unauthorized)?;
+    if credential.kind != TokenKind::Agent {
+        return Err(ApiError::Forbidden {
+            message: "an operator token does not report; use an agent token".into(),
+            field: None,
+        });
+    }
+    Ok(credential)
 }
 
 /// A token bound to one host reports only that host.
