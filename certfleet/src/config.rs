@@ -79,6 +79,40 @@ pub struct ServerConfig {
     /// Ingest requests (agent reports, osquery enroll and logger posts) handled at once;
     /// past it, `503` with `Retry-After`. At least 1.
     pub ingest_concurrency: usize,
+    /// Probe now: at most one request per endpoint within this window (held in the
+    /// database, so across API replicas); another gets `429` with `Retry-After`.
+    #[serde(with = "humantime_serde")]
+    pub probe_now_window: Duration,
+    /// The secret that signs the "renewed? check again" links in digests (at least 32
+    /// bytes). Empty (and no `link_secret_file`): digests carry no such link and
+    /// `/probe-link` answers 404. Every API replica needs the same secret.
+    pub link_secret: String,
+    /// A file holding the link secret (surrounding whitespace trimmed), instead of
+    /// `link_secret` in the config.
+    pub link_secret_file: Option<PathBuf>,
+    /// How long a signed link stays valid after the digest is rendered.
+    #[serde(with = "humantime_serde")]
+    pub link_lifetime: Duration,
+}
+
+impl ServerConfig {
+    /// The key of the signed links: `link_secret`, or the contents of `link_secret_file`;
+    /// `None` when neither is set.
+    pub fn link_key(&self) -> anyhow::Result<Option<certfleet_model::probe_link::LinkKey>> {
+        let secret = match &self.link_secret_file {
+            Some(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read server.link_secret_file {}", path.display()))?
+                .trim()
+                .to_owned(),
+            None => self.link_secret.clone(),
+        };
+        if secret.is_empty() {
+            return Ok(None);
+        }
+        let key = certfleet_model::probe_link::LinkKey::new(secret.as_bytes())
+            .context("invalid server.link_secret")?;
+        Ok(Some(key))
+    }
 }
 
 impl Default for ServerConfig {
@@ -90,6 +124,10 @@ impl Default for ServerConfig {
             base_url: "http://127.0.0.1:8080".into(),
             metrics_expiry_window: Duration::from_secs(14 * 24 * 3600),
             ingest_concurrency: 16,
+            probe_now_window: Duration::from_secs(60),
+            link_secret: String::new(),
+            link_secret_file: None,
+            link_lifetime: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -117,6 +155,17 @@ impl std::fmt::Debug for ServerConfig {
             .field("base_url", &self.base_url)
             .field("metrics_expiry_window", &self.metrics_expiry_window)
             .field("ingest_concurrency", &self.ingest_concurrency)
+            .field("probe_now_window", &self.probe_now_window)
+            .field(
+                "link_secret",
+                &if self.link_secret.is_empty() {
+                    ""
+                } else {
+                    "***"
+                },
+            )
+            .field("link_secret_file", &self.link_secret_file)
+            .field("link_lifetime", &self.link_lifetime)
             .finish()
     }
 }
@@ -424,6 +473,9 @@ impl Config {
         let config: Config = toml::Value::Table(document)
             .try_into()
             .with_context(|| format!("invalid config {origin}"))?;
+        if config.server.probe_now_window.is_zero() {
+            bail!("invalid config {origin}: server.probe_now_window must be more than zero");
+        }
         if config.server.ingest_concurrency == 0 {
             bail!("invalid config {origin}: server.ingest_concurrency must be at least 1");
         }

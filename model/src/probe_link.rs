@@ -51,8 +51,10 @@ impl fmt::Debug for LinkKey {
     }
 }
 
-/// The parts of a link, as text from a query or a form.
+/// The parts of a link, as text from a query or a form (a missing part is empty, and
+/// refused as malformed by [`LinkKey::verify`], which names it).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(default)]
 pub struct LinkParts {
     pub endpoint: String,
     pub expires: String,

@@ -108,9 +108,14 @@ pub fn render(
                     text.push_str(&format!("   {label:<10} {value}\n"));
                 }
                 text.push_str(&format!(
-                    "   SHA-256:   {}\n   Details:   {link}\n\n",
+                    "   SHA-256:   {}\n   Details:   {link}\n",
                     certificate.sha256
                 ));
+                let checks = check_again(served, settings, now);
+                for (socket, url) in &checks {
+                    text.push_str(&format!("   Renewed?   check again {socket}: {url}\n"));
+                }
+                text.push('\n');
                 html.push_str(&format!(
                     "<h3>{}</h3>\n<table cellpadding=\"2\">\n",
                     escape(&display_name(certificate))
@@ -128,6 +133,18 @@ pub fn render(
                     certificate.sha256,
                     escape(&link)
                 ));
+                if !checks.is_empty() {
+                    let links: Vec<String> = checks
+                        .iter()
+                        .map(|(socket, url)| {
+                            format!("<a href=\"{}\">{}</a>", escape(url), escape(socket))
+                        })
+                        .collect();
+                    html.push_str(&format!(
+                        "<p>Renewed? Check again: {}</p>\n",
+                        links.join(", ")
+                    ));
+                }
             }
             Reason::Resolved => {
                 if !told_resolved {
@@ -230,6 +247,23 @@ fn facts(
     };
     facts.push((label, places(&served.endpoints).join("\n")));
     facts
+}
+
+/// A signed "renewed? check again" link per socket serving the certificate (the first
+/// endpoint seen at each), when links are configured: it asks for that endpoint to be
+/// probed now, so an owner who renewed sees the digest's claim checked again.
+fn check_again(served: &Served, settings: &Settings, now: OffsetDateTime) -> Vec<(String, String)> {
+    let mut checks: Vec<(String, String)> = Vec::new();
+    for endpoint in &served.endpoints {
+        if checks.iter().any(|(socket, _)| *socket == endpoint.address) {
+            continue;
+        }
+        let Some(url) = settings.probe_link(endpoint.endpoint_id.0, now) else {
+            return Vec::new();
+        };
+        checks.push((endpoint.address.clone(), url));
+    }
+    checks
 }
 
 /// One line per socket (address and port), in the order first seen, with the names it

@@ -38,7 +38,7 @@ pub use error::{Error, Result};
 pub use owners::{OwnerRule, OwnerRules, Ownership};
 pub use plan::{cleanup, Cleanup, Decision, Served, ServedAt};
 pub use run::{Failure, Notifier, RunReport};
-pub use settings::{Backoff, Delivery, Settings};
+pub use settings::{Backoff, Delivery, ProbeLinks, Settings};
 pub use transport::{message, DeliveryError, Mailer};
 pub use webhook::{
     delivery_id, signature, Format as WebhookFormat, PostError, Webhook, WebhookSpec,

@@ -88,6 +88,18 @@ pub struct Settings {
     /// Deadline of one webhook post (connect, TLS, request and answer); the connection
     /// alone gets a third of it.
     pub webhook_timeout: std::time::Duration,
+    /// Signed "renewed? check again" links, one per socket serving an expiring
+    /// certificate (`server.link_secret`); `None`: digests carry none.
+    pub probe_links: Option<ProbeLinks>,
+}
+
+/// How the digests' "renewed? check again" links are signed.
+#[derive(Debug, Clone)]
+pub struct ProbeLinks {
+    /// The server's link key (every API replica verifies with the same secret).
+    pub key: certfleet_model::probe_link::LinkKey,
+    /// How long a link is valid after the digest is rendered.
+    pub lifetime: Duration,
 }
 
 impl Settings {
@@ -113,6 +125,7 @@ impl Settings {
             confirm_wait: std::time::Duration::from_secs(60),
             webhooks: Vec::new(),
             webhook_timeout: std::time::Duration::from_secs(30),
+            probe_links: None,
         }
     }
 
@@ -168,6 +181,15 @@ impl Settings {
     pub fn webhook(&self, recipient: &str) -> Option<&Webhook> {
         let name = recipient.strip_prefix(RECIPIENT_PREFIX)?;
         self.webhooks.iter().find(|webhook| webhook.name == name)
+    }
+
+    /// The signed link that asks for `endpoint` to be probed now, valid for the links'
+    /// lifetime from `now`; `None` without a link secret.
+    pub fn probe_link(&self, endpoint: i64, now: time::OffsetDateTime) -> Option<String> {
+        let links = self.probe_links.as_ref()?;
+        let query = links.key.query(endpoint, now + links.lifetime);
+        let base = self.base_url.trim_end_matches('/');
+        Some(format!("{base}/probe-link?{query}"))
     }
 
     /// The link to a certificate's page.

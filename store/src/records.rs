@@ -106,8 +106,8 @@ pub enum ProbeRequest {
     },
     /// A probe of the endpoint was asked for within the window: nothing was changed.
     Limited {
-        /// When the endpoint may be asked for again.
-        retry_at: OffsetDateTime,
+        /// How long until the endpoint may be asked for again (at least a second).
+        retry_after: time::Duration,
     },
 }
 

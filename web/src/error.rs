@@ -25,6 +25,9 @@ pub enum ApiError {
     },
     #[error("not found")]
     NotFound,
+    /// What was asked for existed once and is no more (an expired signed link).
+    #[error("{0}")]
+    Gone(String),
     /// The request conflicts with what is stored (a host enrolling twice).
     #[error("{0}")]
     Conflict(String),
@@ -33,6 +36,10 @@ pub enum ApiError {
     TooLarge { limit: usize },
     #[error("unsupported content encoding {0:?} (use gzip or none)")]
     UnsupportedEncoding(String),
+    /// This endpoint was asked to be probed within the rate-limit window: the client may
+    /// ask again after `retry_after` seconds.
+    #[error("a probe of this endpoint was requested less than {window} seconds ago; retry after {retry_after} seconds")]
+    Limited { retry_after: u64, window: u64 },
     /// Too many ingest requests are in flight (`server.ingest_concurrency`): the client
     /// should retry later.
     #[error("too many ingest requests in flight, retry later")]
@@ -63,15 +70,17 @@ impl ApiError {
         }
     }
 
-    fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Gone(_) => StatusCode::GONE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Limited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Busy | ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -112,25 +121,31 @@ impl IntoResponse for ApiError {
             field,
         };
         let mut response = (status, axum::Json(body)).into_response();
+        self.add_headers(response.headers_mut());
+        response
+    }
+}
+
+impl ApiError {
+    /// The headers that go with the status: `Retry-After`, `WWW-Authenticate`.
+    pub(crate) fn add_headers(&self, headers: &mut axum::http::HeaderMap) {
         match self {
+            ApiError::Limited { retry_after, .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
             ApiError::Busy => {
-                response.headers_mut().insert(
+                headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from_static(BUSY_RETRY_AFTER),
                 );
             }
             ApiError::Unavailable => {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
             }
             ApiError::Unauthorized => {
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             _ => {}
         }
-        response
     }
 }

@@ -32,7 +32,7 @@ use tower_http::trace::TraceLayer;
 pub use error::ApiError;
 pub use handlers::openapi::document as openapi_document;
 pub use roles::RoleHealth;
-pub use state::{AppState, IngestLimits, WebOptions};
+pub use state::{AppState, IngestLimits, ProbeNow, WebOptions};
 
 use state::Web;
 
@@ -46,6 +46,10 @@ pub enum Access {
     /// Readers: the read token when `server.read_token` is set, anyone otherwise. Agent
     /// tokens never read.
     Read,
+    /// Operators asking for probes: an operator token (`certfleet token create
+    /// --operator`) as the bearer or in the page's form, or a signed link from a digest;
+    /// the handler checks it. The body is at most a kilobyte.
+    Operate,
 }
 
 struct Route {
@@ -115,6 +119,12 @@ fn table() -> Vec<Route> {
             Read,
             get(api::endpoints::show),
         ),
+        route(
+            "POST",
+            "/api/v1/endpoints/{id}/probe",
+            Operate,
+            post(api::probe::post),
+        ),
         route("GET", "/api/v1/mtls/summary", Read, get(api::mtls::summary)),
         route("GET", "/api/v1/overview", Read, get(api::mtls::overview)),
         route(
@@ -139,6 +149,14 @@ fn table() -> Vec<Route> {
         ),
         route("GET", "/endpoints", Read, get(views::endpoints::index)),
         route("GET", "/endpoints/{id}", Read, get(views::endpoint::show)),
+        route(
+            "POST",
+            "/endpoints/{id}/probe",
+            Operate,
+            post(views::probe::button),
+        ),
+        route("GET", "/probe-link", Operate, get(views::probe::confirm)),
+        route("POST", "/probe-link", Operate, post(views::probe::check)),
         route("GET", "/owners/{owner}", Read, get(views::owners::show)),
         route("GET", "/mtls", Read, get(views::mtls::index)),
         route(
@@ -182,7 +200,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Every route of the service. Reads (JSON, pages, metrics) need the read token when one
-/// is configured; ingest needs an agent token; health and the OpenAPI document are open.
+/// is configured; ingest needs an agent token; probe requests an operator token or a
+/// signed link; health and the OpenAPI document are open.
 /// At most `ingest.max_in_flight` ingest requests are handled at once.
 pub fn router_with(state: AppState, options: WebOptions) -> Router {
     let web = Web::new(state, options);
@@ -198,6 +217,10 @@ pub fn router_with(state: AppState, options: WebOptions) -> Router {
                 open = open.route(route.path, route.handler.layer(limit).layer(slots));
             }
             Access::Read => reads = reads.route(route.path, route.handler),
+            Access::Operate => {
+                let limit = DefaultBodyLimit::max(views::probe::MAX_FORM);
+                open = open.route(route.path, route.handler.layer(limit));
+            }
         }
     }
     let reads = reads.route_layer(middleware::from_fn_with_state(

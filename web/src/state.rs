@@ -23,6 +23,33 @@ pub struct AppState {
     pub agent_enroll_secret: Option<String>,
     /// The process's roles, for `/readyz` (empty when nothing supervises them).
     pub roles: crate::RoleHealth,
+    /// Probe now: its rate limit, what it promises, the key of the signed links.
+    pub probe_now: ProbeNow,
+}
+
+/// How operators' "probe now" requests are answered (`POST /api/v1/endpoints/{id}/probe`,
+/// the endpoint page's button, the signed links in digests).
+#[derive(Debug, Clone)]
+pub struct ProbeNow {
+    /// At most one request per endpoint within this window (`server.probe_now_window`);
+    /// another is answered `429` with `Retry-After`.
+    pub window: Duration,
+    /// The answer's `expected_by` is the request time plus this: a prober's idle poll,
+    /// one probe and the recording (the binary derives it from the prober's settings).
+    pub expected_within: Duration,
+    /// The key of the signed "renewed? check again" links (`server.link_secret`);
+    /// `None`: the link routes answer `404`.
+    pub link_key: Option<certfleet_model::probe_link::LinkKey>,
+}
+
+impl Default for ProbeNow {
+    fn default() -> Self {
+        ProbeNow {
+            window: Duration::from_secs(60),
+            expected_within: Duration::from_secs(15),
+            link_key: None,
+        }
+    }
 }
 
 /// Limits of the ingest routes (`POST /api/v1/reports`, the osquery enroll and logger).

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use certfleet_notifier::{
-    Confirmed, Delivery, Notifier, OwnerRule, OwnerRules, Settings, Webhook, WebhookSpec,
+    Confirmed, Delivery, Notifier, OwnerRule, OwnerRules, ProbeLinks, Settings, Webhook,
+    WebhookSpec,
 };
 use certfleet_store::{Store, SystemClock};
 
@@ -131,6 +132,11 @@ pub fn build_linked(
         confirm_wait: notify.confirm_wait,
         webhooks: webhooks(&notify.webhooks)?,
         webhook_timeout: notify.webhook_timeout,
+        probe_links: config.server.link_key()?.map(|key| ProbeLinks {
+            key,
+            lifetime: time::Duration::try_from(config.server.link_lifetime)
+                .unwrap_or(time::Duration::days(7)),
+        }),
         ..Settings::new(owners)
     };
     let worker = format!("{}/{}", hostname(), std::process::id());

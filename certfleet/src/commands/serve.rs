@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use certfleet_prober::{NetworkPolicy, Prober, ProberConfig, Resolver, TrustStore};
 use certfleet_web::RoleHealth;
-use certfleet_web::{AppState, IngestLimits};
+use certfleet_web::{AppState, IngestLimits, ProbeNow};
 use tokio_util::sync::CancellationToken;
 
 use super::admin::open_store;
@@ -18,6 +18,10 @@ use certfleet_service::{prober_worker, scheduler, static_targets};
 use super::notify;
 use crate::cli::{Role, ServeArgs};
 use crate::config::{Config, ServerConfig};
+
+/// How often an idle prober asks for due endpoints: a probe asked for now is leased within
+/// it.
+const IDLE_POLL: Duration = Duration::from_secs(1);
 
 /// How long in-flight work may take to finish once the roles are asked to stop.
 const DRAIN: Duration = Duration::from_secs(30);
@@ -85,7 +89,7 @@ pub async fn start(
                 .probe
                 .lease
                 .unwrap_or((config.probe.timeout * 4).max(Duration::from_secs(300))),
-            idle_poll: Duration::from_secs(1),
+            idle_poll: IDLE_POLL,
             max_per_address: config.probe.max_per_address.max(1),
             connections_per_second: config.probe.connections_per_second,
         };
@@ -147,6 +151,11 @@ pub async fn start(
             agent_enroll_secret: Some(config.server.agent_enroll_secret.clone())
                 .filter(|secret| !secret.is_empty()),
             roles: health.clone(),
+            probe_now: ProbeNow {
+                window: config.server.probe_now_window,
+                expected_within: expected_within(config),
+                link_key: config.server.link_key()?,
+            },
         };
         let window = config.server.metrics_expiry_window;
         let options = certfleet_web::WebOptions {
@@ -176,6 +185,13 @@ pub async fn start(
         store,
         roles: tasks,
     })
+}
+
+/// How long after a probe request its result is expected: a prober's idle poll (1 s),
+/// one probe (at most the probe timeout) and the recording (a fraction of a second), with
+/// room for a busy database.
+fn expected_within(config: &Config) -> Duration {
+    IDLE_POLL + config.probe.timeout + Duration::from_secs(4)
 }
 
 pub(super) fn prober_config(config: &Config) -> anyhow::Result<ProberConfig> {

@@ -101,6 +101,10 @@ async fn each_owner_gets_one_digest_of_their_own_endpoints(t: TestStore) {
         shared.sha256
     )));
     assert!(!mail.mentions(&healthy.sha256), "not due yet");
+    assert!(
+        !mail.mentions("probe-link"),
+        "no link secret, no signed link"
+    );
 
     let billings = mailbox.to("billing@example.com");
     assert_eq!(billings.len(), 1, "one digest for both certificates");
@@ -145,4 +149,97 @@ async fn each_owner_gets_one_digest_of_their_own_endpoints(t: TestStore) {
     let again = notifier.run_once().await.expect("second run");
     assert_eq!((again.claimed, again.digests_sent), (0, 0), "{again:?}");
     assert_eq!(mailbox.messages().len(), 5, "nothing is sent twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digests_carry_a_signed_check_again_link_per_socket_on_sqlite() {
+    on_sqlite(digests_carry_a_signed_check_again_link_per_socket).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digests_carry_a_signed_check_again_link_per_socket_on_postgres() {
+    on_postgres(digests_carry_a_signed_check_again_link_per_socket).await;
+}
+
+/// With `server.link_secret`, each socket serving an expiring certificate gets a
+/// "renewed? check again" link: signed for that socket's endpoint, expiring with the
+/// configured lifetime, to the web UI's base URL.
+async fn digests_carry_a_signed_check_again_link_per_socket(t: TestStore) {
+    use certfleet_model::probe_link::{LinkError, LinkKey, LinkParts};
+    use certfleet_notifier::ProbeLinks;
+    use certfleet_store::EndpointId;
+
+    let now = t.now();
+    let expiring = leaf(1, "renew.example.com", now, Duration::days(10));
+    let alice = Host {
+        hostname: "web-1",
+        address: "10.0.0.1",
+        tags: &[("owner", "alice@example.com")],
+    };
+    let served = vec![
+        (443, vec![expiring.clone()]),
+        (8443, vec![expiring.clone()]),
+    ];
+    alice.serves(&*t.store, now, served).await;
+    let mailbox = Mailbox::new();
+    let server = mailbox.serve();
+    let key = LinkKey::new(b"link-secret-for-notifier-tests-0123").expect("key");
+    let mut settings = settings(Delivery::Smtp(server.url()));
+    settings.probe_links = Some(ProbeLinks {
+        key: key.clone(),
+        lifetime: Duration::days(7),
+    });
+    let report = t.notifier(settings).run_once().await.expect("run");
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    let mails = mailbox.to("alice@example.com");
+    assert_eq!(mails.len(), 1);
+    let mail = &mails[0];
+
+    let prefix = "https://certfleet.test/probe-link?";
+    let links: Vec<&str> = mail
+        .text
+        .lines()
+        .filter_map(|line| line.split_once(prefix).map(|(_, query)| query.trim()))
+        .collect();
+    assert_eq!(links.len(), 2, "one per socket: {}", mail.text);
+    let mut sockets = Vec::new();
+    for query in links {
+        assert!(
+            mail.html.contains(&query.replace('&', "&amp;")),
+            "{}",
+            mail.html
+        );
+        let mut parts = LinkParts::default();
+        for pair in query.split('&') {
+            let (name, value) = pair.split_once('=').expect("name=value");
+            match name {
+                "endpoint" => parts.endpoint = value.into(),
+                "expires" => parts.expires = value.into(),
+                "signature" => parts.signature = value.into(),
+                other => panic!("unexpected {other} in {query}"),
+            }
+        }
+        let endpoint = key.verify(&parts, now).expect("a genuine link");
+        assert_eq!(
+            key.verify(&parts, now + Duration::days(7)),
+            Err(LinkError::Expired),
+            "it expires with the configured lifetime"
+        );
+        let detail = t
+            .store
+            .endpoint(EndpointId(endpoint))
+            .await
+            .expect("endpoint");
+        sockets.push(format!(
+            "{}:{}",
+            detail.endpoint.address, detail.endpoint.port
+        ));
+    }
+    sockets.sort();
+    assert_eq!(sockets, vec!["10.0.0.1:443", "10.0.0.1:8443"]);
+    assert!(
+        mail.text.contains("Renewed?   check again 10.0.0.1:443: "),
+        "{}",
+        mail.text
+    );
 }

@@ -130,7 +130,7 @@ pub(crate) async fn request_probe(
     // Asked for by another request between the two statements, at the latest now.
     let last = row.opt_time("probe_requested_at")?.unwrap_or(now);
     Ok(ProbeRequest::Limited {
-        retry_at: last + window,
+        retry_after: (last + window - now).max(Duration::SECOND),
     })
 }
 

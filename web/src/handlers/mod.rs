@@ -9,4 +9,5 @@ pub mod notifications;
 pub mod openapi;
 pub mod osquery;
 pub mod params;
+pub mod probe;
 pub mod reports;

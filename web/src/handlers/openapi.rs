@@ -113,6 +113,71 @@ fn notification_params() -> Vec<Value> {
     params
 }
 
+/// `POST /api/v1/endpoints/{id}/probe`.
+fn probe_api() -> Value {
+    json!({"post": {
+    "summary": "Probe now: the endpoint is due at once, ahead of the schedule; a prober takes it within seconds. Rate-limited per endpoint (server.probe_now_window)",
+    "security": [{"operatorToken": []}],
+    "parameters": [path("id", "endpoint id")],
+    "responses": {
+        "202": {"description": "{endpoint, requested_at, expected_by}", "content": {"application/json": {}}},
+        "400": error_response("id is not a positive number"),
+        "401": error_response("no token, or an unknown or revoked one"),
+        "403": error_response("the read token or an agent token: asking for probes needs an operator token"),
+        "404": error_response("no such endpoint, or it is retired"),
+        "413": error_response("body over 1 KiB"),
+        "429": error_response("asked for within the window; retry after Retry-After seconds"),
+        "503": error_response("database unavailable; retry after Retry-After")
+    }}})
+}
+
+/// The endpoint page's button.
+fn probe_button() -> Value {
+    json!({"post": {
+    "summary": "The endpoint page's Probe now button: a form with the operator token (`token`); answers a page",
+    "tags": ["pages"],
+    "parameters": [path("id", "endpoint id")],
+    "requestBody": {"required": true, "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object", "required": ["token"], "properties": {"token": {"type": "string"}}}}}},
+    "responses": {
+        "202": {"description": "HTML: requested, and when to expect the result", "content": {"text/html": {}}},
+        "400": {"description": "HTML: a bad id or form"},
+        "401": {"description": "HTML: not an operator token"},
+        "403": {"description": "HTML: the read token or an agent token"},
+        "404": {"description": "HTML: no such endpoint"},
+        "413": {"description": "HTML: form over 1 KiB"},
+        "429": {"description": "HTML: asked for within the window; Retry-After"}
+    }}})
+}
+
+/// The signed links of the digests.
+fn probe_link() -> Value {
+    json!({
+    "get": {
+        "summary": "A signed \"renewed? check again\" link from a digest: shows the endpoint and a button; never probes",
+        "tags": ["pages"],
+        "parameters": [query("endpoint", "endpoint id"), query("expires", "Unix seconds"), query("signature", "HMAC-SHA256, 64 hex digits")],
+        "responses": {
+            "200": {"description": "HTML: what the link asks, and a button", "content": {"text/html": {}}},
+            "400": {"description": "HTML: malformed link"},
+            "403": {"description": "HTML: the signature does not match (changed, or not from this server)"},
+            "404": {"description": "HTML: signed links are not configured (server.link_secret), or no such endpoint"},
+            "410": {"description": "HTML: the link has expired"}
+        }},
+    "post": {
+        "summary": "The link's button: the same three fields as a form; asks for the probe",
+        "tags": ["pages"],
+        "requestBody": {"required": true, "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}},
+        "responses": {
+            "202": {"description": "HTML: requested", "content": {"text/html": {}}},
+            "400": {"description": "HTML: malformed link"},
+            "403": {"description": "HTML: the signature does not match"},
+            "404": {"description": "HTML: links not configured, or no such endpoint"},
+            "410": {"description": "HTML: the link has expired"},
+            "413": {"description": "HTML: form over 1 KiB"},
+            "429": {"description": "HTML: asked for within the window; Retry-After"}
+        }}})
+}
+
 /// The OpenAPI 3.1 document.
 pub fn document() -> Value {
     let text =
@@ -127,7 +192,8 @@ pub fn document() -> Value {
         "components": {
             "securitySchemes": {
                 "agentToken": {"type": "http", "scheme": "bearer", "description": "token from `certfleet token create`; ingest only"},
-                "readToken": {"type": "http", "scheme": "bearer", "description": "server.read_token, when configured"}
+                "readToken": {"type": "http", "scheme": "bearer", "description": "server.read_token, when configured"},
+                "operatorToken": {"type": "http", "scheme": "bearer", "description": "token from `certfleet token create --operator NAME`; asks for probes"}
             },
             "schemas": {
                 "Error": {"type": "object", "required": ["error"], "properties": {
@@ -196,6 +262,7 @@ pub fn document() -> Value {
             "/api/v1/endpoints/{id}": read(
                 "One endpoint and its observations over time",
                 vec![path("id", "endpoint id")], "the endpoint"),
+            "/api/v1/endpoints/{id}/probe": probe_api(),
             "/api/v1/mtls/summary": read(
                 "mTLS adoption (required, optional, none) by app or env, and the daily trend; from the cached overview",
                 vec![query("by", "app (default) or env")], "{by, groups, trend}"),
@@ -213,6 +280,8 @@ pub fn document() -> Value {
             "/certificates/{sha256}": page("Certificate page; `{sha256}.pem` downloads the PEM", vec![path("sha256", "SHA-256 (or SHA-1) fingerprint")]),
             "/endpoints": page("Endpoint list (same parameters as the API)", endpoint_params()),
             "/endpoints/{id}": page("Endpoint page", vec![path("id", "endpoint id")]),
+            "/endpoints/{id}/probe": probe_button(),
+            "/probe-link": probe_link(),
             "/owners/{owner}": page("Owner page: endpoints and notifications", vec![path("owner", "owner email"), query("cursor", "next page of endpoints")]),
             "/mtls": page("mTLS adoption of every app or env, a page at a time", vec![query("by", "app or env"), query("cursor", "last key of the previous page")]),
             "/notifications/failed": page("Notifications whose delivery failed", vec![query("cursor", "next page")]),

@@ -168,3 +168,16 @@ impl From<store::EndpointClaim> for EndpointClaim {
         }
     }
 }
+
+/// `202` to `POST /api/v1/endpoints/{id}/probe`: the endpoint is due now, ahead of the
+/// schedule.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeRequested {
+    pub endpoint: i64,
+    #[serde(serialize_with = "rfc3339::serialize")]
+    pub requested_at: OffsetDateTime,
+    /// When a prober is expected to have recorded the new probe (a promise of the default
+    /// settings, not a deadline: a busy prober takes longer).
+    #[serde(serialize_with = "rfc3339::serialize")]
+    pub expected_by: OffsetDateTime,
+}

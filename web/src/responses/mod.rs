@@ -10,7 +10,7 @@ mod endpoints;
 mod fleet;
 
 pub use certificates::{CertificateDetail, CertificateSummary, ListedCertificate, Notification};
-pub use endpoints::{Endpoint, EndpointDetail, Socket};
+pub use endpoints::{Endpoint, EndpointDetail, ProbeRequested, Socket};
 pub use fleet::{FleetOverview, IngestCounts, MtlsSummary};
 
 /// RFC 3339 times, as every time in the API is written.

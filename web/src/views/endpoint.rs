@@ -42,6 +42,9 @@ pub async fn show(
             tr { th { "Last probe" } td { (e.last_status.map(|s| s.as_str()).unwrap_or("not probed yet")) @if let Some(error) = &e.last_error { ": " (error) } } }
             tr { th { "Next probe" } td { (day(e.next_probe_at)) " (" (e.failures) " failure(s) in a row)" } }
         }
+        @if e.retired_at.is_none() {
+            (super::probe::button_form(e.id))
+        }
         @if let Some(socket) = socket.filter(|s| s.names_total > 0) {
             h2 { "The socket's names" }
             p { "The listening socket " (e.address) ":" (e.port) " is probed without a name and under each of these names; it counts once." }

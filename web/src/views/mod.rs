@@ -10,4 +10,5 @@ mod layout;
 pub mod mtls;
 pub mod notifications;
 pub mod owners;
+pub mod probe;
 pub mod search;

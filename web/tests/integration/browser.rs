@@ -38,7 +38,8 @@ fn artifacts() -> PathBuf {
     directory
 }
 
-/// Runs chromium headless on `url` with `action` (`--dump-dom` or `--screenshot=...`);
+/// Runs chromium headless on `url` with `action` (`--dump-dom` or `--screenshot=...`,
+/// with more flags before it, separated by spaces);
 /// returns its standard output.
 async fn run(chromium: &Path, url: &str, action: &str) -> String {
     let profile = tempfile::tempdir().expect("fresh profile directory");
@@ -47,7 +48,7 @@ async fn run(chromium: &Path, url: &str, action: &str) -> String {
         .args(HEADLESS)
         .args(["--hide-scrollbars", "--window-size=1280,1400"])
         .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(action)
+        .args(action.split(' '))
         .arg(url)
         .kill_on_drop(true);
     let output = tokio::time::timeout(BROWSER_LIMIT, command.output())
@@ -129,4 +130,82 @@ async fn browse(app: TestApp, chromium: PathBuf) {
         );
         assert!(text.contains("a1b2c3d4e5f60"), "its serial: {text}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_asks_for_a_probe_with_the_page_button() {
+    let Some(chromium) = chromium() else {
+        certfleet_testkit::skip(
+            "chromium is not installed (scripts/test installs Debian's chromium)",
+        );
+        return;
+    };
+    let setup = crate::support::harness::Setup { read_token: false };
+    crate::support::harness::on_sqlite(setup, move |app| press_probe_now(app, chromium)).await;
+}
+
+/// The endpoint page shows the button; the browser submits its form as rendered (the
+/// page's own form, with the operator's token typed in: a small local page holds a copy
+/// of it and submits it, as a person pressing the button would), and the answer says the
+/// probe was requested, which the next prober lease confirms.
+async fn press_probe_now(app: TestApp, chromium: PathBuf) {
+    let api = app.fleet.api_endpoint;
+    // The seeded fleet's never-probed endpoints are due: a prober takes them first.
+    app.store
+        .lease_due_endpoints("test-prober", 100, time::Duration::minutes(5))
+        .await
+        .expect("lease");
+    let page = look(
+        &chromium,
+        &app,
+        &format!("/endpoints/{}", api.0),
+        "05-endpoint",
+    )
+    .await;
+    assert!(visible(&page).contains("Probe now"), "{page}");
+    let start = page
+        .find("<form id=\"probe-now\"")
+        .expect("the Probe now form");
+    let end = start + page[start..].find("</form>").expect("the form ends") + "</form>".len();
+    let form = &page[start..end];
+    assert!(
+        form.contains("type=\"password\""),
+        "the token is typed, hidden: {form}"
+    );
+
+    // The form as the page rendered it, its action made absolute (the copy is a local
+    // file) and the token typed in.
+    let action = format!("action=\"{}", app.url("/endpoints/"));
+    let form = form.replacen("action=\"/endpoints/", &action, 1).replacen(
+        "name=\"token\"",
+        &format!("name=\"token\" value=\"{}\"", app.operator_token),
+        1,
+    );
+    let directory = tempfile::tempdir().expect("scratch directory");
+    let press = directory.path().join("press.html");
+    let script = "<script>document.getElementById('probe-now').requestSubmit()</script>";
+    std::fs::write(
+        &press,
+        format!("<!DOCTYPE html><html><body>{form}{script}</body></html>"),
+    )
+    .expect("writes the page");
+    let answer = run(
+        &chromium,
+        &format!("file://{}", press.display()),
+        "--virtual-time-budget=10000 --dump-dom",
+    )
+    .await;
+    let text = visible(&answer);
+    assert!(text.contains("Probe requested"), "{answer}");
+    assert!(
+        text.contains("A probe of 10.1.0.10:443 was requested"),
+        "{text}"
+    );
+    let leased = app
+        .store
+        .lease_due_endpoints("test-prober", 100, time::Duration::minutes(5))
+        .await
+        .expect("lease");
+    let ids: Vec<_> = leased.iter().map(|lease| lease.id).collect();
+    assert_eq!(ids, vec![api], "the button asked for exactly this endpoint");
 }

@@ -13,3 +13,4 @@ mod browser;
 mod metrics;
 mod openapi;
 mod pages;
+mod probe_now;

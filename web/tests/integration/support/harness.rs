@@ -6,13 +6,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use certfleet_model::probe_link::LinkKey;
 use certfleet_store::{AgentName, PostgresStore, ReadModel, SqliteStore, Store, StoreOptions};
 use certfleet_testkit::postgres::ScratchDatabase;
-use certfleet_web::{AppState, IngestLimits, RoleHealth, WebOptions};
+use certfleet_web::{AppState, IngestLimits, ProbeNow, RoleHealth, WebOptions};
 use serde_json::Value;
 
 use super::fleet::Fleet;
 use super::http::{self, Response};
+
+/// The secret of the signed probe links (`server.link_secret`).
+pub const LINK_SECRET: &str = "link-secret-for-web-tests-0123456789";
 
 /// The read token of apps started with one.
 pub const READ_TOKEN: &str = "read-token-for-tests-0123456789";
@@ -24,6 +28,10 @@ pub struct TestApp {
     pub fleet: Fleet,
     /// A valid agent token (ingest only).
     pub agent_token: String,
+    /// A valid operator token (asks for probes).
+    pub operator_token: String,
+    /// The store the app serves.
+    pub store: Arc<dyn Store>,
     /// Whether reads need [`READ_TOKEN`].
     pub read_token: Option<&'static str>,
     /// The roles `/readyz` reports (the API role runs).
@@ -74,6 +82,11 @@ pub struct Setup {
 async fn serve(store: Arc<dyn Store>, setup: Setup) -> TestApp {
     let agent = AgentName::new("agent-web-tests").expect("agent name");
     let agent_token = store.create_agent_token(&agent).await.expect("agent token");
+    let operator = AgentName::new("operator-web-tests").expect("operator name");
+    let operator_token = store
+        .create_operator_token(&operator)
+        .await
+        .expect("operator token");
     let fleet = Fleet::seed(&store).await;
     let read_token = setup.read_token.then_some(READ_TOKEN);
     let roles = RoleHealth::default();
@@ -85,6 +98,10 @@ async fn serve(store: Arc<dyn Store>, setup: Setup) -> TestApp {
         osquery_enroll_secret: Some("osquery-secret-for-tests".into()),
         agent_enroll_secret: Some("agent-enroll-secret-for-tests".into()),
         roles: roles.clone(),
+        probe_now: ProbeNow {
+            link_key: Some(LinkKey::new(LINK_SECRET.as_bytes()).expect("a long secret")),
+            ..ProbeNow::default()
+        },
     };
     // Every request computes the overview, so what a test seeded is what it sees.
     let options = WebOptions {
@@ -103,6 +120,8 @@ async fn serve(store: Arc<dyn Store>, setup: Setup) -> TestApp {
         address,
         fleet,
         agent_token,
+        operator_token,
+        store,
         read_token,
         roles,
     }
