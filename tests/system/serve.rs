@@ -21,6 +21,7 @@ mod metrics;
 mod outage;
 mod paused_prober;
 pub mod private_pg;
+mod probe_now;
 mod probe_outage;
 mod process;
 mod reports;

@@ -91,7 +91,7 @@ pub(super) fn probed(service: &Service, token: &str, port: u16, leaf: &Cert, kin
 
 /// Starts a server on the port a dropped one used: its listener closes as its task ends,
 /// a moment after the drop, so a bind may find the port still taken for a while.
-fn on_same_port<T>(what: &str, start: impl Fn() -> std::io::Result<T>) -> T {
+pub(super) fn on_same_port<T>(what: &str, start: impl Fn() -> std::io::Result<T>) -> T {
     let deadline = std::time::Instant::now() + LIMIT;
     loop {
         match start() {
