@@ -28,12 +28,31 @@ pub(crate) struct CurrentLease {
     pub until: Option<OffsetDateTime>,
     /// The leaf it served until this probe, and when a probe last saw it there.
     pub leaf: Option<(String, OffsetDateTime)>,
+    /// Its current observation's findings and client-certificate policy (for events).
+    pub previous: Option<Previous>,
+}
+
+/// What an endpoint's current observation said before this probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Previous {
+    pub findings: Vec<String>,
+    pub mtls: MtlsColumns,
+}
+
+/// An observation's client-certificate policy, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MtlsColumns {
+    pub requested: bool,
+    pub required: Option<bool>,
+    pub enforced: Option<String>,
 }
 
 /// The columns [`current_lease`] reads, for `FROM endpoints e LEFT JOIN observations o
 /// ON o.id = e.observation_id`.
 pub(crate) const CURRENT_LEASE_COLUMNS: &str =
-    "e.id, e.failures, e.lease_owner, e.lease_until, e.leaf_sha256, o.last_seen AS leaf_seen_at";
+    "e.id, e.failures, e.lease_owner, e.lease_until, e.leaf_sha256, o.last_seen AS leaf_seen_at, \
+     o.id AS o_id, o.findings AS o_findings, o.mtls_requested AS o_mtls_requested, \
+     o.mtls_required AS o_mtls_required, o.mtls_enforced AS o_mtls_enforced";
 
 /// A row of [`CURRENT_LEASE_COLUMNS`].
 pub(crate) fn current_lease(row: &impl ReadRow) -> Result<CurrentLease> {
@@ -41,7 +60,19 @@ pub(crate) fn current_lease(row: &impl ReadRow) -> Result<CurrentLease> {
         (Some(sha256), Some(seen_at)) => Some((sha256, seen_at)),
         _ => None,
     };
+    let previous = match row.opt_int("o_id")? {
+        Some(_) => Some(Previous {
+            findings: row.json("o_findings")?,
+            mtls: MtlsColumns {
+                requested: row.boolean("o_mtls_requested")?,
+                required: row.opt_bool("o_mtls_required")?,
+                enforced: row.opt_text("o_mtls_enforced")?,
+            },
+        }),
+        None => None,
+    };
     Ok(CurrentLease {
+        previous,
         id: row.int("id")?,
         failures: row.number("failures")?,
         owner: row.opt_text("lease_owner")?,
@@ -55,6 +86,7 @@ pub(crate) fn current_lease(row: &impl ReadRow) -> Result<CurrentLease> {
 pub(crate) struct Admitted {
     pub failures: HashMap<i64, u32>,
     pub leaves: HashMap<i64, (String, OffsetDateTime)>,
+    pub previous: HashMap<i64, Previous>,
     pub stale: Vec<EndpointId>,
 }
 
@@ -96,6 +128,7 @@ impl<'a> Fence<'a> {
     ) -> Admitted {
         let mut failures = HashMap::with_capacity(rows.len());
         let mut leaves = HashMap::new();
+        let mut previous = HashMap::new();
         let mut stale = Vec::new();
         for row in rows {
             match fence {
@@ -104,6 +137,9 @@ impl<'a> Fence<'a> {
                     failures.insert(row.id, row.failures);
                     if let Some(leaf) = row.leaf {
                         leaves.insert(row.id, leaf);
+                    }
+                    if let Some(before) = row.previous {
+                        previous.insert(row.id, before);
                     }
                 }
             }
@@ -126,6 +162,7 @@ impl<'a> Fence<'a> {
         Admitted {
             failures,
             leaves,
+            previous,
             stale,
         }
     }

@@ -19,6 +19,7 @@ mod browse_sql;
 mod clock;
 mod db;
 mod error;
+mod events;
 mod fence;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -42,6 +43,7 @@ mod store;
 mod token;
 mod write;
 
+use std::fmt::Debug;
 use std::sync::Arc;
 
 use time::Duration;
@@ -57,6 +59,7 @@ pub use certfleet_model::names::{usable_sni, NAMES_PER_ENDPOINT};
 pub use certfleet_model::schedule::{ProbeSchedule, Validity};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
+pub use events::{rfc3339, EventKind, EventStore, OutboxEvent};
 pub use notify::NotificationStore;
 pub use notify_records::{
     Mute, NotificationCandidate, NotificationClaim, NotificationRecord, NotificationStatus,
@@ -76,19 +79,19 @@ pub use sqlite::SqliteStore;
 pub use store::SqlStore;
 
 /// Everything certfleet keeps, behind one API with a PostgreSQL and a SQLite
-/// implementation. Share it as `Arc<dyn Store>`. It is the four roles together, each its
+/// implementation. Share it as `Arc<dyn Store>`. It is the five roles together, each its
 /// own trait so that a reader sees which part of the store a caller needs:
 /// [`IngestStore`] (what agents and operators put in), [`ProbeQueue`] (the probers'
-/// leases and results), [`ReadModel`] (what the web API, the pages and the scheduler read)
-/// and [`NotificationStore`] (the notification outbox). Every type that is all four is a
-/// `Store`.
+/// leases and results), [`ReadModel`] (what the web API, the pages and the scheduler read),
+/// [`NotificationStore`] (the notification outbox) and [`EventStore`] (the change-event
+/// outbox). Every type that is all five is a `Store`.
 pub trait Store:
-    IngestStore + ProbeQueue + ReadModel + NotificationStore + Send + Sync + std::fmt::Debug
+    IngestStore + ProbeQueue + ReadModel + NotificationStore + EventStore + Debug
 {
 }
 
 impl<T> Store for T where
-    T: IngestStore + ProbeQueue + ReadModel + NotificationStore + Send + Sync + std::fmt::Debug
+    T: IngestStore + ProbeQueue + ReadModel + NotificationStore + EventStore + Debug
 {
 }
 
@@ -115,6 +118,9 @@ pub struct StoreOptions {
     pub max_endpoints_per_host: u64,
     /// How durable a SQLite commit is (PostgreSQL ignores it).
     pub sqlite_synchronous: SqliteSynchronous,
+    /// Whether changes write change events to the `events` outbox (docs/events.md): on
+    /// when `[events]` is configured, so that no outbox grows without a publisher.
+    pub events: bool,
 }
 
 /// SQLite's `PRAGMA synchronous` for the store's connections (in WAL mode):
@@ -144,6 +150,7 @@ impl Default for StoreOptions {
             claim_window: plan::REPORT_WINDOW,
             max_endpoints_per_host: 50_000,
             sqlite_synchronous: SqliteSynchronous::default(),
+            events: false,
         }
     }
 }

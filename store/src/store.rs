@@ -35,6 +35,10 @@ impl<P> SqlStore<P> {
         &self.pool
     }
 
+    pub(crate) fn options(&self) -> &StoreOptions {
+        &self.options
+    }
+
     pub(crate) fn now(&self) -> OffsetDateTime {
         self.options.clock.now()
     }
@@ -72,6 +76,7 @@ impl<D: Db> IngestStore for SqlStore<D> {
         let bounds = write::ingest::Bounds {
             claim_window: self.options.claim_window,
             max_endpoints_per_host: self.options.max_endpoints_per_host,
+            events: self.options.events,
         };
         write::ingest::ingest_report(&self.pool, agent, report, bounds, self.now()).await
     }
@@ -85,11 +90,13 @@ impl<D: Db> IngestStore for SqlStore<D> {
     }
 
     async fn upsert_static_endpoints(&self, endpoints: &[StaticEndpoint]) -> Result<u64> {
-        write::static_endpoints::upsert(&self.pool, endpoints, self.now()).await
+        let events = self.options.events;
+        write::static_endpoints::upsert(&self.pool, endpoints, self.now(), events).await
     }
 
     async fn retire_endpoints(&self, older_than: Duration) -> Result<u64> {
-        write::leases::retire_endpoints(&self.pool, self.now(), older_than).await
+        let events = self.options.events;
+        write::leases::retire_endpoints(&self.pool, self.now(), older_than, events).await
     }
 
     async fn settle_conflict(&self, endpoint: EndpointId, to: Option<&str>) -> Result<u64> {
@@ -244,6 +251,7 @@ impl<D: Db> RecordBatch for SqlStore<D> {
             fence,
             learnt,
             schedule,
+            self.options.events,
             self.now(),
         )
         .await

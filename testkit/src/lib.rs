@@ -5,6 +5,8 @@
 
 pub mod binary;
 pub mod browser;
+pub mod json_schema;
+pub mod nats;
 pub mod netns;
 pub mod postgres;
 pub mod promtool;

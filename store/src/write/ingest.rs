@@ -3,7 +3,7 @@
 use certfleet_model::AgentReport;
 use time::{Duration, OffsetDateTime};
 
-use super::CHUNK;
+use super::{events, CHUNK};
 use crate::db::{Batch, Bind, Db, Dialect, Query, Tx};
 use crate::error::{Error, Result};
 use crate::plan::{plan_report, EndpointRow, HostRow};
@@ -17,6 +17,8 @@ pub(crate) struct Bounds {
     pub claim_window: Duration,
     /// Active endpoints one host may stand for.
     pub max_endpoints_per_host: u64,
+    /// Whether new endpoints write `endpoint.discovered` events.
+    pub events: bool,
 }
 
 pub(crate) async fn ingest_report<D: Db>(
@@ -54,6 +56,7 @@ pub(crate) async fn ingest_report<D: Db>(
             &plan.host,
             chunk,
             claimed_before,
+            bounds.events,
             now,
         )
         .await?;
@@ -167,7 +170,8 @@ async fn upsert_endpoints<D: Db>(
     host: &HostRow,
     endpoints: &[EndpointRow],
     claimed_before: OffsetDateTime,
-    now: OffsetDateTime,
+    events: bool,
+    at: OffsetDateTime,
 ) -> Result<u64> {
     const WORKLOAD: [&str; 9] = [
         "host_id",
@@ -190,7 +194,7 @@ async fn upsert_endpoints<D: Db>(
     let mut query = Query::default();
     let host_id = query.arg(Bind::Int(host_id));
     let seen = query.arg(Bind::Time(host.seen_at));
-    let now = query.arg(Bind::Time(now));
+    let now = query.arg(Bind::Time(at));
     let claimed = query.arg(Bind::Time(claimed_before));
     let source = D::bind_batch(&mut query, batch);
     let changed = D::DIALECT.distinct("endpoints", "excluded", &WORKLOAD);
@@ -222,7 +226,7 @@ async fn upsert_endpoints<D: Db>(
              AND (endpoints.host_id IS NULL OR endpoints.host_id = excluded.host_id \
                  OR endpoints.retired_at IS NOT NULL OR endpoints.last_seen < {claimed})"
     );
-    transaction.execute(&query).await
+    events::upsert_discovering::<D>(transaction, query, events, at).await
 }
 
 /// Records this host's claims on the endpoints of `endpoints` that another host holds.

@@ -5,9 +5,11 @@
 
 use time::{Duration, OffsetDateTime};
 
+use super::events::endpoint_events_sql;
 use super::CHUNK;
 use crate::db::{with_arg, Batch, Bind, Db, Dialect, Query, Tx};
 use crate::error::Result;
+use crate::events::EventKind;
 use crate::records::{EndpointId, Lease, LeasedEndpoint, ProbeRequest};
 use crate::rows::{leased, ReadRow};
 
@@ -171,16 +173,53 @@ pub(crate) async fn release_leases<D: Db>(
     Ok(released)
 }
 
-pub(crate) async fn retire_endpoints(
-    db: &impl Db,
+pub(crate) async fn retire_endpoints<D: Db>(
+    db: &D,
     now: OffsetDateTime,
     older_than: Duration,
+    events: bool,
 ) -> Result<u64> {
-    db.write(&Query {
+    let retire = Query {
         sql: "UPDATE endpoints SET retired_at = $1, lease_owner = NULL, lease_until = NULL \
               WHERE retired_at IS NULL AND last_seen < $2"
             .into(),
         binds: vec![Bind::Time(now), Bind::Time(now - older_than)],
-    })
-    .await
+    };
+    if !events {
+        return db.write(&retire).await;
+    }
+    let kind = EventKind::EndpointRetired;
+    if D::DIALECT == Dialect::Postgres {
+        // One statement: the events of exactly the rows it retires.
+        let insert = endpoint_events_sql(D::DIALECT, kind, "$1", "FROM retired e");
+        let query = Query {
+            sql: format!(
+                "WITH retired AS ({} RETURNING id, address, port, sni, app, env, owner), \
+                 retired_events AS ({insert}) \
+                 SELECT COUNT(*) AS retired FROM retired",
+                retire.sql
+            ),
+            binds: retire.binds,
+        };
+        return match db.write_rows(&query).await?.first() {
+            Some(row) => row.count("retired"),
+            None => Ok(0),
+        };
+    }
+    // SQLite holds the write lock: the events of the rows about to retire, then the
+    // retirement, in one transaction.
+    let mut transaction = db.begin().await?;
+    let events = Query {
+        sql: endpoint_events_sql(
+            D::DIALECT,
+            kind,
+            "$1",
+            "FROM endpoints e WHERE e.retired_at IS NULL AND e.last_seen < $2",
+        ),
+        binds: retire.binds.clone(),
+    };
+    transaction.execute(&events).await?;
+    let retired = transaction.execute(&retire).await?;
+    transaction.commit().await?;
+    Ok(retired)
 }

@@ -5,11 +5,13 @@
 //! a `match` for a statement each backend writes its own way: leases, certificates,
 //! named endpoints, the notification lease).
 
+pub(crate) mod events;
 pub(crate) mod ingest;
 pub(crate) mod leases;
 mod named;
 pub(crate) mod notify;
 pub(crate) mod osquery;
+mod probe_events;
 pub(crate) mod probes;
 pub(crate) mod static_endpoints;
 pub(crate) mod tokens;

@@ -6,8 +6,10 @@ use std::collections::HashMap;
 use certfleet_model::ProbeResult;
 use time::OffsetDateTime;
 
+use super::events::{endpoint_events_sql, upsert_discovering};
 use crate::db::{Batch, Bind, Db, Dialect, Query, Tx};
 use crate::error::Result;
+use crate::events::EventKind;
 use crate::records::EndpointId;
 use crate::rows::ReadRow;
 use crate::sni::{names_to_present, NAMES_PER_ENDPOINT};
@@ -24,8 +26,9 @@ pub(super) async fn add_named_endpoints<D: Db>(
     transaction: &mut D::Tx,
     results: &[(EndpointId, ProbeResult)],
     learnt: &[(EndpointId, String)],
-    now: OffsetDateTime,
+    at: OffsetDateTime,
     recheck_before: OffsetDateTime,
+    events: bool,
 ) -> Result<u64> {
     let ids: Vec<i64> = results.iter().map(|(id, _)| id.0).collect();
     let hosts = Query {
@@ -51,10 +54,17 @@ pub(super) async fn add_named_endpoints<D: Db>(
         .text("name", &triples, |t| Some(t.1.as_str()))
         .text("source", &triples, |t| Some(t.2.as_str()));
     let mut query = Query::default();
-    let now = query.arg(Bind::Time(now));
+    let now = query.arg(Bind::Time(at));
     let limit = query.arg(Bind::Int(NAMES_PER_ENDPOINT as i64));
     let recheck = query.arg(Bind::Time(recheck_before));
     let source = D::bind_batch(&mut query, batch);
+    let discovered = if events {
+        let kind = EventKind::EndpointDiscovered;
+        let insert = endpoint_events_sql(D::DIALECT, kind, &now, "FROM inserted e");
+        format!(", discovered AS ({insert})")
+    } else {
+        String::new()
+    };
     query.sql = match D::DIALECT {
         // Existing named endpoints are only updated when their `last_seen` must move (and
         // so only then locked): an upsert (ON CONFLICT DO UPDATE) locks every row it
@@ -101,7 +111,7 @@ pub(super) async fn add_named_endpoints<D: Db>(
                      < {limit} \
                  ORDER BY w.address, w.port, w.sni \
                  ON CONFLICT (address, port, sni) DO NOTHING \
-                 RETURNING 1) \
+                 RETURNING id, address, port, sni, app, env, owner){discovered} \
              SELECT (SELECT count(*) FROM carried) + (SELECT count(*) FROM inserted) \
                  AS touched"
         ),
@@ -143,7 +153,7 @@ pub(super) async fn add_named_endpoints<D: Db>(
             let rows = transaction.rows(&query).await?;
             rows.first().map_or(Ok(0), |row| row.number("touched"))
         }
-        Dialect::Sqlite => transaction.execute(&query).await,
+        Dialect::Sqlite => upsert_discovering::<D>(transaction, query, events, at).await,
     }
 }
 

@@ -5,9 +5,11 @@
 use async_trait::async_trait;
 use time::{Duration, OffsetDateTime};
 
+use super::events::notification_events_sql;
 use super::CHUNK;
 use crate::db::{plain, read_all, with_arg, Batch, Bind, Db, Dialect, Query, Tx};
 use crate::error::Result;
+use crate::events::EventKind;
 use crate::notify::NotificationStore;
 use crate::notify_records::{self as records, *};
 use crate::records::CertificateRecord;
@@ -62,7 +64,26 @@ impl<D: Db> NotificationStore for SqlStore<D> {
                  SELECT u.sha256, u.owner, u.threshold, {now} FROM {source} WHERE true \
                  ON CONFLICT (sha256, owner, threshold) DO NOTHING"
             );
-            claimed += transaction.execute(&query).await?;
+            if !self.options().events {
+                claimed += transaction.execute(&query).await?;
+                continue;
+            }
+            // A claim is a threshold crossed: its event, in the same transaction.
+            query.sql.push_str(" RETURNING id");
+            let ids = transaction
+                .rows(&query)
+                .await?
+                .iter()
+                .map(|row| row.int("id"))
+                .collect::<Result<Vec<i64>>>()?;
+            claimed += ids.len() as u64;
+            let clause = format!("WHERE n.id {}", D::DIALECT.any("$1"));
+            let kind = EventKind::CertificateExpiring;
+            let events = Query {
+                sql: notification_events_sql(D::DIALECT, kind, "$2", "NULL", &clause),
+                binds: vec![Bind::Ints(ids), Bind::Time(self.now())],
+            };
+            transaction.execute(&events).await?;
         }
         transaction.commit().await?;
         Ok(claimed)
@@ -208,6 +229,20 @@ impl<D: Db> NotificationStore for SqlStore<D> {
             vec![Bind::Time(self.now())],
         );
         let mut transaction = self.pool().begin().await?;
+        if self.options().events {
+            let events = with_ids::<D>(
+                &notification_events_sql(
+                    D::DIALECT,
+                    EventKind::NotificationSent,
+                    "$2",
+                    "NULL",
+                    "WHERE n.id {ids} AND n.sent_at IS NULL",
+                ),
+                ids,
+                vec![Bind::Time(self.now())],
+            );
+            transaction.execute(&events).await?;
+        }
         let sent = transaction.execute(&query).await?;
         transaction.commit().await?;
         Ok(sent)
@@ -226,7 +261,25 @@ impl<D: Db> NotificationStore for SqlStore<D> {
             ids,
             vec![Bind::Text(error.into()), Bind::Time(retry_at)],
         );
-        self.pool().write(&query).await
+        if !self.options().events {
+            return self.pool().write(&query).await;
+        }
+        let events = with_ids::<D>(
+            &notification_events_sql(
+                D::DIALECT,
+                EventKind::NotificationFailed,
+                "$3",
+                "$2",
+                "WHERE n.id {ids} AND n.sent_at IS NULL",
+            ),
+            ids,
+            vec![Bind::Text(error.into()), Bind::Time(self.now())],
+        );
+        let mut transaction = self.pool().begin().await?;
+        transaction.execute(&events).await?;
+        let failed = transaction.execute(&query).await?;
+        transaction.commit().await?;
+        Ok(failed)
     }
 
     async fn notification_status(&self, count: u32) -> Result<NotificationStatus> {

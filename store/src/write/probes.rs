@@ -1,11 +1,13 @@
 //! Recording what probers found: certificates, their names, observations and chains,
 //! each endpoint's status and schedule, rotations, and the names to present next.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use certfleet_model::ProbeResult;
 use time::OffsetDateTime;
 
+use super::events::insert_events;
+use super::probe_events::ProbeChanges;
 use super::{named, CHUNK};
 use crate::db::{Batch, Bind, Db, Dialect, Query, Tx};
 use crate::error::Result;
@@ -24,6 +26,7 @@ pub(crate) async fn record_probe_results<D: Db>(
     // `None`: names to present are off (StoreOptions::present_names).
     learnt_names: Option<&[(EndpointId, String)]>,
     schedule: &ProbeSchedule,
+    events: bool,
     now: OffsetDateTime,
 ) -> Result<Recorded> {
     // Checked before any SQL: a malformed result is refused with its batch.
@@ -51,14 +54,15 @@ pub(crate) async fn record_probe_results<D: Db>(
     let results = admitted_results(results, &admitted);
     let stale = admitted.stale;
     let failures = admitted.failures;
-    let leaves = admitted.leaves;
+    let leaves = &admitted.leaves;
     let batch = plan_probes(&results)?;
     if batch.outcomes.is_empty() {
         transaction.commit().await?;
         return Ok(Recorded { recorded: 0, stale });
     }
+    let mut new_certificates = HashSet::new();
     for chunk in batch.certificates.chunks(CHUNK) {
-        upsert_certificates::<D>(&mut transaction, chunk).await?;
+        new_certificates.extend(upsert_certificates::<D>(&mut transaction, chunk, events).await?);
     }
     for chunk in batch.names.chunks(CHUNK) {
         let names = Batch::new(chunk.len())
@@ -97,8 +101,25 @@ pub(crate) async fn record_probe_results<D: Db>(
     for chunk in updates.chunks(CHUNK) {
         update_endpoints::<D>(&mut transaction, chunk, now - schedule.unreported_after).await?;
     }
-    for chunk in rotations(&leaves, &updates).chunks(CHUNK) {
+    let rotations = rotations(leaves, &updates);
+    for chunk in rotations.chunks(CHUNK) {
         insert_rotations::<D>(&mut transaction, chunk).await?;
+    }
+    if events {
+        let new_certificates: Vec<&CertificateRow> = batch
+            .certificates
+            .iter()
+            .filter(|c| new_certificates.contains(&c.sha256))
+            .collect();
+        let changes = ProbeChanges {
+            new_certificates: &new_certificates,
+            rotations: &rotations,
+            outcomes: &batch.outcomes,
+            observations: &batch.observations,
+            updates: &updates,
+            previous: &admitted.previous,
+        };
+        insert_events::<D>(&mut transaction, &changes.events(), now).await?;
     }
     // In the same transaction: see crate::sni.
     let probed: Vec<i64> = updates.iter().map(|u| u.id).collect();
@@ -116,6 +137,7 @@ pub(crate) async fn record_probe_results<D: Db>(
             &learnt_names,
             now,
             recheck_before,
+            events,
         )
         .await?;
     }
@@ -127,11 +149,12 @@ pub(crate) async fn record_probe_results<D: Db>(
 }
 
 /// Inserts new certificates, and moves the times of known ones (or fills a missing PEM or
-/// SHA-1).
+/// SHA-1). With `events`, returns the SHA-256 of those it inserted.
 async fn upsert_certificates<D: Db>(
     transaction: &mut D::Tx,
     rows: &[CertificateRow],
-) -> Result<()> {
+    events: bool,
+) -> Result<Vec<String>> {
     let batch = Batch::new(rows.len())
         .text("sha256", rows, |r| Some(r.sha256.as_str()))
         .text("serial", rows, |r| Some(r.serial.as_str()))
@@ -151,6 +174,22 @@ async fn upsert_certificates<D: Db>(
         .text("pem", rows, |r| r.pem.as_deref())
         .column("seen_at", rows, |r| Some(r.seen_at))
         .text("sha1", rows, |r| r.sha1.as_deref());
+    let mut inserted = Vec::new();
+    if events && D::DIALECT == Dialect::Sqlite {
+        // Under the write lock: those not there before the upsert are the ones it inserts.
+        let mut query = Query::default();
+        let source = D::bind_batch(
+            &mut query,
+            Batch::new(rows.len()).column("sha256", rows, |r| Some(r.sha256.clone())),
+        );
+        query.sql = format!(
+            "SELECT u.sha256 FROM {source} WHERE NOT EXISTS \
+             (SELECT 1 FROM certificates c WHERE c.sha256 = u.sha256)"
+        );
+        for row in transaction.rows(&query).await? {
+            inserted.push(row.text("sha256")?);
+        }
+    }
     let mut query = Query::default();
     let source = D::bind_batch(&mut query, batch);
     let columns = "sha256, serial, subject, issuer, not_before, not_after, sans, key_type, \
@@ -173,8 +212,8 @@ async fn upsert_certificates<D: Db>(
              inserted AS ( \
                  INSERT INTO certificates ({columns}) \
                  SELECT {values} FROM u ORDER BY u.sha256 \
-                 ON CONFLICT (sha256) DO NOTHING) \
-             UPDATE certificates c SET \
+                 ON CONFLICT (sha256) DO NOTHING RETURNING sha256), \
+             updated AS (UPDATE certificates c SET \
                  first_seen = LEAST(c.first_seen, u.seen_at), \
                  last_seen = GREATEST(c.last_seen, u.seen_at), \
                  pem = COALESCE(c.pem, u.pem), \
@@ -182,7 +221,8 @@ async fn upsert_certificates<D: Db>(
              FROM u \
              WHERE c.sha256 = u.sha256 AND (u.seen_at > c.last_seen + interval '1 minute' \
                  OR u.seen_at < c.first_seen OR (c.pem IS NULL AND u.pem IS NOT NULL) \
-                 OR (c.sha1 IS NULL AND u.sha1 IS NOT NULL))"
+                 OR (c.sha1 IS NULL AND u.sha1 IS NOT NULL)) RETURNING 1) \
+             SELECT sha256 FROM inserted"
         ),
         // One writer at a time: a plain upsert.
         Dialect::Sqlite => format!(
@@ -195,8 +235,17 @@ async fn upsert_certificates<D: Db>(
                  sha1 = COALESCE(certificates.sha1, excluded.sha1)"
         ),
     };
-    transaction.execute(&query).await?;
-    Ok(())
+    match D::DIALECT {
+        Dialect::Postgres => {
+            for row in transaction.rows(&query).await? {
+                inserted.push(row.text("sha256")?);
+            }
+        }
+        Dialect::Sqlite => {
+            transaction.execute(&query).await?;
+        }
+    }
+    Ok(inserted)
 }
 
 /// Inserts new observations and moves last_seen of known ones; returns the ids by

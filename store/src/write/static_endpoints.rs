@@ -2,6 +2,7 @@
 
 use time::OffsetDateTime;
 
+use super::events::upsert_discovering;
 use super::CHUNK;
 use crate::db::{Batch, Bind, Db, Query, Tx};
 use crate::error::Result;
@@ -11,7 +12,8 @@ use crate::sni::static_rows;
 pub(crate) async fn upsert<D: Db>(
     db: &D,
     endpoints: &[StaticEndpoint],
-    now: OffsetDateTime,
+    at: OffsetDateTime,
+    events: bool,
 ) -> Result<u64> {
     let rows = static_rows(endpoints);
     let mut transaction = db.begin().await?;
@@ -24,7 +26,7 @@ pub(crate) async fn upsert<D: Db>(
             .text("starttls", chunk, |e| e.starttls.as_deref())
             .tags(chunk, |e| &e.tags);
         let mut query = Query::default();
-        let now = query.arg(Bind::Time(now));
+        let now = query.arg(Bind::Time(at));
         let source = D::bind_batch(&mut query, batch);
         query.sql = format!(
             "INSERT INTO endpoints (address, port, sni, sni_source, starttls, app, env, owner, \
@@ -40,7 +42,7 @@ pub(crate) async fn upsert<D: Db>(
                  env = COALESCE(excluded.env, endpoints.env), \
                  owner = COALESCE(excluded.owner, endpoints.owner)"
         );
-        touched += transaction.execute(&query).await?;
+        touched += upsert_discovering::<D>(&mut transaction, query, events, at).await?;
     }
     transaction.commit().await?;
     Ok(touched)

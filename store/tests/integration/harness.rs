@@ -46,6 +46,8 @@ fn options(clock: &ManualClock) -> StoreOptions {
         clock: Arc::new(clock.clone()),
         // Small enough for a test to cross; the suite's largest report has 10,000 sockets.
         max_endpoints_per_host: 12_000,
+        // Every test writes change events too, so every write path runs their SQL.
+        events: true,
         ..StoreOptions::default()
     }
 }

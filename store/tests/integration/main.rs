@@ -6,6 +6,7 @@
 //! there and drops it afterwards.
 
 mod durability;
+mod events;
 mod fixtures;
 mod harness;
 
