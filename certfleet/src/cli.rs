@@ -172,15 +172,18 @@ pub enum Role {
     Prober,
     /// Daily mTLS snapshots, endpoint retirement, expiry notifications.
     Scheduler,
+    /// Publish change events to NATS JetStream (needs `[events] nats_url`).
+    Events,
 }
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
-    /// Roles this process takes, comma-separated. Default: all of them.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Role::Api, Role::Prober, Role::Scheduler])]
-    pub roles: Vec<Role>,
+    /// Roles this process takes, comma-separated. Default: api, prober and scheduler, and
+    /// events when `[events]` is configured.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub roles: Option<Vec<Role>>,
     /// Listen address, overriding server.listen (port 0 picks a free port).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,

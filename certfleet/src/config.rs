@@ -24,6 +24,7 @@ pub struct Config {
     pub owners: OwnersConfig,
     pub retention: RetentionConfig,
     pub log: LogConfig,
+    pub events: crate::events_config::EventsConfig,
     /// The host agent's own section (`certfleet agent` reads it; see docs/agent.md). The
     /// service accepts it so that one file and one environment can serve both.
     #[serde(rename = "agent")]
@@ -483,6 +484,9 @@ impl Config {
         if !(0.0..=1.0).contains(&fraction) {
             bail!("invalid config {origin}: probe.lifetime_fraction must be between 0 and 1, not {fraction}");
         }
+        if let Err(error) = config.events.check() {
+            bail!("invalid config {origin}: {error}");
+        }
         for (index, target) in config.probe.targets.iter().enumerate() {
             if target.hosts.is_empty() || target.ports.is_empty() || target.ports.contains(&0) {
                 bail!(
@@ -702,5 +706,29 @@ secret_file = "/etc/certfleet/siem.secret"
         assert!(Config::from_parts("not toml at all [", no_env(), "t").is_err());
         let env = vec![("CERTFLEET_NOSUCH__KEY".to_owned(), "1".to_owned())];
         assert!(Config::from_parts("", env, "t").is_err());
+    }
+
+    #[test]
+    fn events_are_off_by_default_and_a_bad_nats_url_is_refused() {
+        let config = Config::from_parts("", no_env(), "t").expect("ok");
+        assert!(!config.events.enabled());
+        let text = "[events]\nnats_url = \"nats://127.0.0.1:4222\"\n";
+        let config = Config::from_parts(text, no_env(), "t").expect("ok");
+        assert!(config.events.enabled());
+        assert_eq!(config.events.duplicate_window, Duration::from_secs(600));
+        for text in [
+            "[events]\nnats_url = \"http://127.0.0.1:4222\"\n",
+            "[events]\nnats_url = \"nats://host:port\"\n",
+            "[events]\nnats_url = \"nats://127.0.0.1:4222\"\nbatch = 0\n",
+            "[events]\nnats_url = \"nats://127.0.0.1:4222\"\nstream = \"a.b\"\n",
+            "[events]\nnats_url = \"nats://127.0.0.1:4222\"\nduplicate_window = \"soon\"\n",
+            "[events]\nnats = \"nats://127.0.0.1:4222\"\n",
+        ] {
+            let error = Config::from_parts(text, no_env(), "t").expect_err(text);
+            assert!(
+                format!("{error:#}").contains("events") || format!("{error:#}").contains("nats"),
+                "{error:#}"
+            );
+        }
     }
 }

@@ -3,6 +3,7 @@
 mod cli;
 mod commands;
 mod config;
+mod events_config;
 mod logging;
 
 use std::process::ExitCode;

@@ -7,12 +7,14 @@
 //! - [`scheduler`]: periodic store housekeeping and the expiry notifier.
 //! - [`static_targets`]: endpoints no agent reports (`[[probe.targets]]`).
 //! - [`confirm`]: the notifier's confirm-before-mail probe, run in-process under leases.
+//! - [`events`]: publishes the change-event outbox to NATS JetStream ([`events::EventPublisher`]).
 //! - [`supervise`]: runs the roles, notices one that ends or panics, and stops the rest.
 //!
 //! The HTTP role is `certfleet-web`'s router; its health ([`certfleet_web::RoleHealth`]) is
 //! what the supervisor reports on.
 
 pub mod confirm;
+pub mod events;
 pub mod probe_lines;
 pub mod prober_worker;
 pub mod ptr_names;

@@ -9,6 +9,7 @@ mod allowed_networks;
 mod churn;
 mod database;
 mod e2e;
+mod events;
 mod export;
 mod fleet_servers;
 mod fresh_mail;

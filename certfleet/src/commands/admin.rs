@@ -152,6 +152,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         max_connections: config.database.max_connections.max(1),
         sqlite_synchronous: config.database.sqlite_synchronous,
         present_names: config.probe.present_names,
+        events: config.events.enabled(),
         schedule: ProbeSchedule {
             interval,
             min_interval: time::Duration::try_from(config.probe.min_interval)

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::admin::open_store;
 use certfleet_service::ptr_names::PtrNames;
 use certfleet_service::supervise::{Ended, Roles};
-use certfleet_service::{prober_worker, scheduler, static_targets};
+use certfleet_service::{events, prober_worker, scheduler, static_targets};
 
 use super::notify;
 use crate::cli::{Role, ServeArgs};
@@ -28,7 +28,8 @@ const DRAIN: Duration = Duration::from_secs(30);
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(args.config.config.as_deref())?;
-    let service = start(&config, &args.roles, args.listen.clone()).await?;
+    let roles = roles(&config, args.roles.as_deref())?;
+    let service = start(&config, &roles, args.listen.clone()).await?;
     if let Some(address) = service.address {
         println!("certfleet: listening on http://{address}");
     }
@@ -40,6 +41,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// The roles asked for, or the default ones: api, prober, scheduler, and events when
+/// `[events]` is configured.
+pub fn roles(config: &Config, asked: Option<&[Role]>) -> anyhow::Result<Vec<Role>> {
+    let Some(asked) = asked else {
+        let mut roles = vec![Role::Api, Role::Prober, Role::Scheduler];
+        if config.events.enabled() {
+            roles.push(Role::Events);
+        }
+        return Ok(roles);
+    };
+    if asked.contains(&Role::Events) && !config.events.enabled() {
+        anyhow::bail!("the events role needs events.nats_url (the NATS server to publish to)");
+    }
+    Ok(asked.to_vec())
 }
 
 /// A running service: its supervised roles, and the HTTP address when the api role runs.
@@ -131,6 +148,29 @@ pub async fn start(
                 every,
                 retire_after,
                 Some(notifier),
+                shutdown.clone(),
+            ),
+        );
+    }
+    if roles.contains(&Role::Events) {
+        let jetstream = config.events.jetstream();
+        let options = events::RoleOptions {
+            batch: config.events.batch,
+            poll: config.events.poll,
+            retention: time::Duration::try_from(config.events.retention)
+                .context("events.retention is out of range")?,
+        };
+        let connect = move || {
+            let jetstream = jetstream.clone();
+            async move { events::JetStreamPublisher::connect(&jetstream).await }
+        };
+        tasks.spawn(
+            "events",
+            events::run(
+                store.clone(),
+                connect,
+                options,
+                Arc::new(events::Counters::default()),
                 shutdown.clone(),
             ),
         );
