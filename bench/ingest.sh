@@ -35,6 +35,7 @@
 #   DATABASE=postgres (sqlite: the ingest part on a SQLite file in the temporary folder,
 #     no PostgreSQL; the pipeline is skipped), SQLITE_SYNCHRONOUS= (full or normal:
 #     database.sqlite_synchronous; empty: the default)
+#   EVENTS=0 (1: change events written too, see below)
 #   TIMEOUT=5s BENCH_TIMELINE=0 (1: probes started per 200 ms in each pipeline run) SKIP_INGEST=0 SKIP_PIPELINE=0 SKIP_BUILD=0 KEEP_TMP=0
 set -euo pipefail
 
@@ -69,6 +70,10 @@ if [[ $DATABASE == sqlite ]]; then
   export BENCH_NO_PG=1
 fi
 SKIP_BUILD=${SKIP_BUILD:-0}
+# EVENTS=1: [events] configured, so every change also writes its change event (issue 16;
+# only the roles the benchmark starts run, so nothing publishes them). Not for a binary
+# older than the events outbox, which refuses the section.
+EVENTS=${EVENTS:-0}
 KEEP_TMP=${KEEP_TMP:-0}
 # CERTFLEET_BIN=/path/to/certfleet: measure that binary (e.g. an older commit's release
 # build, for a before/after comparison in one sitting) instead of building this tree.
@@ -169,6 +174,7 @@ concurrency = $CONCURRENCY
 max_per_address = $MAX_PER_ADDRESS
 [notify]
 outbox_dir = "$T/outbox"
+$([[ $EVENTS == 1 ]] && printf '[events]\nnats_url = "nats://127.0.0.1:4222"\n')
 EOF
 }
 
