@@ -285,7 +285,20 @@ fn events_once_across_restarts(database: TestDatabase) {
         },
     );
     drop(one);
-    let _one_next = serve(&rotated, one_port);
+    // The old server's listener closes as its task ends: bind again until the port is free.
+    let mut one_next = None;
+    certfleet_testkit::wait_until(
+        "the rotated server to bind the old port",
+        Duration::from_secs(30),
+        &|| format!("port {one_port}"),
+        || {
+            one_next = TlsServer::serving(&[&rotated], &rotated)
+                .at(SocketAddr::from(([127, 0, 0, 1], one_port)))
+                .start()
+                .ok();
+            one_next.is_some()
+        },
+    );
     certfleet_testkit::wait_until(
         "the rotation published and the outbox drained",
         LIMIT,
