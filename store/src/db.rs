@@ -242,6 +242,14 @@ impl Dialect {
         }
     }
 
+    /// The function that builds a JSON object of key, value, ... arguments.
+    pub fn json_object(self) -> &'static str {
+        match self {
+            Dialect::Postgres => "jsonb_build_object",
+            Dialect::Sqlite => "json_object",
+        }
+    }
+
     /// A JSON value written into a JSON column: `jsonb` on PostgreSQL, text on SQLite.
     pub fn json(self, expression: &str) -> String {
         match self {

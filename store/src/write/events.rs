@@ -34,10 +34,7 @@ fn event_id(dialect: Dialect) -> &'static str {
 
 /// The `endpoint` object of an event, from endpoint columns of table `alias`.
 fn endpoint_json(dialect: Dialect, alias: &str) -> String {
-    let build = match dialect {
-        Dialect::Postgres => "jsonb_build_object",
-        Dialect::Sqlite => "json_object",
-    };
+    let build = dialect.json_object();
     format!(
         "{build}('id', {alias}.id, 'address', {alias}.address, 'port', {alias}.port, \
          'sni', NULLIF({alias}.sni, ''), 'app', {alias}.app, 'env', {alias}.env, \
@@ -53,13 +50,11 @@ pub(crate) fn endpoint_events_sql(
     at: &str,
     from: &str,
 ) -> String {
-    let data = match dialect {
-        Dialect::Postgres => format!(
-            "jsonb_build_object('endpoint', {})",
-            endpoint_json(dialect, "e")
-        ),
-        Dialect::Sqlite => format!("json_object('endpoint', {})", endpoint_json(dialect, "e")),
-    };
+    let data = format!(
+        "{}('endpoint', {})",
+        dialect.json_object(),
+        endpoint_json(dialect, "e")
+    );
     format!(
         "INSERT INTO events (event_id, kind, at, data) \
          SELECT {}, '{}', {at}, {data} {from}",
@@ -132,7 +127,7 @@ pub(crate) async fn insert_events<D: Db>(
 ) -> Result<()> {
     for chunk in events.chunks(CHUNK) {
         let batch = Batch::new(chunk.len())
-            .column("kind", chunk, |e| Some(e.kind.as_str().to_owned()))
+            .text("kind", chunk, |e| Some(e.kind.as_str()))
             .column("endpoint_id", chunk, |e| e.endpoint_id)
             .column("data", chunk, |e| Some(e.data.to_string()));
         let mut query = Query::default();
@@ -240,15 +235,12 @@ pub(crate) fn notification_events_sql(
     error: &str,
     clause: &str,
 ) -> String {
-    let (build, not_after) = match dialect {
-        Dialect::Postgres => (
-            "jsonb_build_object",
-            "to_char(c.not_after AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
-        ),
-        Dialect::Sqlite => (
-            "json_object",
-            "strftime('%Y-%m-%dT%H:%M:%SZ', c.not_after, 'unixepoch')",
-        ),
+    let build = dialect.json_object();
+    let not_after = match dialect {
+        Dialect::Postgres => {
+            "to_char(c.not_after AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+        }
+        Dialect::Sqlite => "strftime('%Y-%m-%dT%H:%M:%SZ', c.not_after, 'unixepoch')",
     };
     format!(
         "INSERT INTO events (event_id, kind, at, data) \

@@ -180,7 +180,7 @@ async fn upsert_certificates<D: Db>(
         let mut query = Query::default();
         let source = D::bind_batch(
             &mut query,
-            Batch::new(rows.len()).column("sha256", rows, |r| Some(r.sha256.clone())),
+            Batch::new(rows.len()).text("sha256", rows, |r| Some(r.sha256.as_str())),
         );
         query.sql = format!(
             "SELECT u.sha256 FROM {source} WHERE NOT EXISTS \
