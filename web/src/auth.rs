@@ -26,13 +26,19 @@ pub async fn require_read_token(
 
 /// Whether `headers` carry `Authorization: Bearer <expected>`.
 fn presents(headers: &HeaderMap, expected: &str) -> bool {
-    let presented = headers
+    let presented = bearer(headers).unwrap_or("");
+    same_secret(expected.as_bytes(), presented.as_bytes())
+}
+
+/// The token of an `Authorization: Bearer <token>` header, trimmed; `None` when there is
+/// none or it is empty. Callers bound its length as their tokens need.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::trim)
-        .unwrap_or("");
-    same_secret(expected.as_bytes(), presented.as_bytes())
+        .filter(|token| !token.is_empty())
 }
 
 /// Whether a presented secret (read token, osquery enroll secret) equals the configured

@@ -10,14 +10,14 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use certfleet_store::AgentName;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::reports::decode_body;
-use crate::auth::same_secret;
+use crate::auth::{bearer, same_secret};
 use crate::{ApiError, AppState};
 
 /// Agent names of enrolled hosts start with this.
@@ -44,12 +44,7 @@ pub async fn post(
         .as_deref()
         .filter(|secret| !secret.is_empty())
         .ok_or(ApiError::NotFound)?;
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim)
-        .unwrap_or("");
+    let presented = bearer(&headers).unwrap_or("");
     if !same_secret(secret.as_bytes(), presented.as_bytes()) {
         return Err(ApiError::Unauthorized);
     }

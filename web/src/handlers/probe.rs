@@ -7,12 +7,12 @@
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use certfleet_store::{AgentName, EndpointId, ProbeRequest, Store, TokenKind};
 
 use super::endpoints::parse_id;
-use crate::auth::same_secret;
+use crate::auth::{bearer, same_secret};
 use crate::responses::ProbeRequested;
 use crate::state::ProbeNow;
 use crate::{ApiError, AppState};
@@ -30,7 +30,9 @@ pub async fn post(
     body: Body,
 ) -> Result<(StatusCode, Json<ProbeRequested>), ApiError> {
     let id = parse_id(&id)?;
-    let presented = bearer(&headers).ok_or(ApiError::Unauthorized)?;
+    let presented = bearer(&headers)
+        .filter(|token| token.len() <= MAX_TOKEN)
+        .ok_or(ApiError::Unauthorized)?;
     let operator = operator(&state, presented).await?;
     // The body is not used, but it is bounded: read (and dropped) only after the token.
     axum::body::to_bytes(body, MAX_BODY)
@@ -39,16 +41,6 @@ pub async fn post(
     let requested = request(&*state.store, &state.probe_now, id).await?;
     tracing::info!(%operator, endpoint = id.0, "probe requested");
     Ok((StatusCode::ACCEPTED, Json(requested)))
-}
-
-/// The bearer token of a request, if it carries one of a sane length.
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|token| !token.is_empty() && token.len() <= MAX_TOKEN)
 }
 
 /// The operator a presented token was issued to: `403` for the read token and agent

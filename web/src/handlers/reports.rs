@@ -12,6 +12,7 @@ use certfleet_model::AgentReport;
 use certfleet_store::{Credential, TokenKind, MAX_CLOCK_SKEW};
 use time::OffsetDateTime;
 
+use crate::auth::bearer;
 use crate::body::{self, Encoding, ReadError, ReadLimits};
 use crate::responses;
 use crate::{ApiError, AppState};
@@ -46,12 +47,8 @@ pub async fn post(
 }
 
 async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Credential, ApiError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|token| !token.is_empty() && token.len() <= 256)
+    let token = bearer(headers)
+        .filter(|token| token.len() <= 256)
         .ok_or(ApiError::Unauthorized)?;
     let credential = state
         .store
