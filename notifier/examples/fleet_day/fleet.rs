@@ -110,7 +110,7 @@ impl Fleet {
         let certificate = self.certificate_of(address, port);
         let leaf = leaf(certificate, day, at);
         let expires_soon = leaf.not_after - at < Duration::days(30);
-        let required = certificate % 5 == 0;
+        let required = certificate.is_multiple_of(5);
         ProbeResult {
             target: format!("{address}:{port}"),
             address: Some(format!("{address}:{port}")),
@@ -156,10 +156,10 @@ fn host_of(address: IpAddr) -> u32 {
 }
 
 /// The port socket `socket` listens on: 10,000 + 50 per socket, plus how often it moved.
-/// A socket moves on the second pass of the days `d` with `(socket + d) % 10 == 0`.
+/// A socket moves on the second pass of the days `d` with `(socket + d).is_multiple_of(10)`.
 pub fn port(socket: u32, day: u32, pass: u32) -> u16 {
-    let moves_before = (1..day).filter(|d| (socket + d) % 10 == 0).count() as u32;
-    let moves_today = u32::from(pass > 0 && (socket + day) % 10 == 0);
+    let moves_before = (1..day).filter(|d| (socket + d).is_multiple_of(10)).count() as u32;
+    let moves_today = u32::from(pass > 0 && (socket + day).is_multiple_of(10));
     (10_000 + socket * 50 + (moves_before + moves_today) % 50) as u16
 }
 
@@ -180,7 +180,7 @@ pub fn serial(certificate: u32, day: u32) -> String {
 /// Every leaf is a 90-day certificate; one in ten is near its end (1 to 29 days left: the
 /// notifications), the rest has 31 to 89 days left.
 fn leaf(certificate: u32, day: u32, at: OffsetDateTime) -> CertificateInfo {
-    let days = if certificate % 10 == 0 {
+    let days = if certificate.is_multiple_of(10) {
         1 + i64::from(certificate % 29)
     } else {
         31 + i64::from(certificate % 59)

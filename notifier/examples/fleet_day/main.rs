@@ -116,11 +116,13 @@ async fn run(args: &Args, url: &str) -> Result<Checks, Error> {
     // Midnight, so that day N starts at a round time; the clock only moves forward.
     let start = OffsetDateTime::now_utc().replace_time(time::Time::MIDNIGHT);
     let clock = ManualClock::new(start);
-    let mut schedule = certfleet_store::ProbeSchedule::default();
     // Every endpoint probed once a day: due again before the next day's probing starts.
-    schedule.interval = Duration::hours(20);
-    schedule.min_interval = Duration::hours(20);
-    schedule.jitter = 0.0;
+    let schedule = certfleet_store::ProbeSchedule {
+        interval: Duration::hours(20),
+        min_interval: Duration::hours(20),
+        jitter: 0.0,
+        ..Default::default()
+    };
     let options = StoreOptions {
         max_connections: 16,
         acquire_timeout: std::time::Duration::from_secs(60),

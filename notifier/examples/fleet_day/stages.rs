@@ -40,9 +40,11 @@ impl Day<'_> {
         let reported = self.report(1, second).await?;
         self.record("record (moved sockets)", second + Duration::hours(1))
             .await?;
-        checks.sockets_stored_once(&self.store, self.fleet, second, reported)
+        checks
+            .sockets_stored_once(&self.store, self.fleet, second, reported)
             .await?;
-        checks.certificates_recorded(&self.store, self.fleet, self.day, second)
+        checks
+            .certificates_recorded(&self.store, self.fleet, self.day, second)
             .await?;
         self.notify(checks, midnight + Duration::hours(14)).await?;
         self.lookups(checks).await?;
@@ -182,7 +184,8 @@ impl Day<'_> {
                 .await?;
             let seconds = started.elapsed().as_secs_f64();
             outcomes.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let at = |q: f64| outcomes[((outcomes.len() as f64 * q) as usize).min(outcomes.len() - 1)].0;
+            let at =
+                |q: f64| outcomes[((outcomes.len() as f64 * q) as usize).min(outcomes.len() - 1)].0;
             let missed = outcomes.iter().filter(|(_, found)| !found).count();
             let kind = if by_serial { "serial" } else { "hostname" };
             println!(
@@ -227,7 +230,9 @@ impl Day<'_> {
             started.elapsed().as_secs_f64()
         );
         let started = Instant::now();
-        sqlx::query("VACUUM (ANALYZE)").execute(self.store.pool()).await?;
+        sqlx::query("VACUUM (ANALYZE)")
+            .execute(self.store.pool())
+            .await?;
         println!("vacuum: {:.1} s", started.elapsed().as_secs_f64());
         Ok(())
     }
