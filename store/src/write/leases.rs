@@ -16,20 +16,34 @@ use crate::rows::{leased, ReadRow};
 /// The columns of a leased endpoint, as [`leased`] reads them.
 const LEASED: &str = "id, address, port, sni, sni_source, starttls, failures, lease_until";
 
-/// One statement: take up to `count` due endpoints and push their next probe time to the
-/// lease deadline.
+/// One statement: take up to `count` due endpoints of `zones` (empty: of every zone) and
+/// push their next probe time to the lease deadline.
 pub(crate) async fn lease_due_endpoints<D: Db>(
     db: &D,
     worker: &str,
+    zones: &[String],
     count: u32,
     lease_for: Duration,
     now: OffsetDateTime,
 ) -> Result<Vec<LeasedEndpoint>> {
+    let mut binds = vec![
+        Bind::Time(now),
+        Bind::Int(i64::from(count)),
+        Bind::Text(worker.into()),
+        Bind::Time(now + lease_for),
+    ];
+    // Only when zones are given: a prober of every zone keeps the plain due index.
+    let in_zones = if zones.is_empty() {
+        String::new()
+    } else {
+        binds.push(Bind::Texts(zones.to_vec()));
+        format!(" AND zone {}", D::DIALECT.any("$5"))
+    };
     let sql = match D::DIALECT {
         Dialect::Postgres => format!(
             "WITH due AS ( \
                  SELECT id FROM endpoints \
-                 WHERE retired_at IS NULL AND next_probe_at <= $1 \
+                 WHERE retired_at IS NULL AND next_probe_at <= $1{in_zones} \
                  ORDER BY next_probe_at \
                  LIMIT $2 \
                  FOR UPDATE SKIP LOCKED) \
@@ -40,20 +54,12 @@ pub(crate) async fn lease_due_endpoints<D: Db>(
         Dialect::Sqlite => format!(
             "UPDATE endpoints SET lease_owner = $3, lease_until = $4, next_probe_at = $4 \
              WHERE id IN (SELECT id FROM endpoints \
-                 WHERE retired_at IS NULL AND next_probe_at <= $1 \
+                 WHERE retired_at IS NULL AND next_probe_at <= $1{in_zones} \
                  ORDER BY next_probe_at LIMIT $2) \
              RETURNING {LEASED}"
         ),
     };
-    let query = Query {
-        sql,
-        binds: vec![
-            Bind::Time(now),
-            Bind::Int(i64::from(count)),
-            Bind::Text(worker.into()),
-            Bind::Time(now + lease_for),
-        ],
-    };
+    let query = Query { sql, binds };
     db.write_rows(&query).await?.iter().map(leased).collect()
 }
 
