@@ -170,8 +170,8 @@ pub trait ProbeQueue: Send + Sync {
     /// under lease now: that prober's result is then stale, and the new probe's counts).
     /// At most once per `window` per endpoint, across every process on the database: a
     /// second request within it changes nothing and says when to ask again. `NotFound`
-    /// for an unknown or retired endpoint. (Zones, when they come, filter the lease, not
-    /// the request.)
+    /// for an unknown or retired endpoint. Zones filter the lease, not the request: an
+    /// endpoint whose zone no live prober serves stays due until one does.
     async fn request_probe(&self, id: EndpointId, window: Duration) -> Result<ProbeRequest>;
 
     /// A prober announces itself (see [`ProberBeat`]): its row is written with the store's

@@ -32,32 +32,52 @@ pub(crate) async fn lease_due_endpoints<D: Db>(
         Bind::Text(worker.into()),
         Bind::Time(now + lease_for),
     ];
-    // Only when zones are given: a prober of every zone keeps the plain due index.
-    let in_zones = if zones.is_empty() {
-        String::new()
-    } else {
-        binds.push(Bind::Texts(zones.to_vec()));
-        format!(" AND zone {}", D::DIALECT.any("$5"))
-    };
-    let sql = match D::DIALECT {
-        Dialect::Postgres => format!(
+    // What "due" means, once for every form of the statement.
+    let due = "retired_at IS NULL AND next_probe_at <= $1";
+    let lease = "lease_owner = $3, lease_until = $4, next_probe_at = $4";
+    let sql = match (D::DIALECT, zones.is_empty()) {
+        // Every zone: one range of the plain due index.
+        (Dialect::Postgres, true) => format!(
             "WITH due AS ( \
-                 SELECT id FROM endpoints \
-                 WHERE retired_at IS NULL AND next_probe_at <= $1{in_zones} \
-                 ORDER BY next_probe_at \
-                 LIMIT $2 \
-                 FOR UPDATE SKIP LOCKED) \
-             UPDATE endpoints e SET lease_owner = $3, lease_until = $4, next_probe_at = $4 \
+                 SELECT id FROM endpoints WHERE {due} \
+                 ORDER BY next_probe_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
+             UPDATE endpoints e SET {lease} \
              FROM due WHERE e.id = due.id RETURNING {}",
             qualified("e", LEASED)
         ),
-        Dialect::Sqlite => format!(
-            "UPDATE endpoints SET lease_owner = $3, lease_until = $4, next_probe_at = $4 \
-             WHERE id IN (SELECT id FROM endpoints \
-                 WHERE retired_at IS NULL AND next_probe_at <= $1{in_zones} \
-                 ORDER BY next_probe_at LIMIT $2) \
-             RETURNING {LEASED}"
-        ),
+        // Some zones: one range of the (zone, next_probe_at) index per zone, the oldest
+        // first over all of them. (`zone = ANY(...)` on the due index instead skips more
+        // and more rows of the other zones as a zone's queue drains: 4 times slower in
+        // bench/zones-lease.sh.) Rows locked in a zone but not taken are free again when
+        // the statement commits.
+        (Dialect::Postgres, false) => {
+            binds.push(Bind::Texts(zones.to_vec()));
+            format!(
+                "WITH due AS ( \
+                     SELECT d.id FROM unnest($5::text[]) AS z(name), LATERAL ( \
+                         SELECT id, next_probe_at FROM endpoints \
+                         WHERE zone = z.name AND {due} \
+                         ORDER BY next_probe_at LIMIT $2 FOR UPDATE SKIP LOCKED) d \
+                     ORDER BY d.next_probe_at LIMIT $2) \
+                 UPDATE endpoints e SET {lease} \
+                 FROM due WHERE e.id = due.id RETURNING {}",
+                qualified("e", LEASED)
+            )
+        }
+        (Dialect::Sqlite, every_zone) => {
+            let in_zones = if every_zone {
+                String::new()
+            } else {
+                binds.push(Bind::Texts(zones.to_vec()));
+                format!(" AND zone {}", D::DIALECT.any("$5"))
+            };
+            format!(
+                "UPDATE endpoints SET {lease} \
+                 WHERE id IN (SELECT id FROM endpoints WHERE {due}{in_zones} \
+                     ORDER BY next_probe_at LIMIT $2) \
+                 RETURNING {LEASED}"
+            )
+        }
     };
     let query = Query { sql, binds };
     db.write_rows(&query).await?.iter().map(leased).collect()
