@@ -25,6 +25,9 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub log: LogConfig,
     pub events: crate::events_config::EventsConfig,
+    /// Network zones (`[[zones]]`): which probers probe which endpoints
+    /// (docs/scale-out.md, "Zones").
+    pub zones: Vec<certfleet_store::Zone>,
     /// The host agent's own section (`certfleet agent` reads it; see docs/agent.md). The
     /// service accepts it so that one file and one environment can serve both.
     #[serde(rename = "agent")]
@@ -225,6 +228,12 @@ pub struct ProbeConfig {
     pub targets_refresh: Duration,
     /// Static targets: load balancers, appliances, anything without an agent.
     pub targets: Vec<StaticTarget>,
+    /// The zones whose endpoints this prober leases; empty: every zone.
+    pub zones: Vec<String>,
+    /// How often this prober announces itself (name, zones, version, probe rate); it
+    /// counts as live for three of these.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
 }
 
 impl Default for ProbeConfig {
@@ -249,6 +258,8 @@ impl Default for ProbeConfig {
             ptr_names: true,
             targets_refresh: Duration::from_secs(3600),
             targets: Vec::new(),
+            zones: Vec::new(),
+            heartbeat: Duration::from_secs(10),
         }
     }
 }
@@ -487,6 +498,15 @@ impl Config {
         if let Err(error) = config.events.check() {
             bail!("invalid config {origin}: {error}");
         }
+        if config.probe.heartbeat.is_zero() {
+            bail!("invalid config {origin}: probe.heartbeat must be more than zero");
+        }
+        certfleet_store::check_zones(&config.zones)
+            .with_context(|| format!("invalid config {origin}"))?;
+        for (index, zone) in config.probe.zones.iter().enumerate() {
+            certfleet_store::check_zone_name(&format!("probe.zones[{index}]"), zone)
+                .with_context(|| format!("invalid config {origin}"))?;
+        }
         for (index, target) in config.probe.targets.iter().enumerate() {
             if target.hosts.is_empty() || target.ports.is_empty() || target.ports.contains(&0) {
                 bail!(
@@ -619,6 +639,42 @@ mod tests {
         assert_eq!(config.probe.concurrency, 64);
         assert_eq!(config.probe.interval, Duration::from_secs(7200));
         assert!(!format!("{:?}", config.database).contains("pw"));
+    }
+
+    #[test]
+    fn zones_are_read_from_the_file_and_the_environment_and_checked() {
+        let text = "[[zones]]\nname = \"eu1\"\ncidrs = [\"10.1.0.0/16\"]\n\n\
+                    [[zones]]\nname = \"lab\"\n";
+        let env = vec![(
+            "CERTFLEET_PROBE__ZONES".to_owned(),
+            "[\"eu1\", \"lab\"]".to_owned(),
+        )];
+        let config = Config::from_parts(text, env, "t").expect("zones parse");
+        assert_eq!(config.zones.len(), 2);
+        assert_eq!(
+            config.zones[0].cidrs,
+            vec!["10.1.0.0/16".parse::<IpNet>().expect("net")]
+        );
+        assert!(config.zones[1].cidrs.is_empty());
+        assert_eq!(config.probe.zones, ["eu1", "lab"]);
+        assert_eq!(config.probe.heartbeat, Duration::from_secs(10));
+        for (bad, named) in [
+            ("[[zones]]\nname = \"a b\"\n", "zones[0].name"),
+            (
+                "[[zones]]\nname = \"a\"\n[[zones]]\nname = \"a\"\n",
+                "zones[1].name",
+            ),
+            (
+                "[[zones]]\nname = \"a\"\ncidrs = [\"10.0.0.0/33\"]\n",
+                "zones",
+            ),
+            ("[[zones]]\nname = \"a\"\nnets = []\n", "nets"),
+            ("[probe]\nzones = [\"\"]\n", "probe.zones[0]"),
+            ("[probe]\nheartbeat = \"0s\"\n", "probe.heartbeat"),
+        ] {
+            let error = Config::from_parts(bad, no_env(), "t").expect_err(bad);
+            assert!(format!("{error:#}").contains(named), "{bad}: {error:#}");
+        }
     }
 
     #[test]

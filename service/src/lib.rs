@@ -4,6 +4,7 @@
 //! - [`prober_worker`]: lease due endpoints, probe them, record the results in batches
 //!   (with [`probe_lines`] keeping one address from holding up the others, and
 //!   [`ptr_names`] adding reverse-DNS names to present).
+//! - [`heartbeat`]: a prober announces itself (zones, version, probe rate) to the store.
 //! - [`scheduler`]: periodic store housekeeping and the expiry notifier.
 //! - [`static_targets`]: endpoints no agent reports (`[[probe.targets]]`).
 //! - [`confirm`]: the notifier's confirm-before-mail probe, run in-process under leases.
@@ -15,6 +16,7 @@
 
 pub mod confirm;
 pub mod events;
+pub mod heartbeat;
 pub mod probe_lines;
 pub mod prober_worker;
 pub mod ptr_names;

@@ -24,6 +24,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::heartbeat::{self, Announcement, ProbeCounter};
 use crate::probe_lines::{Pace, ProbeLines};
 use crate::ptr_names::PtrNames;
 
@@ -41,6 +42,10 @@ pub struct WorkerOptions {
     pub max_per_address: usize,
     /// New connections per second; 0: unpaced.
     pub connections_per_second: u32,
+    /// The zones whose endpoints it leases; empty: every zone.
+    pub zones: Vec<String>,
+    /// How often it announces itself (see [`crate::heartbeat`]).
+    pub heartbeat: Duration,
 }
 
 /// What one probe task hands the recorder: the lease, the result and the PTR names of its
@@ -82,11 +87,25 @@ pub async fn run(
         queue,
         shutdown.clone(),
     ));
+    let probes = Arc::new(ProbeCounter::default());
+    let announcement = Announcement {
+        name: options.worker_id.clone(),
+        zones: options.zones.clone(),
+        every: options.heartbeat,
+    };
+    let beats = shutdown.child_token();
+    let heartbeat = tokio::spawn(heartbeat::run(
+        store.clone(),
+        announcement,
+        probes.clone(),
+        beats.clone(),
+    ));
     let (finished, to_record) = mpsc::channel(4 * RECORD_BATCH);
     let recorder = tokio::spawn(record_loop(
         store.clone(),
         options.worker_id.clone(),
         to_record,
+        probes,
     ));
     let pace = Arc::new(Pace::new(options.connections_per_second));
     let max_waiting = ROUNDS_WAITING * options.max_per_address.max(1);
@@ -172,6 +191,8 @@ pub async fn run(
     drop(finished);
     let _ = recorder.await;
     let _ = leaser.await;
+    beats.cancel();
+    let _ = heartbeat.await;
 }
 
 fn due_in(wait: Duration) -> OffsetDateTime {
@@ -204,7 +225,12 @@ fn hand_back(
 
 /// Writes what has finished, in batches of up to [`RECORD_BATCH`], until every sender is
 /// gone. A batch waits at most [`RECORD_LINGER`] to fill up.
-async fn record_loop(store: Arc<dyn Store>, worker: String, mut results: mpsc::Receiver<Finished>) {
+async fn record_loop(
+    store: Arc<dyn Store>,
+    worker: String,
+    mut results: mpsc::Receiver<Finished>,
+    probes: Arc<ProbeCounter>,
+) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while results.recv_many(&mut batch, RECORD_BATCH).await > 0 {
         let deadline = tokio::time::Instant::now() + RECORD_LINGER;
@@ -216,7 +242,8 @@ async fn record_loop(store: Arc<dyn Store>, worker: String, mut results: mpsc::R
                 Ok(_) => {}
             }
         }
-        record(&*store, &worker, std::mem::take(&mut batch)).await;
+        let recorded = record(&*store, &worker, std::mem::take(&mut batch)).await;
+        probes.add(recorded);
     }
 }
 
@@ -240,7 +267,8 @@ async fn lease_loop(
                 _ = shutdown.cancelled() => break,
             }
         }
-        let lease = store.lease_due_endpoints(&options.worker_id, options.batch, lease_for);
+        let (worker, zones) = (&options.worker_id, &options.zones);
+        let lease = store.lease_due_in_zones(worker, zones, options.batch, lease_for);
         let span = tracing::info_span!("lease", worker = %options.worker_id, batch = options.batch);
         match tracing::Instrument::instrument(lease, span).await {
             Ok(endpoints) if !endpoints.is_empty() => {
@@ -298,7 +326,8 @@ fn drop_guessed_mismatch(source: Option<NameSource>, result: &mut ProbeResult) {
 /// Writes one chunk of results; retries while the database is unavailable, because the
 /// leases keep the endpoints ours for a while. A result whose lease has ended or passed
 /// to another prober meanwhile is stale: the store drops it, and it is logged and counted.
-async fn record(store: &dyn Store, worker: &str, chunk: Vec<Finished>) {
+/// Returns how many results were recorded.
+async fn record(store: &dyn Store, worker: &str, chunk: Vec<Finished>) -> usize {
     let mut results = Vec::with_capacity(chunk.len());
     let mut learnt = Vec::new();
     for (lease, result, names) in chunk {
@@ -321,7 +350,7 @@ async fn record(store: &dyn Store, worker: &str, chunk: Vec<Finished>) {
                     );
                 }
                 log_round(&results, recorded.stale.len());
-                return;
+                return results.len() - recorded.stale.len();
             }
             Err(error) if error.is_unavailable() && attempt < 8 => {
                 tracing::warn!(%error, attempt, "cannot record probe results; retrying");
@@ -330,10 +359,11 @@ async fn record(store: &dyn Store, worker: &str, chunk: Vec<Finished>) {
             }
             Err(error) => {
                 tracing::error!(%error, results = results.len(), "probe results dropped; the endpoints will be leased again");
-                return;
+                return 0;
             }
         }
     }
+    0
 }
 
 /// One line per recorded batch, for the operator: how many were probed, how many answered

@@ -321,6 +321,8 @@ pub struct FleetOverview {
     pub endpoint_conflicts: u64,
     /// How long the service took to see certificate rotations.
     pub discovery: DiscoveryLatency,
+    /// The probe queue of each zone, with the live probers serving it.
+    pub zones: Vec<crate::ZoneQueue>,
 }
 
 impl FleetOverview {
@@ -486,6 +488,7 @@ mod tests {
             process: None,
             container: None,
             tags: crate::WorkloadTags::default(),
+            zone: "default".into(),
             seen: Seen {
                 first_seen: now,
                 last_seen: now,

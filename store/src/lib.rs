@@ -30,6 +30,7 @@ mod osquery;
 mod overview_sql;
 mod pg;
 mod plan;
+mod probers;
 mod read_model;
 mod records;
 mod roles;
@@ -42,6 +43,7 @@ mod sqlite;
 mod store;
 mod token;
 mod write;
+mod zones;
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -67,6 +69,7 @@ pub use notify_records::{
 };
 pub use pg::PostgresStore;
 pub use plan::MAX_CLOCK_SKEW;
+pub use probers::{ProberBeat, ProberRecord, ProberStatus, ZoneQueue};
 pub use records::{
     AgentName, CertificateDetail, CertificateRecord, Credential, EndpointFilter, EndpointId,
     EndpointRecord, ExpiringCertificate, IngestCounts, Inventory, Lease, LeasedEndpoint,
@@ -77,6 +80,7 @@ pub use roles::{IngestStore, ProbeQueue, ReadModel};
 pub use rotation::{DiscoveryLatency, LatencyHistogram, LATENCY_BUCKETS};
 pub use sqlite::SqliteStore;
 pub use store::SqlStore;
+pub use zones::{check_zone_name, check_zones, Zone, DEFAULT_ZONE, MAX_ZONE_NAME};
 
 /// Everything certfleet keeps, behind one API with a PostgreSQL and a SQLite
 /// implementation. Share it as `Arc<dyn Store>`. It is the five roles together, each its
@@ -121,6 +125,9 @@ pub struct StoreOptions {
     /// Whether changes write change events to the `events` outbox (docs/events.md): on
     /// when `[events]` is configured, so that no outbox grows without a publisher.
     pub events: bool,
+    /// The network zones (`[[zones]]`): an endpoint's zone is decided from them when it
+    /// is written (see [`Zone`]).
+    pub zones: Vec<Zone>,
 }
 
 /// SQLite's `PRAGMA synchronous` for the store's connections (in WAL mode):
@@ -151,6 +158,7 @@ impl Default for StoreOptions {
             max_endpoints_per_host: 50_000,
             sqlite_synchronous: SqliteSynchronous::default(),
             events: false,
+            zones: Vec::new(),
         }
     }
 }

@@ -180,6 +180,7 @@ pub(crate) fn fold_groups<R: ReadRow>(
         failed_notifications: count(counts, "failed_notifications")?,
         endpoint_conflicts: count(counts, "endpoint_conflicts")?,
         discovery: DiscoveryLatency::default(),
+        zones: Vec::new(),
     };
     for row in rows {
         let mtls = MtlsCounts {

@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 use crate::records::{AgentName, EndpointId, IngestCounts, WorkloadTags};
+use crate::zones::{check_zone_name, zone_of, Zone};
 use certfleet_model::names::{certificate_names, normalize_serial};
 use certfleet_model::schedule::{ProbeSchedule, Validity};
 
@@ -56,6 +57,8 @@ pub(crate) struct EndpointRow {
     pub namespace: Option<String>,
     /// The container's name (`container` tag), beside its id in `container`.
     pub container_name: Option<String>,
+    /// Its network zone (see [`crate::zones`]).
+    pub zone: String,
 }
 
 /// Validates a report and turns it into rows; endpoints are deduplicated by
@@ -63,6 +66,7 @@ pub(crate) struct EndpointRow {
 pub(crate) fn plan_report(
     agent: &AgentName,
     report: &AgentReport,
+    zones: &[Zone],
     now: OffsetDateTime,
 ) -> Result<ReportPlan> {
     report.validate()?;
@@ -82,9 +86,17 @@ pub(crate) fn plan_report(
     };
     let mut endpoints: BTreeMap<(IpAddr, u16), EndpointRow> = BTreeMap::new();
     let mut skipped = 0;
-    for socket in &report.sockets {
+    for (index, socket) in report.sockets.iter().enumerate() {
         // The socket's own tags (its container's) win over the host's, key by key.
         let tag = |key: &str| report.socket_tag(socket, key).map(str::to_owned);
+        let zone_tag = report.socket_tag(socket, "zone");
+        if let Some(zone) = zone_tag {
+            let field = match socket.tags.get("zone").is_some_and(|own| !own.is_empty()) {
+                true => format!("sockets[{index}].tags.zone"),
+                false => "host.tags.zone".to_owned(),
+            };
+            check_zone_name(&field, zone)?;
+        }
         let addresses = socket.probe_addresses();
         if addresses.is_empty() {
             skipped += 1;
@@ -105,6 +117,7 @@ pub(crate) fn plan_report(
                     },
                     namespace: tag("namespace"),
                     container_name: tag("container"),
+                    zone: zone_of(zones, zone_tag, address),
                 });
         }
     }

@@ -405,6 +405,8 @@ pub struct EndpointRecord {
     pub container: Option<String>,
     /// Workload tags.
     pub tags: WorkloadTags,
+    /// The network zone it is probed from (`default` when in none).
+    pub zone: String,
     /// First and last reported.
     pub seen: Seen,
     /// When it retired (not reported for the retention period).

@@ -9,6 +9,7 @@ use time::{Duration, OffsetDateTime};
 use crate::browse::*;
 use crate::error::Result;
 use crate::notify_records::NotificationRecord;
+use crate::probers::{ProberBeat, ProberStatus};
 use crate::records::*;
 
 /// What agents and operators put in: tokens and enrollment, reports, osquery posts, static
@@ -101,6 +102,18 @@ pub trait ProbeQueue: Send + Sync {
         worker: &str,
         limit: u32,
         lease_for: Duration,
+    ) -> Result<Vec<LeasedEndpoint>> {
+        self.lease_due_in_zones(worker, &[], limit, lease_for).await
+    }
+
+    /// [`lease_due_endpoints`](ProbeQueue::lease_due_endpoints), only of endpoints in
+    /// `zones` (empty: in every zone). An endpoint whose zone no prober serves stays due.
+    async fn lease_due_in_zones(
+        &self,
+        worker: &str,
+        zones: &[String],
+        limit: u32,
+        lease_for: Duration,
     ) -> Result<Vec<LeasedEndpoint>>;
 
     /// Leases these endpoints to `worker` until now + `lease_for`, whether they are due
@@ -157,9 +170,13 @@ pub trait ProbeQueue: Send + Sync {
     /// under lease now: that prober's result is then stale, and the new probe's counts).
     /// At most once per `window` per endpoint, across every process on the database: a
     /// second request within it changes nothing and says when to ask again. `NotFound`
-    /// for an unknown or retired endpoint. (Zones, when they come, filter the lease, not
-    /// the request.)
+    /// for an unknown or retired endpoint. Zones filter the lease, not the request: an
+    /// endpoint whose zone no live prober serves stays due until one does.
     async fn request_probe(&self, id: EndpointId, window: Duration) -> Result<ProbeRequest>;
+
+    /// A prober announces itself (see [`ProberBeat`]): its row is written with the store's
+    /// now as its last beat. Rows of probers silent for a day are dropped.
+    async fn announce_prober(&self, beat: &ProberBeat) -> Result<()>;
 
     /// Hands leased endpoints back unprobed: each lease that is still `worker`'s (same
     /// deadline) ends, and its endpoint is due again at the time given, with no failure
@@ -240,6 +257,10 @@ pub trait ReadModel: Send + Sync {
 
     /// Where the fleet stands now. One pass over the active endpoints: cache it.
     async fn fleet_overview(&self) -> Result<FleetOverview>;
+
+    /// The probers that announced themselves and the probe queue of every zone (configured,
+    /// holding endpoints, or served by a prober), read now.
+    async fn prober_status(&self) -> Result<ProberStatus>;
 
     /// One page of an export (`certfleet export`): every certificate, or every endpoint
     /// (retired ones too), last seen at or after `since`, in key order after the cursor.

@@ -134,7 +134,8 @@ pub(crate) fn certificate(row: &impl ReadRow) -> Result<CertificateRecord> {
 
 /// Endpoints with their host, current observation and its leaf; append `WHERE ...`.
 pub(crate) const ENDPOINT_SELECT: &str = "SELECT e.id, e.address, e.port, e.sni, \
-    h.hostname, e.process, e.container, e.app, e.env, e.owner, e.first_seen, e.last_seen, \
+    h.hostname, e.process, e.container, e.app, e.env, e.owner, e.zone, e.first_seen, \
+    e.last_seen, \
     e.retired_at, e.next_probe_at, e.failures, e.last_status, e.last_error, \
     e.last_probed_at, o.id AS o_id, o.status AS o_status, o.leaf_sha256 AS o_leaf_sha256, \
     c.subject AS o_leaf_subject, c.not_after AS o_leaf_not_after, \
@@ -167,6 +168,7 @@ pub(crate) fn endpoint(row: &impl ReadRow) -> Result<EndpointRecord> {
         process: row.opt_text("process")?,
         container: row.opt_text("container")?,
         tags: tags(row)?,
+        zone: row.text("zone")?,
         seen: seen(row, "")?,
         retired_at: row.opt_time("retired_at")?,
         next_probe_at: row.time("next_probe_at")?,

@@ -13,6 +13,7 @@ use crate::error::Result;
 use crate::fence::Fence;
 use crate::isolate::{record_isolating, RecordBatch};
 use crate::notify_records::NotificationRecord;
+use crate::probers::{self, ProberBeat, ProberStatus};
 use crate::read_model;
 use crate::records::*;
 use crate::write;
@@ -78,7 +79,8 @@ impl<D: Db> IngestStore for SqlStore<D> {
             max_endpoints_per_host: self.options.max_endpoints_per_host,
             events: self.options.events,
         };
-        write::ingest::ingest_report(&self.pool, agent, report, bounds, self.now()).await
+        let zones = &self.options.zones;
+        write::ingest::ingest_report(&self.pool, agent, report, bounds, zones, self.now()).await
     }
 
     async fn update_osquery_host(
@@ -91,7 +93,8 @@ impl<D: Db> IngestStore for SqlStore<D> {
 
     async fn upsert_static_endpoints(&self, endpoints: &[StaticEndpoint]) -> Result<u64> {
         let events = self.options.events;
-        write::static_endpoints::upsert(&self.pool, endpoints, self.now(), events).await
+        let zones = &self.options.zones;
+        write::static_endpoints::upsert(&self.pool, endpoints, zones, self.now(), events).await
     }
 
     async fn retire_endpoints(&self, older_than: Duration) -> Result<u64> {
@@ -106,13 +109,15 @@ impl<D: Db> IngestStore for SqlStore<D> {
 
 #[async_trait]
 impl<D: Db> ProbeQueue for SqlStore<D> {
-    async fn lease_due_endpoints(
+    async fn lease_due_in_zones(
         &self,
         worker: &str,
+        zones: &[String],
         limit: u32,
         lease_for: Duration,
     ) -> Result<Vec<LeasedEndpoint>> {
-        write::leases::lease_due_endpoints(&self.pool, worker, limit, lease_for, self.now()).await
+        let now = self.now();
+        write::leases::lease_due_endpoints(&self.pool, worker, zones, limit, lease_for, now).await
     }
 
     async fn lease_endpoints(
@@ -145,6 +150,10 @@ impl<D: Db> ProbeQueue for SqlStore<D> {
 
     async fn request_probe(&self, id: EndpointId, window: Duration) -> Result<ProbeRequest> {
         write::leases::request_probe(&self.pool, id, window, self.now()).await
+    }
+
+    async fn announce_prober(&self, beat: &ProberBeat) -> Result<()> {
+        probers::announce(&self.pool, beat, self.now()).await
     }
 
     async fn release_leases(
@@ -231,7 +240,16 @@ impl<D: Db> ReadModel for SqlStore<D> {
     }
 
     async fn fleet_overview(&self) -> Result<FleetOverview> {
-        read_model::fleet_overview(&self.pool, self.now()).await
+        let now = self.now();
+        let mut overview = read_model::fleet_overview(&self.pool, now).await?;
+        overview.zones = probers::status(&self.pool, &self.options.zones, now)
+            .await?
+            .zones;
+        Ok(overview)
+    }
+
+    async fn prober_status(&self) -> Result<ProberStatus> {
+        probers::status(&self.pool, &self.options.zones, self.now()).await
     }
 }
 

@@ -32,3 +32,4 @@ mod sni_names;
 mod static_targets;
 mod tarpit;
 mod webhook;
+mod zones;

@@ -133,6 +133,7 @@ fn table() -> Vec<Route> {
             Read,
             get(api::notifications::index),
         ),
+        route("GET", "/api/v1/probers", Read, get(api::probers::index)),
         route("GET", "/", Read, get(views::dashboard::get)),
         route("GET", "/search", Read, get(views::search::get)),
         route(
@@ -159,6 +160,7 @@ fn table() -> Vec<Route> {
         route("POST", "/probe-link", Operate, post(views::probe::check)),
         route("GET", "/owners/{owner}", Read, get(views::owners::show)),
         route("GET", "/mtls", Read, get(views::mtls::index)),
+        route("GET", "/probers", Read, get(views::probers::index)),
         route(
             "GET",
             "/notifications/failed",

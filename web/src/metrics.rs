@@ -24,7 +24,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use certfleet_store::{ExpiryBuckets, FleetOverview, LatencyHistogram};
+use certfleet_store::{ExpiryBuckets, FleetOverview, LatencyHistogram, ZoneQueue};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
@@ -283,12 +283,40 @@ fn fleet(registry: &mut Registry, overview: &FleetOverview) {
         "Certificate rotations seen, by the time between the last probe that saw the old leaf and the first that saw the new one",
         RecordedHistogram(overview.discovery.all.clone()),
     );
+    zones(registry, &overview.zones);
     let rate = Gauge::<f64, AtomicU64>::default();
     rate.set(queue.probed_last_5m as f64 / 300.0);
     registry.register(
         "certfleet_probe_rate",
         "Endpoints probed per second by all probers, over the last five minutes",
         rate,
+    );
+}
+
+/// Most zones with their own series: zone names can come from agents' tags, so their
+/// number is bounded here; the zones with the most due endpoints are kept.
+const ZONE_SERIES: usize = 64;
+
+/// The queue and the live probers of each zone (`CertfleetZoneWithoutProber` in
+/// docs/alerts.yml alerts on due endpoints in a zone with no live prober).
+fn zones(registry: &mut Registry, zones: &[ZoneQueue]) {
+    let mut kept: Vec<&ZoneQueue> = zones.iter().collect();
+    kept.sort_by(|a, b| b.due.cmp(&a.due).then_with(|| a.zone.cmp(&b.zone)));
+    kept.truncate(ZONE_SERIES);
+    counts(
+        registry,
+        "certfleet_probe_queue_due",
+        "Active endpoints due now in each zone",
+        "zone",
+        kept.iter().map(|queue| (queue.zone.as_str(), queue.due)),
+    );
+    counts(
+        registry,
+        "certfleet_probers_live",
+        "Live probers (announced within three heartbeats) serving each zone",
+        "zone",
+        kept.iter()
+            .map(|queue| (queue.zone.as_str(), queue.live_probers)),
     );
 }
 

@@ -153,6 +153,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         sqlite_synchronous: config.database.sqlite_synchronous,
         present_names: config.probe.present_names,
         events: config.events.enabled(),
+        zones: config.zones.clone(),
         schedule: ProbeSchedule {
             interval,
             min_interval: time::Duration::try_from(config.probe.min_interval)

@@ -201,6 +201,8 @@ const ENDPOINT_COLUMNS: &[&str] = &[
     "leaf_not_after",
     "mtls",
     "findings",
+    // Last, so that scripts reading the columns by position before zones keep working.
+    "zone",
 ];
 
 fn endpoint_row(e: &Endpoint) -> Vec<String> {
@@ -236,6 +238,7 @@ fn endpoint_row(e: &Endpoint) -> Vec<String> {
         time(observation.and_then(|o| o.leaf_not_after)),
         mtls.unwrap_or_default().to_owned(),
         findings.unwrap_or_default(),
+        e.zone.clone(),
     ]
 }
 

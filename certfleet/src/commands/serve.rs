@@ -109,6 +109,8 @@ pub async fn start(
             idle_poll: IDLE_POLL,
             max_per_address: config.probe.max_per_address.max(1),
             connections_per_second: config.probe.connections_per_second,
+            zones: config.probe.zones.clone(),
+            heartbeat: config.probe.heartbeat,
         };
         let ptr_names = config
             .probe

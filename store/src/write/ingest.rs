@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::plan::{plan_report, EndpointRow, HostRow};
 use crate::records::{AgentName, EndpointId, IngestCounts};
 use crate::rows::ReadRow;
+use crate::zones::Zone;
 
 /// What one report may do.
 #[derive(Debug, Clone, Copy)]
@@ -26,9 +27,10 @@ pub(crate) async fn ingest_report<D: Db>(
     agent: &AgentName,
     report: &AgentReport,
     bounds: Bounds,
+    zones: &[Zone],
     now: OffsetDateTime,
 ) -> Result<IngestCounts> {
-    let plan = plan_report(agent, report, now)?;
+    let plan = plan_report(agent, report, zones, now)?;
     let mut transaction = db.begin().await?;
     // A new host, or new tags: the names under its sockets follow (owner, app, env, and a
     // new tenant's fresh start), below.
@@ -173,8 +175,9 @@ async fn upsert_endpoints<D: Db>(
     events: bool,
     at: OffsetDateTime,
 ) -> Result<u64> {
-    const WORKLOAD: [&str; 9] = [
+    const WORKLOAD: [&str; 10] = [
         "host_id",
+        "zone",
         "process",
         "container",
         "netns",
@@ -190,7 +193,8 @@ async fn upsert_endpoints<D: Db>(
         .column("netns", endpoints, |e| e.netns)
         .tags(endpoints, |e| &e.tags)
         .text("namespace", endpoints, |e| e.namespace.as_deref())
-        .text("container_name", endpoints, |e| e.container_name.as_deref());
+        .text("container_name", endpoints, |e| e.container_name.as_deref())
+        .text("zone", endpoints, |e| Some(e.zone.as_str()));
     let mut query = Query::default();
     let host_id = query.arg(Bind::Int(host_id));
     let seen = query.arg(Bind::Time(host.seen_at));
@@ -201,15 +205,16 @@ async fn upsert_endpoints<D: Db>(
     let moved = "endpoints.host_id <> excluded.host_id";
     query.sql = format!(
         "INSERT INTO endpoints (address, port, sni, host_id, process, container, netns, app, \
-             env, owner, namespace, container_name, first_seen, last_seen, next_probe_at) \
+             env, owner, namespace, container_name, zone, first_seen, last_seen, \
+             next_probe_at) \
          SELECT u.address, u.port, '', {host_id}, u.process, u.container, u.netns, u.app, \
-             u.env, u.owner, u.namespace, u.container_name, {seen}, {seen}, {now} \
+             u.env, u.owner, u.namespace, u.container_name, u.zone, {seen}, {seen}, {now} \
          FROM {source} WHERE true \
          ON CONFLICT (address, port, sni) DO UPDATE SET \
              host_id = excluded.host_id, process = excluded.process, \
              container = excluded.container, netns = excluded.netns, app = excluded.app, \
              env = excluded.env, owner = excluded.owner, namespace = excluded.namespace, \
-             container_name = excluded.container_name, \
+             container_name = excluded.container_name, zone = excluded.zone, \
              retired_at = CASE WHEN excluded.last_seen > endpoints.last_seen THEN NULL \
                  ELSE endpoints.retired_at END, \
              last_seen = excluded.last_seen, \
@@ -306,8 +311,9 @@ async fn follow_named<D: Db>(
     endpoints: &[EndpointRow],
     now: OffsetDateTime,
 ) -> Result<()> {
-    const FOLLOWED: [&str; 6] = [
+    const FOLLOWED: [&str; 7] = [
         "host_id",
+        "zone",
         "app",
         "env",
         "owner",
@@ -322,13 +328,14 @@ async fn follow_named<D: Db>(
     query.sql = format!(
         "UPDATE endpoints AS n SET host_id = b.host_id, app = b.app, env = b.env, \
              owner = b.owner, namespace = b.namespace, container_name = b.container_name, \
+             zone = b.zone, \
              observation_id = CASE WHEN {moved} THEN NULL ELSE n.observation_id END, \
              leaf_sha256 = CASE WHEN {moved} THEN NULL ELSE n.leaf_sha256 END, \
              leaf_not_after = CASE WHEN {moved} THEN NULL ELSE n.leaf_not_after END, \
              next_probe_at = CASE WHEN {moved} AND n.lease_owner IS NULL \
                  THEN {now} ELSE n.next_probe_at END \
          FROM (SELECT e.address, e.port, e.host_id, e.app, e.env, e.owner, e.namespace, \
-                 e.container_name \
+                 e.container_name, e.zone \
              FROM {source} JOIN endpoints e ON e.address = u.address AND e.port = u.port \
                  AND e.sni = '') AS b \
          WHERE n.address = b.address AND n.port = b.port AND n.sni <> '' AND {changed}"

@@ -16,7 +16,8 @@ use crate::sni::{names_to_present, NAMES_PER_ENDPOINT};
 
 /// Creates the `(address, port, name)` endpoints the results reveal, due at `now`, with
 /// the workload fields of the endpoint they came from; an existing one only has its
-/// `last_seen` carried forward (so it retires with the endpoint that names it).
+/// `last_seen` carried forward (so it retires with the endpoint that names it). A new one is
+/// in its parent's zone (same address, same workload).
 /// Each carries its [`NameSource`](crate::NameSource); a guessed one met again from a source
 /// that is not a guess takes that source. A guessed one retired after `recheck_before` (for
 /// selecting the default certificate, see [`retire_default_guesses`]) stays retired; an
@@ -77,7 +78,7 @@ pub(super) async fn add_named_endpoints<D: Db>(
                      u.name AS sni, u.source AS sni_source, \
                      u.source IN ('host_name', 'ptr') AS guessed, p.host_id, p.process, \
                      p.container, p.netns, p.app, p.env, p.owner, p.namespace, \
-                     p.container_name, p.starttls, p.last_seen \
+                     p.container_name, p.starttls, p.zone, p.last_seen \
                  FROM {source} \
                  JOIN endpoints p ON p.id = u.parent \
                  WHERE p.retired_at IS NULL \
@@ -101,10 +102,10 @@ pub(super) async fn add_named_endpoints<D: Db>(
              inserted AS ( \
                  INSERT INTO endpoints (address, port, sni, sni_source, host_id, process, \
                      container, netns, app, env, owner, namespace, container_name, starttls, \
-                     first_seen, last_seen, next_probe_at) \
+                     zone, first_seen, last_seen, next_probe_at) \
                  SELECT w.address, w.port, w.sni, w.sni_source, w.host_id, w.process, \
                      w.container, w.netns, w.app, w.env, w.owner, w.namespace, \
-                     w.container_name, w.starttls, {now}, w.last_seen, {now} \
+                     w.container_name, w.starttls, w.zone, {now}, w.last_seen, {now} \
                  FROM wanted w \
                  WHERE (SELECT count(*) FROM endpoints s \
                      WHERE s.address = w.address AND s.port = w.port AND s.sni <> '') \
@@ -120,10 +121,10 @@ pub(super) async fn add_named_endpoints<D: Db>(
         Dialect::Sqlite => format!(
             "INSERT INTO endpoints (address, port, sni, sni_source, host_id, process, \
                  container, netns, app, env, owner, namespace, container_name, starttls, \
-                 first_seen, last_seen, next_probe_at) \
+                 zone, first_seen, last_seen, next_probe_at) \
              SELECT p.address, p.port, u.name, u.source, p.host_id, p.process, \
                  p.container, p.netns, p.app, p.env, p.owner, p.namespace, p.container_name, \
-                 p.starttls, {now}, p.last_seen, {now} \
+                 p.starttls, p.zone, {now}, p.last_seen, {now} \
              FROM {source} JOIN endpoints p ON p.id = u.parent \
              WHERE p.retired_at IS NULL AND (SELECT count(*) FROM endpoints s \
                  WHERE s.address = p.address AND s.port = p.port AND s.sni <> '') < {limit} \

@@ -3,7 +3,9 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use certfleet_store::{ManualClock, PostgresStore, ReadModel, SqliteStore, Store, StoreOptions};
+use certfleet_store::{
+    ManualClock, PostgresStore, ReadModel, SqliteStore, Store, StoreOptions, Zone,
+};
 use certfleet_testkit::postgres::ScratchDatabase;
 use sqlx::{Executor, PgPool, SqlitePool};
 use time::macros::datetime;
@@ -48,8 +50,22 @@ fn options(clock: &ManualClock) -> StoreOptions {
         max_endpoints_per_host: 12_000,
         // Every test writes change events too, so every write path runs their SQL.
         events: true,
+        zones: test_zones(),
         ..StoreOptions::default()
     }
+}
+
+/// Two zones every test store knows (tests/integration/zones.rs); the other tests'
+/// addresses are in none of them.
+pub fn test_zones() -> Vec<Zone> {
+    let zone = |name: &str, cidr: &str| Zone {
+        name: name.into(),
+        cidrs: vec![cidr.parse().expect("a CIDR")],
+    };
+    vec![
+        zone("zone-a", "10.77.0.0/16"),
+        zone("zone-b", "10.78.0.0/16"),
+    ]
 }
 
 fn clock() -> ManualClock {

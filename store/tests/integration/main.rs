@@ -26,3 +26,4 @@ mod probe_now;
 mod probes;
 mod sni_names;
 mod tokens;
+mod zones;

@@ -88,7 +88,12 @@ pub fn exports_match_the_store(config: &Path, endpoints: &[EndpointRecord], leav
     assert!(
         csv.lines()
             .next()
-            .is_some_and(|h| h.ends_with(",mtls,findings")),
+            .is_some_and(|h| h.ends_with(",mtls,findings,zone")),
+        "{csv}"
+    );
+    // No [[zones]] in this config: every endpoint is in the default zone.
+    assert!(
+        csv.lines().skip(1).all(|row| row.ends_with(",default")),
         "{csv}"
     );
 

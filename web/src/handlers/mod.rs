@@ -10,4 +10,5 @@ pub mod openapi;
 pub mod osquery;
 pub mod params;
 pub mod probe;
+pub mod probers;
 pub mod reports;

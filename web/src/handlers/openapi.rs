@@ -267,8 +267,11 @@ pub fn document() -> Value {
                 "mTLS adoption (required, optional, none) by app or env, and the daily trend; from the cached overview",
                 vec![query("by", "app (default) or env")], "{by, groups, trend}"),
             "/api/v1/overview": read(
-                "Where the fleet stands: counts, days left, mTLS, findings, probe outcomes, queue; cached (15 s, or ten times its compute time)",
+                "Where the fleet stands: counts, days left, mTLS, findings, probe outcomes, queue (and per zone: `zones`); cached (15 s, or ten times its compute time)",
                 vec![], "the overview"),
+            "/api/v1/probers": read(
+                "The probers that announced themselves (name, zones, version, started_at, last_seen, live, probes_per_second), live ones first, and the probe queue of every zone (endpoints, due, leased, live_probers, stranded); read now",
+                vec![], "{probers, zones}"),
             "/api/v1/notifications": read(
                 "Expiry notifications and their delivery state, newest first",
                 notification_params(), "{items, next_cursor}"),
@@ -284,6 +287,7 @@ pub fn document() -> Value {
             "/probe-link": probe_link(),
             "/owners/{owner}": page("Owner page: endpoints and notifications", vec![path("owner", "owner email"), query("cursor", "next page of endpoints")]),
             "/mtls": page("mTLS adoption of every app or env, a page at a time", vec![query("by", "app or env"), query("cursor", "last key of the previous page")]),
+            "/probers": page("Probers and the probe queue of each zone", vec![]),
             "/notifications/failed": page("Notifications whose delivery failed", vec![query("cursor", "next page")]),
             "/metrics": {"get": {"summary": "Prometheus metrics (OpenMetrics text format 1.0.0)",
                 "security": [{"readToken": []}],

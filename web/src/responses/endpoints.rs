@@ -21,6 +21,8 @@ pub struct Endpoint {
     pub app: Option<String>,
     pub env: Option<String>,
     pub owner: Option<String>,
+    /// The network zone whose probers probe it (`default` when in none).
+    pub zone: String,
     #[serde(serialize_with = "rfc3339::serialize")]
     pub first_seen: OffsetDateTime,
     #[serde(serialize_with = "rfc3339::serialize")]
@@ -52,6 +54,7 @@ impl From<store::EndpointRecord> for Endpoint {
             app: record.tags.app,
             env: record.tags.env,
             owner: record.tags.owner,
+            zone: record.zone,
             first_seen: record.seen.first_seen,
             last_seen: record.seen.last_seen,
             retired_at: record.retired_at,

@@ -29,6 +29,8 @@ pub struct FleetOverview {
     pub failed_notifications: u64,
     pub endpoint_conflicts: u64,
     pub discovery: DiscoveryLatency,
+    /// The probe queue of each zone, with the live probers serving it.
+    pub zones: Vec<super::ZoneQueue>,
 }
 
 impl From<&store::FleetOverview> for FleetOverview {
@@ -52,6 +54,7 @@ impl From<&store::FleetOverview> for FleetOverview {
             failed_notifications: overview.failed_notifications,
             endpoint_conflicts: overview.endpoint_conflicts,
             discovery: (&overview.discovery).into(),
+            zones: overview.zones.iter().map(Into::into).collect(),
         }
     }
 }

@@ -8,10 +8,12 @@
 mod certificates;
 mod endpoints;
 mod fleet;
+mod probers;
 
 pub use certificates::{CertificateDetail, CertificateSummary, ListedCertificate, Notification};
 pub use endpoints::{Endpoint, EndpointDetail, ProbeRequested, Socket};
 pub use fleet::{FleetOverview, IngestCounts, MtlsSummary};
+pub use probers::{Prober, Probers, ZoneQueue};
 
 /// RFC 3339 times, as every time in the API is written.
 pub(crate) mod rfc3339 {

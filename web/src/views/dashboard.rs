@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::response::Html;
 use certfleet_model::Finding;
-use certfleet_store::{FleetOverview, LatencyHistogram, MtlsCounts, MtlsDay, MtlsGroup};
+use certfleet_store::{FleetOverview, LatencyHistogram, MtlsCounts, MtlsDay, MtlsGroup, ZoneQueue};
 use maud::{html, Markup};
 
 use super::layout::{encode, page};
@@ -96,6 +96,20 @@ fn probing(o: &FleetOverview) -> Markup {
             }
         }
         (discovery(&o.discovery.last_7_days))
+        (stranded_zones(&o.zones))
+    }
+}
+
+/// A line per zone whose due endpoints no live prober serves: its queue only grows until
+/// a prober of the zone is started (or comes back).
+fn stranded_zones(zones: &[ZoneQueue]) -> Markup {
+    html! {
+        @for zone in zones.iter().filter(|zone| zone.stranded()) {
+            p class="bad stranded-zone" id=(format!("zone-{}", zone.zone)) {
+                "zone " (zone.zone) ": " (zone.due) " due, no live prober ("
+                a href="/probers" { "probers" } ")"
+            }
+        }
     }
 }
 

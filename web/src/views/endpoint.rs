@@ -41,6 +41,7 @@ pub async fn show(
             tr { th { "Reported" } td { (day(e.seen.first_seen)) " to " (day(e.seen.last_seen)) @if let Some(at) = e.retired_at { " (retired " (day(at)) ")" } } }
             tr { th { "Last probe" } td { (e.last_status.map(|s| s.as_str()).unwrap_or("not probed yet")) @if let Some(error) = &e.last_error { ": " (error) } } }
             tr { th { "Next probe" } td { (day(e.next_probe_at)) " (" (e.failures) " failure(s) in a row)" } }
+            tr { th { "Zone" } td { a href="/probers" { (e.zone) } " (probed only by the probers serving it)" } }
         }
         @if e.retired_at.is_none() {
             (super::probe::button_form(e.id))

@@ -57,7 +57,7 @@ pub fn socket_table(sockets: &[SocketRecord]) -> Markup {
         @else {
             p class="note" { "One row per listening socket (address:port), as the dashboard counts them; the names it is probed under are listed beneath it with the certificate each selects." }
             table class="endpoints" id="endpoints" {
-                tr { th { "endpoint" } th { "host" } th { "app" } th { "env" } th { "owner" } th { "status" } th { "TLS" } th { "mTLS" } th { "certificate" } th { "left" } th { "findings" } }
+                tr { th { "endpoint" } th { "host" } th { "app" } th { "env" } th { "zone" } th { "owner" } th { "status" } th { "TLS" } th { "mTLS" } th { "certificate" } th { "left" } th { "findings" } }
                 @for socket in sockets {
                     (endpoint_row(&socket.endpoint, false))
                     @for name in &socket.names { (endpoint_row(name, true)) }
@@ -91,6 +91,7 @@ fn endpoint_row(endpoint: &EndpointRecord, nested: bool) -> Markup {
             td { (or_dash(endpoint.hostname.as_deref())) }
             td { (or_dash(endpoint.tags.app.as_deref())) }
             td { (or_dash(endpoint.tags.env.as_deref())) }
+            td { (endpoint.zone) }
             td { (or_dash(endpoint.tags.owner.as_deref())) }
             td { (endpoint.last_status.map(|s| s.as_str()).unwrap_or("not probed yet")) }
             td { (observation.and_then(|o| o.tls.as_ref()).map(|t| t.version.as_str()).unwrap_or("-")) }

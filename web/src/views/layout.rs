@@ -42,6 +42,7 @@ pub fn page(title: &str, body: Markup) -> Markup {
                     a href="/certificates?expiring_within=30d" { "Expiring" }
                     a href="/mtls" { "mTLS" }
                     a href="/notifications/failed" { "Failed notifications" }
+                    a href="/probers" { "Probers" }
                     form action="/search" method="get" {
                         input type="search" name="q" aria-label="Search"
                             placeholder="hostname, serial, fingerprint, address or issuer";

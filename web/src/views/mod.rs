@@ -11,4 +11,5 @@ pub mod mtls;
 pub mod notifications;
 pub mod owners;
 pub mod probe;
+pub mod probers;
 pub mod search;

@@ -11,16 +11,18 @@ crate::on_both_backends!(read_token: true;
     ingest_needs_an_agent_token_and_validates_the_report,
 );
 
-const READS: [&str; 10] = [
+const READS: [&str; 12] = [
     "/api/v1/certificates?hostname=api.example.test",
     "/api/v1/endpoints",
     "/api/v1/sockets",
     "/api/v1/mtls/summary",
     "/api/v1/overview",
     "/api/v1/notifications",
+    "/api/v1/probers",
     "/",
     "/search?q=api.example.test",
     "/endpoints",
+    "/probers",
     "/metrics",
 ];
 
