@@ -129,30 +129,37 @@ pub async fn probe_all(
     concurrency: usize,
 ) -> Vec<ProbeResult> {
     let started = Instant::now();
-    let probes = targets.iter().map(|&address| async move {
-        let target = Target {
-            host: Host::Ip(address.ip()),
-            port: address.port(),
-            sni: None,
-            raw: address.to_string(),
-            starttls: None,
-        };
-        let mut result = prober.probe_address(&target, address).await;
-        for certificate in &mut result.chain {
-            if certificate
-                .pem
-                .as_ref()
-                .is_some_and(|pem| pem.len() > MAX_PEM)
-            {
-                certificate.pem = None;
+    let probes = targets
+        .iter()
+        .enumerate()
+        .map(|(index, &address)| async move {
+            let target = Target {
+                host: Host::Ip(address.ip()),
+                port: address.port(),
+                sni: None,
+                raw: address.to_string(),
+                starttls: None,
+            };
+            let mut result = prober.probe_address(&target, address).await;
+            for certificate in &mut result.chain {
+                if certificate
+                    .pem
+                    .as_ref()
+                    .is_some_and(|pem| pem.len() > MAX_PEM)
+                {
+                    certificate.pem = None;
+                }
             }
-        }
-        result
-    });
-    let results: Vec<ProbeResult> = futures::stream::iter(probes)
-        .buffered(concurrency.max(1))
+            (index, result)
+        });
+    // Unordered: a silent listener holding its slot until the deadline must not keep
+    // the probes behind it from starting.
+    let mut results: Vec<(usize, ProbeResult)> = futures::stream::iter(probes)
+        .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
+    results.sort_unstable_by_key(|(index, _)| *index);
+    let results: Vec<ProbeResult> = results.into_iter().map(|(_, result)| result).collect();
     tracing::info!(
         probes = results.len(),
         ok = results
