@@ -10,12 +10,12 @@ use std::time::Duration;
 use certfleet_model::ReportLimits;
 use serde::Deserialize;
 
-use crate::Error;
+use crate::{Error, ProbeLocal};
 
 /// Prefix of the environment variables that override `[agent]` keys.
 pub const ENV_PREFIX: &str = "CERTFLEET_AGENT__";
 /// Sections of `certfleet.toml` that belong to the service.
-const SERVICE_SECTIONS: [&str; 7] = [
+const SERVICE_SECTIONS: [&str; 9] = [
     "database",
     "server",
     "probe",
@@ -23,6 +23,8 @@ const SERVICE_SECTIONS: [&str; 7] = [
     "osquery",
     "owners",
     "retention",
+    "log",
+    "events",
 ];
 
 /// Every setting of the agent; each has a default.
@@ -84,6 +86,15 @@ pub struct AgentConfig {
     pub hostname: String,
     /// Workload tags: `app`, `env` and `owner` decide who is told about a certificate.
     pub tags: BTreeMap<String, String>,
+    /// Probe here what the centre cannot reach: `true`, the listeners bound to loopback
+    /// only; `"all"`, every listener of the host and its containers (the centre then
+    /// probes none of them); `false`, none. Results travel in the report (docs/agent.md).
+    pub probe_local: ProbeLocal,
+    /// Probes in flight at once when probing locally.
+    pub probe_concurrency: usize,
+    /// Deadline of one local probe (connect, STARTTLS, handshake, verdict).
+    #[serde(with = "humantime_serde")]
+    pub probe_timeout: Duration,
 }
 
 impl Default for AgentConfig {
@@ -111,6 +122,9 @@ impl Default for AgentConfig {
             machine_id_file: PathBuf::from("/etc/machine-id"),
             hostname: String::new(),
             tags: BTreeMap::new(),
+            probe_local: ProbeLocal::Off,
+            probe_concurrency: 2,
+            probe_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -138,6 +152,7 @@ impl std::fmt::Debug for AgentConfig {
             .field("docker_root", &self.docker_root)
             .field("containerd_root", &self.containerd_root)
             .field("tags", &self.tags)
+            .field("probe_local", &self.probe_local)
             .finish_non_exhaustive()
     }
 }
@@ -226,6 +241,15 @@ impl AgentConfig {
         }
         if self.retry_attempts == 0 {
             return Err(Error::config("agent.retry_attempts", "must be at least 1"));
+        }
+        if !(1..=64).contains(&self.probe_concurrency) {
+            return Err(Error::config("agent.probe_concurrency", "must be 1 to 64"));
+        }
+        if self.probe_timeout < Duration::from_millis(100) {
+            return Err(Error::config(
+                "agent.probe_timeout",
+                "must be at least 100ms",
+            ));
         }
         Ok(())
     }

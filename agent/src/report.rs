@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use certfleet_model::{AgentInfo, AgentReport, HostInfo};
+use certfleet_model::{AgentInfo, AgentReport, HostInfo, ProbeResult};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde::Serialize;
@@ -28,6 +28,8 @@ pub struct Collected {
     pub host: HostInfo,
     /// The sockets, and what the pass could not see.
     pub collection: Collection,
+    /// The agent's own probes of its listeners (`agent.probe_local`); empty when off.
+    pub probes: Vec<ProbeResult>,
 }
 
 /// The JSON object sent: the contract's fields, plus `visibility`, an extension the
@@ -39,6 +41,8 @@ struct Wire<'a> {
     collected_at: OffsetDateTime,
     host: &'a HostInfo,
     sockets: SocketsView<'a>,
+    #[serde(skip_serializing_if = "<[ProbeResult]>::is_empty")]
+    probes: &'a [ProbeResult],
     visibility: &'a Visibility,
 }
 
@@ -58,6 +62,7 @@ impl Collected {
             collected_at: now.replace_nanosecond(0).unwrap_or(now),
             host,
             collection,
+            probes: Vec::new(),
         }
     }
 
@@ -69,6 +74,7 @@ impl Collected {
             collected_at: self.collected_at,
             host: self.host.clone(),
             sockets: self.collection.sockets().collect(),
+            probes: self.probes.clone(),
         }
     }
 
@@ -80,6 +86,7 @@ impl Collected {
             collected_at: self.collected_at,
             host: self.host.clone(),
             sockets: Vec::new(),
+            probes: Vec::new(),
         };
         Ok(host_only.validate()?)
     }
@@ -90,6 +97,7 @@ impl Collected {
             collected_at: self.collected_at,
             host: &self.host,
             sockets: self.collection.serialize_sockets(),
+            probes: &self.probes,
             visibility: &self.collection.visibility,
         }
     }

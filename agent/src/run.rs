@@ -2,12 +2,14 @@
 //! until SIGTERM or Ctrl-C.
 
 use std::io::Write;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use crate::collect::{collect, CollectOptions, Visibility};
 use crate::deliver::{random_fraction, RetryPolicy, Sender};
 use crate::http::{Bearer, Client};
-use crate::proc::{text, ProcFs};
+use crate::local_probe::{self, ProbeLocal};
+use crate::proc::{text, ProcFs, Process};
 use crate::report::Collected;
 use crate::spool::Spool;
 use crate::{AgentConfig, Error};
@@ -139,10 +141,13 @@ pub async fn collect_once(config: &AgentConfig) -> Result<Collected, Error> {
     // A pass is a few milliseconds of /proc reads: on a multi-threaded runtime it runs in
     // place (no extra thread, no extra memory arena); elsewhere it simply blocks.
     let pass = || collect(&options).map(|collection| Collected::new(config, collection));
-    let collected = match tokio::runtime::Handle::current().runtime_flavor() {
+    let mut collected = match tokio::runtime::Handle::current().runtime_flavor() {
         tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(pass)?,
         _ => pass()?,
     };
+    if config.probe_local != ProbeLocal::Off {
+        collected.probes = probe_local(config, &collected).await?;
+    }
     let peak_rss = ProcFs::new("/proc")
         .own_status()
         .as_deref()
@@ -158,6 +163,28 @@ pub async fn collect_once(config: &AgentConfig) -> Result<Collected, Error> {
     );
     log_visibility(visibility);
     Ok(collected)
+}
+
+/// The agent's own probes of the pass's listeners (see `local_probe`).
+async fn probe_local(
+    config: &AgentConfig,
+    collected: &Collected,
+) -> Result<Vec<certfleet_model::ProbeResult>, Error> {
+    let own_netns = ProcFs::new(&config.proc_root).netns(Process::Current).ok();
+    let sockets = collected.collection.sockets();
+    let targets = local_probe::targets(config.probe_local, own_netns, sockets);
+    if targets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let host = &collected.host;
+    let own: Vec<IpAddr> = host
+        .addresses
+        .iter()
+        .chain(&host.namespace_addresses)
+        .copied()
+        .collect();
+    let prober = local_probe::prober(config, &own)?;
+    Ok(local_probe::probe_all(&prober, &targets, config.probe_concurrency).await)
 }
 
 /// Says plainly what the agent could not see, and why.

@@ -10,6 +10,7 @@ mod probe;
 pub mod probe_link;
 mod redact;
 mod report;
+mod report_probes;
 pub mod schedule;
 pub mod text;
 
@@ -22,3 +23,4 @@ pub use redact::redact_url;
 pub use report::{
     AgentInfo, AgentReport, HostInfo, Protocol, ReportError, ReportLimits, SocketInfo, SocketScope,
 };
+pub use report_probes::{CheckedProbes, ProbedSocket, MAX_PROBES, MAX_PROBE_CHAIN};

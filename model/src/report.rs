@@ -26,6 +26,15 @@ pub struct AgentReport {
     /// Listening sockets, wildcard binds already expanded in `reachable`.
     #[serde(deserialize_with = "crate::bounded::vec::<_, _, MAX_SOCKETS>")]
     pub sockets: Vec<SocketInfo>,
+    /// The agent's own probes of its sockets (`agent.probe_local`), each in the probe JSON
+    /// contract; absent from reports of agents that do not probe (see
+    /// [`AgentReport::check_probes`]).
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::bounded::vec::<_, _, { crate::report_probes::MAX_PROBES }>"
+    )]
+    pub probes: Vec<crate::ProbeResult>,
 }
 
 /// About the agent program itself.

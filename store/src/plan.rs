@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use certfleet_model::text::escape_controls;
-use certfleet_model::{AgentReport, CertificateInfo, MtlsEnforcement, ProbeResult, ProbeStatus};
+use certfleet_model::{
+    AgentReport, CertificateInfo, MtlsEnforcement, ProbeResult, ProbeStatus, SocketInfo,
+};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
@@ -88,7 +90,6 @@ pub(crate) fn plan_report(
     let mut skipped = 0;
     for (index, socket) in report.sockets.iter().enumerate() {
         // The socket's own tags (its container's) win over the host's, key by key.
-        let tag = |key: &str| report.socket_tag(socket, key).map(str::to_owned);
         let zone_tag = report.socket_tag(socket, "zone");
         if let Some(zone) = zone_tag {
             let field = match socket.tags.get("zone").is_some_and(|own| !own.is_empty()) {
@@ -104,20 +105,9 @@ pub(crate) fn plan_report(
         for address in addresses {
             endpoints
                 .entry((address, socket.port))
-                .or_insert_with(|| EndpointRow {
-                    address: address.to_string(),
-                    port: i32::from(socket.port),
-                    process: socket.process.clone(),
-                    container: socket.container.clone(),
-                    netns: socket.netns.and_then(|netns| i64::try_from(netns).ok()),
-                    tags: WorkloadTags {
-                        app: tag("app"),
-                        env: tag("env"),
-                        owner: tag("owner"),
-                    },
-                    namespace: tag("namespace"),
-                    container_name: tag("container"),
-                    zone: zone_of(zones, zone_tag, address),
+                .or_insert_with(|| {
+                    let zone = zone_of(zones, zone_tag, address);
+                    endpoint_row(report, socket, address.to_string(), zone)
                 });
         }
     }
@@ -125,13 +115,39 @@ pub(crate) fn plan_report(
         sockets: report.sockets.len() as u64,
         endpoints: endpoints.len() as u64,
         skipped,
-        conflicts: 0,
+        ..IngestCounts::default()
     };
     Ok(ReportPlan {
         host,
         endpoints: endpoints.into_values().collect(),
         counts,
     })
+}
+
+/// The endpoint of `socket` at `address` (as stored), with the socket's own tags (its
+/// container's) over the host's, key by key.
+pub(crate) fn endpoint_row(
+    report: &AgentReport,
+    socket: &SocketInfo,
+    address: String,
+    zone: String,
+) -> EndpointRow {
+    let tag = |key: &str| report.socket_tag(socket, key).map(str::to_owned);
+    EndpointRow {
+        address,
+        port: i32::from(socket.port),
+        process: socket.process.clone(),
+        container: socket.container.clone(),
+        netns: socket.netns.and_then(|netns| i64::try_from(netns).ok()),
+        tags: WorkloadTags {
+            app: tag("app"),
+            env: tag("env"),
+            owner: tag("owner"),
+        },
+        namespace: tag("namespace"),
+        container_name: tag("container"),
+        zone,
+    }
 }
 
 /// A batch of probe results, as rows.
@@ -338,17 +354,22 @@ fn certificate_row(
 /// SHA-1 of the DER inside a PEM certificate, 40 lowercase hex digits; `None` when the
 /// PEM cannot be decoded.
 fn sha1_of_pem(pem: &str) -> Option<String> {
+    let der = der_of_pem(pem)?;
+    let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &der);
+    Some(hex::encode(digest.as_ref()))
+}
+
+/// The DER inside a PEM certificate; `None` when it cannot be decoded.
+pub(crate) fn der_of_pem(pem: &str) -> Option<Vec<u8>> {
     use base64::Engine;
     let body: String = pem
         .lines()
         .filter(|line| !line.starts_with("-----"))
         .map(str::trim)
         .collect();
-    let der = base64::engine::general_purpose::STANDARD
+    base64::engine::general_purpose::STANDARD
         .decode(body.as_bytes())
-        .ok()?;
-    let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &der);
-    Some(hex::encode(digest.as_ref()))
+        .ok()
 }
 
 /// Keeps one row per certificate: the latest sighting, and a PEM if any result had one.

@@ -96,7 +96,7 @@ pub struct EndpointId(pub i64);
 
 /// What became of an operator's request to probe an endpoint now
 /// ([`ProbeQueue::request_probe`](crate::ProbeQueue::request_probe)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProbeRequest {
     /// The endpoint is due now, ahead of the endpoints the schedule made due: the next
     /// lease of any prober takes it.
@@ -108,6 +108,12 @@ pub enum ProbeRequest {
     Limited {
         /// How long until the endpoint may be asked for again (at least a second).
         retry_after: time::Duration,
+    },
+    /// The endpoint is probed by its host's own agent (`agent.probe_local`), never by a
+    /// prober: nothing was changed. Its next result comes with the host's next report.
+    ProbedByAgent {
+        /// The host's name.
+        hostname: String,
     },
 }
 
@@ -124,6 +130,11 @@ pub struct IngestCounts {
     /// Endpoints another live host reported within the claim window: kept as conflicts,
     /// not taken over.
     pub conflicts: u64,
+    /// The agent's own probe results recorded (`probes`, agent-side probing).
+    pub probes: u64,
+    /// The agent's own probe results refused: not one of the report's own sockets, not
+    /// this host's endpoint, or not self-consistent (a PEM that is not its SHA-256).
+    pub probes_refused: u64,
 }
 
 /// An endpoint handed to one prober worker until `lease_until`.

@@ -60,6 +60,13 @@ pub trait IngestStore: Send + Sync {
     /// (address, port) a prober can reach. A report that fails validation (the error
     /// names the field) or fails half-way leaves nothing. The same report twice leaves
     /// the same state.
+    ///
+    /// Then the agent's own probes (`probes`, agent-side probing): each result for one of
+    /// the report's own sockets is recorded like a prober's on that socket's endpoint
+    /// (a loopback listener's is stored under the host, `127.0.0.1%<host id>`), which is
+    /// then probed by the agent only (`probed_by`); the others are refused one by one
+    /// and counted. The host's endpoints its agent no longer probes go back to the
+    /// probers, due at once.
     async fn ingest_report(&self, agent: &AgentName, report: &AgentReport) -> Result<IngestCounts>;
 
     /// osquery: merges what one logger post of the node enrolled as `host_key` tells

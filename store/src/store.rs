@@ -79,8 +79,24 @@ impl<D: Db> IngestStore for SqlStore<D> {
             max_endpoints_per_host: self.options.max_endpoints_per_host,
             events: self.options.events,
         };
-        let zones = &self.options.zones;
-        write::ingest::ingest_report(&self.pool, agent, report, bounds, zones, self.now()).await
+        let now = self.now();
+        let mut counts =
+            write::ingest::ingest_report(&self.pool, agent, report, bounds, &self.options.zones, now)
+                .await?;
+        // Every report, probes or none: endpoints its agent stopped probing go back to
+        // the probers.
+        let schedule = &self.options.schedule;
+        let probes = write::agent_probes::record_agent_probes(
+            &self.pool,
+            report,
+            schedule,
+            self.options.events,
+            now,
+        )
+        .await?;
+        counts.probes = probes.recorded;
+        counts.probes_refused = probes.refused;
+        Ok(counts)
     }
 
     async fn update_osquery_host(

@@ -19,6 +19,8 @@ pub struct OpensslServer {
 /// The arguments of an `openssl s_server` to start.
 pub struct OpensslServerBuilder {
     args: Vec<String>,
+    /// Bound to 127.0.0.1 only (a loopback-scope listener), not every address.
+    loopback_only: bool,
 }
 
 impl OpensslServer {
@@ -35,7 +37,10 @@ impl OpensslServer {
             args.push("-cert_chain".to_owned());
             args.push(path_str(&pki.bundle(&name, chain)));
         }
-        OpensslServerBuilder { args }
+        OpensslServerBuilder {
+            args,
+            loopback_only: false,
+        }
     }
 
     /// `127.0.0.1:PORT`.
@@ -70,14 +75,25 @@ impl OpensslServerBuilder {
         self
     }
 
+    /// Binds 127.0.0.1 alone: a listener only the host itself can reach.
+    pub fn loopback_only(mut self) -> Self {
+        self.loopback_only = true;
+        self
+    }
+
     /// Starts the server and waits (up to 5 s, retrying a TCP connect) until it accepts.
     pub fn start(self, pki: &Pki) -> Result<OpensslServer, String> {
         let port = free_port();
         let log_path = pki.path(&format!("s_server-{port}.log"));
         let log = File::create(&log_path).map_err(|err| format!("log file: {err}"))?;
         let log_err = log.try_clone().map_err(|err| format!("log file: {err}"))?;
+        let accept = if self.loopback_only {
+            format!("127.0.0.1:{port}")
+        } else {
+            port.to_string()
+        };
         let child = Command::new("openssl")
-            .args(["s_server", "-accept", &port.to_string(), "-quiet"])
+            .args(["s_server", "-accept", &accept, "-quiet"])
             .args(&self.args)
             // A stdin pipe that stays open and silent: s_server reads it for data to send.
             .stdin(Stdio::piped())

@@ -5,6 +5,7 @@
 //! Nothing waits a fixed time: the tests read the service's "listening" line, and poll
 //! the store (every 100 ms, up to a bound) for what the service writes on its own.
 
+mod agent_probes;
 mod allowed_networks;
 mod churn;
 mod database;

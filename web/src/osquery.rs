@@ -1132,6 +1132,7 @@ pub fn report(
             namespace_addresses: namespace_addresses.into_iter().collect(),
         },
         sockets,
+        probes: Vec::new(),
     }
 }
 

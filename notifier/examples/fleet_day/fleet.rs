@@ -83,6 +83,7 @@ impl Fleet {
                 namespace_addresses: Vec::new(),
             },
             sockets,
+            probes: Vec::new(),
         }
     }
 

@@ -90,6 +90,7 @@ impl Host<'_> {
                     .collect(),
             },
             sockets,
+            probes: Vec::new(),
         };
         let agent = AgentName::new("agent-test").expect("valid agent name");
         store

@@ -13,6 +13,11 @@ use crate::events::EventKind;
 use crate::records::{EndpointId, Lease, LeasedEndpoint, ProbeRequest};
 use crate::rows::{leased, ReadRow};
 
+/// Endpoints their host's own agent probes (`agent.probe_local`) are never leased: the
+/// agent's results come with its reports, and a loopback one's address (`127.0.0.1%<host
+/// id>`) is no address a prober could reach.
+const NOT_AGENT_PROBED: &str = "probed_by IS NULL";
+
 /// The columns of a leased endpoint, as [`leased`] reads them.
 const LEASED: &str = "id, address, port, sni, sni_source, starttls, failures, lease_until";
 
@@ -33,7 +38,7 @@ pub(crate) async fn lease_due_endpoints<D: Db>(
         Bind::Time(now + lease_for),
     ];
     // What "due" means, once for every form of the statement.
-    let due = "retired_at IS NULL AND next_probe_at <= $1";
+    let due = format!("retired_at IS NULL AND next_probe_at <= $1 AND {NOT_AGENT_PROBED}");
     let lease = "lease_owner = $3, lease_until = $4, next_probe_at = $4";
     let sql = match (D::DIALECT, zones.is_empty()) {
         // Every zone: one range of the plain due index.
@@ -93,7 +98,10 @@ pub(crate) async fn lease_endpoints<D: Db>(
     now: OffsetDateTime,
 ) -> Result<Vec<LeasedEndpoint>> {
     let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
-    let free = "retired_at IS NULL AND (lease_until IS NULL OR lease_until <= $2)";
+    let free = format!(
+        "retired_at IS NULL AND {NOT_AGENT_PROBED} \
+         AND (lease_until IS NULL OR lease_until <= $2)"
+    );
     let sql = match D::DIALECT {
         Dialect::Postgres => format!(
             "WITH free AS ( \
@@ -137,7 +145,7 @@ pub(crate) async fn request_probe(
 ) -> Result<ProbeRequest> {
     let request = Query {
         sql: "UPDATE endpoints SET next_probe_at = $2, probe_requested_at = $1 \
-              WHERE id = $3 AND retired_at IS NULL \
+              WHERE id = $3 AND retired_at IS NULL AND probed_by IS NULL \
                 AND (probe_requested_at IS NULL OR probe_requested_at <= $4)"
             .into(),
         binds: vec![
@@ -151,10 +159,15 @@ pub(crate) async fn request_probe(
         return Ok(ProbeRequest::Requested { at: now });
     }
     let query = with_arg(
-        "SELECT probe_requested_at FROM endpoints WHERE id = $1 AND retired_at IS NULL",
+        "SELECT e.probe_requested_at, e.probed_by, h.hostname FROM endpoints e \
+         LEFT JOIN hosts h ON h.id = e.probed_by WHERE e.id = $1 AND e.retired_at IS NULL",
         Bind::Int(id.0),
     );
     let row = db.row(&query, "endpoint").await?;
+    if row.opt_int("probed_by")?.is_some() {
+        let hostname = row.opt_text("hostname")?.unwrap_or_default();
+        return Ok(ProbeRequest::ProbedByAgent { hostname });
+    }
     // Asked for by another request between the two statements, at the latest now.
     let last = row.opt_time("probe_requested_at")?.unwrap_or(now);
     Ok(ProbeRequest::Limited {

@@ -5,6 +5,7 @@
 //! a `match` for a statement each backend writes its own way: leases, certificates,
 //! named endpoints, the notification lease).
 
+pub(crate) mod agent_probes;
 pub(crate) mod events;
 pub(crate) mod ingest;
 pub(crate) mod leases;

@@ -59,6 +59,7 @@ pub fn report(
             tags,
         },
         sockets,
+        probes: Vec::new(),
     }
 }
 

@@ -44,7 +44,8 @@ async fn report_creates_one_endpoint_per_probeable_address(t: TestStore) {
             sockets: 4,
             endpoints: 3,
             skipped: 2,
-            conflicts: 0
+            conflicts: 0,
+            ..IngestCounts::default()
         }
     );
     let endpoints = all_endpoints(&*t.store).await;

@@ -10,6 +10,7 @@ mod events;
 mod fixtures;
 mod harness;
 
+mod agent_probes;
 mod churn;
 mod container_tags;
 mod fencing;

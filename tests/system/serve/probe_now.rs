@@ -44,7 +44,7 @@ fn leaf(pki: &Pki, name: &str, days_left: i64) -> Cert {
 }
 
 /// `certfleet token create --operator NAME`: the token, alone on the last stdout line.
-fn operator_token(config: &Path, name: &str) -> String {
+pub(super) fn operator_token(config: &Path, name: &str) -> String {
     let config = config.to_str().expect("UTF-8 path");
     let output = certfleet(&["token", "create", "--config", config, "--operator", name])
         .output()

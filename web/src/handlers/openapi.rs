@@ -125,6 +125,7 @@ fn probe_api() -> Value {
         "401": error_response("no token, or an unknown or revoked one"),
         "403": error_response("the read token or an agent token: asking for probes needs an operator token"),
         "404": error_response("no such endpoint, or it is retired"),
+        "409": error_response("the endpoint is probed by its host's own agent (agent.probe_local), never by a prober"),
         "413": error_response("body over 1 KiB"),
         "429": error_response("asked for within the window; retry after Retry-After seconds"),
         "503": error_response("database unavailable; retry after Retry-After")
@@ -144,6 +145,7 @@ fn probe_button() -> Value {
         "401": {"description": "HTML: not an operator token"},
         "403": {"description": "HTML: the read token or an agent token"},
         "404": {"description": "HTML: no such endpoint"},
+        "409": {"description": "HTML: the endpoint is probed by its host's own agent"},
         "413": {"description": "HTML: form over 1 KiB"},
         "429": {"description": "HTML: asked for within the window; Retry-After"}
     }}})
@@ -206,7 +208,7 @@ pub fn document() -> Value {
                 "security": [{"agentToken": []}],
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object"}}}},
                 "responses": {
-                    "202": {"description": "stored; counts of sockets, endpoints, skipped"},
+                    "202": {"description": "stored; counts of sockets, endpoints, skipped, conflicts, and of the agent's own probe results recorded (`probes`) and refused (`probes_refused`: not one of the report's own sockets, or another host's endpoint)"},
                     "400": error_response("malformed report; `field` names the bad field"),
                     "401": error_response("missing or unknown agent token"),
                     "413": error_response("body too large"),

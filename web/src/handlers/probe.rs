@@ -84,5 +84,10 @@ pub(crate) async fn request(
                 + u64::from(retry_after.subsec_nanoseconds() > 0),
             window: options.window.as_secs(),
         }),
+        // A 202 would promise a probe no prober will ever take.
+        ProbeRequest::ProbedByAgent { hostname } => Err(ApiError::Conflict(format!(
+            "this endpoint is probed by the agent of host {hostname:?} (agent.probe_local), \
+             not by the probers: its next result comes with that host's next report"
+        ))),
     }
 }

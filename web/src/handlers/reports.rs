@@ -40,6 +40,9 @@ pub async fn post(
         .ingest_report(&credential.agent, &report)
         .await?;
     tracing::debug!(agent = %credential.agent, sockets = counts.sockets, conflicts = counts.conflicts, "report stored");
+    if counts.probes_refused > 0 {
+        tracing::warn!(agent = %credential.agent, host = %report.host_key(), refused = counts.probes_refused, "report carries probe results for sockets that are not its host's own; refused");
+    }
     if counts.conflicts > 0 {
         tracing::warn!(agent = %credential.agent, host = %report.host_key(), conflicts = counts.conflicts, "report claims endpoints another live host reports; kept as conflicts");
     }

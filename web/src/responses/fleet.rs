@@ -233,6 +233,10 @@ pub struct IngestCounts {
     pub endpoints: u64,
     pub skipped: u64,
     pub conflicts: u64,
+    /// The agent's own probe results recorded (agent-side probing).
+    pub probes: u64,
+    /// The agent's own probe results refused, one by one (the rest of the report is kept).
+    pub probes_refused: u64,
 }
 
 impl From<store::IngestCounts> for IngestCounts {
@@ -242,6 +246,8 @@ impl From<store::IngestCounts> for IngestCounts {
             endpoints: counts.endpoints,
             skipped: counts.skipped,
             conflicts: counts.conflicts,
+            probes: counts.probes,
+            probes_refused: counts.probes_refused,
         }
     }
 }

@@ -220,5 +220,6 @@ fn report(workload: &Workload) -> AgentReport {
             reachable: vec![workload.address.ip()],
             scope: SocketScope::Host,
         }],
+        probes: Vec::new(),
     }
 }

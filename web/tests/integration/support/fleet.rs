@@ -80,6 +80,7 @@ fn report(hostname: &str, tags: &[(&str, &str)], sockets: &[(&str, u16)]) -> Age
                 scope: SocketScope::Host,
             })
             .collect(),
+        probes: Vec::new(),
     }
 }
 
