@@ -4,24 +4,36 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use certfleet_notifier::Notifier;
-use certfleet_store::Store;
+use certfleet_store::{PruneCounts, RetentionPolicy, Store};
 use tokio_util::sync::CancellationToken;
 
-/// Every `every`: write today's mTLS adoption snapshot, retire endpoints that no report
-/// mentioned for `retire_after`, and run the notifier (if any). When a delivery failed,
-/// the next notification run comes as soon as its retry is due (at least 5 seconds later,
-/// at most `every`).
+/// What the scheduler's housekeeping does besides the mTLS snapshot.
+#[derive(Debug, Clone)]
+pub struct Housekeeping {
+    /// Endpoints that no report mentioned for this long retire.
+    pub retire_after: time::Duration,
+    /// What is pruned (`[retention]`).
+    pub retention: RetentionPolicy,
+    /// Prune batches per run at most, so that one run stays short however much is due;
+    /// the rest waits for the next run.
+    pub batches_per_run: u32,
+}
+
+/// Every `every`: write today's mTLS adoption snapshot, retire endpoints, prune what the
+/// retention policy allows (see [`Housekeeping`]), and run the notifier (if any). When a
+/// delivery failed, the next notification run comes as soon as its retry is due (at
+/// least 5 seconds later, at most `every`).
 pub async fn run(
     store: Arc<dyn Store>,
     every: Duration,
-    retire_after: time::Duration,
+    chores: Housekeeping,
     notifier: Option<Notifier>,
     shutdown: CancellationToken,
 ) {
     let mut housekeeping_due = tokio::time::Instant::now();
     loop {
         if tokio::time::Instant::now() >= housekeeping_due {
-            housekeeping(&*store, retire_after).await;
+            housekeeping(&*store, &chores, &shutdown).await;
             housekeeping_due = tokio::time::Instant::now() + every;
         }
         let mut wait = housekeeping_due.saturating_duration_since(tokio::time::Instant::now());
@@ -58,8 +70,8 @@ pub async fn run(
     }
 }
 
-async fn housekeeping(store: &dyn Store, retire_after: time::Duration) {
-    match store.retire_endpoints(retire_after).await {
+async fn housekeeping(store: &dyn Store, chores: &Housekeeping, shutdown: &CancellationToken) {
+    match store.retire_endpoints(chores.retire_after).await {
         Ok(0) => {}
         Ok(retired) => tracing::info!(retired, "endpoints retired"),
         Err(error) => tracing::warn!(%error, "cannot retire endpoints"),
@@ -67,4 +79,46 @@ async fn housekeeping(store: &dyn Store, retire_after: time::Duration) {
     if let Err(error) = store.snapshot_mtls_adoption().await {
         tracing::warn!(%error, "cannot snapshot mTLS adoption");
     }
+    prune(store, &chores.retention, chores.batches_per_run, shutdown).await;
+}
+
+/// Prunes at most `batches` batches; returns what went. Stops early when nothing is left,
+/// on an error (logged; the next run tries again) and at shutdown.
+pub async fn prune(
+    store: &dyn Store,
+    policy: &RetentionPolicy,
+    batches: u32,
+    shutdown: &CancellationToken,
+) -> PruneCounts {
+    let mut pruned = PruneCounts::default();
+    if !policy.prunes() {
+        return pruned;
+    }
+    for _ in 0..batches {
+        if shutdown.is_cancelled() {
+            break;
+        }
+        match store.prune_batch(policy).await {
+            Ok(batch) => {
+                pruned += batch;
+                if batch.drained(policy.batch) {
+                    break;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot prune");
+                break;
+            }
+        }
+    }
+    if pruned.total() > 0 {
+        tracing::info!(
+            certificates = pruned.certificates,
+            observations = pruned.observations,
+            endpoints = pruned.endpoints,
+            hosts = pruned.hosts,
+            "retention pruned"
+        );
+    }
+    pruned
 }

@@ -92,8 +92,10 @@ impl PruneCounts {
         let batch = batch.clamp(1, MAX_BATCH) as u64;
         self.by_kind().iter().all(|(_, count)| *count < batch)
     }
+}
 
-    fn add(&mut self, other: PruneCounts) {
+impl std::ops::AddAssign for PruneCounts {
+    fn add_assign(&mut self, other: PruneCounts) {
         self.certificates += other.certificates;
         self.observations += other.observations;
         self.endpoints += other.endpoints;
@@ -117,7 +119,7 @@ pub trait RetentionStore: Send + Sync {
         }
         loop {
             let batch = self.prune_batch(policy).await?;
-            pruned.add(batch);
+            pruned += batch;
             if batch.drained(policy.batch) {
                 return Ok(pruned);
             }
