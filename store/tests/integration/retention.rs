@@ -282,6 +282,13 @@ async fn retired_endpoints_and_silent_hosts_go_tokens_stay(t: TestStore) {
     };
     probe(&t, gone, serving(&t, &[1])).await;
     probe(&t, stays, serving(&t, &[2])).await;
+    let update = certfleet_model::OsqueryUpdate::default();
+    for node in ["hostname:osq-gone", "hostname:osq-stays"] {
+        t.store
+            .update_osquery_host(node, &update)
+            .await
+            .expect("osquery");
+    }
 
     // m-gone stops reporting: its endpoint retires after 7 days, then 30 more pass.
     t.clock.advance(Duration::days(8));
@@ -303,6 +310,12 @@ async fn retired_endpoints_and_silent_hosts_go_tokens_stay(t: TestStore) {
     );
     t.clock.advance(Duration::days(31));
     reported(&t, "m-stays", "10.0.0.6", &[443]).await;
+    let update = certfleet_model::OsqueryUpdate::default();
+    let node = "hostname:osq-stays";
+    t.store
+        .update_osquery_host(node, &update)
+        .await
+        .expect("osquery");
     let pruned = t.store.prune(&policy).await.expect("prune");
     assert_eq!(
         pruned,
@@ -310,9 +323,12 @@ async fn retired_endpoints_and_silent_hosts_go_tokens_stay(t: TestStore) {
             certificates: 0,
             observations: 1,
             endpoints: retired,
-            hosts: 1,
-        }
+            hosts: 2,
+        },
+        "m-gone and the silent osquery node"
     );
+    let nodes = count(&t, "SELECT COUNT(*) FROM osquery_hosts").await;
+    assert_eq!(nodes, 1, "the osquery node that posted stays");
     assert!(t
         .store
         .endpoint(gone)
