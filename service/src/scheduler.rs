@@ -122,3 +122,53 @@ pub async fn prune(
     }
     pruned
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use certfleet_store::{ReadModel, SqliteStore, StoreOptions};
+
+    /// A run prunes at most its batches; the next run goes on where it stopped.
+    #[tokio::test]
+    async fn a_run_prunes_at_most_its_batches() {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}", directory.path().join("store.db").display());
+        let store = SqliteStore::connect(&url, StoreOptions::default())
+            .await
+            .expect("SQLite opens");
+        store.migrate().await.expect("migrates");
+        // 25 certificates last seen in 1970, which no endpoint serves.
+        sqlx::query(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 25) \
+             INSERT INTO certificates (sha256, serial, subject, issuer, not_before, not_after, \
+                 sans, key_type, key_bits, signature_algorithm, is_ca, self_signed, \
+                 first_seen, last_seen) \
+             SELECT printf('%064x', i), printf('%x', i), 'CN=old', 'CN=old', 0, 1, '[]', \
+                 'ecdsa', 256, 'ecdsa-with-SHA256', 0, 0, 0, 0 FROM n",
+        )
+        .execute(store.pool())
+        .await
+        .expect("seed");
+        let store: Arc<dyn Store> = Arc::new(store);
+        let policy = RetentionPolicy {
+            certificates: Some(time::Duration::days(90)),
+            batch: 10,
+            ..RetentionPolicy::default()
+        };
+        let running = CancellationToken::new();
+        let first = prune(&*store, &policy, 2, &running).await;
+        assert_eq!(first.certificates, 20, "two batches of ten");
+        let second = prune(&*store, &policy, 2, &running).await;
+        assert_eq!(second.certificates, 5, "the rest, then it stops");
+        let totals = store.pruned_totals().await.expect("totals");
+        assert_eq!(totals.certificates, 25);
+        let stopped = CancellationToken::new();
+        stopped.cancel();
+        let keep_nothing = RetentionPolicy {
+            hosts: Some(time::Duration::ZERO),
+            ..policy
+        };
+        let none = prune(&*store, &keep_nothing, 2, &stopped).await;
+        assert_eq!(none, PruneCounts::default(), "nothing after shutdown");
+    }
+}
