@@ -422,6 +422,17 @@ pub struct RetentionConfig {
     /// whose probes fail twice no longer serves its certificate.
     #[serde(with = "humantime_serde")]
     pub report_window: Duration,
+    /// Certificates no active endpoint served for this many days are deleted; 0: kept.
+    pub certificate_days: u32,
+    /// Observations older than this many days are compacted to the changes; 0: kept.
+    pub observation_days: u32,
+    /// Endpoints retired this many days ago are deleted, then hosts silent as long that
+    /// have no endpoint left; 0: kept.
+    pub host_days: u32,
+    /// Rows of each kind one prune batch (one transaction) deletes at most.
+    pub batch: usize,
+    /// Prune batches per scheduler run at most; what is left waits for the next run.
+    pub batches_per_run: u32,
 }
 
 impl Default for RetentionConfig {
@@ -429,7 +440,37 @@ impl Default for RetentionConfig {
         RetentionConfig {
             endpoint_days: 7,
             report_window: Duration::from_secs(2 * 3600),
+            certificate_days: 90,
+            observation_days: 365,
+            host_days: 30,
+            batch: certfleet_store::DEFAULT_PRUNE_BATCH,
+            batches_per_run: 100,
         }
+    }
+}
+
+impl RetentionConfig {
+    /// What the scheduler prunes.
+    pub fn policy(&self) -> certfleet_store::RetentionPolicy {
+        let days = |days: u32| (days > 0).then(|| time::Duration::days(i64::from(days)));
+        certfleet_store::RetentionPolicy {
+            certificates: days(self.certificate_days),
+            observations: days(self.observation_days),
+            hosts: days(self.host_days),
+            batch: self.batch,
+        }
+    }
+
+    /// Checks the bounds; the error names the key.
+    fn check(&self) -> Result<(), String> {
+        let most = certfleet_store::MAX_PRUNE_BATCH;
+        if !(1..=most).contains(&self.batch) {
+            return Err(format!("retention.batch must be between 1 and {most}"));
+        }
+        if self.batches_per_run == 0 {
+            return Err("retention.batches_per_run must be at least 1".into());
+        }
+        Ok(())
     }
 }
 
@@ -494,6 +535,9 @@ impl Config {
         let fraction = config.probe.lifetime_fraction;
         if !(0.0..=1.0).contains(&fraction) {
             bail!("invalid config {origin}: probe.lifetime_fraction must be between 0 and 1, not {fraction}");
+        }
+        if let Err(error) = config.retention.check() {
+            bail!("invalid config {origin}: {error}");
         }
         if let Err(error) = config.events.check() {
             bail!("invalid config {origin}: {error}");
@@ -599,6 +643,35 @@ mod tests {
             format!("{error:#}").contains("server.ingest_concurrency"),
             "{error:#}"
         );
+    }
+
+    #[test]
+    fn retention_days_become_the_policy_and_zero_keeps_forever() {
+        let config = Config::from_parts("", no_env(), "test").expect("defaults");
+        let policy = config.retention.policy();
+        assert_eq!(policy.certificates, Some(time::Duration::days(90)));
+        assert_eq!(policy.observations, Some(time::Duration::days(365)));
+        assert_eq!(policy.hosts, Some(time::Duration::days(30)));
+        assert_eq!(policy.batch, 1_000);
+        let text = "[retention]\ncertificate_days = 0\nhost_days = 45\nbatch = 50\n";
+        let policy = Config::from_parts(text, no_env(), "test")
+            .expect("parses")
+            .retention
+            .policy();
+        assert_eq!(policy.certificates, None);
+        assert_eq!(policy.hosts, Some(time::Duration::days(45)));
+        assert_eq!(policy.batch, 50);
+        for (bad, named) in [
+            ("batch = 0", "retention.batch"),
+            ("batch = 100001", "retention.batch"),
+            ("batches_per_run = 0", "retention.batches_per_run"),
+            ("certificate_days = -1", "certificate_days"),
+            ("host_days = \"30d\"", "host_days"),
+        ] {
+            let text = format!("[retention]\n{bad}\n");
+            let error = Config::from_parts(&text, no_env(), "test").expect_err(bad);
+            assert!(format!("{error:#}").contains(named), "{bad}: {error:#}");
+        }
     }
 
     #[test]

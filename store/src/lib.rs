@@ -33,6 +33,7 @@ mod plan;
 mod probers;
 mod read_model;
 mod records;
+mod retention;
 mod roles;
 mod rotation;
 mod rows;
@@ -76,6 +77,10 @@ pub use records::{
     MtlsCounts, MtlsDay, MtlsGroup, MtlsGrouping, MtlsSummary, NameSource, ObservationRecord,
     ProbeRequest, Recorded, Seen, ServedAt, StaticEndpoint, TokenKind, TokenRecord, WorkloadTags,
 };
+pub use retention::{
+    PruneCounts, RetentionPolicy, RetentionStore, DEFAULT_BATCH as DEFAULT_PRUNE_BATCH,
+    MAX_BATCH as MAX_PRUNE_BATCH,
+};
 pub use roles::{IngestStore, ProbeQueue, ReadModel};
 pub use rotation::{DiscoveryLatency, LatencyHistogram, LATENCY_BUCKETS};
 pub use sqlite::SqliteStore;
@@ -83,19 +88,26 @@ pub use store::SqlStore;
 pub use zones::{check_zone_name, check_zones, Zone, DEFAULT_ZONE, MAX_ZONE_NAME};
 
 /// Everything certfleet keeps, behind one API with a PostgreSQL and a SQLite
-/// implementation. Share it as `Arc<dyn Store>`. It is the five roles together, each its
+/// implementation. Share it as `Arc<dyn Store>`. It is the six roles together, each its
 /// own trait so that a reader sees which part of the store a caller needs:
 /// [`IngestStore`] (what agents and operators put in), [`ProbeQueue`] (the probers'
 /// leases and results), [`ReadModel`] (what the web API, the pages and the scheduler read),
-/// [`NotificationStore`] (the notification outbox) and [`EventStore`] (the change-event
-/// outbox). Every type that is all five is a `Store`.
+/// [`NotificationStore`] (the notification outbox), [`EventStore`] (the change-event
+/// outbox) and [`RetentionStore`] (pruning what is old). Every type that is all six is a
+/// `Store`.
 pub trait Store:
-    IngestStore + ProbeQueue + ReadModel + NotificationStore + EventStore + Debug
+    IngestStore + ProbeQueue + ReadModel + NotificationStore + EventStore + RetentionStore + Debug
 {
 }
 
 impl<T> Store for T where
-    T: IngestStore + ProbeQueue + ReadModel + NotificationStore + EventStore + Debug
+    T: IngestStore
+        + ProbeQueue
+        + ReadModel
+        + NotificationStore
+        + EventStore
+        + RetentionStore
+        + Debug
 {
 }
 

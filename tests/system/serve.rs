@@ -27,6 +27,7 @@ mod probe_now;
 mod probe_outage;
 mod process;
 mod reports;
+mod retention;
 mod scale_out;
 mod secrets;
 mod sni_names;

@@ -12,10 +12,12 @@
 //! the overview at each scrape, in a registry that also holds (shared handles to) the
 //! request metrics.
 //!
-//! There is no counter: prometheus-client writes OpenMetrics, where a counter's `# TYPE`
-//! and `# HELP` name the family without `_total`, which `promtool check metrics` (it reads
+//! prometheus-client writes no counter here: in OpenMetrics a counter's `# TYPE` and
+//! `# HELP` name the family without `_total`, which `promtool check metrics` (it reads
 //! the older Prometheus text format) reports as a series without help. Requests are
-//! counted by the duration histogram's `_count`, with the same labels.
+//! counted by the duration histogram's `_count`, with the same labels. The one counter,
+//! `certfleet_retention_pruned_total` (rows the retention pruned, kept in the database),
+//! is written by hand in the form both read: its family named with `_total`.
 
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
@@ -24,7 +26,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use certfleet_store::{ExpiryBuckets, FleetOverview, LatencyHistogram, ZoneQueue};
+use certfleet_store::{ExpiryBuckets, FleetOverview, LatencyHistogram, PruneCounts, ZoneQueue};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
@@ -151,7 +153,29 @@ pub(crate) async fn get(State(web): State<Web>) -> Result<Response, ApiError> {
     let mut out = String::with_capacity(16 * 1024);
     encode(&mut out, &registry)
         .map_err(|_| ApiError::Internal("cannot encode the metrics".into()))?;
+    // Four rows by key; when the database does not answer, the rest is still served.
+    match store.pruned_totals().await {
+        Ok(totals) => retention_pruned(&mut out, &totals),
+        Err(error) => tracing::warn!(%error, "cannot read the retention totals"),
+    }
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], out).into_response())
+}
+
+/// `certfleet_retention_pruned_total{kind}`, before the exposition's `# EOF`.
+fn retention_pruned(out: &mut String, totals: &PruneCounts) {
+    use std::fmt::Write;
+    let end = out.rfind("# EOF").unwrap_or(out.len());
+    let mut family = String::from(
+        "# HELP certfleet_retention_pruned_total Rows deleted by retention ([retention]), by kind, since the database was created\n\
+         # TYPE certfleet_retention_pruned_total counter\n",
+    );
+    for (kind, pruned) in totals.by_kind() {
+        let _ = writeln!(
+            family,
+            "certfleet_retention_pruned_total{{kind=\"{kind}\"}} {pruned}"
+        );
+    }
+    out.insert_str(end, &family);
 }
 
 /// One series per leaf in use that expires soon.

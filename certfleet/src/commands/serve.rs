@@ -134,7 +134,11 @@ pub async fn start(
         );
     }
     if roles.contains(&Role::Scheduler) {
-        let retire_after = time::Duration::days(i64::from(config.retention.endpoint_days.max(1)));
+        let chores = scheduler::Housekeeping {
+            retire_after: time::Duration::days(i64::from(config.retention.endpoint_days.max(1))),
+            retention: config.retention.policy(),
+            batches_per_run: config.retention.batches_per_run,
+        };
         let every = config.notify.interval.max(Duration::from_secs(1));
         let notifier = match listener.as_ref().map(|l| l.local_addr()).transpose()? {
             Some(bound) if config.server.base_url == ServerConfig::default().base_url => {
@@ -148,7 +152,7 @@ pub async fn start(
             scheduler::run(
                 store.clone(),
                 every,
-                retire_after,
+                chores,
                 Some(notifier),
                 shutdown.clone(),
             ),

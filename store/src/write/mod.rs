@@ -14,6 +14,7 @@ pub(crate) mod notify;
 pub(crate) mod osquery;
 mod probe_events;
 pub(crate) mod probes;
+mod prune;
 pub(crate) mod static_endpoints;
 pub(crate) mod tokens;
 

@@ -25,6 +25,7 @@ mod notify;
 mod osquery;
 mod probe_now;
 mod probes;
+mod retention;
 mod sni_names;
 mod tokens;
 mod zones;

@@ -7,6 +7,7 @@ use crate::support::TestApp;
 crate::on_both_backends!(
     metrics_expose_fleet_gauges_expiry_series_and_route_templates,
     request_labels_never_take_request_data,
+    rows_pruned_by_retention_are_counted_by_kind,
 );
 
 fn value(metrics: &str, series: &str) -> Option<f64> {
@@ -140,5 +141,40 @@ async fn request_labels_never_take_request_data(app: TestApp) {
         "/random/path",
     ] {
         assert!(!metrics.contains(needle), "{needle} became a label value");
+    }
+}
+
+/// `certfleet_retention_pruned_total{kind}`: the totals the store keeps, whichever process
+/// pruned; a counter named as promtool and OpenMetrics scrapers both read it.
+async fn rows_pruned_by_retention_are_counted_by_kind(app: TestApp) {
+    let kinds = ["certificates", "observations", "endpoints", "hosts"];
+    let series = |kind: &str| format!("certfleet_retention_pruned_total{{kind=\"{kind}\"}}");
+    let metrics = app.get("/metrics").await.text();
+    for kind in kinds {
+        assert_eq!(value(&metrics, &series(kind)), Some(0.0), "{metrics}");
+    }
+    // Everything no active endpoint serves now is older than "now".
+    let policy = certfleet_store::RetentionPolicy {
+        certificates: Some(time::Duration::ZERO),
+        ..Default::default()
+    };
+    let pruned = app.store.prune(&policy).await.expect("prune");
+    assert!(
+        pruned.certificates > 0,
+        "the seeded fleet has unserved certificates"
+    );
+    let response = app.get("/metrics").await;
+    let metrics = response.text();
+    assert!(metrics.ends_with("# EOF\n"), "{metrics}");
+    assert!(metrics.contains("# TYPE certfleet_retention_pruned_total counter\n"));
+    for (kind, count) in pruned.by_kind() {
+        assert_eq!(
+            value(&metrics, &series(kind)),
+            Some(count as f64),
+            "{metrics}"
+        );
+    }
+    if certfleet_testkit::promtool::promtool_or_skip() {
+        certfleet_testkit::promtool::check_metrics(metrics.as_bytes());
     }
 }
