@@ -32,6 +32,8 @@ mod pg;
 mod plan;
 mod read_model;
 mod records;
+mod replica;
+mod replica_lag;
 mod roles;
 mod rotation;
 mod rows;
@@ -72,6 +74,9 @@ pub use records::{
     EndpointRecord, ExpiringCertificate, IngestCounts, Inventory, Lease, LeasedEndpoint,
     MtlsCounts, MtlsDay, MtlsGroup, MtlsGrouping, MtlsSummary, NameSource, ObservationRecord,
     ProbeRequest, Recorded, Seen, ServedAt, StaticEndpoint, TokenKind, TokenRecord, WorkloadTags,
+};
+pub use replica::{
+    check_read_url, connect_with_replica, ReplicaOptions, ReplicaStatus, Replicated,
 };
 pub use roles::{IngestStore, ProbeQueue, ReadModel};
 pub use rotation::{DiscoveryLatency, LatencyHistogram, LATENCY_BUCKETS};
