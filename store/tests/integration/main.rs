@@ -24,5 +24,6 @@ mod notify;
 mod osquery;
 mod probe_now;
 mod probes;
+mod replica;
 mod sni_names;
 mod tokens;
