@@ -25,6 +25,7 @@ pub mod private_pg;
 mod probe_now;
 mod probe_outage;
 mod process;
+mod read_replica;
 mod reports;
 mod scale_out;
 mod secrets;
