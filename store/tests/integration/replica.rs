@@ -170,8 +170,8 @@ async fn a_replica_needs_postgresql_on_both_sides() {
         ("postgres://127.0.0.1:1/x", "sqlite::memory:"),
         ("postgres://127.0.0.1:1/x", "mysql://127.0.0.1/x"),
     ] {
-        let error = certfleet_store::connect_with_replica(url, read_url, options(), replica).await;
-        let error = error.err().expect("refused");
+        let opened = certfleet_store::connect_with_replica(url, read_url, options(), replica);
+        let error = opened.await.expect_err("refused");
         assert!(
             error.to_string().starts_with("invalid database.read_url"),
             "{url} {read_url}: {error}"
