@@ -2,14 +2,15 @@
 //! standby made from it with `pg_basebackup -R` on another port. A report written to the
 //! primary is read back through the replica; with replay paused on the standby the lag
 //! grows past `database.read_max_lag` and reads go to the primary (fresh data, counted);
-//! with the standby stopped `/readyz` says so and reads still answer.
+//! with the standby stopped `/readyz` says so and reads still answer. `certfleet export`
+//! reads the replica while it keeps up, and the primary while replay is paused.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use super::http::{Request, Response};
 use super::private_pg::PrivatePostgres;
-use super::process::{create_token, write_config, Service};
+use super::process::{certfleet, create_token, write_config, Service};
 use super::reports::{endpoints_at, post_report, report, Socket};
 
 /// Bound on each wait (the replica catching up, the lag growing, the standby's stop seen).
@@ -63,6 +64,12 @@ fn api_reads_follow_the_replica_and_fall_back_to_the_primary() {
         context()
     );
     assert_eq!(gauge(&service, "certfleet_database_replica_up"), 1.0);
+    let (rows, log) = export_endpoints(&config, &env);
+    assert!(rows.contains("\"port\":9101"), "{rows}\n{log}");
+    assert!(
+        log.contains("\"fallback_reads\":0"),
+        "export read the primary:\n{log}"
+    );
 
     // Replay paused: the standby stops applying what the primary writes.
     let paused = standby.psql("SELECT pg_wal_replay_pause()");
@@ -95,6 +102,21 @@ fn api_reads_follow_the_replica_and_fall_back_to_the_primary() {
     if certfleet_testkit::promtool::promtool_or_skip() {
         certfleet_testkit::promtool::check_metrics(&get(&service, "/metrics").body);
     }
+}
+
+/// `certfleet export endpoints` with the replica configured: its rows and its log (JSON
+/// lines).
+fn export_endpoints(config: &std::path::Path, env: &[(&str, &str)]) -> (String, String) {
+    let config = config.to_str().expect("temporary paths are UTF-8");
+    let output = certfleet(&["export", "endpoints", "--config", config])
+        .env("RUST_LOG", "info")
+        .env("CERTFLEET_LOG__FORMAT", "json")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run certfleet export");
+    let log = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "export failed: {log}");
+    (String::from_utf8_lossy(&output.stdout).into_owned(), log)
 }
 
 fn socket(port: u16) -> Socket {
