@@ -44,6 +44,12 @@ pub struct DatabaseConfig {
     /// SQLite only: `full` (each commit on disk before it is answered) or `normal`
     /// (faster; a power loss may lose the last commits).
     pub sqlite_synchronous: certfleet_store::SqliteSynchronous,
+    /// PostgreSQL only: a streaming replica of `url` for the API's reads and `export`
+    /// (empty: every read goes to `url`). Writes and leases always go to `url`.
+    pub read_url: String,
+    /// Reads go to `url` while the replica is further behind than this, or down.
+    #[serde(with = "humantime_serde")]
+    pub read_max_lag: Duration,
 }
 
 impl Default for DatabaseConfig {
@@ -52,7 +58,24 @@ impl Default for DatabaseConfig {
             url: "sqlite://certfleet.db".into(),
             max_connections: 10,
             sqlite_synchronous: certfleet_store::SqliteSynchronous::Full,
+            read_url: String::new(),
+            read_max_lag: Duration::from_secs(30),
         }
+    }
+}
+
+impl DatabaseConfig {
+    /// `read_url`, when set, must name PostgreSQL, and so must `url` (SQLite has no
+    /// replicas); the lag bound must be more than zero.
+    fn check_replica(&self) -> Result<(), String> {
+        if self.read_url.is_empty() {
+            return Ok(());
+        }
+        certfleet_store::check_read_url(&self.url, &self.read_url).map_err(|e| e.to_string())?;
+        if self.read_max_lag.is_zero() {
+            return Err("database.read_max_lag must be more than zero".into());
+        }
+        Ok(())
     }
 }
 
@@ -63,6 +86,8 @@ impl std::fmt::Debug for DatabaseConfig {
             .field("url", &redact_url(&self.url))
             .field("max_connections", &self.max_connections)
             .field("sqlite_synchronous", &self.sqlite_synchronous)
+            .field("read_url", &redact_url(&self.read_url))
+            .field("read_max_lag", &self.read_max_lag)
             .finish()
     }
 }
@@ -529,6 +554,9 @@ impl Config {
         if config.server.probe_now_window.is_zero() {
             bail!("invalid config {origin}: server.probe_now_window must be more than zero");
         }
+        if let Err(error) = config.database.check_replica() {
+            bail!("invalid config {origin}: {error}");
+        }
         if config.server.ingest_concurrency == 0 {
             bail!("invalid config {origin}: server.ingest_concurrency must be at least 1");
         }
@@ -778,6 +806,42 @@ mod tests {
         let text = "[database]\nsqlite_synchronous = \"off\"\n";
         let error = Config::from_parts(text, no_env(), "t").expect_err("unknown value");
         assert!(format!("{error:#}").contains("off"), "{error:#}");
+    }
+
+    #[test]
+    fn a_read_replica_needs_postgresql_on_both_sides() {
+        let config = Config::from_parts("", no_env(), "t").expect("defaults");
+        assert!(config.database.read_url.is_empty());
+        assert_eq!(config.database.read_max_lag, Duration::from_secs(30));
+        let text = "[database]\nurl = \"postgres://db/x\"\nread_url = \"postgres://u:pw@replica/x\"\nread_max_lag = \"5s\"\n";
+        let config = Config::from_parts(text, no_env(), "t").expect("a replica");
+        assert_eq!(config.database.read_max_lag, Duration::from_secs(5));
+        assert!(!format!("{:?}", config.database).contains("pw"));
+        let env = vec![(
+            "CERTFLEET_DATABASE__READ_URL".to_owned(),
+            "postgresql://replica/x".to_owned(),
+        )];
+        let config = Config::from_parts("[database]\nurl = \"postgres://db/x\"\n", env, "t")
+            .expect("a replica from the environment");
+        assert_eq!(config.database.read_url, "postgresql://replica/x");
+        for (bad, named) in [
+            (
+                "read_url = \"postgres://replica/x\"",
+                "needs database.url to be PostgreSQL",
+            ),
+            (
+                "url = \"postgres://db/x\"\nread_url = \"sqlite://copy.db\"",
+                "must start with postgres://",
+            ),
+            (
+                "url = \"postgres://db/x\"\nread_url = \"postgres://r/x\"\nread_max_lag = \"0s\"",
+                "read_max_lag must be more than zero",
+            ),
+        ] {
+            let text = format!("[database]\n{bad}\n");
+            let error = Config::from_parts(&text, no_env(), "t").expect_err(bad);
+            assert!(format!("{error:#}").contains(named), "{bad}: {error:#}");
+        }
     }
 
     #[test]

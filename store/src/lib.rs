@@ -34,6 +34,8 @@ mod probers;
 mod read_model;
 mod records;
 mod retention;
+mod replica;
+mod replica_lag;
 mod roles;
 mod rotation;
 mod rows;
@@ -80,6 +82,9 @@ pub use records::{
 pub use retention::{
     PruneCounts, RetentionPolicy, RetentionStore, DEFAULT_BATCH as DEFAULT_PRUNE_BATCH,
     MAX_BATCH as MAX_PRUNE_BATCH,
+};
+pub use replica::{
+    check_read_url, connect_with_replica, ReplicaOptions, ReplicaStatus, Replicated,
 };
 pub use roles::{IngestStore, ProbeQueue, ReadModel};
 pub use rotation::{DiscoveryLatency, LatencyHistogram, LATENCY_BUCKETS};

@@ -26,6 +26,7 @@ pub mod private_pg;
 mod probe_now;
 mod probe_outage;
 mod process;
+mod read_replica;
 mod reports;
 mod retention;
 mod scale_out;

@@ -120,7 +120,7 @@ fn method_label(method: &Method) -> &'static str {
 
 /// `GET /metrics`.
 pub(crate) async fn get(State(web): State<Web>) -> Result<Response, ApiError> {
-    let store = &web.app.store;
+    let store = &web.app.reads;
     let overview = web.overview.overview(store).await?;
     let expiring = web
         .overview
@@ -149,6 +149,9 @@ pub(crate) async fn get(State(web): State<Web>) -> Result<Response, ApiError> {
         "End of validity of each leaf in use that expires within the configured window",
         expiry,
     );
+    if let Some(replica) = &web.app.replica {
+        replica_gauges(&mut registry, &replica.status());
+    }
     web.requests.register(&mut registry);
     let mut out = String::with_capacity(16 * 1024);
     encode(&mut out, &registry)
@@ -176,6 +179,33 @@ fn retention_pruned(out: &mut String, totals: &PruneCounts) {
         );
     }
     out.insert_str(end, &family);
+}
+
+/// The read replica: whether it answers, how far behind it is (absent until it has caught
+/// up once), and the reads the primary answered instead. The count is a gauge, as every
+/// count here is (see the module comment); it only grows while the process runs.
+fn replica_gauges(registry: &mut Registry, status: &certfleet_store::ReplicaStatus) {
+    count(
+        registry,
+        "certfleet_database_replica_up",
+        "1 when the read replica answered its last check",
+        u64::from(status.up),
+    );
+    if let Some(lag) = status.lag {
+        let gauge = Gauge::<f64, AtomicU64>::default();
+        gauge.set(lag.as_secs_f64());
+        registry.register(
+            "certfleet_database_replica_lag_seconds",
+            "How far the read replica is behind the primary (reads go to the primary beyond database.read_max_lag)",
+            gauge,
+        );
+    }
+    count(
+        registry,
+        "certfleet_database_replica_fallback_reads",
+        "Reads the primary answered because the read replica was down or behind, since the process started",
+        status.fallback_reads,
+    );
 }
 
 /// One series per leaf in use that expires soon.

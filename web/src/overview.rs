@@ -9,7 +9,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use certfleet_store::{ExpiringCertificate, FleetOverview, Store};
+use certfleet_store::{ExpiringCertificate, FleetOverview, ReadModel};
 use tokio::sync::Mutex as AsyncMutex;
 
 use crate::ApiError;
@@ -56,7 +56,10 @@ impl OverviewCache {
     }
 
     /// The overview, at most `ttl` old (or up to 4 x `ttl` while a refresh runs).
-    pub async fn overview(&self, store: &Arc<dyn Store>) -> Result<Arc<FleetOverview>, ApiError> {
+    pub async fn overview(
+        &self,
+        store: &Arc<dyn ReadModel>,
+    ) -> Result<Arc<FleetOverview>, ApiError> {
         let store = store.clone();
         cached(&self.overview, self.ttl, move || {
             let store = store.clone();
@@ -68,7 +71,7 @@ impl OverviewCache {
     /// Leaves in use expiring within `window`, soonest first, at most `limit`.
     pub async fn expiring(
         &self,
-        store: &Arc<dyn Store>,
+        store: &Arc<dyn ReadModel>,
         window: time::Duration,
         limit: u32,
     ) -> Result<Arc<Vec<ExpiringCertificate>>, ApiError> {

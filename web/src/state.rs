@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::extract::FromRef;
 use certfleet_model::ReportLimits;
-use certfleet_store::Store;
+use certfleet_store::{ReadModel, Replicated, Store};
 
 use crate::metrics::RequestMetrics;
 use crate::overview::OverviewCache;
@@ -13,7 +13,13 @@ use crate::overview::OverviewCache;
 /// Shared state of the router, as the binary builds it.
 #[derive(Clone)]
 pub struct AppState {
+    /// The primary: every write, authentication, and reads that must see a write just made.
     pub store: Arc<dyn Store>,
+    /// Where the API's and pages' reads go: the replica's [`Replicated`] when
+    /// `database.read_url` is set, else the same store as `store`.
+    pub reads: Arc<dyn ReadModel>,
+    /// The read replica, when there is one: its state on `/readyz` and `/metrics`.
+    pub replica: Option<Arc<Replicated>>,
     pub ingest: IngestLimits,
     /// When set, reads need this bearer token (`server.read_token`).
     pub read_token: Option<String>,

@@ -4,7 +4,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use certfleet_store::{AgentName, ProbeSchedule, Store, StoreOptions};
+use certfleet_store::{
+    AgentName, ProbeSchedule, ReadModel, ReplicaOptions, Replicated, Store, StoreOptions,
+};
 
 use crate::cli::ConfigArgs;
 use certfleet_model::redact_url;
@@ -141,13 +143,13 @@ fn every_threshold(config: &Config) -> Vec<u32> {
     thresholds
 }
 
-/// Opens the configured database and applies pending migrations.
-pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+/// The store's options from the configuration.
+fn store_options(config: &Config) -> anyhow::Result<StoreOptions> {
     let interval = time::Duration::try_from(config.probe.interval)
         .context("probe.interval is out of range")?;
     let report_window = time::Duration::try_from(config.retention.report_window)
         .context("retention.report_window is out of range")?;
-    let options = StoreOptions {
+    Ok(StoreOptions {
         claim_window: report_window,
         max_connections: config.database.max_connections.max(1),
         sqlite_synchronous: config.database.sqlite_synchronous,
@@ -167,7 +169,12 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
             ..ProbeSchedule::default()
         },
         ..StoreOptions::default()
-    };
+    })
+}
+
+/// Opens the configured database and applies pending migrations.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let options = store_options(config)?;
     let url = redact_url(&config.database.url);
     let store = certfleet_store::connect(&config.database.url, options)
         .await
@@ -177,4 +184,45 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         .await
         .with_context(|| format!("cannot migrate database {url}"))?;
     Ok(store)
+}
+
+/// The store every write goes to, and where reads of the API and `export` go: the read
+/// replica (`database.read_url`) when one is configured, else the same store.
+pub struct Stores {
+    pub store: Arc<dyn Store>,
+    pub reads: Arc<dyn ReadModel>,
+    pub replica: Option<Arc<Replicated>>,
+}
+
+/// Opens the configured database (migrated) and its read replica, if any. The replica is
+/// connected lazily: a replica down now only means reads from the primary until it answers.
+pub async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
+    let read_url = &config.database.read_url;
+    if read_url.is_empty() {
+        let store = open_store(config).await?;
+        let reads = store.clone();
+        return Ok(Stores {
+            store,
+            reads,
+            replica: None,
+        });
+    }
+    let url = redact_url(&config.database.url);
+    let (store, replica) = certfleet_store::connect_with_replica(
+        &config.database.url,
+        read_url,
+        store_options(config)?,
+        ReplicaOptions::new(config.database.read_max_lag),
+    )
+    .await
+    .with_context(|| format!("cannot open database {url} and its replica"))?;
+    store
+        .migrate()
+        .await
+        .with_context(|| format!("cannot migrate database {url}"))?;
+    Ok(Stores {
+        store,
+        reads: replica.clone(),
+        replica: Some(replica),
+    })
 }

@@ -7,12 +7,12 @@ use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use certfleet_store::{ExportCursor, ExportPage, ExportRows, Store};
+use certfleet_store::{ExportCursor, ExportPage, ExportRows, ReadModel};
 use certfleet_web::responses::{CertificateSummary, Endpoint};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::admin::open_store;
+use super::admin::open_stores;
 use crate::cli::{ExportArgs, ExportFormat, ExportKind};
 use crate::config::Config;
 
@@ -26,13 +26,30 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         None => OffsetDateTime::UNIX_EPOCH,
     };
     let config = Config::load(args.config.config.as_deref())?;
-    let store = open_store(&config).await?;
+    let stores = open_stores(&config).await?;
+    // With a read replica, the export reads from it while it keeps within
+    // database.read_max_lag, checked all along as `serve` does.
+    let stop = tokio_util::sync::CancellationToken::new();
+    if let Some(replica) = stores.replica.clone() {
+        replica.check().await;
+        let stop = stop.clone();
+        tokio::spawn(async move { replica.watch(stop.cancelled_owned()).await });
+    }
     let out = BufWriter::with_capacity(256 * 1024, io::stdout().lock());
     let first = match args.what {
         ExportKind::Certificates => ExportCursor::Certificates(None),
         ExportKind::Endpoints => ExportCursor::Endpoints(None),
     };
-    let rows = export(store.as_ref(), since, first, args.format, out).await?;
+    let rows = export(stores.reads.as_ref(), since, first, args.format, out).await;
+    stop.cancel();
+    let rows = rows?;
+    if let Some(replica) = &stores.replica {
+        let fallback_reads = replica.status().fallback_reads;
+        tracing::info!(
+            fallback_reads,
+            "export pages the primary answered instead of the replica"
+        );
+    }
     tracing::info!(rows, what = ?args.what, "export done");
     Ok(ExitCode::SUCCESS)
 }
@@ -50,7 +67,7 @@ fn parse_since(text: &str, now: OffsetDateTime) -> anyhow::Result<OffsetDateTime
 
 /// Streams every page of the export `first` starts, each row as it is read.
 async fn export(
-    store: &dyn Store,
+    store: &dyn ReadModel,
     since: OffsetDateTime,
     first: ExportCursor,
     format: ExportFormat,

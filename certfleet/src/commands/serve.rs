@@ -10,7 +10,7 @@ use certfleet_web::RoleHealth;
 use certfleet_web::{AppState, IngestLimits, ProbeNow};
 use tokio_util::sync::CancellationToken;
 
-use super::admin::open_store;
+use super::admin::open_stores;
 use certfleet_service::ptr_names::PtrNames;
 use certfleet_service::supervise::{Ended, Roles};
 use certfleet_service::{events, prober_worker, scheduler, static_targets};
@@ -80,7 +80,8 @@ pub async fn start(
     roles: &[Role],
     listen: Option<String>,
 ) -> anyhow::Result<Service> {
-    let store = open_store(config).await?;
+    let stores = open_stores(config).await?;
+    let store = stores.store.clone();
     let health = RoleHealth::default();
     let mut tasks = Roles::new(health.clone(), CancellationToken::new());
     let shutdown = tasks.shutdown();
@@ -181,12 +182,22 @@ pub async fn start(
             ),
         );
     }
+    if let (Some(replica), true) = (&stores.replica, listener.is_some()) {
+        // Supervised like a role: if the checks stopped, reads would stay wherever the
+        // last check sent them.
+        let (replica, stop) = (replica.clone(), shutdown.clone());
+        tasks.spawn("replica-watch", async move {
+            replica.watch(stop.cancelled_owned()).await;
+        });
+    }
     if let Some(listener) = listener {
         let bound = listener.local_addr()?;
         address = Some(bound);
         let read_token = Some(config.server.read_token.clone()).filter(|token| !token.is_empty());
         let state = AppState {
             store: store.clone(),
+            reads: stores.reads.clone(),
+            replica: stores.replica.clone(),
             ingest: IngestLimits {
                 max_in_flight: config.server.ingest_concurrency,
                 ..IngestLimits::default()

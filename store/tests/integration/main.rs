@@ -26,6 +26,7 @@ mod osquery;
 mod probe_now;
 mod probes;
 mod retention;
+mod replica;
 mod sni_names;
 mod tokens;
 mod zones;

@@ -85,6 +85,58 @@ impl PrivatePostgres {
         Ok(pg)
     }
 
+    /// A hot standby of `primary` on its own port and folder: `pg_basebackup -R` copies the
+    /// primary and writes the standby's streaming-replication settings into the copy
+    /// (`initdb`'s `pg_hba.conf` lets replication connections in from 127.0.0.1).
+    pub fn standby_of(primary: &PrivatePostgres) -> Result<PrivatePostgres, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("certfleet-pg-standby-")
+            .tempdir()
+            .map_err(|error| format!("temporary folder: {error}"))?;
+        if primary.as_postgres {
+            output(Command::new("chown").arg("postgres:").arg(dir.path()))?;
+        }
+        let mut standby = PrivatePostgres {
+            dir,
+            bin: primary.bin.clone(),
+            port: free_port(),
+            as_postgres: primary.as_postgres,
+            server: None,
+            starts: 0,
+            settings: Vec::new(),
+        };
+        let mut backup = standby.command("pg_basebackup");
+        backup.arg("-D").arg(standby.data_dir());
+        backup.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &primary.port.to_string(),
+            "-U",
+            "postgres",
+        ]);
+        // -R: standby.signal and primary_conninfo; -c fast: no wait for a checkpoint.
+        backup.args(["-R", "-X", "stream", "-c", "fast", "--no-sync"]);
+        output(&mut backup)?;
+        standby.launch();
+        Ok(standby)
+    }
+
+    /// Runs SQL with `psql`: what it printed (unaligned, tuples only), or why it failed.
+    pub fn psql(&self, sql: &str) -> Result<String, String> {
+        let mut psql = self.command("psql");
+        psql.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+        ]);
+        psql.args(["-d", "postgres", "-v", "ON_ERROR_STOP=1", "-Atc", sql]);
+        output(&mut psql)
+    }
+
     /// Copies the certificate and key into the data folder (owned by the server's user,
     /// key mode 0600 as PostgreSQL demands) and turns `ssl` on.
     fn install_tls(&mut self, cert: &Path, key: &Path) -> Result<(), String> {

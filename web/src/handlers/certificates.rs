@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::Json;
 use certfleet_store::{
     normalize_fingerprint, CertificateDetail, CertificateHistory, CertificateLookup,
-    CertificateRecord, CertificateSearch, NotificationRecord, Store,
+    CertificateRecord, CertificateSearch, NotificationRecord, ReadModel,
 };
 use serde::Deserialize;
 
@@ -103,7 +103,7 @@ impl From<ListedCertificate> for responses::ListedCertificate {
 
 /// One page of a certificate list.
 pub async fn page(
-    store: &Arc<dyn Store>,
+    store: &Arc<dyn ReadModel>,
     query: &CertificateQuery,
 ) -> Result<(Listing, Page<ListedCertificate>), ApiError> {
     let listing = query.listing()?;
@@ -144,7 +144,7 @@ pub async fn index(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<CertificateQuery>,
 ) -> Result<Json<Page<responses::ListedCertificate>>, ApiError> {
-    let (_, page) = page(&state.store, &query).await?;
+    let (_, page) = page(&state.reads, &query).await?;
     Ok(Json(page.map(Into::into)))
 }
 
@@ -161,7 +161,9 @@ pub struct CertificateView {
 }
 
 /// Loads a certificate by SHA-256 or SHA-1 fingerprint (any case, colons allowed).
-pub async fn load(store: &Arc<dyn Store>, fingerprint: &str) -> Result<CertificateView, ApiError> {
+/// Reads from `state.reads`, the notifications (the outbox's) from the primary.
+pub async fn load(state: &AppState, fingerprint: &str) -> Result<CertificateView, ApiError> {
+    let store = &state.reads;
     let fingerprint = normalize_fingerprint(fingerprint).map_err(|_| {
         ApiError::bad_request(
             "sha256 must be 64 hex digits (or a SHA-1 of 40)",
@@ -180,7 +182,7 @@ pub async fn load(store: &Arc<dyn Store>, fingerprint: &str) -> Result<Certifica
         found.into_iter().next().ok_or(ApiError::NotFound)?.sha256
     };
     let detail = store.certificate(&sha256).await?;
-    let notifications = store.certificate_notifications(&sha256).await?;
+    let notifications = state.store.certificate_notifications(&sha256).await?;
     let history = store.certificate_history(&sha256).await?;
     let mut owners: Vec<String> = detail
         .served_at
@@ -203,7 +205,7 @@ pub async fn show(
     State(state): State<AppState>,
     Path(sha256): Path<String>,
 ) -> Result<Json<responses::CertificateDetail>, ApiError> {
-    let view = load(&state.store, &sha256).await?;
+    let view = load(&state, &sha256).await?;
     Ok(Json(responses::CertificateDetail::new(
         view.detail,
         view.owners,

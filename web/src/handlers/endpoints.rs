@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::Json;
 use certfleet_store::{
-    EndpointId, EndpointRecord, EndpointSearch, SocketRecord, Store, WorkloadTags,
+    EndpointId, EndpointRecord, EndpointSearch, ReadModel, SocketRecord, WorkloadTags,
 };
 use serde::Deserialize;
 
@@ -68,7 +68,7 @@ impl EndpointQuery {
 
 /// One page of an endpoint list.
 pub async fn page(
-    store: &Arc<dyn Store>,
+    store: &Arc<dyn ReadModel>,
     search: &EndpointSearch,
 ) -> Result<Page<EndpointRecord>, ApiError> {
     let items = store.search_endpoints(search).await?;
@@ -82,12 +82,12 @@ pub async fn index(
     ApiQuery(query): ApiQuery<EndpointQuery>,
 ) -> Result<Json<Page<responses::Endpoint>>, ApiError> {
     let search = query.search()?;
-    Ok(Json(page(&state.store, &search).await?.map(Into::into)))
+    Ok(Json(page(&state.reads, &search).await?.map(Into::into)))
 }
 
 /// One page of a socket list: each socket once, its names nested in it.
 pub async fn socket_page(
-    store: &Arc<dyn Store>,
+    store: &Arc<dyn ReadModel>,
     search: &EndpointSearch,
 ) -> Result<Page<SocketRecord>, ApiError> {
     let items = store.search_sockets(search).await?;
@@ -103,7 +103,7 @@ pub async fn sockets(
 ) -> Result<Json<Page<responses::Socket>>, ApiError> {
     let search = query.search()?;
     Ok(Json(
-        socket_page(&state.store, &search).await?.map(Into::into),
+        socket_page(&state.reads, &search).await?.map(Into::into),
     ))
 }
 
@@ -122,5 +122,5 @@ pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<responses::EndpointDetail>, ApiError> {
-    Ok(Json(state.store.endpoint(parse_id(&id)?).await?.into()))
+    Ok(Json(state.reads.endpoint(parse_id(&id)?).await?.into()))
 }

@@ -33,13 +33,13 @@ pub(crate) async fn summary(
     ApiQuery(query): ApiQuery<SummaryQuery>,
 ) -> Result<Json<responses::MtlsSummary>, ApiError> {
     let by = parse_grouping(query.by.as_deref())?;
-    let overview = web.overview.overview(&web.app.store).await?;
+    let overview = web.overview.overview(&web.app.reads).await?;
     Ok(Json(responses::MtlsSummary::new(by, &overview)))
 }
 
 pub(crate) async fn overview(
     State(web): State<Web>,
 ) -> Result<Json<responses::FleetOverview>, ApiError> {
-    let overview = web.overview.overview(&web.app.store).await?;
+    let overview = web.overview.overview(&web.app.reads).await?;
     Ok(Json(overview.as_ref().into()))
 }

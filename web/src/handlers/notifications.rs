@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::Json;
-use certfleet_store::{NotificationFilter, NotificationRecord, Store};
+use certfleet_store::{NotificationFilter, NotificationRecord, ReadModel};
 use serde::Deserialize;
 
 use super::params::{id_cursor, parse_bool, parse_limit, present, Page};
@@ -38,7 +38,7 @@ impl NotificationQuery {
 
 /// One page of notifications.
 pub async fn page(
-    store: &Arc<dyn Store>,
+    store: &Arc<dyn ReadModel>,
     filter: &NotificationFilter,
 ) -> Result<Page<NotificationRecord>, ApiError> {
     let items = store.notification_page(filter).await?;
@@ -50,6 +50,6 @@ pub async fn index(
     ApiQuery(query): ApiQuery<NotificationQuery>,
 ) -> Result<Json<Page<responses::Notification>>, ApiError> {
     Ok(Json(
-        page(&state.store, &query.filter()?).await?.map(Into::into),
+        page(&state.reads, &query.filter()?).await?.map(Into::into),
     ))
 }

@@ -295,8 +295,8 @@ pub fn document() -> Value {
                 "security": [{"readToken": []}],
                 "responses": {"200": text("metrics"), "401": error_response("read token required")}}},
             "/healthz": {"get": {"summary": "The process answers", "responses": {"200": text("ok")}}},
-            "/readyz": {"get": {"summary": "The database answers",
-                "responses": {"200": text("ready"), "503": error_response("database unavailable")}}}
+            "/readyz": {"get": {"summary": "The database answers and every role runs; a line per role, and with a read replica a `replica:` line (up, behind, or down: reads from the primary, still ready)",
+                "responses": {"200": text("ready"), "503": error_response("database unavailable or a role not running")}}}
         }
     })
 }

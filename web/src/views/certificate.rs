@@ -16,7 +16,7 @@ pub async fn show(
     Path(sha256): Path<String>,
 ) -> Result<Response, ApiError> {
     if let Some(sha256) = sha256.strip_suffix(".pem") {
-        let view = load(&state.store, sha256).await?;
+        let view = load(&state, sha256).await?;
         let pem = view.detail.pem.ok_or(ApiError::NotFound)?;
         let name = &view.detail.certificate.sha256;
         let disposition = format!("attachment; filename=\"{name}.pem\"");
@@ -29,7 +29,7 @@ pub async fn show(
         )
             .into_response());
     }
-    let view = load(&state.store, &sha256).await?;
+    let view = load(&state, &sha256).await?;
     let detail = &view.detail;
     let cert = &detail.certificate;
     let left = days_left(cert.not_after);

@@ -26,7 +26,7 @@ pub async fn index(
     if no_listing {
         query.expiring_within = Some("30d".into());
     }
-    let (listing, page_of) = certificates::page(&state.store, &query).await?;
+    let (listing, page_of) = certificates::page(&state.reads, &query).await?;
     let (title, pairs): (String, Vec<(&str, &str)>) = match &listing {
         Listing::Expiring(within) => {
             let window = present(&query.expiring_within).unwrap_or("30d");

@@ -26,7 +26,7 @@ const WORST: [(Finding, &str); 4] = [
 ];
 
 pub(crate) async fn get(State(web): State<Web>) -> Result<Html<String>, ApiError> {
-    let overview = web.overview.overview(&web.app.store).await?;
+    let overview = web.overview.overview(&web.app.reads).await?;
     let o = overview.as_ref();
     let certs = &o.certificates_by_days_left;
     let body = html! {

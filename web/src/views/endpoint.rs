@@ -15,7 +15,7 @@ pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Html<String>, ApiError> {
-    let detail = state.store.endpoint(parse_id(&id)?).await?;
+    let detail = state.reads.endpoint(parse_id(&id)?).await?;
     let e = &detail.endpoint;
     // The socket this endpoint is one name of, with its other names.
     let socket = match e.address.parse() {
@@ -26,7 +26,7 @@ pub async fn show(
                 limit: 1,
                 ..EndpointSearch::default()
             };
-            state.store.search_sockets(&search).await?.pop()
+            state.reads.search_sockets(&search).await?.pop()
         }
         _ => None,
     };

@@ -17,7 +17,7 @@ pub async fn index(
     ApiQuery(query): ApiQuery<EndpointQuery>,
 ) -> Result<Html<String>, ApiError> {
     let search = query.search()?;
-    let page_of = endpoints::socket_page(&state.store, &search).await?;
+    let page_of = endpoints::socket_page(&state.reads, &search).await?;
     let pairs: Vec<(&str, &str)> = [
         ("address", &query.address),
         ("port", &query.port),

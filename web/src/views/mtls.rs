@@ -27,7 +27,7 @@ pub(crate) async fn index(
     ApiQuery(query): ApiQuery<GroupsQuery>,
 ) -> Result<Html<String>, ApiError> {
     let by = parse_grouping(query.by.as_deref())?;
-    let overview = web.overview.overview(&web.app.store).await?;
+    let overview = web.overview.overview(&web.app.reads).await?;
     let groups = match by {
         certfleet_store::MtlsGrouping::App => &overview.mtls_by_app,
         certfleet_store::MtlsGrouping::Env => &overview.mtls_by_env,

@@ -29,7 +29,7 @@ pub async fn failed(
         limit: DEFAULT_LIMIT,
         ..NotificationFilter::default()
     };
-    let page_of = notifications::page(&state.store, &filter).await?;
+    let page_of = notifications::page(&state.reads, &filter).await?;
     let body = html! {
         p { "Pending notifications with at least one failed delivery attempt; the notifier retries them with back-off." }
         (notification_table(&page_of.items))

@@ -41,13 +41,13 @@ pub async fn show(
         limit: DEFAULT_LIMIT,
         ..EndpointSearch::default()
     };
-    let endpoints_page = endpoints::socket_page(&state.store, &search).await?;
+    let endpoints_page = endpoints::socket_page(&state.reads, &search).await?;
     let filter = NotificationFilter {
         owner: Some(owner.clone()),
         limit: 50,
         ..NotificationFilter::default()
     };
-    let notifications_page = notifications::page(&state.store, &filter).await?;
+    let notifications_page = notifications::page(&state.reads, &filter).await?;
     let path = format!("/owners/{}", encode(&owner));
     let body = html! {
         p { "Endpoints whose workload carries the owner tag " strong { (owner) } ", and the expiry notifications sent to this address." }

@@ -78,7 +78,7 @@ pub async fn get(
             limit: DEFAULT_LIMIT,
         };
         // A reading that does not parse (e.g. not a host name) is simply not a match.
-        match state.store.search_certificates(&search).await {
+        match state.reads.search_certificates(&search).await {
             Ok(records) if !records.is_empty() => {
                 found = records;
                 how = kind;

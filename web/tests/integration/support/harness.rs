@@ -93,6 +93,8 @@ async fn serve(store: Arc<dyn Store>, setup: Setup) -> TestApp {
     roles.running("api");
     let state = AppState {
         store: store.clone(),
+        reads: store.clone(),
+        replica: None,
         ingest: IngestLimits::default(),
         read_token: read_token.map(str::to_owned),
         osquery_enroll_secret: Some("osquery-secret-for-tests".into()),
