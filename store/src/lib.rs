@@ -33,9 +33,9 @@ mod plan;
 mod probers;
 mod read_model;
 mod records;
-mod retention;
 mod replica;
 mod replica_lag;
+mod retention;
 mod roles;
 mod rotation;
 mod rows;
@@ -79,12 +79,12 @@ pub use records::{
     MtlsCounts, MtlsDay, MtlsGroup, MtlsGrouping, MtlsSummary, NameSource, ObservationRecord,
     ProbeRequest, Recorded, Seen, ServedAt, StaticEndpoint, TokenKind, TokenRecord, WorkloadTags,
 };
+pub use replica::{
+    check_read_url, connect_with_replica, ReplicaOptions, ReplicaStatus, Replicated,
+};
 pub use retention::{
     PruneCounts, RetentionPolicy, RetentionStore, DEFAULT_BATCH as DEFAULT_PRUNE_BATCH,
     MAX_BATCH as MAX_PRUNE_BATCH,
-};
-pub use replica::{
-    check_read_url, connect_with_replica, ReplicaOptions, ReplicaStatus, Replicated,
 };
 pub use roles::{IngestStore, ProbeQueue, ReadModel};
 pub use rotation::{DiscoveryLatency, LatencyHistogram, LATENCY_BUCKETS};

@@ -103,12 +103,10 @@ pub(crate) fn plan_report(
             skipped += 1;
         }
         for address in addresses {
-            endpoints
-                .entry((address, socket.port))
-                .or_insert_with(|| {
-                    let zone = zone_of(zones, zone_tag, address);
-                    endpoint_row(report, socket, address.to_string(), zone)
-                });
+            endpoints.entry((address, socket.port)).or_insert_with(|| {
+                let zone = zone_of(zones, zone_tag, address);
+                endpoint_row(report, socket, address.to_string(), zone)
+            });
         }
     }
     let counts = IngestCounts {

@@ -323,6 +323,12 @@ impl ReadModel for Replicated {
         read!(self, store => store.inventory())
     }
 
+    /// The primary's: liveness is judged from heartbeats seconds old, which a lagging
+    /// replica would show as probers gone silent.
+    async fn prober_status(&self) -> Result<crate::ProberStatus> {
+        self.primary.prober_status().await
+    }
+
     async fn search_certificates(
         &self,
         search: &CertificateSearch,

@@ -80,9 +80,15 @@ impl<D: Db> IngestStore for SqlStore<D> {
             events: self.options.events,
         };
         let now = self.now();
-        let mut counts =
-            write::ingest::ingest_report(&self.pool, agent, report, bounds, &self.options.zones, now)
-                .await?;
+        let mut counts = write::ingest::ingest_report(
+            &self.pool,
+            agent,
+            report,
+            bounds,
+            &self.options.zones,
+            now,
+        )
+        .await?;
         // Every report, probes or none: endpoints its agent stopped probing go back to
         // the probers.
         let schedule = &self.options.schedule;

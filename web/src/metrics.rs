@@ -157,7 +157,7 @@ pub(crate) async fn get(State(web): State<Web>) -> Result<Response, ApiError> {
     encode(&mut out, &registry)
         .map_err(|_| ApiError::Internal("cannot encode the metrics".into()))?;
     // Four rows by key; when the database does not answer, the rest is still served.
-    match store.pruned_totals().await {
+    match web.app.store.pruned_totals().await {
         Ok(totals) => retention_pruned(&mut out, &totals),
         Err(error) => tracing::warn!(%error, "cannot read the retention totals"),
     }

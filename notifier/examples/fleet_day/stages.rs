@@ -6,7 +6,7 @@ use std::time::Instant;
 use certfleet_notifier::{Delivery, Notifier, OwnerRules, Settings};
 use certfleet_store::{
     AgentName, CertificateLookup, CertificateSearch, IngestStore, Lease, ManualClock,
-    PostgresStore, ProbeQueue, ReadModel, Store,
+    PostgresStore, ProbeQueue, ReadModel, RetentionPolicy, RetentionStore, Store, MAX_PRUNE_BATCH,
 };
 use futures::{StreamExt, TryStreamExt};
 use time::{Duration, OffsetDateTime};
@@ -226,8 +226,29 @@ impl Day<'_> {
         let started = Instant::now();
         let retired = self.store.retire_endpoints(window).await?;
         println!(
-            "retention: {:.1} s, {retired} endpoints retired",
+            "retire: {:.1} s, {retired} endpoints retired",
             started.elapsed().as_secs_f64()
+        );
+        // The service's retention (the scheduler's `[retention]`), all of it at once: the
+        // day's certificates, observations and hosts older than the window.
+        let policy = RetentionPolicy {
+            certificates: Some(window),
+            observations: Some(window),
+            hosts: Some(window),
+            batch: MAX_PRUNE_BATCH,
+        };
+        let started = Instant::now();
+        let pruned = self.store.prune(&policy).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        let rows = pruned.by_kind().iter().map(|(_, n)| n).sum::<u64>();
+        println!(
+            "retention: {seconds:.1} s, {} certificates, {} observations, {} endpoints, {} hosts \
+             pruned ({:.0} rows/s)",
+            pruned.certificates,
+            pruned.observations,
+            pruned.endpoints,
+            pruned.hosts,
+            rows as f64 / seconds.max(1e-3)
         );
         let started = Instant::now();
         sqlx::query("VACUUM (ANALYZE)")

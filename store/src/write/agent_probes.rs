@@ -84,7 +84,12 @@ pub(crate) async fn record_agent_probes<D: Db>(
             // No CIDR applies to a host's own loopback; its zone tag (checked at ingest,
             // which ran first) still names it.
             let zone = zone_of(&[], report.socket_tag(listener, "zone"), listener.address);
-            Some(endpoint_row(report, listener, scoped(socket, host_id), zone))
+            Some(endpoint_row(
+                report,
+                listener,
+                scoped(socket, host_id),
+                zone,
+            ))
         })
         .collect();
     if !loopback.is_empty() {
