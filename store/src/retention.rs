@@ -4,7 +4,8 @@
 //!
 //! What is never pruned: what an active endpoint serves now (its current observation, and
 //! every certificate of that chain), certificates a pending notification is about, tokens,
-//! mutes, rotations and mTLS snapshots. The SQL is in `write/prune.rs`.
+//! mutes and mTLS snapshots (rotations age out with the observations). The SQL is in
+//! `write/prune.rs`.
 
 use async_trait::async_trait;
 use time::Duration;

@@ -171,5 +171,19 @@ async fn database_size(store: &PostgresStore) -> Result<f64, Error> {
     let bytes: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
         .fetch_one(store.pool())
         .await?;
+    // Where the space is: the largest tables with their indexes, so that a day that grows
+    // names what grew.
+    let largest: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT relname::text, pg_total_relation_size(oid) FROM pg_class \
+         WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace \
+         ORDER BY 2 DESC LIMIT 6",
+    )
+    .fetch_all(store.pool())
+    .await?;
+    let largest: Vec<String> = largest
+        .iter()
+        .map(|(table, size)| format!("{table} {:.1}", *size as f64 / (1024.0 * 1024.0)))
+        .collect();
+    println!("largest tables, MiB: {}", largest.join(", "));
     Ok(bytes as f64 / (1024.0 * 1024.0))
 }

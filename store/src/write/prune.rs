@@ -68,6 +68,7 @@ async fn prune_batch<D: Db>(
     if let Some(age) = policy.observations {
         counts.observations +=
             compact_observations::<D>(&mut transaction, now - age, limit).await?;
+        counts.observations += prune_rotations::<D>(&mut transaction, now - age, limit).await?;
     }
     if let Some(age) = policy.certificates {
         let (certificates, observations) =
@@ -201,6 +202,24 @@ fn old_history(alias: &str) -> String {
         "{alias}.last_seen < $1 AND NOT EXISTS \
          (SELECT 1 FROM endpoints e WHERE e.observation_id = {alias}.id)"
     )
+}
+
+/// Deletes the rotations (changes of leaf, with their latency) seen before `before`:
+/// history like old observations, one row per certificate change, which at 700,000 new
+/// certificates a day grew the database by itself (bench/fleet-day.sh). The discovery
+/// figures read the last week. Returns how many went.
+async fn prune_rotations<D: Db>(
+    transaction: &mut D::Tx,
+    before: OffsetDateTime,
+    limit: i64,
+) -> Result<u64> {
+    let query = Query {
+        sql: "DELETE FROM rotations WHERE id IN (SELECT id FROM rotations \
+                  WHERE new_seen_at < $1 ORDER BY new_seen_at LIMIT $2)"
+            .into(),
+        binds: vec![Bind::Time(before), Bind::Int(limit)],
+    };
+    transaction.execute(&query).await
 }
 
 /// Compacts old history to the changes: of each endpoint's old observations (see

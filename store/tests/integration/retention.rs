@@ -240,13 +240,25 @@ async fn history_older_than_the_window_is_compacted_to_the_changes(t: TestStore)
     t.clock.advance(Duration::days(397));
     probe(&t, a, serving(&t, &[3])).await;
     assert_eq!(count(&t, "SELECT COUNT(*) FROM observations").await, 5);
+    // The change to leaf 2 (day 2) is history; the change to leaf 3 (day 400) is recent.
+    let rotations = count(&t, "SELECT COUNT(*) FROM rotations").await;
+    assert_eq!(rotations, 2, "1 to 2, 2 to 3");
 
     let policy = RetentionPolicy {
         observations: days(365),
         ..RetentionPolicy::default()
     };
     let pruned = t.store.prune(&policy).await.expect("prune");
-    assert_eq!(pruned.observations, 2, "{pruned:?}");
+    assert_eq!(
+        pruned.observations, 3,
+        "two observations and the old rotation: {pruned:?}"
+    );
+    let recent = format!(
+        "SELECT COUNT(*) FROM rotations WHERE new_sha256 = '{:064x}'",
+        3
+    );
+    assert_eq!(count(&t, "SELECT COUNT(*) FROM rotations").await, 1);
+    assert_eq!(count(&t, &recent).await, 1, "the recent rotation stays");
     let history = t.store.endpoint(a).await.expect("A").history;
     let kept: Vec<(Option<String>, time::OffsetDateTime)> = history
         .iter()
