@@ -404,5 +404,10 @@ fn events_once_across_restarts(database: TestDatabase) {
         rotated.sha256.as_str()
     );
     assert_eq!(rotations[0]["endpoint"]["port"], u64::from(one_port));
-    assert_eq!(backlog(&database.url), 0, "{context}");
+    // The service still runs: probes of the bulk sockets may add events after the read
+    // above (seen on a loaded CI machine), so the outbox is asked to drain again rather
+    // than to be empty at this instant.
+    certfleet_testkit::wait_until("the outbox drained again", LIMIT, &|| service.log(), || {
+        backlog(&database.url) == 0
+    });
 }
