@@ -116,10 +116,12 @@ async fn run(args: &Args, url: &str) -> Result<Checks, Error> {
     // Midnight, so that day N starts at a round time; the clock only moves forward.
     let start = OffsetDateTime::now_utc().replace_time(time::Time::MIDNIGHT);
     let clock = ManualClock::new(start);
-    // Every endpoint probed once a day: due again before the next day's probing starts.
+    // Every endpoint probed once a day: whether probed at 02:00 (the first record stage)
+    // or at 13:00 (the moved sockets), it is due again by the next day's 02:00 and not
+    // before 13:00 the same day.
     let schedule = certfleet_store::ProbeSchedule {
-        interval: Duration::hours(20),
-        min_interval: Duration::hours(20),
+        interval: Duration::hours(12),
+        min_interval: Duration::hours(12),
         jitter: 0.0,
         ..Default::default()
     };
@@ -137,6 +139,7 @@ async fn run(args: &Args, url: &str) -> Result<Checks, Error> {
     store.migrate().await?;
     let mut checks = Checks::default();
     let mut sizes = Vec::new();
+    let mut rotations = Vec::new();
     for day in 1..=args.days {
         clock.set(start + Duration::days(i64::from(day - 1)));
         println!("--- day {day}");
@@ -149,7 +152,8 @@ async fn run(args: &Args, url: &str) -> Result<Checks, Error> {
         };
         let started = std::time::Instant::now();
         day_stages.run(&mut checks).await?;
-        let size = database_size(&store).await?;
+        let (size, rotations_size) = database_size(&store).await?;
+        rotations.push(rotations_size);
         println!(
             "day {day}: {:.1} s in all; database {:.0} MiB",
             started.elapsed().as_secs_f64(),
@@ -163,11 +167,12 @@ async fn run(args: &Args, url: &str) -> Result<Checks, Error> {
         .map(|(day, size)| format!("day {} {size:.0} MiB", day + 1))
         .collect();
     println!("storage: {}", line.join(", "));
-    checks.storage_flat(&sizes);
+    checks.storage_flat(&sizes, &rotations);
     Ok(checks)
 }
 
-async fn database_size(store: &PostgresStore) -> Result<f64, Error> {
+/// The database's size and the `rotations` table's, in MiB.
+async fn database_size(store: &PostgresStore) -> Result<(f64, f64), Error> {
     let bytes: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
         .fetch_one(store.pool())
         .await?;
@@ -185,5 +190,9 @@ async fn database_size(store: &PostgresStore) -> Result<f64, Error> {
         .map(|(table, size)| format!("{table} {:.1}", *size as f64 / (1024.0 * 1024.0)))
         .collect();
     println!("largest tables, MiB: {}", largest.join(", "));
-    Ok(bytes as f64 / (1024.0 * 1024.0))
+    let rotations: i64 = sqlx::query_scalar("SELECT pg_total_relation_size('rotations')")
+        .fetch_one(store.pool())
+        .await?;
+    let mib = |bytes: i64| bytes as f64 / (1024.0 * 1024.0);
+    Ok((mib(bytes), mib(rotations)))
 }

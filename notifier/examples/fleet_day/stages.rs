@@ -34,10 +34,13 @@ impl Day<'_> {
     pub async fn run(&self, checks: &mut Checks) -> Result<(), Error> {
         let midnight = self.clock.now();
         self.report(0, midnight + Duration::hours(1)).await?;
+        self.vacuum("report").await?;
         self.record("record (due endpoints)", midnight + Duration::hours(2))
             .await?;
+        self.vacuum("record").await?;
         let second = midnight + Duration::hours(12);
         let reported = self.report(1, second).await?;
+        self.vacuum("report").await?;
         self.record("record (moved sockets)", second + Duration::hours(1))
             .await?;
         checks
@@ -50,6 +53,10 @@ impl Day<'_> {
         self.lookups(checks).await?;
         self.retention(midnight + Duration::hours(15)).await?;
         Ok(())
+    }
+
+    fn clock_midnight(&self) -> OffsetDateTime {
+        self.clock.now().replace_time(time::Time::MIDNIGHT)
     }
 
     /// Every host reports; returns the endpoints the reports stand for.
@@ -218,13 +225,19 @@ impl Day<'_> {
         Ok((ms, found.iter().any(|c| c.sha256 == sha256)))
     }
 
-    /// Endpoints no report mentioned within the window retire; what retention keeps is
-    /// then pruned, and the tables vacuumed (as autovacuum would, between days).
+    /// Endpoints no report mentioned on the window's days, today included, retire (the
+    /// sockets that moved; the service's `retention.endpoint_days`); an hour later what is older than the
+    /// retention windows is pruned, and the tables vacuumed (as autovacuum would, between
+    /// days). So each day's retirements are pruned the next day, when they are a window
+    /// old, like the day's certificates: the database holds one day and the space of the
+    /// day before, from day 2 on.
     async fn retention(&self, at: OffsetDateTime) -> Result<(), Error> {
         self.clock.set(at);
         let window = Duration::days(i64::from(self.args.retention_days));
         let started = Instant::now();
-        let retired = self.store.retire_endpoints(window).await?;
+        // Not reported on the last `retention_days` simulated days, today included.
+        let unseen = at - self.clock_midnight() + window - Duration::days(1);
+        let retired = self.store.retire_endpoints(unseen).await?;
         println!(
             "retire: {:.1} s, {retired} endpoints retired",
             started.elapsed().as_secs_f64()
@@ -237,6 +250,7 @@ impl Day<'_> {
             hosts: Some(window),
             batch: MAX_PRUNE_BATCH,
         };
+        self.clock.set(at + Duration::hours(1));
         let started = Instant::now();
         let pruned = self.store.prune(&policy).await?;
         let seconds = started.elapsed().as_secs_f64();
@@ -250,11 +264,18 @@ impl Day<'_> {
             pruned.hosts,
             rows as f64 / seconds.max(1e-3)
         );
+        self.vacuum("after retention").await
+    }
+
+    /// What autovacuum does in the hours between two stages of a real day: a simulated
+    /// day lasts seconds to minutes, shorter than autovacuum's naptime, so without this
+    /// every stage's updates would pile up as dead rows until the day's end.
+    async fn vacuum(&self, after: &str) -> Result<(), Error> {
         let started = Instant::now();
         sqlx::query("VACUUM (ANALYZE)")
             .execute(self.store.pool())
             .await?;
-        println!("vacuum: {:.1} s", started.elapsed().as_secs_f64());
+        println!("vacuum ({after}): {:.1} s", started.elapsed().as_secs_f64());
         Ok(())
     }
 }
