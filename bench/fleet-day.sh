@@ -3,7 +3,8 @@
 # of its sockets moved the second time), the day's new certificates are recorded through the
 # store's real lease-and-record path (synthetic probe results: no TLS server is needed for a
 # million certificates), notifications are decided and sent (digest files on tmpfs), the
-# overview and 1,000 hostname and 1,000 serial lookups run, retention runs. Prints each
+# overview and 1,000 hostname and 1,000 serial lookups run, retention runs; the driver
+# vacuums between stages, as autovacuum would over a real day's hours. Prints each
 # stage's wall time and rate, the database size per day (`storage: day 1 X MiB, ...`), then
 # checks its invariants and ends with `N passed, M failed` (exit 1 on any failure).
 #

@@ -237,7 +237,7 @@ pub struct NotificationFilter {
 }
 
 /// Leaf certificates in use (served now by an active endpoint), by days left.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ExpiryBuckets {
     /// Expired and still served.
     pub expired: u64,
@@ -252,7 +252,7 @@ pub struct ExpiryBuckets {
 }
 
 /// Active endpoints by what their scheduling says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct QueueDepth {
     /// Due for a probe now and not leased.
     pub due: u64,
@@ -268,7 +268,7 @@ pub struct QueueDepth {
 }
 
 /// A count by name (a finding, a probe status).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NamedCount {
     /// The finding or status, as spelt in the probe contract (`never` for not probed).
     pub name: String,
@@ -278,7 +278,7 @@ pub struct NamedCount {
 
 /// Where the fleet stands: one pass over the active endpoints and a few index ranges.
 /// Expensive at fleet size (seconds for millions of endpoints): callers cache it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FleetOverview {
     /// When it was computed (the store's clock).
     pub computed_at: OffsetDateTime,

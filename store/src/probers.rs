@@ -53,7 +53,7 @@ impl ProberRecord {
 }
 
 /// The probe queue of one zone.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ZoneQueue {
     pub zone: String,
     /// Active endpoints in the zone.

@@ -148,6 +148,33 @@ pub(crate) async fn fleet_overview<D: Db>(db: &D, now: OffsetDateTime) -> Result
     Ok(overview)
 }
 
+pub(crate) async fn save_overview(db: &impl Db, overview: &FleetOverview) -> Result<()> {
+    let query = Query {
+        sql: "INSERT INTO overview_snapshot (id, body) VALUES (1, $1) \
+              ON CONFLICT (id) DO UPDATE SET body = excluded.body"
+            .into(),
+        binds: vec![Bind::Text(serde_json::to_string(overview)?)],
+    };
+    db.write(&query).await?;
+    Ok(())
+}
+
+pub(crate) async fn saved_overview(db: &impl Db) -> Result<Option<FleetOverview>> {
+    let rows = db
+        .rows(&plain("SELECT body FROM overview_snapshot WHERE id = 1"))
+        .await?;
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
+    match serde_json::from_str(&row.text("body")?) {
+        Ok(overview) => Ok(Some(overview)),
+        Err(error) => {
+            tracing::info!(%error, "the saved fleet overview is not readable by this version");
+            Ok(None)
+        }
+    }
+}
+
 /// The daily mTLS snapshots of one grouping, the whole fleet's sums, oldest first.
 async fn mtls_trend(db: &impl Db, by: MtlsGrouping) -> Result<Vec<MtlsDay>> {
     let query = with_arg(

@@ -479,7 +479,7 @@ impl MtlsGrouping {
 }
 
 /// Endpoints by client-certificate policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct MtlsCounts {
     /// A client certificate is requested and required.
     pub required: u64,
@@ -505,7 +505,7 @@ impl MtlsCounts {
 }
 
 /// One group of an mTLS summary.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MtlsGroup {
     /// The tag value; `None` for endpoints without the tag.
     pub key: Option<String>,
@@ -514,7 +514,7 @@ pub struct MtlsGroup {
 }
 
 /// One day of the adoption trend, all groups added up.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MtlsDay {
     /// The day of the snapshot (UTC).
     pub day: Date,

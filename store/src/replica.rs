@@ -372,6 +372,16 @@ impl ReadModel for Replicated {
         read!(self, store => store.fleet_overview())
     }
 
+    /// A write: on the primary.
+    async fn save_overview(&self, overview: &FleetOverview) -> Result<()> {
+        self.primary.save_overview(overview).await
+    }
+
+    /// The primary's: what was just saved there, not yet replayed on a lagging replica.
+    async fn saved_overview(&self) -> Result<Option<FleetOverview>> {
+        self.primary.saved_overview().await
+    }
+
     async fn export_page(&self, page: &ExportPage) -> Result<ExportRows> {
         read!(self, store => store.export_page(page))
     }

@@ -265,6 +265,14 @@ pub trait ReadModel: Send + Sync {
     /// Where the fleet stands now. One pass over the active endpoints: cache it.
     async fn fleet_overview(&self) -> Result<FleetOverview>;
 
+    /// Keeps `overview` as the last one computed (one row, rewritten; a write), so that
+    /// the next process to start can answer with it while it computes its own.
+    async fn save_overview(&self, overview: &FleetOverview) -> Result<()>;
+
+    /// The last overview saved, if any; `None` also when it was saved in a shape this
+    /// version does not read (it is only a head start).
+    async fn saved_overview(&self) -> Result<Option<FleetOverview>>;
+
     /// The probers that announced themselves and the probe queue of every zone (configured,
     /// holding endpoints, or served by a prober), read now.
     async fn prober_status(&self) -> Result<ProberStatus>;

@@ -71,7 +71,7 @@ pub(crate) fn rotations(
 
 /// Discovery latency of the rotations seen: a histogram of all of them, and the same for
 /// those of the last 7 days.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DiscoveryLatency {
     /// Every rotation seen.
     pub all: LatencyHistogram,
@@ -80,7 +80,7 @@ pub struct DiscoveryLatency {
 }
 
 /// Counts of rotations by discovery latency.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LatencyHistogram {
     /// Rotations counted.
     pub count: u64,

@@ -270,6 +270,14 @@ impl<D: Db> ReadModel for SqlStore<D> {
         Ok(overview)
     }
 
+    async fn save_overview(&self, overview: &FleetOverview) -> Result<()> {
+        read_model::save_overview(&self.pool, overview).await
+    }
+
+    async fn saved_overview(&self) -> Result<Option<FleetOverview>> {
+        read_model::saved_overview(&self.pool).await
+    }
+
     async fn prober_status(&self) -> Result<ProberStatus> {
         probers::status(&self.pool, &self.options.zones, self.now()).await
     }

@@ -5,6 +5,11 @@
 //! counts as fresh for at least ten times what it took to compute, so that however large
 //! the fleet, refreshing never takes more than a tenth of one database connection's time
 //! (at 3,000,000 endpoints a pass takes several seconds).
+//!
+//! Each computed overview is also saved in the database (at most once a minute), and a
+//! process that starts answers its first request with the saved one when it is under an
+//! hour old, computing its own in the background: the first dashboard after a restart
+//! does not wait for the pass (bench/lookup.sh: "first dashboard").
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,6 +25,15 @@ const COST_FACTOR: u32 = 10;
 /// A copy older than its freshness times this is not served while a new one is computed: the
 /// caller waits instead.
 const STALE_FACTOR: u32 = 4;
+
+/// A saved overview older than this is not shown after a start: the first request waits
+/// for a fresh one instead (figures from a service that was down that long would mislead,
+/// and `/metrics` would export them as current).
+const SAVED_MAX_AGE: time::Duration = time::Duration::hours(1);
+
+/// How often an overview is saved at most, whatever the `ttl`: each save writes the whole
+/// overview (hundreds of KiB with thousands of apps).
+const SAVE_EVERY: Duration = Duration::from_secs(60);
 
 /// When a value was computed, how long that took, and the value.
 type Entry<T> = Option<(Instant, Duration, Arc<T>)>;
@@ -44,6 +58,10 @@ pub(crate) struct OverviewCache {
     ttl: Duration,
     overview: Arc<Slot<FleetOverview>>,
     expiring: Arc<Slot<Vec<ExpiringCertificate>>>,
+    /// Set once the saved overview was looked for (the first request of the process).
+    seeded: tokio::sync::OnceCell<()>,
+    /// When this process last saved an overview.
+    saved_at: Arc<Mutex<Option<Instant>>>,
 }
 
 impl OverviewCache {
@@ -52,20 +70,57 @@ impl OverviewCache {
             ttl,
             overview: Arc::default(),
             expiring: Arc::default(),
+            seeded: tokio::sync::OnceCell::new(),
+            saved_at: Arc::default(),
         }
     }
 
-    /// The overview, at most `ttl` old (or up to 4 x `ttl` while a refresh runs).
+    /// The overview, at most `ttl` old (or up to 4 x `ttl` while a refresh runs; on the
+    /// first request, the saved one while this process computes its own).
     pub async fn overview(
         &self,
         store: &Arc<dyn ReadModel>,
     ) -> Result<Arc<FleetOverview>, ApiError> {
+        self.seeded.get_or_init(|| self.seed(store)).await;
         let store = store.clone();
+        let saved_at = self.saved_at.clone();
         cached(&self.overview, self.ttl, move || {
-            let store = store.clone();
-            async move { store.fleet_overview().await }
+            let (store, saved_at) = (store.clone(), saved_at.clone());
+            async move {
+                let overview = store.fleet_overview().await?;
+                save(&store, &saved_at, &overview).await;
+                Ok(overview)
+            }
         })
         .await
+    }
+
+    /// Puts the saved overview in the slot, already stale: served at once (it says when
+    /// it was computed) while the request that finds it starts the background refresh.
+    async fn seed(&self, store: &Arc<dyn ReadModel>) {
+        let saved = match store.saved_overview().await {
+            Ok(Some(saved)) => saved,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::warn!(%error, "could not read the saved fleet overview");
+                return;
+            }
+        };
+        let age = time::OffsetDateTime::now_utc() - saved.computed_at;
+        if age.abs() > SAVED_MAX_AGE || self.ttl.is_zero() {
+            return;
+        }
+        let stale_since = Instant::now()
+            .checked_sub(self.ttl)
+            .unwrap_or_else(Instant::now);
+        let mut guard = self
+            .overview
+            .value
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if guard.is_none() {
+            *guard = Some((stale_since, Duration::ZERO, Arc::new(saved)));
+        }
     }
 
     /// Leaves in use expiring within `window`, soonest first, at most `limit`.
@@ -81,6 +136,27 @@ impl OverviewCache {
             async move { store.expiring_leaves(window, None, limit).await }
         })
         .await
+    }
+}
+
+/// Saves a freshly computed overview unless this process saved one within [`SAVE_EVERY`];
+/// a failure is logged (the overview is still served).
+async fn save(
+    store: &Arc<dyn ReadModel>,
+    saved_at: &Mutex<Option<Instant>>,
+    overview: &FleetOverview,
+) {
+    {
+        let mut last = saved_at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if last.is_some_and(|at| at.elapsed() < SAVE_EVERY) {
+            return;
+        }
+        *last = Some(Instant::now());
+    }
+    if let Err(error) = store.save_overview(overview).await {
+        tracing::warn!(%error, "could not save the fleet overview");
     }
 }
 

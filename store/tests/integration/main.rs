@@ -27,6 +27,7 @@ mod probe_now;
 mod probes;
 mod replica;
 mod retention;
+mod saved_overview;
 mod sni_names;
 mod tokens;
 mod zones;

@@ -12,5 +12,6 @@ mod api_endpoints;
 mod browser;
 mod metrics;
 mod openapi;
+mod overview_snapshot;
 mod pages;
 mod probe_now;

@@ -91,6 +91,31 @@ async fn serve(store: Arc<dyn Store>, setup: Setup) -> TestApp {
     let read_token = setup.read_token.then_some(READ_TOKEN);
     let roles = RoleHealth::default();
     roles.running("api");
+    // Every request computes the overview, so what a test seeded is what it sees.
+    let options = WebOptions {
+        overview_ttl: Duration::ZERO,
+        ..WebOptions::default()
+    };
+    let address = listen(&store, read_token, &roles, options).await;
+    TestApp {
+        address,
+        fleet,
+        agent_token,
+        operator_token,
+        store,
+        read_token,
+        roles,
+    }
+}
+
+/// Serves a router over `store` on a loopback port (another process of the same service,
+/// when called again on one store).
+async fn listen(
+    store: &Arc<dyn Store>,
+    read_token: Option<&str>,
+    roles: &RoleHealth,
+    options: WebOptions,
+) -> SocketAddr {
     let state = AppState {
         store: store.clone(),
         reads: store.clone(),
@@ -105,11 +130,6 @@ async fn serve(store: Arc<dyn Store>, setup: Setup) -> TestApp {
             ..ProbeNow::default()
         },
     };
-    // Every request computes the overview, so what a test seeded is what it sees.
-    let options = WebOptions {
-        overview_ttl: Duration::ZERO,
-        ..WebOptions::default()
-    };
     let app = certfleet_web::router_with(state, options);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -118,14 +138,18 @@ async fn serve(store: Arc<dyn Store>, setup: Setup) -> TestApp {
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    TestApp {
-        address,
-        fleet,
-        agent_token,
-        operator_token,
-        store,
-        read_token,
-        roles,
+    address
+}
+
+impl TestApp {
+    /// A second process of the service, just started, over the same store, caching the
+    /// overview for `overview_ttl`: its address.
+    pub async fn start_another(&self, overview_ttl: Duration) -> SocketAddr {
+        let options = WebOptions {
+            overview_ttl,
+            ..WebOptions::default()
+        };
+        listen(&self.store, self.read_token, &self.roles, options).await
     }
 }
 
