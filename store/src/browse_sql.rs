@@ -5,6 +5,7 @@
 use time::OffsetDateTime;
 
 use crate::browse::*;
+use crate::db::{Batch, Db};
 pub(crate) use crate::db::{Bind, Dialect, Query};
 use crate::error::{Error, Result};
 use crate::rows::{seen, ReadRow, CERTIFICATE_COLUMNS, ENDPOINT_SELECT};
@@ -159,20 +160,18 @@ pub(crate) fn endpoint_search(dialect: Dialect, search: &EndpointSearch) -> Quer
 /// The active endpoints of the sockets of `heads`, the first
 /// [`NAMES_PER_SOCKET`] + 1 of each by name (the head is one of them: it is the first),
 /// with `socket_endpoints`, how many the socket has; `None` for no heads. Read with
-/// `rows::endpoint` and [`nest`].
-pub(crate) fn socket_names(heads: &[crate::records::EndpointRecord]) -> Option<Query> {
+/// `rows::endpoint` and [`nest`]. The sockets are one bound batch joined to the
+/// endpoints: spelt as 100 `(address = .. AND port = ..)` alternatives, PostgreSQL spent
+/// most of a socket list planning them.
+pub(crate) fn socket_names<D: Db>(heads: &[crate::records::EndpointRecord]) -> Option<Query> {
     if heads.is_empty() {
         return None;
     }
     let mut query = Query::default();
-    let sockets: Vec<String> = heads
-        .iter()
-        .map(|head| {
-            let address = query.arg(Bind::Text(head.address.clone()));
-            let port = query.arg(Bind::Int(i64::from(head.port)));
-            format!("(e.address = {address} AND e.port = {port})")
-        })
-        .collect();
+    let sockets = Batch::new(heads.len())
+        .text("address", heads, |head| Some(head.address.as_str()))
+        .column("port", heads, |head| Some(i32::from(head.port)));
+    let source = D::bind_batch(&mut query, sockets);
     let ranked = ENDPOINT_SELECT.replacen(
         " FROM endpoints e",
         ", ROW_NUMBER() OVER (PARTITION BY e.address, e.port ORDER BY e.sni) AS name_rank, \
@@ -181,9 +180,9 @@ pub(crate) fn socket_names(heads: &[crate::records::EndpointRecord]) -> Option<Q
     );
     let keep = query.arg(Bind::Int(i64::from(NAMES_PER_SOCKET) + 1));
     query.sql = format!(
-        "SELECT * FROM ({ranked} WHERE e.retired_at IS NULL AND ({})) named \
-         WHERE name_rank <= {keep} ORDER BY address, port, sni",
-        sockets.join(" OR ")
+        "SELECT * FROM ({ranked} WHERE e.retired_at IS NULL AND (e.address, e.port) IN \
+         (SELECT u.address, u.port FROM {source})) named \
+         WHERE name_rank <= {keep} ORDER BY address, port, sni"
     );
     Some(query)
 }

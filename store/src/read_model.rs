@@ -76,7 +76,7 @@ pub(crate) async fn search_sockets<D: Db>(
         ..search.clone()
     };
     let heads = search_endpoints(db, &search).await?;
-    let Some(query) = browse_sql::socket_names(&heads) else {
+    let Some(query) = browse_sql::socket_names::<D>(&heads) else {
         return Ok(Vec::new());
     };
     let names = db
