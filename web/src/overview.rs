@@ -98,6 +98,10 @@ impl OverviewCache {
     /// Puts the saved overview in the slot, already stale: served at once (it says when
     /// it was computed) while the request that finds it starts the background refresh.
     async fn seed(&self, store: &Arc<dyn ReadModel>) {
+        if self.ttl.is_zero() {
+            // Nothing is cached, so nothing saved is served either.
+            return;
+        }
         let saved = match store.saved_overview().await {
             Ok(Some(saved)) => saved,
             Ok(None) => return,
@@ -107,7 +111,7 @@ impl OverviewCache {
             }
         };
         let age = time::OffsetDateTime::now_utc() - saved.computed_at;
-        if age.abs() > SAVED_MAX_AGE || self.ttl.is_zero() {
+        if age.abs() > SAVED_MAX_AGE {
             return;
         }
         let stale_since = Instant::now()

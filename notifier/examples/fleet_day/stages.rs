@@ -55,10 +55,6 @@ impl Day<'_> {
         Ok(())
     }
 
-    fn clock_midnight(&self) -> OffsetDateTime {
-        self.clock.now().replace_time(time::Time::MIDNIGHT)
-    }
-
     /// Every host reports; returns the endpoints the reports stand for.
     async fn report(&self, pass: u32, at: OffsetDateTime) -> Result<u64, Error> {
         self.clock.set(at);
@@ -226,9 +222,9 @@ impl Day<'_> {
     }
 
     /// Endpoints no report mentioned on the window's days, today included, retire (the
-    /// sockets that moved; the service's `retention.endpoint_days`); an hour later what is older than the
-    /// retention windows is pruned, and the tables vacuumed (as autovacuum would, between
-    /// days). So each day's retirements are pruned the next day, when they are a window
+    /// sockets that moved; the service's `retention.endpoint_days`); an hour later what
+    /// is older than the retention windows is pruned, and the tables vacuumed (as
+    /// autovacuum would, between days). So each day's retirements are pruned the next day, when they are a window
     /// old, like the day's certificates: the database holds one day and the space of the
     /// day before, from day 2 on.
     async fn retention(&self, at: OffsetDateTime) -> Result<(), Error> {
@@ -236,7 +232,7 @@ impl Day<'_> {
         let window = Duration::days(i64::from(self.args.retention_days));
         let started = Instant::now();
         // Not reported on the last `retention_days` simulated days, today included.
-        let unseen = at - self.clock_midnight() + window - Duration::days(1);
+        let unseen = at - at.replace_time(time::Time::MIDNIGHT) + window - Duration::days(1);
         let retired = self.store.retire_endpoints(unseen).await?;
         println!(
             "retire: {:.1} s, {retired} endpoints retired",

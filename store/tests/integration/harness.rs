@@ -40,6 +40,15 @@ impl TestStore {
         }
         .expect("raw SQL runs");
     }
+
+    /// The one number a raw query answers (a row count).
+    pub async fn count(&self, sql: &str) -> i64 {
+        match &self.raw {
+            Raw::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+            Raw::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+        }
+        .expect("count query")
+    }
 }
 
 fn options(clock: &ManualClock) -> StoreOptions {

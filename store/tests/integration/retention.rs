@@ -9,7 +9,7 @@ use certfleet_store::{
 use time::Duration;
 
 use crate::fixtures::*;
-use crate::harness::{Raw, TestStore};
+use crate::harness::TestStore;
 
 crate::on_both_backends!(
     nothing_is_pruned_without_a_policy,
@@ -23,18 +23,9 @@ fn days(n: i64) -> Option<Duration> {
     Some(Duration::days(n))
 }
 
-/// A row count by raw SQL.
-async fn count(t: &TestStore, sql: &str) -> i64 {
-    match &t.raw {
-        Raw::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
-        Raw::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
-    }
-    .expect("count query")
-}
-
 async fn certificate_exists(t: &TestStore, seed: u64) -> bool {
     let sql = format!("SELECT COUNT(*) FROM certificates WHERE sha256 = '{seed:064x}'");
-    count(t, &sql).await == 1
+    t.count(&sql).await == 1
 }
 
 /// Reports `machine`'s sockets now and returns the ids of their endpoints (no SNI).
@@ -145,7 +136,7 @@ async fn a_certificate_nobody_serves_goes_and_what_is_served_or_pending_stays(t:
         .claim_notifications(std::slice::from_ref(&claim))
         .await
         .expect("claim");
-    let rotations = count(&t, "SELECT COUNT(*) FROM rotations").await;
+    let rotations = t.count("SELECT COUNT(*) FROM rotations").await;
     assert!(rotations >= 1, "A rotated");
 
     // 91 days on, A still serves leaf 2 (and the intermediate); B, unprobed since, still
@@ -179,10 +170,10 @@ async fn a_certificate_nobody_serves_goes_and_what_is_served_or_pending_stays(t:
     );
     let leaf_1 = format!("{:064x}", 1);
     let links = format!("SELECT COUNT(*) FROM observation_chain WHERE sha256 = '{leaf_1}'");
-    assert_eq!(count(&t, &links).await, 0);
+    assert_eq!(t.count(&links).await, 0);
     let names = format!("SELECT COUNT(*) FROM certificate_names WHERE sha256 = '{leaf_1}'");
-    assert_eq!(count(&t, &names).await, 0);
-    assert_eq!(count(&t, "SELECT COUNT(*) FROM rotations").await, rotations);
+    assert_eq!(t.count(&names).await, 0);
+    assert_eq!(t.count("SELECT COUNT(*) FROM rotations").await, rotations);
     let mutes = t.store.muted_certificates().await.expect("mutes");
     assert!(
         mutes.iter().any(|m| m.sha256 == leaf_1),
@@ -205,7 +196,7 @@ async fn a_certificate_nobody_serves_goes_and_what_is_served_or_pending_stays(t:
     let pruned = t.store.prune(&policy).await.expect("prune");
     assert_eq!(pruned.certificates, 1, "{pruned:?}");
     assert!(!certificate_exists(&t, 3).await);
-    assert_eq!(count(&t, "SELECT COUNT(*) FROM notifications").await, 0);
+    assert_eq!(t.count("SELECT COUNT(*) FROM notifications").await, 0);
     let again = t.store.prune(&policy).await.expect("prune");
     assert_eq!(again, PruneCounts::default(), "nothing left to prune");
     let totals = t.store.pruned_totals().await.expect("totals");
@@ -239,9 +230,9 @@ async fn history_older_than_the_window_is_compacted_to_the_changes(t: TestStore)
     .await;
     t.clock.advance(Duration::days(397));
     probe(&t, a, serving(&t, &[3])).await;
-    assert_eq!(count(&t, "SELECT COUNT(*) FROM observations").await, 5);
+    assert_eq!(t.count("SELECT COUNT(*) FROM observations").await, 5);
     // The change to leaf 2 (day 2) is history; the change to leaf 3 (day 400) is recent.
-    let rotations = count(&t, "SELECT COUNT(*) FROM rotations").await;
+    let rotations = t.count("SELECT COUNT(*) FROM rotations").await;
     assert_eq!(rotations, 2, "1 to 2, 2 to 3");
 
     let policy = RetentionPolicy {
@@ -257,8 +248,8 @@ async fn history_older_than_the_window_is_compacted_to_the_changes(t: TestStore)
         "SELECT COUNT(*) FROM rotations WHERE new_sha256 = '{:064x}'",
         3
     );
-    assert_eq!(count(&t, "SELECT COUNT(*) FROM rotations").await, 1);
-    assert_eq!(count(&t, &recent).await, 1, "the recent rotation stays");
+    assert_eq!(t.count("SELECT COUNT(*) FROM rotations").await, 1);
+    assert_eq!(t.count(&recent).await, 1, "the recent rotation stays");
     let history = t.store.endpoint(a).await.expect("A").history;
     let kept: Vec<(Option<String>, time::OffsetDateTime)> = history
         .iter()
@@ -277,7 +268,7 @@ async fn history_older_than_the_window_is_compacted_to_the_changes(t: TestStore)
     // The kept ones still have their chains; the current one is untouched.
     let orphans = "SELECT COUNT(*) FROM observation_chain oc WHERE NOT EXISTS \
                    (SELECT 1 FROM observations o WHERE o.id = oc.observation_id)";
-    assert_eq!(count(&t, orphans).await, 0);
+    assert_eq!(t.count(orphans).await, 0);
     let again = t.store.prune(&policy).await.expect("prune");
     assert_eq!(again, PruneCounts::default());
     assert!(certificate_exists(&t, 1).await, "no certificate policy");
@@ -339,7 +330,7 @@ async fn retired_endpoints_and_silent_hosts_go_tokens_stay(t: TestStore) {
         },
         "m-gone and the silent osquery node"
     );
-    let nodes = count(&t, "SELECT COUNT(*) FROM osquery_hosts").await;
+    let nodes = t.count("SELECT COUNT(*) FROM osquery_hosts").await;
     assert_eq!(nodes, 1, "the osquery node that posted stays");
     assert!(t
         .store
@@ -352,13 +343,11 @@ async fn retired_endpoints_and_silent_hosts_go_tokens_stay(t: TestStore) {
         .await
         .expect("active endpoint stays");
     assert!(kept.endpoint.observation.is_some());
-    let hosts = count(
-        &t,
-        "SELECT COUNT(*) FROM hosts WHERE machine_id = 'm-stays'",
-    )
-    .await;
+    let hosts = t
+        .count("SELECT COUNT(*) FROM hosts WHERE machine_id = 'm-stays'")
+        .await;
     assert_eq!(hosts, 1);
-    assert_eq!(count(&t, "SELECT COUNT(*) FROM hosts").await, 1);
+    assert_eq!(t.count("SELECT COUNT(*) FROM hosts").await, 1);
     assert_eq!(
         t.store.tokens().await.expect("tokens").len(),
         1,
@@ -367,7 +356,7 @@ async fn retired_endpoints_and_silent_hosts_go_tokens_stay(t: TestStore) {
     assert!(certificate_exists(&t, 1).await, "no certificate policy");
     // A host pruned comes back as new when it reports again.
     reported(&t, "m-gone", "10.0.0.5", &[443]).await;
-    assert_eq!(count(&t, "SELECT COUNT(*) FROM hosts").await, 2);
+    assert_eq!(t.count("SELECT COUNT(*) FROM hosts").await, 2);
 }
 
 async fn batches_are_bounded_and_prune_runs_until_done(t: TestStore) {
@@ -396,6 +385,6 @@ async fn batches_are_bounded_and_prune_runs_until_done(t: TestStore) {
     assert_eq!(totals.certificates, 25);
     assert_eq!(totals.observations, 25);
     // The leaf they all serve now, and its intermediate.
-    assert_eq!(count(&t, "SELECT COUNT(*) FROM certificates").await, 2);
+    assert_eq!(t.count("SELECT COUNT(*) FROM certificates").await, 2);
     assert_eq!(DEFAULT_PRUNE_BATCH, RetentionPolicy::default().batch);
 }

@@ -1,7 +1,7 @@
 //! The saved fleet overview (`overview_snapshot`): one row, rewritten by each save, read
 //! back whole; a body this version cannot read is no overview rather than an error.
 
-use crate::harness::{Raw, TestStore};
+use crate::harness::TestStore;
 
 crate::on_both_backends!(
     a_saved_overview_reads_back_and_a_save_rewrites_it,
@@ -23,31 +23,22 @@ async fn a_saved_overview_reads_back_and_a_save_rewrites_it(t: TestStore) {
         t.store.saved_overview().await.expect("reads"),
         Some(overview)
     );
-    assert_eq!(rows(&t).await, 1, "one row, rewritten");
+    let rows = t.count("SELECT COUNT(*) FROM overview_snapshot").await;
+    assert_eq!(rows, 1, "one row, rewritten");
 }
 
 async fn an_unreadable_saved_overview_is_none(t: TestStore) {
     for body in ["not json", "{\"hosts\": 3}", "[]", ""] {
-        let sql = "INSERT INTO overview_snapshot (id, body) VALUES (1, $1) \
-                   ON CONFLICT (id) DO UPDATE SET body = excluded.body";
-        match &t.raw {
-            Raw::Sqlite(pool) => sqlx::query(sql).bind(body).execute(pool).await.map(drop),
-            Raw::Postgres(pool) => sqlx::query(sql).bind(body).execute(pool).await.map(drop),
-        }
-        .expect("raw write");
+        t.execute(&format!(
+            "INSERT INTO overview_snapshot (id, body) VALUES (1, '{}') \
+             ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+            body.replace('\'', "''")
+        ))
+        .await;
         assert_eq!(
             t.store.saved_overview().await.expect("reads"),
             None,
             "{body}"
         );
     }
-}
-
-async fn rows(t: &TestStore) -> i64 {
-    let sql = "SELECT COUNT(*) FROM overview_snapshot";
-    match &t.raw {
-        Raw::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
-        Raw::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
-    }
-    .expect("count")
 }
