@@ -320,6 +320,8 @@ pub struct NotifyConfig {
     /// Deadline of one webhook post (connect, TLS, request, answer).
     #[serde(with = "humantime_serde")]
     pub webhook_timeout: Duration,
+    /// Certificates listed in one email at most; more go out as further parts.
+    pub max_per_email: usize,
 }
 
 /// One `[[notify.webhooks]]` entry; checked by the notifier when it is built
@@ -389,6 +391,7 @@ impl Default for NotifyConfig {
             confirm_wait: Duration::from_secs(60),
             webhooks: Vec::new(),
             webhook_timeout: Duration::from_secs(30),
+            max_per_email: 500,
         }
     }
 }

@@ -52,10 +52,34 @@ pub struct Digest {
     pub certificates: Vec<String>,
 }
 
-/// Renders one owner's digest; items are put most urgent first. `None` without items.
+/// Which part of an owner's digest a message is: a digest of more certificates than one
+/// message may list goes out as several, each its own delivery of its own rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    /// From 1.
+    pub number: usize,
+    /// Parts in all.
+    pub of: usize,
+    /// Certificates in all the parts.
+    pub certificates: usize,
+}
+
+impl Part {
+    /// `" [part 2 of 5]"`; empty for a whole digest.
+    fn label(&self) -> String {
+        match self.of {
+            0 | 1 => String::new(),
+            of => format!(" [part {} of {of}]", self.number),
+        }
+    }
+}
+
+/// Renders one owner's digest, or one part of it; items are put most urgent first.
+/// `None` without items.
 pub fn render(
     owner: &str,
     mut items: Vec<Item<'_>>,
+    part: Part,
     settings: &Settings,
     now: OffsetDateTime,
 ) -> Option<Digest> {
@@ -70,30 +94,35 @@ pub fn render(
         1 => " (and 1 more)".into(),
         n => format!(" (and {n} more)"),
     };
+    let label = part.label();
     let subject = match &first.reason {
         Reason::Expiring { level, .. } => {
             let name = display_name(first.certificate);
             let left = time_left(first.certificate.not_after, now);
             match level {
-                Level::Expired => format!("[certfleet] EXPIRED: {name} {left}{more}"),
-                Level::Late => format!("[certfleet] renewal late: {name} {left}{more}"),
-                _ => format!("[certfleet] {name} {left}{more}"),
+                Level::Expired => format!("[certfleet]{label} EXPIRED: {name} {left}{more}"),
+                Level::Late => format!("[certfleet]{label} renewal late: {name} {left}{more}"),
+                _ => format!("[certfleet]{label} {name} {left}{more}"),
             }
         }
         Reason::Resolved => {
             let name = display_name(first.certificate);
-            format!("[certfleet] resolved: {name} is no longer served{more}")
+            format!("[certfleet]{label} resolved: {name} is no longer served{more}")
         }
     };
-    let mut text = format!(
-        "certfleet: {expiring} certificate(s) served by your endpoints need attention.\n\n"
-    );
+    let intro = format!("{expiring} certificate(s) served by your endpoints need attention.");
+    let intro = match part.of {
+        0 | 1 => intro,
+        of => format!(
+            "Part {} of {of} of this digest, which lists {} certificates in all: {intro}",
+            part.number, part.certificates
+        ),
+    };
+    let mut text = format!("certfleet: {intro}\n\n");
     let mut html = String::from(
         "<!DOCTYPE html><html><body style=\"font-family:sans-serif\">\n<h2>certfleet</h2>\n",
     );
-    html.push_str(&format!(
-        "<p>{expiring} certificate(s) served by your endpoints need attention.</p>\n"
-    ));
+    html.push_str(&format!("<p>{}</p>\n", escape(&intro)));
     let mut told_resolved = false;
     for (index, item) in items.iter().enumerate() {
         let certificate = item.certificate;

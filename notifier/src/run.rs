@@ -14,7 +14,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::confirm::{Confirm, Confirmed};
-use crate::digest::{self, Digest, Item, Reason};
+use crate::digest::{self, Digest, Item, Part, Reason};
 use crate::error::Result;
 use crate::plan::{cleanup, Decision, Key};
 use crate::policy::Level;
@@ -618,20 +618,30 @@ impl Notifier {
                 }
             }
             listed.sort_by_key(|(item, _)| digest::urgency(item));
-            // A webhook's digest is posted in parts of at most MAX_ITEMS certificates,
-            // each its own delivery, so that no body grows with the fleet.
+            // A digest goes out in parts of at most so many certificates, each its own
+            // delivery of its own rows, so that no message grows with the fleet: the
+            // default owner of a large fleet is due tens of thousands at once, one message
+            // of 50 MB that mail servers refuse (Postfix takes 10 MB by default).
             let per_digest = match webhook {
                 Some(_) => webhook::MAX_ITEMS,
-                None => listed.len().max(1),
-            };
-            for part in listed.chunks(per_digest) {
+                None => self.settings.max_per_email,
+            }
+            .max(1);
+            let parts = listed.len().div_ceil(per_digest);
+            for (index, part) in listed.chunks(per_digest).enumerate() {
+                let number = Part {
+                    number: index + 1,
+                    of: parts,
+                    certificates: listed.len(),
+                };
                 let items: Vec<Item<'_>> = part.iter().map(|(item, _)| item.clone()).collect();
                 let ids: Vec<i64> = part
                     .iter()
                     .flat_map(|(_, ids)| ids.iter().copied())
                     .collect();
                 let body = webhook.map(|webhook| (webhook, items.clone()));
-                if let Some(mut digest) = digest::render(owner, items, &self.settings, now) {
+                if let Some(mut digest) = digest::render(owner, items, number, &self.settings, now)
+                {
                     digest.body = body.map(|(webhook, items)| {
                         let settings = &self.settings;
                         webhook::body(webhook, &digest.subject, &items, &ids, settings, now)

@@ -74,6 +74,9 @@ pub struct Settings {
     pub owners_per_lease: u32,
     /// Messages in flight at once (and SMTP connections in the pool).
     pub concurrency: usize,
+    /// Certificates listed in one email at most (`notify.max_per_email`); an owner due
+    /// more gets them in several messages, "[part 2 of 5]".
+    pub max_per_email: usize,
     /// Delays between attempts.
     pub retry: Backoff,
     /// Deadline of one SMTP exchange.
@@ -116,6 +119,7 @@ impl Settings {
             lease_for: Duration::minutes(10),
             owners_per_lease: 200,
             concurrency: 8,
+            max_per_email: 500,
             retry: Backoff {
                 first: Duration::minutes(1),
                 max: Duration::hours(1),
@@ -144,6 +148,9 @@ impl Settings {
                     "not an email address",
                 ));
             }
+        }
+        if self.max_per_email == 0 {
+            return Err(Error::setting("notify.max_per_email", "must be at least 1"));
         }
         webhook::check_all(&self.webhooks)?;
         if let Delivery::Smtp(url) = &self.delivery {

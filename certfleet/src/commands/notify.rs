@@ -132,6 +132,7 @@ pub fn build_linked(
         confirm_wait: notify.confirm_wait,
         webhooks: webhooks(&notify.webhooks)?,
         webhook_timeout: notify.webhook_timeout,
+        max_per_email: notify.max_per_email,
         probe_links: config.server.link_key()?.map(|key| ProbeLinks {
             key,
             lifetime: time::Duration::try_from(config.server.link_lifetime)

@@ -243,3 +243,68 @@ async fn digests_carry_a_signed_check_again_link_per_socket(t: TestStore) {
         mail.text
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_due_more_than_one_email_lists_gets_parts_on_sqlite() {
+    on_sqlite(an_owner_due_more_than_one_email_lists_gets_parts).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_due_more_than_one_email_lists_gets_parts_on_postgres() {
+    on_postgres(an_owner_due_more_than_one_email_lists_gets_parts).await;
+}
+
+/// `max_per_email` caps one message: five certificates at two per email arrive as three
+/// messages, most urgent first, each saying which part it is; every certificate is in
+/// exactly one of them, and a second run sends none again.
+async fn an_owner_due_more_than_one_email_lists_gets_parts(t: TestStore) {
+    let now = t.now();
+    let leaves: Vec<_> = (0..5_u16)
+        .map(|n| {
+            let left = Duration::days(5) + Duration::hours(i64::from(n));
+            leaf(u64::from(n) + 1, &format!("svc{n}.example.com"), now, left)
+        })
+        .collect();
+    let host = Host {
+        hostname: "many-1",
+        address: "10.0.3.1",
+        tags: &[],
+    };
+    let served = leaves
+        .iter()
+        .zip(0_u16..)
+        .map(|(leaf, n)| (8000 + n, vec![leaf.clone()]))
+        .collect();
+    host.serves(&*t.store, now, served).await;
+    let mailbox = Mailbox::new();
+    let server = mailbox.serve();
+    let mut settings = settings(Delivery::Smtp(server.url()));
+    settings.max_per_email = 2;
+    let notifier = t.notifier(settings);
+
+    let report = notifier.run_once().await.expect("run");
+
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!((report.digests_sent, report.notifications_sent), (3, 5));
+    let mut mails = mailbox.to("ops@example.com");
+    mails.sort_by(|a, b| a.subject.cmp(&b.subject));
+    let subjects: Vec<&str> = mails.iter().map(|mail| mail.subject.as_str()).collect();
+    assert_eq!(
+        subjects,
+        vec![
+            "[certfleet] [part 1 of 3] svc0.example.com expires in 5 days (and 1 more)",
+            "[certfleet] [part 2 of 3] svc2.example.com expires in 5 days (and 1 more)",
+            "[certfleet] [part 3 of 3] svc4.example.com expires in 5 days",
+        ]
+    );
+    assert!(mails[1].mentions("Part 2 of 3 of this digest, which lists 5 certificates"));
+    for leaf in &leaves {
+        let holding = mails.iter().filter(|mail| mail.mentions(&leaf.sha256));
+        assert_eq!(holding.count(), 1, "{} in exactly one part", leaf.sha256);
+    }
+    assert!(mails[0].mentions(&leaves[0].sha256) && mails[0].mentions(&leaves[1].sha256));
+
+    let again = notifier.run_once().await.expect("second run");
+    assert_eq!((again.claimed, again.digests_sent), (0, 0), "{again:?}");
+    assert_eq!(mailbox.messages().len(), 3, "nothing is sent twice");
+}
