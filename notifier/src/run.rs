@@ -68,10 +68,24 @@ pub struct Failure {
 #[derive(Debug, Clone)]
 struct Entry {
     id: Option<i64>,
-    attempts: u32,
     sha256: String,
     owner: String,
     threshold: String,
+}
+
+/// One lease's notifications, rendered: what [`Notifier::deliver`] sends.
+struct Round {
+    /// The lease's fencing token.
+    lease: String,
+    /// When it was taken (before the lease was asked for): until a third of the lease has
+    /// passed since, no heartbeat has run and no other scheduler can have taken it over.
+    leased_at: OffsetDateTime,
+    /// One per owner (or per part of an owner's digest).
+    digests: Vec<Digest>,
+    /// Leased ids that no longer stand: resolved as no longer served.
+    stale: Vec<i64>,
+    /// Failed attempts so far, by id: the next back-off.
+    attempts: HashMap<i64, u32>,
 }
 
 /// What became of one digest.
@@ -199,31 +213,17 @@ impl Notifier {
             .store
             .resolve_notifications(&stale.muted, Resolution::Muted)
             .await?;
+        // The next round is leased and rendered while this one is sent: sending never
+        // waits on the database between rounds (a lease round over 100,000 pending rows
+        // takes a tenth of a second or more, and the default owner's round rendering
+        // thousands of certificates longer).
+        let mut next = self.next_round(&decision).await?;
         for _ in 0..MAX_ROUNDS {
-            let lease = self.next_lease();
-            let leased = self
-                .store
-                .lease_notifications(
-                    &lease,
-                    self.settings.owners_per_lease,
-                    self.settings.lease_for,
-                )
-                .await?;
-            if leased.is_empty() {
-                break;
-            }
-            let entries = leased
-                .into_iter()
-                .map(|row| Entry {
-                    id: Some(row.id),
-                    attempts: row.attempts,
-                    sha256: row.sha256,
-                    owner: row.owner,
-                    threshold: row.threshold,
-                })
-                .collect();
-            self.deliver(&decision, &lease, entries, &mut report)
-                .await?;
+            let Some(round) = next.take() else { break };
+            let (delivered, following) =
+                tokio::join!(self.deliver(round, &mut report), self.next_round(&decision));
+            delivered?;
+            next = following?;
         }
         report.next_attempt_at = self.store.notification_status(0).await?.next_attempt_at;
         Ok(report)
@@ -322,7 +322,6 @@ impl Notifier {
             .filter(|claim| !existing.contains(claim))
             .map(|claim| Entry {
                 id: None,
-                attempts: 0,
                 sha256: claim.sha256,
                 owner: claim.owner,
                 threshold: claim.threshold,
@@ -334,7 +333,6 @@ impl Notifier {
                 .filter(|row| row.next_attempt_at.is_none_or(|at| at <= now))
                 .map(|row| Entry {
                     id: Some(row.id),
-                    attempts: row.attempts,
                     sha256: row.sha256,
                     owner: row.owner,
                     threshold: row.threshold,
@@ -372,22 +370,55 @@ impl Notifier {
         format!("{}/{:016x}.{count}", self.worker, self.nonce)
     }
 
-    /// Renders, sends and records one batch of notifications leased under `lease`, and
-    /// renews that lease while it does: the batch may take longer than one lease (a slow
-    /// SMTP server, many digests queued behind the `concurrency` in flight), and a lease
-    /// that ran out while its digest was being sent let another scheduler send it again.
-    async fn deliver(
-        &self,
-        decision: &Decision,
-        lease: &str,
-        entries: Vec<Entry>,
-        report: &mut RunReport,
-    ) -> Result<()> {
-        let attempts: HashMap<i64, u32> = entries
-            .iter()
-            .filter_map(|entry| Some((entry.id?, entry.attempts)))
+    /// Leases the notifications of the next owners due and renders their digests;
+    /// `None` when nothing is left to send.
+    async fn next_round(&self, decision: &Decision) -> Result<Option<Round>> {
+        let lease = self.next_lease();
+        let leased_at = self.clock.now();
+        let leased = self
+            .store
+            .lease_notifications(
+                &lease,
+                self.settings.owners_per_lease,
+                self.settings.lease_for,
+            )
+            .await?;
+        if leased.is_empty() {
+            return Ok(None);
+        }
+        let attempts = leased.iter().map(|row| (row.id, row.attempts)).collect();
+        let entries = leased
+            .into_iter()
+            .map(|row| Entry {
+                id: Some(row.id),
+                sha256: row.sha256,
+                owner: row.owner,
+                threshold: row.threshold,
+            })
             .collect();
         let (digests, stale) = self.digests(decision, entries).await?;
+        Ok(Some(Round {
+            lease,
+            leased_at,
+            digests,
+            stale,
+            attempts,
+        }))
+    }
+
+    /// Sends and records one round's digests, and renews its lease while it does: the
+    /// round may take longer than one lease (a slow SMTP server, many digests queued
+    /// behind the `concurrency` in flight), and a lease that ran out while its digest was
+    /// being sent let another scheduler send it again.
+    async fn deliver(&self, round: Round, report: &mut RunReport) -> Result<()> {
+        let Round {
+            lease,
+            leased_at,
+            digests,
+            stale,
+            attempts,
+        } = round;
+        let lease = lease.as_str();
         report.resolved += self
             .store
             .resolve_notifications(&stale, Resolution::NotServed)
@@ -406,7 +437,9 @@ impl Notifier {
                     if stop.load(std::sync::atomic::Ordering::Relaxed) {
                         return (digest, Ok(Outcome::NotStarted));
                     }
-                    let outcome = self.send_and_record(&digest, lease, attempts).await;
+                    let outcome = self
+                        .send_and_record(&digest, lease, leased_at, attempts)
+                        .await;
                     (digest, outcome)
                 })
                 .buffer_unordered(self.settings.concurrency.max(1));
@@ -465,23 +498,28 @@ impl Notifier {
     }
 
     /// Sends one digest and records the outcome, unless `lease` no longer holds every
-    /// notification in it (checked, and renewed, just before sending).
+    /// notification in it: checked, and renewed, just before sending, once a third of the
+    /// lease has passed since it was taken at `leased_at`. Before that the lease still has
+    /// two thirds to run, so the check would only cost the outbox a write per digest.
     #[tracing::instrument(name = "send", skip_all, fields(to = %digest.to, notifications = digest.ids.len()))]
     async fn send_and_record(
         &self,
         digest: &Digest,
         lease: &str,
+        leased_at: OffsetDateTime,
         attempts: &HashMap<i64, u32>,
     ) -> Result<Outcome> {
-        let held = self
-            .store
-            .renew_notification_lease(lease, &digest.ids, self.settings.lease_for)
-            .await?;
-        if held.len() < digest.ids.len() {
-            // Whoever holds them now sends them (or a later run, for the ones still held
-            // here: their lease runs out).
-            tracing::warn!(owner = %digest.to, "lease lost before sending; digest left to its holder");
-            return Ok(Outcome::LeaseLost);
+        if self.clock.now() >= leased_at + self.settings.lease_for / 3 {
+            let held = self
+                .store
+                .renew_notification_lease(lease, &digest.ids, self.settings.lease_for)
+                .await?;
+            if held.len() < digest.ids.len() {
+                // Whoever holds them now sends them (or a later run, for the ones still
+                // held here: their lease runs out).
+                tracing::warn!(owner = %digest.to, "lease lost before sending; digest left to its holder");
+                return Ok(Outcome::LeaseLost);
+            }
         }
         match self.transmit(digest).await {
             Ok(()) => Ok(Outcome::Sent(self.record_sent(&digest.ids).await?)),
