@@ -9,7 +9,7 @@
 //! first run then also posts every due certificate to it, in parts of 1,000.
 //!
 //! `cargo run --release -p certfleet-notifier --example notify_bench -- \
-//!     --postgres URL --smtp smtp://127.0.0.1:PORT [--certificates N] [--owners N]
+//!     --postgres URL --smtp smtp://127.0.0.1:PORT [--certificates N] [--owners N] [--keep yes]
 //!     [--webhook http://127.0.0.1:PORT/]`
 
 use std::str::FromStr;
@@ -31,6 +31,8 @@ struct Args {
     certificates: i64,
     owners: i64,
     webhook: Option<String>,
+    /// Leave the seeded database behind (named on the first line) to look into its plans.
+    keep: bool,
 }
 
 fn args() -> Result<Args, String> {
@@ -40,6 +42,7 @@ fn args() -> Result<Args, String> {
         certificates: 1_000_000,
         owners: 7_000,
         webhook: None,
+        keep: false,
     };
     let mut words = std::env::args().skip(1);
     while let Some(flag) = words.next() {
@@ -50,6 +53,7 @@ fn args() -> Result<Args, String> {
             "--certificates" => args.certificates = value.parse().map_err(|_| "--certificates")?,
             "--owners" => args.owners = value.parse().map_err(|_| "--owners")?,
             "--webhook" => args.webhook = Some(value),
+            "--keep" => args.keep = value == "yes",
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -107,6 +111,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     let url = admin.clone().database(&name).to_url_lossy().to_string();
     let outcome = bench(&args, &url).await;
+    if args.keep {
+        println!("database {name} kept");
+        return outcome;
+    }
     connection
         .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
         .await?;
