@@ -5,6 +5,7 @@
 //! `Backend`s.
 
 use async_trait::async_trait;
+use futures::TryStreamExt;
 use serde::de::DeserializeOwned;
 use sqlx::pool::PoolOptions;
 use sqlx::{
@@ -69,8 +70,8 @@ pub trait Backend: sqlx::Database {
     /// Whether a write of one statement runs in a write transaction (SQLite, to take the
     /// write lock up front) or on its own (PostgreSQL).
     const LOCKS_TO_WRITE: bool;
-    /// A setting for the transaction of a heavy read, if any.
-    const HEAVY_READ_SETTING: Option<&'static str>;
+    /// Settings for the transaction of a heavy read (none: it runs on its own).
+    const HEAVY_READ_SETTINGS: &'static [&'static str];
 
     /// The query with its values bound in this database's types.
     fn bound(query: &Query) -> Result<Bound<'_, Self>>;
@@ -122,15 +123,24 @@ where
             .map_err(|error| rows::not_found_as(what, error))
     }
 
-    async fn heavy_rows(&self, query: &Query) -> Result<Vec<DB::Row>> {
-        let Some(setting) = DB::HEAVY_READ_SETTING else {
-            return self.rows(query).await;
-        };
+    async fn heavy_read<T, F>(&self, query: &Query, read: F) -> Result<Vec<T>>
+    where
+        T: Send,
+        F: Fn(&DB::Row) -> Result<T> + Send + Sync,
+    {
         let mut transaction = DB::begin(self).await?;
-        transaction.execute(&crate::db::plain(setting)).await?;
-        let rows = transaction.rows(query).await?;
+        for setting in DB::HEAVY_READ_SETTINGS {
+            transaction.execute(&crate::db::plain(*setting)).await?;
+        }
+        let mut read_rows = Vec::new();
+        {
+            let mut rows = DB::bound(query)?.fetch(&mut *transaction);
+            while let Some(row) = rows.try_next().await? {
+                read_rows.push(read(&row)?);
+            }
+        }
         Tx::commit(transaction).await?;
-        Ok(rows)
+        Ok(read_rows)
     }
 
     async fn begin(&self) -> Result<Self::Tx> {

@@ -367,8 +367,13 @@ pub trait Db: Send + Sync + std::fmt::Debug + Clone + 'static {
     /// The one row of a query; [`crate::Error::NotFound`] naming `what` when there is none.
     async fn row(&self, query: &Query, what: &'static str) -> Result<Self::Row>;
 
-    /// Every row of a heavy read, with the backend's tuning for it.
-    async fn heavy_rows(&self, query: &Query) -> Result<Vec<Self::Row>>;
+    /// Every row of a heavy read, each read with `read` as it arrives (so that reading
+    /// overlaps the server's work and the raw rows are never all held at once), with the
+    /// backend's tuning for it.
+    async fn heavy_read<T, F>(&self, query: &Query, read: F) -> Result<Vec<T>>
+    where
+        T: Send,
+        F: Fn(&Self::Row) -> Result<T> + Send + Sync;
 
     /// Begins a write transaction (SQLite: holding the write lock from the start).
     async fn begin(&self) -> Result<Self::Tx>;

@@ -38,8 +38,11 @@ impl Backend for Postgres {
     const LOCKS_TO_WRITE: bool = false;
     /// JIT compilation costs more than it saves on these plans (a quarter of a second at
     /// a million endpoints for the notification candidates), so it is off for the one
-    /// transaction of such a read.
-    const HEAVY_READ_SETTING: Option<&'static str> = Some("SET LOCAL jit = off");
+    /// transaction of such a read. Its hash joins get 32 MB instead of the default 4 MB:
+    /// at a million endpoints the due ones (35,000 rows per worker) spilled to disk in 8
+    /// batches, and the candidates query took 0.75 s instead of 0.56 to 0.62 s.
+    const HEAVY_READ_SETTINGS: &'static [&'static str] =
+        &["SET LOCAL jit = off", "SET LOCAL work_mem = '32MB'"];
 
     /// Times as `timestamptz`, days as `date`, lists and batch columns as arrays.
     fn bound(query: &Query) -> Result<Bound<'_, Postgres>> {

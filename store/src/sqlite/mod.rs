@@ -64,7 +64,7 @@ impl SqlStore<SqlitePool> {
 impl Backend for Sqlite {
     const DIALECT: Dialect = Dialect::Sqlite;
     const LOCKS_TO_WRITE: bool = true;
-    const HEAVY_READ_SETTING: Option<&'static str> = None;
+    const HEAVY_READ_SETTINGS: &'static [&'static str] = &[];
 
     /// Times are bound as Unix seconds, days as `YYYY-MM-DD`, lists as JSON arrays.
     fn bound(query: &Query) -> Result<Bound<'_, Sqlite>> {

@@ -50,8 +50,7 @@ impl<D: Db> NotificationStore for SqlStore<D> {
         deadline: OffsetDateTime,
     ) -> Result<Vec<NotificationCandidate>> {
         let query = with_arg(records::CANDIDATES, Bind::Time(deadline));
-        let rows = self.pool().heavy_rows(&query).await?;
-        rows.iter().map(records::candidate).collect()
+        self.pool().heavy_read(&query, records::candidate).await
     }
 
     async fn claim_notifications(&self, claims: &[NotificationClaim]) -> Result<u64> {
